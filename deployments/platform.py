@@ -1,0 +1,337 @@
+"""Start the embedded platform: Prefect server, MongoDB-compatible server, work
+pools and workers, and the REST API, all on 127.0.0.1.
+
+``make up`` runs ``python -m deployments.platform`` in the foreground; the test
+suite starts the same services through :class:`Platform`, on free ports, so the
+tests exercise exactly what users run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from blocks.settings import PROJECT_ROOT, PlatformSettings
+
+WORKER_QUERY_SECONDS = "1"  # Prefect's default (10 s) makes submit->Running 5-15 s
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def mongo_ok(uri: str) -> bool:
+    import pymongo
+
+    try:
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=1000) as c:
+            c.admin.command("ping")
+        return True
+    except Exception:
+        return False
+
+
+def prefect_cli() -> list[str]:
+    exe = shutil.which("prefect")
+    return [exe] if exe else [sys.executable, "-m", "prefect"]
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+
+
+@dataclass
+class Platform:
+    """Child processes of one embedded platform, stopped in reverse order."""
+
+    home: Path
+    prefect_port: int
+    mongo_port: int
+    api_port: int
+    data_dir: Path
+    services: list[Service] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, s: PlatformSettings) -> "Platform":
+        return cls(home=s.home, prefect_port=s.prefect_port, mongo_port=s.mongo_port, api_port=s.api_port, data_dir=s.shared_data_dir)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def mongo_uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.mongo_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment shared by every child (and by tests that call the Prefect client)."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "PREFECT_API_URL": self.prefect_api_url,
+                "PREFECT_HOME": str(self.home / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "OPEVA_DATA_DIR": str(self.data_dir),
+                "OPEVA_HOME": str(self.home),
+                "OPEVA_PREFECT_PORT": str(self.prefect_port),
+                "OPEVA_API_PORT": str(self.api_port),
+                "OPEVA_MONGO_PORT": str(self.mongo_port),
+                "MONGO_URI": env.get("MONGO_URI") or self.mongo_uri,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+            }
+        )
+        env.update(extra)
+        return env
+
+    def start(self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, **env: str) -> Service:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"{name}.log"
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(
+            cmd, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=str(PROJECT_ROOT), start_new_session=True,
+        )
+        log.close()
+        service = Service(name, proc, log_path)
+        self.services.append(service)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise StartupError(f"{name} exited with code {proc.returncode} while starting; end of {log_path}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise StartupError(f"{name} did not become ready within {timeout:.0f} s; see {log_path}")
+            time.sleep(0.3)
+        return service
+
+    # -- the components -------------------------------------------------
+
+    def start_prefect_server(self) -> None:
+        if http_ok(f"{self.prefect_api_url}/health"):
+            print(f"Prefect server already answers on {self.prefect_api_url}; using it")
+            return
+        if port_open(self.prefect_port):
+            raise StartupError(f"port {self.prefect_port} is taken by something that is not a Prefect server")
+        (self.home / "prefect").mkdir(parents=True, exist_ok=True)
+        self.start(
+            "prefect-server",
+            prefect_cli() + ["server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
+            lambda: http_ok(f"{self.prefect_api_url}/health"),
+            timeout=180,
+        )
+
+    def start_mongo(self) -> None:
+        if mongo_ok(self.mongo_uri):
+            print(f"MongoDB-compatible server already answers on {self.mongo_uri}; using it")
+            return
+        store = self.home / "mongo"
+        store.mkdir(parents=True, exist_ok=True)
+        self.start(
+            "mongo",
+            [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.mongo_port), "--storage-path", str(store), "--log-level", "WARNING"],
+            lambda: mongo_ok(self.mongo_uri),
+        )
+
+    def setup_pools(self, hosts_file: Path | None = None, docker: bool | None = None) -> dict[str, str]:
+        cmd = [sys.executable, "-m", "deployments.setup", "--mongo-uri", self.env()["MONGO_URI"]]
+        if docker is False:
+            cmd.append("--process")
+        env = self.env(**({"OPEVA_HOSTS_FILE": str(hosts_file)} if hosts_file else {}))
+        out = subprocess.run(cmd, env=env, cwd=str(PROJECT_ROOT), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise StartupError(f"deployment set-up failed:\n{out.stdout}\n{out.stderr[-3000:]}")
+        types = {}
+        for line in out.stdout.splitlines():
+            if line.startswith("host "):
+                host, rest = line[5:].split(":", 1)
+                types[host] = rest.split()[0]
+        return types
+
+    def start_worker(self, pool: str, pool_type: str, name: str | None = None) -> Service:
+        worker_name = name or f"{pool}@{socket.gethostname()}"
+
+        def online() -> bool:
+            return asyncio.run(worker_online(self.prefect_api_url, pool, worker_name))
+
+        return self.start(
+            f"worker-{worker_name.replace('@', '-')}",
+            prefect_cli() + ["worker", "start", "--pool", pool, "--type", pool_type, "--name", worker_name],
+            online,
+            PREFECT_WORKER_QUERY_SECONDS=WORKER_QUERY_SECONDS,
+            PREFECT_WORKER_HEARTBEAT_SECONDS="10",
+        )
+
+    def start_api(self, **env: str) -> None:
+        if port_open(self.api_port):
+            raise StartupError(f"port {self.api_port} is already in use: is the platform already running?")
+        self.start(
+            "api",
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.api_port), "--log-level", "warning"],
+            lambda: http_ok(f"{self.api_url}/health"),
+            **env,
+        )
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            if service.proc.poll() is None:
+                try:
+                    os.killpg(service.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for service in reversed(self.services):
+            try:
+                service.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(service.proc.pid, signal.SIGKILL)
+                service.proc.wait()
+        self.services.clear()
+
+
+async def worker_online(api_url: str, pool: str, worker_name: str | None = None) -> bool:
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(api_url) as client:
+        try:
+            workers = await client.read_workers_for_work_pool(pool)
+        except Exception:
+            return False
+    return any(w.status == "ONLINE" and (worker_name is None or w.name == worker_name) for w in workers)
+
+
+def ensure_docker_engine() -> bool:
+    """Start an engine when we can (root, Debian); False means use process pools."""
+    from deployments.setup import docker_available
+
+    if docker_available():
+        return True
+    if os.environ.get("OPEVA_DOCKER", "1") == "0":
+        return False
+    script = PROJECT_ROOT / "deployments" / "docker_engine.sh"
+    return subprocess.run(["bash", str(script)]).returncode == 0 and docker_available()
+
+
+def ensure_image(image: str) -> None:
+    import docker
+
+    try:
+        docker.from_env().images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    print(f"Building the runtime image {image} (first start only; a few minutes offline)...", flush=True)
+    subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "build_image.sh")], check=True, env={**os.environ, "IMAGE": image})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the OPEVA platform in the foreground (Ctrl-C stops it).")
+    parser.parse_args()
+    settings = PlatformSettings()
+    platform = Platform.from_settings(settings)
+    if port_open(settings.api_port) and http_ok(f"{platform.api_url}/health") and http_ok(f"{platform.prefect_api_url}/health"):
+        print(f"The platform is already running: API {platform.api_url}, Prefect UI http://127.0.0.1:{settings.prefect_port}")
+        return 0
+
+    stop_requested = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        use_docker = ensure_docker_engine()
+        if use_docker:
+            ensure_image(settings.runtime_image)
+        else:
+            print(
+                "No Docker engine answers (docker info failed): falling back to PROCESS work pools of the same names.\n"
+                "Jobs run as local processes, without container isolation. Start an engine and run make up again for Docker pools."
+            )
+        print("Starting the Prefect server (first start runs migrations, ~15 s)...", flush=True)
+        platform.start_prefect_server()
+        platform.start_mongo()
+        os.environ.update({"PREFECT_API_URL": platform.prefect_api_url})
+        types = platform.setup_pools(docker=use_docker)
+        from deployments.hosts import load_hosts
+
+        for host in load_hosts().hosts:
+            if host.start_worker:
+                platform.start_worker(host.name, types[host.name])
+        platform.start_api()
+        ui = f"http://127.0.0.1:{settings.prefect_port}"
+        print(
+            f"\nOPEVA platform is up.\n"
+            f"  Prefect UI:   {ui}\n"
+            f"  Prefect API:  {platform.prefect_api_url}   (export PREFECT_API_URL={platform.prefect_api_url})\n"
+            f"  OPEVA API:    {platform.api_url}   (docs: {platform.api_url}/docs)\n"
+            f"  MongoDB:      {platform.mongo_uri}\n"
+            f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}\n"
+            f"  Shared data:  {platform.data_dir}\n"
+            f"  Logs:         {platform.logs_dir}\n"
+            f"Try: PREFECT_API_URL={platform.prefect_api_url} prefect deployment run 'run-simulation/local'\n"
+            f"Ctrl-C stops everything started here.",
+            flush=True,
+        )
+        while True:
+            for service in platform.services:
+                if service.proc.poll() is not None:
+                    print(f"{service.name} exited with code {service.proc.returncode}; see {service.log_path}. Stopping.")
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+        return 0
+    except StartupError as exc:
+        print(f"Start-up failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        platform.stop()
+        print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

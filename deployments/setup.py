@@ -1,0 +1,224 @@
+"""Create or update everything Prefect must know: blocks, one work pool per host,
+the deployments ``run-simulation/<host>`` and ``build-dataset/<host>``, and the
+zombie-run automation.
+
+Run it as ``python -m deployments.setup`` (``make up`` does). It is idempotent:
+run it again after editing the hosts file. Hosts' defaults (image, volumes,
+network, GPUs) live in each pool's base job template, so ``prefect deployment
+run`` and the REST API launch identical containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
+from prefect.utilities.callables import parameter_schema
+
+from blocks.settings import PROJECT_ROOT, PlatformSettings
+from blocks.storage import DEFAULT_BLOCK_NAME, SharedStorage
+from deployments.hosts import Host, HostsFile, load_hosts
+
+log = logging.getLogger("opeva.setup")
+
+IMAGE_WORKDIR = "/opt/opeva"
+ZOMBIE_AUTOMATION = "opeva: crash runs whose heartbeats stopped"
+HEARTBEAT_SECONDS = 30
+
+# deployment name prefix -> (entrypoint, import path of the flow object)
+FLOWS: dict[str, tuple[str, str]] = {
+    "run-simulation": ("flows/simulation.py:run_simulation", "flows.simulation:run_simulation"),
+    "build-dataset": ("flows/dataset.py:build_dataset", "flows.dataset:build_dataset"),
+}
+
+
+def docker_available(base_url: str | None = None) -> bool:
+    try:
+        import docker
+
+        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        client.ping()
+        return True
+    except Exception:  # any failure means "no engine we can use"
+        return False
+
+
+def _run_env(api_url: str) -> dict[str, str]:
+    """Environment of every flow run: reach the API, ship logs fast, send heartbeats."""
+    return {
+        "PREFECT_API_URL": api_url,
+        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
+    }
+
+
+def job_template(host: Host, *, docker: bool, image: str, api_url: str) -> dict[str, Any]:
+    """The pool's base job template with this host's defaults filled in."""
+    if docker:
+        from prefect_docker.worker import DockerWorker
+
+        template = DockerWorker.get_default_base_job_template()
+        defaults: dict[str, Any] = {
+            "image": host.image or image,
+            "image_pull_policy": "Never",  # images are built locally; ':latest' would mean Always
+            "network_mode": "host",  # the only way a container reaches a 127.0.0.1 API here
+            "auto_remove": True,
+            "volumes": host.volumes,
+            "env": _run_env(api_url),
+            "stream_output": True,
+        }
+        if host.gpus:
+            defaults["container_create_kwargs"] = {"device_requests": [host.gpus.device_request()]}
+    else:
+        from prefect.workers.process import ProcessWorker
+
+        template = ProcessWorker.get_default_base_job_template()
+        defaults = {"env": {**_run_env(api_url), "PYTHONPATH": str(PROJECT_ROOT)}, "working_dir": str(PROJECT_ROOT)}
+    for key, value in defaults.items():
+        template["variables"]["properties"][key]["default"] = value
+    return template
+
+
+async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str, api_url: str) -> str:
+    pool_type = "docker" if docker else "process"
+    template = job_template(host, docker=docker, image=image, api_url=api_url)
+    try:
+        existing = await client.read_work_pool(host.name)
+    except ObjectNotFound:
+        existing = None
+    if existing is not None and existing.type != pool_type:
+        log.warning("work pool %s is of type %s; recreating it as %s", host.name, existing.type, pool_type)
+        await client.delete_work_pool(host.name)
+        existing = None
+    if existing is None:
+        await client.create_work_pool(
+            WorkPoolCreate(
+                name=host.name,
+                type=pool_type,
+                base_job_template=template,
+                concurrency_limit=host.concurrency_limit,
+                description=f"OPEVA compute host {host.name}",
+            )
+        )
+    else:
+        await client.update_work_pool(
+            host.name, WorkPoolUpdate(base_job_template=template, concurrency_limit=host.concurrency_limit)
+        )
+    return pool_type
+
+
+def _load_flow(import_path: str) -> Any:
+    module, attr = import_path.split(":")
+    return getattr(__import__(module, fromlist=[attr]), attr)
+
+
+async def ensure_deployments(client: Any, host: Host, *, docker: bool) -> list[str]:
+    workdir = IMAGE_WORKDIR if docker else str(PROJECT_ROOT)
+    names = []
+    for prefix, (entrypoint, import_path) in FLOWS.items():
+        flow_obj = _load_flow(import_path)
+        flow_id = await client.create_flow_from_name(flow_obj.name)
+        await client.create_deployment(
+            flow_id=flow_id,
+            name=host.name,
+            work_pool_name=host.name,
+            entrypoint=entrypoint,
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": workdir}}],
+            parameter_openapi_schema=parameter_schema(flow_obj).model_dump_for_openapi(),
+            enforce_parameter_schema=True,
+            description=(flow_obj.description or "").strip().splitlines()[0] if flow_obj.description else None,
+            tags=["opeva", f"host:{host.name}"],
+        )
+        names.append(f"{flow_obj.name}/{host.name}")
+    return names
+
+
+async def register_blocks(settings: PlatformSettings, mongo_uri: str | None) -> None:
+    await SharedStorage.aregister_type_and_schema()
+    storage = SharedStorage(base_path=str(settings.shared_data_dir))
+    storage.ensure_layout()
+    await storage.asave(DEFAULT_BLOCK_NAME, overwrite=True)
+    if mongo_uri:
+        from blocks.mongo import MongoSites
+
+        await MongoSites.aregister_type_and_schema()
+        await MongoSites(uri=mongo_uri).asave(DEFAULT_BLOCK_NAME, overwrite=True)
+
+
+async def ensure_zombie_automation() -> None:
+    """Runs whose worker or host died stay Running forever (Prefect #16746); missing
+    heartbeats mark them Crashed instead (Prefect docs, "Detect zombie flows")."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    try:
+        await Automation.aread(name=ZOMBIE_AUTOMATION)
+        return
+    except ValueError:
+        pass
+    await Automation(
+        name=ZOMBIE_AUTOMATION,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=3 * HEARTBEAT_SECONDS),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message="No heartbeat for 90 s: the worker or host died.")],
+    ).acreate()
+
+
+async def setup(
+    hosts: HostsFile | None = None,
+    *,
+    settings: PlatformSettings | None = None,
+    mongo_uri: str | None = None,
+    docker: bool | None = None,
+) -> dict[str, str]:
+    """Returns each host's pool type."""
+    settings = settings or PlatformSettings()
+    hosts = hosts or load_hosts()
+    api_url = PREFECT_API_URL.value() or settings.prefect_api_url
+    await register_blocks(settings, mongo_uri)
+    types: dict[str, str] = {}
+    async with get_client() as client:
+        for host in hosts.hosts:
+            use_docker = docker_available(host.docker_url) if docker is None else docker
+            types[host.name] = await ensure_pool(client, host, docker=use_docker, image=settings.runtime_image, api_url=api_url)
+            for name in await ensure_deployments(client, host, docker=use_docker):
+                log.info("deployment %s on a %s pool", name, types[host.name])
+    await ensure_zombie_automation()
+    return types
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mongo-uri", help="MongoDB URI saved in the 'default' MongoDB block")
+    parser.add_argument("--process", action="store_true", help="use process pools even when Docker answers")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    types = asyncio.run(setup(mongo_uri=args.mongo_uri, docker=False if args.process else None))
+    for host, kind in types.items():
+        print(f"host {host}: {kind} work pool '{host}', deployments run-simulation/{host}, build-dataset/{host}")
+
+
+if __name__ == "__main__":
+    main()
