@@ -141,7 +141,10 @@ def run_simulation(
         except (TypeError, ValueError):
             return
         stage = data.get("stage") or ""
-        update_progress_artifact(progress_id, percent, description=f"{info['job_name']}: {stage}".strip(": "))
+        try:
+            update_progress_artifact(progress_id, percent, description=f"{info['job_name']}: {stage}".strip(": "))
+        except Exception as exc:  # progress.json stays the truth; an API outage must not fail the job
+            logger.warning("[WARNING] could not update the progress artifact: %s", exc)
 
     env = simulator_env(job, data_dir=storage.root, config_path=cfg_file)
     run = supervise(cmd, env=env, job=job, logger=logger, on_progress=on_progress, cwd=str(Path(__file__).resolve().parent.parent))
