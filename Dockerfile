@@ -25,4 +25,6 @@ WORKDIR /opt/opeva
 COPY pyproject.toml ./
 COPY blocks/ blocks/
 COPY flows/ flows/
+COPY api/ api/
+COPY deployments/ deployments/
 ENV PYTHONPATH=/opt/opeva

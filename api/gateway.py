@@ -11,18 +11,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
-    DeploymentFilter,
-    DeploymentFilterName,
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
-    FlowRunFilterId,
     FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -37,7 +34,7 @@ from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
-from api.states import ACTIVE, PREFECT_TYPES, opeva_status
+from api.states import PREFECT_TYPES, opeva_status
 
 log = logging.getLogger("opeva.api")
 
@@ -94,6 +91,7 @@ class PrefectGateway:
     def __init__(self, client: PrefectClient) -> None:
         self.client = client
         self._deployments: dict[str, UUID] = {}
+        self._flow_names: dict[UUID, str] = {}
 
     # -- submitting ------------------------------------------------------
 
@@ -116,15 +114,17 @@ class PrefectGateway:
         retries: int = 0,
         retry_delay_seconds: int = 5,
         resources: Resources | None = None,
+        job_variables: dict[str, Any] | None = None,
         tags: list[str] | None = None,
     ) -> FlowRun:
         deployment_id = await self.deployment_id(flow_name, host)
+        variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
         try:
             run = await self.client.create_flow_run_from_deployment(
                 deployment_id,
                 parameters=parameters,
                 name=name,
-                job_variables=(resources.job_variables() or None) if resources else None,
+                job_variables=variables or None,
                 tags=tags or [],
             )
         except ObjectNotFound:  # deployment removed since we cached its id
@@ -164,8 +164,12 @@ class PrefectGateway:
         )
         return runs, total
 
-    async def flow_name(self, run: FlowRun) -> str:
-        return (await self.client.read_flow(run.flow_id)).name
+    async def flow_names(self) -> dict[UUID, str]:
+        """Flow id -> name of the job flows; flows are few and never renamed, so cached."""
+        if len(self._flow_names) < len(JOB_FLOWS):
+            flows = await self.client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=JOB_FLOWS)))
+            self._flow_names = {f.id: f.name for f in flows}
+        return self._flow_names
 
     async def logs(self, job_id: str, *, after: datetime | None = None, limit: int = 200) -> list[Log]:
         flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[parse_job_id(job_id)]))
@@ -267,9 +271,3 @@ class PrefectGateway:
         except Exception:
             return False
 
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-__all__ = ["ACTIVE", "PrefectGateway", "JobNotFound", "DeploymentMissing", "Resources", "opeva_status"]

@@ -1,8 +1,53 @@
-from fastapi import FastAPI
+"""The OPEVA REST API: a thin FastAPI layer over Prefect.
 
-app = FastAPI(title="OPEVA API")
+Run with ``uvicorn api.main:app``. Every route but ``/health`` needs a bearer
+token when ``OPEVA_API_TOKENS`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from prefect.client.orchestration import get_client
+
+from api import errors
+from api.deps import HostsCache, require_token
+from api.gateway import PrefectGateway
+from api.routers import configs, health, hosts, jobs
+from blocks.settings import PlatformSettings, project_version
+from blocks.storage import aload_storage
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
-@app.get("/health")
-def health() -> dict:
-    return {"status": "ok"}
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = PlatformSettings()
+    app.state.settings = settings
+    app.state.hosts = HostsCache(settings.hosts_file)
+    async with get_client() as client:
+        app.state.gateway = PrefectGateway(client)
+        app.state.storage = await aload_storage()
+        app.state.storage.ensure_layout()
+        yield
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="OPEVA API",
+        version=project_version(),
+        description="Simulation jobs and dataset builds as Prefect flow runs. Job ids are Prefect flow-run ids.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.include_router(health.router)
+    protected = [Depends(require_token)]
+    for module in (jobs, configs, hosts):
+        app.include_router(module.router, dependencies=protected)
+    return app
+
+
+app = create_app()

@@ -171,6 +171,13 @@ def load_storage(block_name: str | None = None) -> SharedStorage:
     return SharedStorage.load(block_name or os.environ.get("OPEVA_STORAGE_BLOCK", DEFAULT_BLOCK_NAME))
 
 
+async def aload_storage(block_name: str | None = None) -> SharedStorage:
+    """:func:`load_storage` for async callers (the API's start-up)."""
+    if os.environ.get("OPEVA_DATA_DIR"):
+        return storage_from_env()
+    return await SharedStorage.aload(block_name or os.environ.get("OPEVA_STORAGE_BLOCK", DEFAULT_BLOCK_NAME))
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so a reader never sees half a file (progress is read while written)."""
     path.parent.mkdir(parents=True, exist_ok=True)

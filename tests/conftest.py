@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deployments.platform import Platform, free_port  # noqa: E402
+from deployments.platform import Platform, free_port, prefect_cli  # noqa: E402
 
 _HOME = Path(tempfile.mkdtemp(prefix="opeva-tests-"))
 PLATFORM = Platform(home=_HOME, prefect_port=free_port(), mongo_port=free_port(), api_port=free_port(), data_dir=_HOME / "data")
@@ -43,6 +43,9 @@ hosts:
     concurrency_limit: 2
     volumes: ["{PLATFORM.data_dir}:{PLATFORM.data_dir}"]
     start_worker: true
+  - name: offline
+    concurrency_limit: 1
+    volumes: ["{PLATFORM.data_dir}:{PLATFORM.data_dir}"]
 """
 HOSTS_FILE = _HOME / "hosts.yaml"
 HOSTS_FILE.write_text(HOSTS_YAML)
@@ -115,6 +118,19 @@ def api(platform: Platform) -> Iterator[Any]:
         yield client
 
 
+API_TOKEN = "test-token-123"
+
+
+@pytest.fixture(scope="session")
+def secured_api_url(platform: Platform) -> Iterator[str]:
+    """A second API process with bearer tokens turned on (OPEVA_API_TOKENS)."""
+    secured = Platform(home=platform.home, prefect_port=platform.prefect_port, mongo_port=platform.mongo_port,
+                       api_port=free_port(), data_dir=platform.data_dir)
+    secured.start_api(OPEVA_API_TOKENS=f"other-token,{API_TOKEN}")
+    yield secured.api_url
+    secured.stop()
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -157,6 +173,11 @@ def wait_final(job_id: str, timeout: float = 180):
 
 def experiment(name: str = "test", run_name: str = "run") -> dict:
     return {"experiment": {"name": name, "run_name": run_name}}
+
+
+def prefect_cmd(*args: str) -> list[str]:
+    """The ``prefect`` CLI, talking to the test server (PREFECT_API_URL is in the environment)."""
+    return prefect_cli() + list(args)
 
 
 def sh(script: str) -> list[str]:

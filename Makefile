@@ -1,0 +1,32 @@
+# Two commands: `make up` runs the platform, `make test` runs the tests.
+PYTHON ?= python3
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: up test install image seed bench setup clean
+
+install: var/.installed  ## Python dependencies of the platform and its tests
+
+var/.installed: pyproject.toml
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+	mkdir -p var && touch var/.installed
+
+up: install  ## Prefect server, MongoDB-compatible server, work pools + workers, REST API (foreground; Ctrl-C stops)
+	$(PYTHON) -m deployments.platform
+
+test: install  ## The whole test suite against real services (starts its own, on free ports)
+	$(PYTHON) -m pytest -q
+
+image:  ## Build the runtime image (offline-capable: debootstrap base + wheelhouse)
+	bash deployments/build_image.sh
+
+seed:  ## Fill the local MongoDB-compatible server with a sample site (make up must be running)
+	$(PYTHON) -m flows.sample_site --uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
+
+setup:  ## Re-create pools and deployments after editing deployments/hosts.yaml
+	$(PYTHON) -m deployments.setup --mongo-uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
+
+bench:  ## Benchmarks (each prints a table)
+	for b in bench/*.py; do $(PYTHON) $$b || exit 1; done
+
+clean:  ## Remove local state (Prefect database, Mongo files, shared data)
+	rm -rf var .build

@@ -1,0 +1,72 @@
+"""FastAPI dependencies: the gateway, shared storage, hosts and auth.
+
+The objects live on ``app.state`` (made once in the lifespan) so a request pays
+for no connection set-up: one Prefect client with its connection pool serves
+every request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import ApiError
+from api.gateway import PrefectGateway
+from blocks.settings import PlatformSettings
+from blocks.storage import SharedStorage
+from deployments.hosts import Host, HostsFile, load_hosts
+
+_bearer = HTTPBearer(auto_error=False, description="Needed when OPEVA_API_TOKENS is set.")
+
+
+def get_settings(request: Request) -> PlatformSettings:
+    return request.app.state.settings
+
+
+def get_gateway(request: Request) -> PrefectGateway:
+    return request.app.state.gateway
+
+
+def get_storage(request: Request) -> SharedStorage:
+    return request.app.state.storage
+
+
+class HostsCache:
+    """The hosts file, re-read when it changes on disk (hosts are added without restarts)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime: float | None = None
+        self._hosts: HostsFile | None = None
+
+    def get(self) -> HostsFile:
+        mtime = self.path.stat().st_mtime
+        if self._hosts is None or mtime != self._mtime:
+            self._hosts, self._mtime = load_hosts(self.path), mtime
+        return self._hosts
+
+
+def get_hosts(request: Request) -> HostsFile:
+    return request.app.state.hosts.get()
+
+
+def known_host(name: str, hosts: HostsFile) -> Host:
+    host = hosts.get(name)
+    if host is None:
+        raise ApiError(404, f"unknown host {name!r}; known hosts: {', '.join(hosts.names)}", known_hosts=hosts.names)
+    return host
+
+
+async def require_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> None:
+    tokens = request.app.state.settings.token_set
+    if not tokens:
+        return
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+    if not any(secrets.compare_digest(credentials.credentials, t) for t in tokens):
+        raise ApiError(401, "invalid bearer token")

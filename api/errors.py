@@ -1,0 +1,132 @@
+"""One JSON error shape for every endpoint: ``{"detail": "<what was wrong>", ...}``.
+
+Why handlers here and not try/except in routes: domain errors (unknown job,
+unsafe name, Prefect unreachable) are raised from helpers deep down; mapping
+them once keeps every route's answer consistent and free of tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.gateway import DeploymentMissing, JobNotFound
+from blocks.storage import UnsafeNameError
+from flows.experiment import ExperimentConfigError
+
+log = logging.getLogger("opeva.api")
+
+
+class ApiError(Exception):
+    """Raise from a route to answer ``status_code`` with ``detail`` and extra fields."""
+
+    def __init__(self, status_code: int, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.extra = extra
+
+
+def error(status_code: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status_code)
+
+
+def _location(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    messages = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            messages.append(f"request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}")
+        elif err.get("type") == "missing" and not [p for p in err.get("loc", ()) if p != "body"]:
+            messages.append("request body is required")
+        else:
+            messages.append(f"{_location(err.get('loc', ()))}: {err.get('msg')}")
+    return "; ".join(messages) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status_code, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        return error(422, _validation_message(exc), errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(JobNotFound)
+    async def _job_not_found(_: Request, exc: JobNotFound) -> JSONResponse:
+        return error(404, str(exc), status="not_found", job_id=exc.job_id)
+
+    @app.exception_handler(UnsafeNameError)
+    async def _unsafe(_: Request, exc: UnsafeNameError) -> JSONResponse:
+        return error(400, str(exc))
+
+    @app.exception_handler(ExperimentConfigError)
+    async def _config(_: Request, exc: ExperimentConfigError) -> JSONResponse:
+        return error(422, str(exc), field=exc.field)
+
+    @app.exception_handler(DeploymentMissing)
+    async def _deployment(_: Request, exc: DeploymentMissing) -> JSONResponse:
+        return error(503, str(exc))
+
+    @app.exception_handler(httpx.HTTPError)
+    async def _prefect_down(_: Request, exc: httpx.HTTPError) -> JSONResponse:
+        log.warning("Prefect API call failed: %r", exc)
+        return error(503, f"the Prefect API is unreachable or failed: {type(exc).__name__}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with 413, also when no Content-Length is sent."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_big = error(413, f"request body too large: the limit is {self.max_bytes} bytes")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await too_big(scope, receive, send)
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await too_big(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,74 @@
+"""Experiment configs: YAML files under ``configs/`` on shared storage.
+
+Seed 000's names (``/config/create``, ``/configs``, ``/config/{file}``) stay as aliases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Depends
+
+from api.deps import get_storage
+from api.errors import ApiError
+from api.models import ConfigCreateRequest
+from blocks.storage import SharedStorage
+
+router = APIRouter(tags=["experiment configs"])
+
+
+def _parse(config: dict[str, Any] | str) -> dict[str, Any]:
+    if isinstance(config, str):
+        try:
+            config = yaml.safe_load(config)
+        except yaml.YAMLError as exc:
+            raise ApiError(422, f"config is not valid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ApiError(422, "config must be a mapping (a YAML object at the top level)")
+    return config
+
+
+@router.post("/experiment-configs/create", summary="Create a config file")
+@router.post("/config/create", include_in_schema=False)
+def create_config(body: ConfigCreateRequest, storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+    config = _parse(body.config)
+    path = storage.config_file(body.file_name)
+    if path.exists() and not body.overwrite:
+        raise ApiError(409, f"config {body.file_name!r} already exists; send \"overwrite\": true to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return {"message": f"Config {body.file_name} saved", "file_name": body.file_name, "config_path": storage.relative(path)}
+
+
+@router.get("/experiment-configs", summary="List config files")
+@router.get("/configs", include_in_schema=False)
+def list_configs(storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+    files = sorted(p.name for p in storage.configs_dir.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return {"configs": files}
+
+
+def _existing(storage: SharedStorage, file: str):
+    path = storage.config_file(file)
+    if not path.is_file():
+        raise ApiError(404, f"no config named {file!r}")
+    return path
+
+
+@router.get("/experiment-configs/{file}", summary="View a config file")
+@router.get("/config/{file}", include_in_schema=False)
+def view_config(file: str, storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+    path = _existing(storage, file)
+    text = path.read_text()
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        parsed = None
+    return {"file_name": file, "config": parsed, "yaml": text}
+
+
+@router.delete("/experiment-configs/{file}", summary="Delete a config file")
+@router.delete("/config/{file}", include_in_schema=False)
+def delete_config(file: str, storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+    _existing(storage, file).unlink()
+    return {"message": f"Config {file} deleted"}

@@ -1,0 +1,64 @@
+"""Make sure a stopped job's container is gone.
+
+Prefect's cancellation asks the worker to kill the container, but a hung
+in-container engine can leave it running (Prefect issue #21616). After a stop
+we wait for the run to be Cancelled; if it is not, or its container still
+runs, we kill the container ourselves through the Docker daemon named in the
+run's ``infrastructure_pid`` (``<docker_base_url>:<container_id>``) and record
+the run as Cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+from prefect.client.schemas.objects import StateType
+
+from api.gateway import PrefectGateway
+
+log = logging.getLogger("opeva.api.stopper")
+
+GRACE_SECONDS = 30.0
+POLL_SECONDS = 1.0
+
+
+def _split_pid(infrastructure_pid: str) -> tuple[str, str]:
+    base_url, _, container_id = infrastructure_pid.rpartition(":")
+    return base_url, container_id
+
+
+def kill_container(infrastructure_pid: str) -> bool:
+    """Kill the container if it still runs; True when it had to be killed."""
+    import docker
+    from docker.errors import DockerException, NotFound
+
+    base_url, container_id = _split_pid(infrastructure_pid)
+    try:
+        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        container = client.containers.get(container_id)
+        if container.status != "running":
+            return False
+        container.kill()
+        return True
+    except NotFound:
+        return False
+    except DockerException as exc:  # a remote host's daemon may not be reachable from here
+        log.warning("could not check container %s: %s", container_id, exc)
+        return False
+
+
+async def ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: float = GRACE_SECONDS) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    run = await gateway.client.read_flow_run(run_id)
+    while loop.time() < deadline:
+        if run.state and run.state.type == StateType.CANCELLED:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+        run = await gateway.client.read_flow_run(run_id)
+    if run.infrastructure_pid and await asyncio.to_thread(kill_container, run.infrastructure_pid):
+        log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, grace)
+    if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
+        await gateway.force_cancelled(run_id, "Stopped: the container was killed by the OPEVA API")

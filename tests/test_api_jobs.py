@@ -1,0 +1,243 @@
+"""The OPEVA job endpoints over real HTTP, a real Prefect server and a real Docker worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from conftest import experiment, prefect_cmd, sh, wait_for
+
+pytestmark = pytest.mark.usefixtures("needs_docker")
+
+WRITES_EVERYTHING = sh(
+    'echo "[INFO] Simulation started"; '
+    'echo \'{"percent": 40, "stage": "training"}\' > "$OPEVA_PROGRESS_FILE"; '
+    'echo "[INFO] own log line" >> "$OPEVA_LOG_FILE"; '
+    'echo \'{"status": "completed", "summary": "done", "metrics": {"cost": 3.5}}\' > "$OPEVA_RESULT_FILE"'
+)
+TICKS = sh('i=0; while true; do i=$((i+1)); echo "[INFO] tick $i"; sleep 0.5; done')
+
+
+def launch(api, command, **body) -> str:
+    payload = {"config": experiment(), "command": command, **body}
+    r = api.post("/run-simulation", json=payload)
+    assert r.status_code == 200, r.text
+    return r.json()["job_id"]
+
+
+def wait_status(api, job_id: str, wanted: set[str], timeout: float = 180) -> str:
+    def check():
+        status = api.get(f"/status/{job_id}").json()["status"]
+        return status if status in wanted else None
+
+    return wait_for(check, timeout, what=f"job {job_id} to reach {wanted}")
+
+
+def test_simulation_job_lifecycle_over_rest(api, storage):
+    r = api.post("/run-simulation", json={"config": experiment("rest", "r1"), "command": WRITES_EVERYTHING, "submitted_by": "alice"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    job_id = body["job_id"]
+    assert body["host"] == "local" and body["job_name"] == "rest-r1" and body["status"] == "queued"
+
+    assert wait_status(api, job_id, {"finished", "failed"}) == "finished"
+    status = api.get(f"/status/{job_id}").json()
+    assert status["prefect_state"]["type"] == "COMPLETED" and status["host"] == "local"
+
+    assert api.get(f"/progress/{job_id}").json()["percent"] == 40
+    assert api.get(f"/result/{job_id}").json() == {"status": "completed", "summary": "done", "metrics": {"cost": 3.5}}
+
+    info = api.get(f"/job-info/{job_id}").json()
+    assert info["job_id"] == job_id and info["job_name"] == "rest-r1" and info["target_host"] == "local"
+    assert info["experiment_name"] == "rest" and info["run_name"] == "r1" and info["submitted_by"] == "alice"
+    assert info["container_id"]
+
+    logs = api.get(f"/logs/{job_id}", params={"follow": False}).text.splitlines()
+    assert "[INFO] Simulation started" in logs and "[INFO] own log line" in logs
+    file_log = api.get(f"/file-logs/{job_id}").text
+    assert "[INFO] Simulation started" in file_log
+    assert api.get(f"/logs/file/{job_id}").text == file_log  # seed 000 alias
+
+    # visible to Prefect's own CLI
+    out = subprocess.run(prefect_cmd("flow-run", "ls", "--limit", "50"), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "rest-r1" in out.stdout
+
+
+def test_job_started_with_prefect_cli_appears_in_jobs(api):
+    params = json.dumps({"config": experiment("cli", "c1"), "command": ["sh", "-c", "echo cli"], "job_name": "from-cli"})
+    out = subprocess.run(prefect_cmd("deployment", "run", "run-simulation/local", "--params", params), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = api.get("/jobs", params={"limit": 10}).json()["jobs"]
+    mine = [j for j in jobs if (api.get(f"/job-info/{j['job_id']}").json()["parameters"].get("job_name") == "from-cli")]
+    assert mine, jobs
+    assert wait_status(api, mine[0]["job_id"], {"finished", "failed"}) == "finished"
+    assert mine[0]["kind"] == "simulation" and mine[0]["host"] == "local"
+
+
+def test_following_logs_delivers_lines_while_the_job_runs(api):
+    job_id = launch(api, sh('echo "[INFO] early-marker"; sleep 12; echo "[INFO] late"'))
+    started = time.monotonic()
+    with api.stream("GET", f"/logs/{job_id}", timeout=120) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line == "[INFO] early-marker":
+                break
+    assert api.get(f"/status/{job_id}").json()["status"] == "running"  # it arrived before the job ended
+    assert time.monotonic() - started < 60
+    with api.stream("GET", f"/file-logs/{job_id}", timeout=120) as r:  # follows to the end
+        text = "".join(r.iter_text())
+    assert "[INFO] early-marker" in text and "[INFO] late" in text
+    assert api.get(f"/status/{job_id}").json()["status"] == "finished"
+
+
+def test_stop_running_job_then_409(api):
+    job_id = launch(api, TICKS)
+    wait_status(api, job_id, {"running"}, 90)
+    r = api.post(f"/stop/{job_id}")
+    assert r.status_code == 200 and "Stop requested" in r.json()["message"]
+    assert wait_status(api, job_id, {"stopped"}, 60) == "stopped"
+    again = api.post(f"/stop/{job_id}")
+    assert again.status_code == 409
+    assert again.json()["status"] == "stopped" and "already" in again.json()["detail"]
+
+
+def test_stop_queued_job_is_canceled_and_hosts_report_offline_worker(api):
+    job_id = launch(api, TICKS, target_host="offline")  # a pool with no worker: stays queued
+    assert api.get(f"/status/{job_id}").json()["status"] == "queued"
+    hosts = api.get("/hosts").json()["hosts"]
+    assert hosts["offline"]["online"] is False and "no worker online" in hosts["offline"]["message"]
+    assert job_id in hosts["offline"]["active_job_ids"] and hosts["offline"]["queued"] >= 1
+    assert hosts["local"]["online"] is True and hosts["local"]["concurrency_limit"] == 4
+    assert isinstance(hosts["local"]["last_seen"], float)
+
+    r = api.post(f"/stop/{job_id}")
+    assert r.status_code == 200 and "canceled" in r.json()["message"]
+    assert api.get(f"/status/{job_id}").json()["status"] == "canceled"
+
+
+def test_jobs_list_filters_and_pages(api):
+    first = launch(api, sh("true"), job_name="page-a")
+    second = launch(api, sh("true"), job_name="page-b")
+    wait_status(api, first, {"finished"})
+    wait_status(api, second, {"finished"})
+    page = api.get("/jobs", params={"limit": 2}).json()
+    assert page["limit"] == 2 and len(page["jobs"]) == 2 and page["total"] >= 2
+    assert [j["job_id"] for j in page["jobs"]] == [second, first]  # newest first
+    assert api.get("/jobs", params={"limit": 1, "offset": 1}).json()["jobs"][0]["job_id"] == first
+    finished = api.get("/jobs", params={"status": "finished", "host": "local", "limit": 200}).json()["jobs"]
+    assert {first, second} <= {j["job_id"] for j in finished}
+    assert all(j["status"] == "finished" and j["host"] == "local" for j in finished)
+    on_second = launch(api, sh("true"), target_host="second")
+    wait_status(api, on_second, {"finished"})
+    second_jobs = api.get("/jobs", params={"host": "second", "limit": 200}).json()["jobs"]
+    assert on_second in {j["job_id"] for j in second_jobs} and all(j["host"] == "second" for j in second_jobs)
+    assert first not in {j["job_id"] for j in second_jobs}
+    assert api.get("/jobs", params={"status": "bogus"}).status_code == 422
+
+
+def test_delete_job_refused_while_running_then_removes_run_and_files(api, storage):
+    job_id = launch(api, TICKS)
+    wait_status(api, job_id, {"running"}, 90)
+    r = api.delete(f"/job/{job_id}")
+    assert r.status_code == 409 and r.json()["status"] == "running"
+    api.post(f"/stop/{job_id}")
+    wait_status(api, job_id, {"stopped"}, 60)
+    assert storage.job(job_id).dir.exists()
+    assert api.delete(f"/job/{job_id}").status_code == 200
+    assert not storage.job(job_id).dir.exists()
+    gone = api.get(f"/status/{job_id}")
+    assert gone.status_code == 404 and gone.json()["status"] == "not_found"
+
+
+def test_unknown_ids_hosts_and_config_choices(api):
+    for path in ("/status/", "/progress/", "/result/", "/job-info/", "/logs/", "/file-logs/"):
+        r = api.get(path + "00000000-0000-0000-0000-000000000000")
+        assert r.status_code == 404 and r.json()["status"] == "not_found", path
+    r = api.get("/status/not-a-uuid")
+    assert r.status_code == 404 and r.json()["status"] == "not_found"
+    assert api.post("/stop/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert api.delete("/job/00000000-0000-0000-0000-000000000000").status_code == 404
+
+    r = api.post("/run-simulation", json={"config": experiment(), "target_host": "mars"})
+    assert r.status_code == 404 and "local" in r.json()["detail"] and "mars" in r.json()["detail"]
+    both = api.post("/run-simulation", json={"config": experiment(), "config_path": "configs/x.yaml"})
+    neither = api.post("/run-simulation", json={"target_host": "local"})
+    assert both.status_code == 422 and neither.status_code == 422
+    assert "exactly one" in both.json()["detail"]
+    missing = api.post("/run-simulation", json={"config_path": "configs/nope.yaml"})
+    assert missing.status_code == 422 and "config_path" in missing.json()["detail"]
+    escape = api.post("/run-simulation", json={"config_path": "../../etc/passwd"})
+    assert escape.status_code == 400 and ".." in escape.json()["detail"]
+    no_experiment = api.post("/run-simulation", json={"config": {"algorithm": {}}, "command": ["true"]})
+    assert no_experiment.status_code == 422 and "experiment" in no_experiment.json()["detail"]
+
+
+def test_progress_and_result_404_until_written(api):
+    queued = launch(api, ["true"], target_host="offline")
+    early = api.get(f"/progress/{queued}")
+    assert early.status_code == 404 and "no progress" in early.json()["detail"] and early.json()["status"] == "queued"
+    r = api.get(f"/result/{queued}")
+    assert r.status_code == 404 and "no result yet" in r.json()["detail"]
+    api.post(f"/stop/{queued}")
+    job_id = launch(api, sh('echo \'{"percent": 10}\' > "$OPEVA_PROGRESS_FILE"'), target_host="second")
+    assert wait_status(api, job_id, {"finished"}) == "finished"
+    assert api.get(f"/progress/{job_id}").json()["percent"] == 10
+    assert api.get(f"/result/{job_id}").status_code == 404  # the command wrote none
+
+
+def test_saved_config_and_config_path(api, storage):
+    r = api.post("/run-simulation", json={"config": experiment("saved", "s1"), "save_as": "saved-exp.yaml", "command": ["true"]})
+    assert r.status_code == 200, r.text
+    assert (storage.configs_dir / "saved-exp.yaml").is_file()
+    job_id = r.json()["job_id"]
+    wait_status(api, job_id, {"finished"})
+    assert api.get(f"/job-info/{job_id}").json()["config_path"] == "configs/saved-exp.yaml"
+    again = api.post("/run-simulation", json={"config_path": "configs/saved-exp.yaml", "command": ["true"], "target_host": "second"})
+    assert again.status_code == 200 and again.json()["job_name"] == "saved-s1"
+
+
+def test_health_reports_each_component(api):
+    body = api.get("/health").json()
+    assert body["components"]["prefect"]["status"] == "ok"
+    assert body["components"]["storage"]["status"] == "ok"
+    assert body["components"]["mongodb"]["status"] == "ok"
+    assert body["status"] == "ok"
+
+
+def test_openapi_has_an_example_for_every_request_body(api):
+    spec = api.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+            if ref:
+                name = ref.rsplit("/", 1)[-1]
+                assert schemas[name].get("examples"), f"{method.upper()} {path}: {name} has no example"
+    assert api.get("/docs").status_code == 200
+
+
+def test_run_simulation_accepts_resources_and_retries(api):
+    r = api.post("/run-simulation", json={"config": experiment(), "command": ["true"], "resources": {"cpus": 0.5, "memory": "300m"}, "retries": 2})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    wait_status(api, job_id, {"finished"})
+    info = api.get(f"/job-info/{job_id}").json()
+    assert info["job_variables"]["mem_limit"] == "300m"
+    assert info["job_variables"]["container_create_kwargs"] == {"nano_cpus": 500_000_000}
+    assert info["retries"] == 2
+    bad = api.post("/run-simulation", json={"config": experiment(), "resources": {"memory": "lots"}})
+    assert bad.status_code == 422 and "memory" in bad.json()["detail"]
+    assert api.post("/run-simulation", json={"config": experiment(), "retries": 99}).status_code == 422
+
+
+def test_httpx_client_sees_plain_text_logs(api):
+    job_id = launch(api, sh('echo "[INFO] one"'))
+    wait_status(api, job_id, {"finished"})
+    r = api.get(f"/logs/{job_id}")
+    assert r.headers["content-type"].startswith("text/plain")
+    assert isinstance(r, httpx.Response) and "[INFO] one" in r.text
