@@ -111,22 +111,22 @@ class BodySizeLimit:
         too_big = error(413, f"request body too large: the limit is {self.max_bytes} bytes")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await too_big(scope, receive, send)
+        # No trustworthy length: read up to the limit first (memory stays bounded
+        # by max_bytes), then hand the app the buffered body.
+        messages: list[dict] = []
         received = 0
-
-        async def limited_receive() -> dict:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                return await too_big(scope, receive, send)
+            if not message.get("more_body"):
+                break
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await too_big(scope, receive, send)
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)

@@ -20,7 +20,6 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
-    FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
     LogFilter,
@@ -41,6 +40,7 @@ log = logging.getLogger("opeva.api")
 SIMULATION_FLOW = "run-simulation"
 DATASET_FLOW = "build-dataset"
 JOB_FLOWS = [SIMULATION_FLOW, DATASET_FLOW]
+CANCELLED_SCAN = 1000
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
@@ -151,13 +151,16 @@ class PrefectGateway:
         run_filter = FlowRunFilter()
         if status:
             run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(PREFECT_TYPES[status])))
-            if status in ("stopped", "canceled"):
-                run_filter.start_time = FlowRunFilterStartTime(is_null_=status == "canceled")
         kwargs: dict[str, Any] = {
             "flow_filter": FlowFilter(name=FlowFilterName(any_=JOB_FLOWS)),
             "flow_run_filter": run_filter,
             "work_pool_filter": WorkPoolFilter(name=WorkPoolFilterName(any_=[host])) if host else None,
         }
+        if status in ("stopped", "canceled"):
+            # Prefect cannot filter on run_count: split cancelled runs here (they are few).
+            runs = await self.client.read_flow_runs(**kwargs, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=CANCELLED_SCAN)
+            matching = [r for r in runs if opeva_status(r) == status]
+            return matching[offset : offset + limit], len(matching)
         runs, total = await asyncio.gather(
             self.client.read_flow_runs(**kwargs, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit, offset=offset),
             self.client.count_flow_runs(**kwargs),

@@ -1,7 +1,8 @@
 """Prefect states as OPEVA job states: the one mapping (seed 001, "Job Lifecycle & States").
 
 A cancellation is ``stopped`` when the run had started and ``canceled`` when it
-never did, which Prefect tells us through the run's ``start_time``.
+never did. ``run_count`` tells (it grows on entering Running); ``start_time``
+does not, because Prefect also sets it when a run that never ran ends.
 """
 
 from __future__ import annotations
@@ -37,5 +38,5 @@ PREFECT_TYPES: dict[str, set[StateType]] = {
 def opeva_status(run: FlowRun) -> str:
     state_type = run.state.type if run.state else None
     if state_type in (StateType.CANCELLED, StateType.CANCELLING):
-        return "stopped" if run.start_time is not None else "canceled"
+        return "stopped" if run.run_count > 0 else "canceled"
     return _BY_TYPE.get(state_type, "unknown")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -63,9 +64,10 @@ def test_simulation_job_lifecycle_over_rest(api, storage):
     assert api.get(f"/logs/file/{job_id}").text == file_log  # seed 000 alias
 
     # visible to Prefect's own CLI
-    out = subprocess.run(prefect_cmd("flow-run", "ls", "--limit", "50"), capture_output=True, text=True, timeout=60)
+    wide = {**os.environ, "COLUMNS": "400"}
+    out = subprocess.run(prefect_cmd("flow-run", "ls", "--limit", "50"), capture_output=True, text=True, timeout=60, env=wide)
     assert out.returncode == 0, out.stderr
-    assert "rest-r1" in out.stdout
+    assert job_id in out.stdout and "rest-r1" in out.stdout
 
 
 def test_job_started_with_prefect_cli_appears_in_jobs(api):
@@ -146,7 +148,7 @@ def test_delete_job_refused_while_running_then_removes_run_and_files(api, storag
     r = api.delete(f"/job/{job_id}")
     assert r.status_code == 409 and r.json()["status"] == "running"
     api.post(f"/stop/{job_id}")
-    wait_status(api, job_id, {"stopped"}, 60)
+    wait_for(lambda: api.get(f"/status/{job_id}").json()["prefect_state"]["type"] == "CANCELLED", 60, what="Cancelled")
     assert storage.job(job_id).dir.exists()
     assert api.delete(f"/job/{job_id}").status_code == 200
     assert not storage.job(job_id).dir.exists()

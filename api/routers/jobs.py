@@ -274,8 +274,10 @@ async def job_info(job_id: str, gateway: PrefectGateway = Depends(get_gateway), 
 async def delete_job(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
     current = opeva_status(run)
-    if current in ACTIVE or current == "stopped" and run.end_time is None:
+    if current in ACTIVE:
         raise ApiError(409, f"job {job_id} is {current}; stop it before deleting it", status=current)
+    if not run.state or not run.state.is_final():
+        raise ApiError(409, f"job {job_id} is still stopping (Prefect state {run.state.name if run.state else None}); try again shortly", status=current)
     job_dir = storage.job(job_id).dir
     await asyncio.to_thread(shutil.rmtree, job_dir, ignore_errors=True)
     await gateway.delete(job_id)
