@@ -41,6 +41,7 @@ SIMULATION_FLOW = "run-simulation"
 DATASET_FLOW = "build-dataset"
 JOB_FLOWS = [SIMULATION_FLOW, DATASET_FLOW]
 CANCELLED_SCAN = 1000
+LOG_GRACE_SECONDS = 3.0
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
@@ -199,7 +200,12 @@ class PrefectGateway:
                 return
             run = await self.read_run(job_id)
             if run.state and run.state.type in TERMINAL:
-                # one last read: logs shipped just before the final state
+                # The engine ships its last log batches after it sets the final state:
+                # keep reading until the run has been over for LOG_GRACE_SECONDS.
+                ended = run.end_time or run.state.timestamp
+                if ended is not None and (datetime.now(ended.tzinfo) - ended).total_seconds() < LOG_GRACE_SECONDS:
+                    await asyncio.sleep(poll_seconds)
+                    continue
                 for entry in await self.logs(job_id, after=after):
                     if entry.id not in seen_at_edge:
                         yield entry
