@@ -59,23 +59,15 @@ class RuleBasedParams(_Section):
 class QLearningParams(_Section):
     """Tabular Q-learning, one table per building, over (hour, SoC, price level, PV surplus)."""
 
-    learning_rate: float = Field(0.1, gt=0, le=1)
+    learning_rate: float = Field(0.2, gt=0, le=1)
     discount: float = Field(0.95, ge=0, lt=1)
-    epsilon: float = Field(0.3, ge=0, le=1, description="Exploration rate of the first training episode.")
+    epsilon: float = Field(0.5, ge=0, le=1, description="Exploration rate of the first training episode.")
     epsilon_decay: float = Field(0.6, gt=0, le=1, description="Factor applied to epsilon after each episode.")
     min_epsilon: float = Field(0.01, ge=0, le=1)
-    hour_bins: int = Field(8, ge=1, le=24)
-    soc_bins: int = Field(5, ge=2, le=50)
-    price_levels: int = Field(3, ge=1, le=10)
-    action_levels: int = Field(5, ge=3, le=21, description="Battery rates evenly spaced over [-1, 1]; odd so that idle is one.")
+    hour_bins: int = Field(3, ge=1, le=24, description="Hour-of-day bins of the state (3 = 8-hour blocks).")
+    soc_bins: int = Field(4, ge=2, le=50)
+    price_levels: int = Field(3, ge=1, le=10, description="Bins of the price range in the state.")
     cheap_price_fraction: float = Field(0.25, ge=0, le=1, description="EV charging rule, as for rule_based.")
-
-    @field_validator("action_levels")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"must be odd so that 'idle' is an action, got {value}")
-        return value
 
 
 ALGORITHM_PARAMS: dict[str, type[_Section]] = {
