@@ -5,10 +5,10 @@
 - ``rule_based``: stores PV surplus and cheap grid power in the battery and
   discharges it when power is dear; EVs charge in cheap steps and otherwise
   only as much as the deadline forces (least laxity), i.e. as late as possible.
-- ``q_learning``: one tabular Q-learning agent per building chooses the battery
-  rate from (hour, SoC, price level, PV surplus), rewarded with minus the
-  building's electricity cost; EVs follow the rule-based charging, so the agent
-  learns storage against a fixed, deadline-safe EV policy.
+- ``q_learning``: one tabular Q-learning agent per building chooses a battery
+  mode from (hour, price level, PV surplus, SoC), rewarded with the cost it
+  saves; EVs follow the rule-based charging, so the agents learn storage
+  against a fixed, deadline-safe EV policy.
 
 All controllers see the same :class:`DistrictEnv` and act for all buildings at once.
 """
@@ -63,6 +63,8 @@ class Controller:
 
 
 class NoControl(Controller):
+    """The baseline every KPI is compared with."""
+
     def act(self, env: DistrictEnv) -> tuple[np.ndarray, np.ndarray]:
         return self._idle, env.ev_need() * env.inv_ev_step_energy[env.t]
 
@@ -82,6 +84,9 @@ class DeadlineEVCharging:
 
 
 class RuleBased(Controller):
+    """Per building: PV surplus into the battery; in cheap steps top it up to
+    ``grid_charge_soc`` from the grid; in dear steps discharge to cover the load."""
+
     def __init__(self, data: Dataset, params: RuleBasedParams) -> None:
         super().__init__(data)
         position = price_position(data)

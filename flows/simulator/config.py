@@ -91,6 +91,11 @@ class _Algorithm(_Section):
     name: str = "q_learning"
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("params", mode="before")
+    @classmethod
+    def _empty_params(cls, value: Any) -> Any:
+        return {} if value is None else value  # "params:" with nothing under it
+
 
 class _Simulation(_Section):
     buildings: int = Field(5, ge=1, le=500)
@@ -108,6 +113,17 @@ class _RawConfig(BaseModel):
     episodes: int = Field(5, ge=1, le=10_000)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     simulation: _Simulation = Field(default_factory=_Simulation)
+
+    @field_validator("algorithm", mode="before")
+    @classmethod
+    def _algorithm_shorthand(cls, value: Any) -> Any:
+        """``algorithm: rule_based`` is short for ``algorithm: {name: rule_based}``."""
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("algorithm", "simulation", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,8 @@ def _as_config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Conf
     field = ".".join(str(p) for p in (*prefix, *err["loc"])) or "config"
     if err["type"] == "extra_forbidden":
         return ConfigError(field, "unknown key")
+    if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return ConfigError(field, "must be a mapping")
     cause = (err.get("ctx") or {}).get("error")
     return ConfigError(field, str(cause) if err["type"] == "value_error" and cause else err["msg"])
 

@@ -8,7 +8,7 @@ column becomes zeros or a default, and each such gap is noted in
 
 The sample dataset is built as the very tables a folder would hold and parsed
 by the same code, so ``write_sample_dataset`` then ``load_dataset`` gives the
-same simulation as ``sample_dataset``.
+same simulation as ``sample_dataset`` (up to CSV float round-off).
 """
 
 from __future__ import annotations
@@ -200,10 +200,10 @@ class _Parser:
             pv_kw = _number(_attrs(entry.get("pv")).get("nominal_power"), 0.0)
             solar = self.column(energy[name], "solar_generation", window, steps, 0.0, file_name)
             columns["pv"].append(np.maximum(solar, 0.0) * pv_kw / 1000.0 * hours_per_step)
-            pricing = entry.get("pricing")
-            columns["price"].append(self.column(self.table(pricing, "pricing"), "electricity_pricing", window, steps, 0.0, str(pricing)))
-            carbon = entry.get("carbon_intensity")
-            columns["carbon"].append(self.column(self.table(carbon, "carbon intensity"), "carbon_intensity", window, steps, 0.0, str(carbon)))
+            for key, file_key, column in (("price", "pricing", "electricity_pricing"), ("carbon", "carbon_intensity", "carbon_intensity")):
+                file_name = entry.get(file_key)
+                frame = self.table(file_name, file_key.replace("_", " "))
+                columns[key].append(self.column(frame, column, window, steps, 0.0, str(file_name)))
 
         return Dataset(
             name=self.name,
@@ -327,8 +327,12 @@ def _charger_sessions(frame: pd.DataFrame, steps: int, ev_defs: Mapping[str, Any
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
-    # round_trip parsing so a written sample reads back to the very same floats
-    return pd.read_csv(path, float_precision="round_trip") if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise DatasetError(f"{path.name} is not a readable CSV: {exc}") from exc
 
 
 def load_dataset(folder: Path) -> Dataset:
@@ -388,7 +392,9 @@ def _sample_tables(buildings: int, days: int, seed: int) -> tuple[dict[str, Any]
                 "direct_solar_irradiance": np.round(850.0 * sun * clearness, 2),
             }
         ),
-        "pricing.csv": pd.DataFrame({"electricity_pricing": price, **{f"electricity_pricing_predicted_{k}": ahead(price, k) for k in (1, 2, 3)}}),
+        "pricing.csv": pd.DataFrame(
+            {"electricity_pricing": price, **{f"electricity_pricing_predicted_{k}": ahead(price, k) for k in (1, 2, 3)}}
+        ),
         "carbon_intensity.csv": pd.DataFrame({"carbon_intensity": carbon}),
     }
     weather = tables["weather.csv"]
@@ -396,7 +402,7 @@ def _sample_tables(buildings: int, days: int, seed: int) -> tuple[dict[str, Any]
         for k in (1, 2, 3):
             weather[f"{column}_predicted_{k}"] = ahead(weather[column].to_numpy(), k)
 
-    weekend = dates.dayofweek.to_numpy() >= 5
+    weekend = dates.day_of_week.to_numpy() >= 5
     daily_shape = (
         0.35
         + 0.6 * np.exp(-0.5 * ((hour - 7.5) / 1.2) ** 2)
@@ -412,7 +418,7 @@ def _sample_tables(buildings: int, days: int, seed: int) -> tuple[dict[str, Any]
             {
                 "month": dates.month,
                 "hour": np.where(hour == 0, 24, hour),  # CityLearn counts hours 1..24
-                "day_type": dates.dayofweek + 1,
+                "day_type": dates.day_of_week + 1,
                 "daylight_savings_status": 1,
                 "indoor_dry_bulb_temperature": 23.0,
                 "average_unmet_cooling_setpoint_difference": 0.0,
@@ -519,8 +525,8 @@ def sample_dataset(buildings: int = 5, days: int = 30, seed: int = 0) -> Dataset
 def write_sample_dataset(path: Path, buildings: int = 5, days: int = 30, seed: int = 0) -> Path:
     """Write the built-in sample as a CityLearn dataset folder at ``path`` and return it.
 
-    Loading the folder with :func:`load_dataset` simulates exactly like
-    ``sample_dataset(buildings, days, seed)``.
+    Loading the folder with :func:`load_dataset` simulates like
+    ``sample_dataset(buildings, days, seed)`` (up to CSV float round-off).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

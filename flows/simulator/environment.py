@@ -1,12 +1,15 @@
-"""The district simulation: every building and charger advances one step in a few numpy calls.
+"""The district simulation: every battery and EV of every building advances in one pass.
 
-Only what carries state from step to step is computed per step (battery and EV
-energy, each building's net import for the agents' rewards); everything that
-depends on the data alone is precomputed once, and the KPIs are computed over
+Batteries and plugged-in EVs are both *storage units* (an EV is one that cannot
+discharge and whose limits change as cars come and go), so a step clips, stores
+and sums all of them with the same dozen numpy calls, whatever the number of
+buildings. Only what carries state from step to step is computed per step;
+what depends on the data alone is precomputed, and the KPIs are computed over
 the whole episode afterwards (:mod:`flows.simulator.metrics`).
 
 Sign convention: net import > 0 is drawn from the grid, < 0 is exported. Net
-import = load - PV + battery charge - battery discharge + EV charging.
+import = load - PV + battery charge - battery discharge + EV charging, all
+grid side (conversion losses are counted in the grid energy).
 """
 
 from __future__ import annotations
@@ -34,84 +37,104 @@ class DistrictEnv:
     of each battery's nominal power (+ charge, - discharge); ``ev`` of shape
     ``(chargers,)`` in [0, 1], a fraction of each charger's power. Requests beyond
     what a battery or EV can take or give are clipped, as a real inverter would.
+
+    State: :attr:`soc` (kWh in each battery) and :attr:`ev_energy` (kWh in the EV
+    plugged at each charger at the current step :attr:`t`), views of one array.
     """
 
     def __init__(self, data: Dataset) -> None:
         self.data = data
         hours = data.hours_per_step
         bat, ev = data.batteries, data.chargers
+        n = data.buildings
         self.base = data.load - data.pv  # net import with nothing controlled
-        self._battery_step = bat.nominal_power * hours
-        self._eta = np.sqrt(bat.efficiency)
-        self._inv_eta = 1.0 / self._eta
-        self._eta_gain = self._eta - self._inv_eta  # charging stores flow * eta, discharging drains flow / eta
-        # Energy an EV can take in one step (battery side), 0 when nothing is plugged.
+        # Energy an EV can take in one step (battery side), 0 when nothing is plugged;
+        # controllers turn kWh into action fractions with the inverse.
         self.ev_step_energy = ev.plugged * (ev.max_power * hours * ev.efficiency)
         self.inv_ev_step_energy = np.divide(1.0, self.ev_step_energy, out=np.zeros_like(self.ev_step_energy), where=self.ev_step_energy > 0)
-        # Energy that later steps of the session can still deliver: what must go in now is the rest.
+        # Energy later steps of each session can still deliver: what must go in now is the rest.
         self.ev_later_energy = np.maximum(ev.steps_left - 1, 0) * (ev.max_power * hours * ev.efficiency)
-        self._inv_ev_efficiency = 1.0 / ev.efficiency
-        self._has_chargers = ev.count > 0
+        self._ev_grid_step = ev.plugged * (ev.max_power * hours)
+        self._ev_reset = ev.arriving | ~ev.plugged  # where ev_energy becomes arrival_energy (0 when unplugged)
+
+        # Storage units: batteries first, then chargers; all limits grid side, in kWh per step.
+        battery_eta = np.sqrt(bat.efficiency)  # efficiency is the round trip
+        battery_step = bat.nominal_power * hours
+        self._unit_building = np.r_[np.arange(n), ev.building]
+        self._eta_in = np.r_[battery_eta, ev.efficiency]  # stored = grid * eta_in when charging
+        self._eta_out = np.r_[battery_eta, np.ones(ev.count)]  # grid = stored * eta_out when discharging
+        self._inv_eta_in = 1.0 / self._eta_in
+        self._inv_eta_out = 1.0 / self._eta_out
+        self._eta_gain = self._eta_in - self._inv_eta_out
+        self._min_energy = np.r_[bat.min_energy, np.zeros(ev.count)]
+        self._out_limit = -np.r_[battery_step, np.zeros(ev.count)]  # EVs do not discharge
+        self._in_limit = np.r_[battery_step, np.zeros(ev.count)]  # EV part set each step
+        self._capacity = np.r_[bat.capacity, np.zeros(ev.count)]  # EV part set each step
+        self._action = np.zeros(n + ev.count)
+        self._energy = np.zeros(n + ev.count)
+        self.soc = self._energy[:n]
+        self.ev_energy = self._energy[n:]
+        self._ev_in_limit, self._ev_capacity, self._ev_action = self._in_limit[n:], self._capacity[n:], self._action[n:]
+        self._battery_action = self._action[:n]
         self.reset()
 
     def reset(self) -> None:
         self.t = 0
-        self.soc = self.data.batteries.initial_energy.copy()  # kWh stored
-        self.ev_energy = np.zeros(self.data.chargers.count)  # kWh in each EV plugged at step t
-        self._plug_in(0)
+        self.soc[:] = self.data.batteries.initial_energy
+        self.ev_energy[:] = 0.0
         self._net = np.empty_like(self.base)
-        self._ev_energy_after = np.zeros_like(self.ev_step_energy)
-        self._ev_delivered = np.zeros_like(self.ev_step_energy)
+        self._flows = np.zeros((self.data.steps, len(self._energy)))
+        self._ev_energies = np.zeros((self.data.steps, self.data.chargers.count))  # after each step's charging
+        self._plug_in(0)
 
     @property
     def done(self) -> bool:
         return self.t >= self.data.steps
 
     def _plug_in(self, t: int) -> None:
-        """EVs arriving at step ``t`` come with their arrival energy."""
+        """Set the EV limits of step ``t``: arriving EVs come with their arrival energy, empty chargers hold 0."""
         if t < self.data.steps:
             ev = self.data.chargers
-            np.copyto(self.ev_energy, ev.arrival_energy[t], where=ev.arriving[t])
+            np.copyto(self.ev_energy, ev.arrival_energy[t], where=self._ev_reset[t])
+            self._ev_in_limit[:] = self._ev_grid_step[t]
+            self._ev_capacity[:] = ev.capacity[t]
 
     def ev_need(self) -> np.ndarray:
         """kWh each plugged EV still lacks to reach its departure target (0 when unplugged)."""
         return np.maximum(self.data.chargers.target_energy[self.t] - self.ev_energy, 0.0)
 
+    @property
+    def battery_flow(self) -> np.ndarray:
+        """Grid-side battery energy of the last step (+ charge, - discharge)."""
+        return self._flows[self.t - 1, : self.data.buildings]
+
+    @property
+    def net(self) -> np.ndarray:
+        """Each building's net import of the last step."""
+        return self._net[self.t - 1]
+
     def step(self, battery: np.ndarray, ev_action: np.ndarray) -> np.ndarray:
         """Advance one step; returns each building's electricity cost in that step ($)."""
-        data, t = self.data, self.t
-        bat = data.batteries
-
-        step = self._battery_step
-        soc = self.soc
-        # Grid-side flow: the request, within the power rating and what the battery can give or take.
-        most_out = np.maximum((bat.min_energy - soc) * self._eta, -step)
-        most_in = np.minimum((bat.capacity - soc) * self._inv_eta, step)
-        flow = np.minimum(np.maximum(battery * step, most_out), most_in)
-        soc += flow * self._inv_eta + np.maximum(flow, 0.0) * self._eta_gain
-        self.battery_flow = flow
+        t, energy = self.t, self._energy
+        self._battery_action[:] = battery
+        self._ev_action[:] = ev_action
+        most_out = np.maximum((self._min_energy - energy) * self._eta_out, self._out_limit)
+        most_in = np.minimum((self._capacity - energy) * self._inv_eta_in, self._in_limit)
+        flow = np.minimum(np.maximum(self._action * self._in_limit, most_out), most_in, out=self._flows[t])
+        energy += flow * self._inv_eta_out + np.maximum(flow, 0.0) * self._eta_gain
+        self._ev_energies[t] = self.ev_energy
 
         net = self._net[t]
-        np.add(self.base[t], flow, out=net)
-        if self._has_chargers:
-            ev = data.chargers
-            delivered = np.minimum(np.minimum(ev_action, 1.0) * self.ev_step_energy[t], ev.capacity[t] - self.ev_energy)
-            np.maximum(delivered, 0.0, out=delivered)
-            self.ev_energy += delivered
-            self._ev_energy_after[t] = self.ev_energy
-            self._ev_delivered[t] = delivered
-            net += np.bincount(ev.building, delivered * self._inv_ev_efficiency, minlength=data.buildings)
-            self._plug_in(t + 1)
-
-        self.net = net
+        np.add(self.base[t], np.bincount(self._unit_building, flow, minlength=self.data.buildings), out=net)
+        self._plug_in(t + 1)
         self.t = t + 1
-        return np.maximum(net, 0.0) * data.price[t]
+        return np.maximum(net, 0.0) * self.data.price[t]
 
     def record(self) -> EpisodeRecord:
-        ev = self.data.chargers
-        shortfall = np.maximum(ev.target_energy - self._ev_energy_after, 0.0)
+        n, ev = self.data.buildings, self.data.chargers
+        shortfall = np.maximum(ev.target_energy - self._ev_energies, 0.0)
         return EpisodeRecord(
             net=self._net[: self.t].copy(),
             ev_unmet=float(shortfall[ev.departing].sum()),
-            ev_charged=float(self._ev_delivered.sum()),
+            ev_charged=float((self._flows[:, n:] * ev.efficiency).sum()),
         )

@@ -110,7 +110,8 @@ def _call(client: httpx.Client, path: str, body: dict[str, Any] | None = None, p
     except ValueError:
         data = {}
     if response.status_code >= 400:
-        raise MlflowError(f"{path}: HTTP {response.status_code} {data.get('error_code', '')} {data.get('message', response.text[:200])}".strip())
+        detail = f"{data.get('error_code', '')} {data.get('message', response.text[:200])}".strip()
+        raise MlflowError(f"{path}: HTTP {response.status_code} {detail}")
     return data
 
 

@@ -64,15 +64,16 @@ def load_data(config: SimulatorConfig, data_dir: Path | None) -> Dataset:
 
 
 class _Progress:
-    """Counts work units (baseline, each training episode, evaluation) into a percentage."""
+    """Progress reports: stage now running, and the share of work units done
+    (baseline, each training episode, evaluation)."""
 
-    def __init__(self, units: int, episodes: int, callback: ProgressCallback | None) -> None:
-        self.units, self.episodes, self.callback, self.done = units, episodes, callback, 0
+    def __init__(self, episodes: int, callback: ProgressCallback | None) -> None:
+        self.units = episodes + 2
+        self.episodes, self.callback = episodes, callback
 
-    def report(self, stage: str, episode: int = 0, finished_unit: bool = True) -> None:
-        self.done += finished_unit
+    def report(self, stage: str, done: int, episode: int = 0) -> None:
         if self.callback is not None:
-            percent = 100 if stage == "completed" else min(99, round(100 * self.done / self.units))
+            percent = 100 if stage == "completed" else min(99, round(100 * done / self.units))
             self.callback({"percent": percent, "stage": stage, "episode": episode, "episodes": self.episodes})
 
 
@@ -96,8 +97,8 @@ def run_experiment(
     """
     started = time.monotonic()
     episodes = config.episodes if config.learns else 0
-    progress = _Progress(units=episodes + 2, episodes=episodes, callback=on_progress)
-    progress.report("loading", finished_unit=False)
+    progress = _Progress(episodes, on_progress)
+    progress.report("baseline", 0)
     log.info("Dataset %s", data.describe())
     for note in data.notes:
         log.warning("Dataset: %s", note)
@@ -112,7 +113,6 @@ def run_experiment(
     env = DistrictEnv(data)
     baseline = episode_metrics(data, run_episode(env, NoControl(data)))
     log.info("Baseline (no control): electricity cost %.2f, peak %.2f kW", baseline["electricity_cost"], baseline["peak_demand"])
-    progress.report("baseline")
 
     controller = make_controller(config.algorithm, data, config.params, config.seed)
     curve = []
@@ -127,13 +127,13 @@ def run_experiment(
         )
         if tracker:
             tracker.log_metrics({f"train_{k}": v for k, v in metrics.items()} | {"epsilon": epsilon}, step=episode)
-        progress.report("training", episode)
+        progress.report("training", 1 + episode, episode)
     if not config.learns:
         log.info("%s does not learn: one evaluation episode", config.algorithm)
 
+    progress.report("evaluation", 1 + episodes, episodes)
     final = baseline if config.algorithm == "no_control" else episode_metrics(data, run_episode(env, controller))
     metrics = rounded(with_baseline(final, baseline))
-    progress.report("evaluation", episodes)
     if tracker:
         tracker.log_metrics(metrics, step=episodes)
 
@@ -144,7 +144,7 @@ def run_experiment(
         f"EV energy unmet {metrics['ev_unmet_energy']:.2f} kWh"
     )
     log.info("Result: %s", summary)
-    progress.report("completed", episodes)
+    progress.report("completed", progress.units, episodes)
     return {
         "status": "completed",
         "summary": summary,
@@ -218,11 +218,6 @@ def _read_config(path: Path | None) -> Any:
         raise ConfigError("config", f"{path} is not valid YAML: {exc}") from exc
 
 
-def _fail(files: JobFiles, log: logging.Logger, message: str) -> None:
-    log.error("%s", message)
-    write_json_atomic(files.result, {"status": "failed", "summary": message, "metrics": {}})
-
-
 def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
     job_id = os.environ.get("OPEVA_JOB_ID")
     env_data_dir = os.environ.get("OPEVA_DATA_DIR")
@@ -233,26 +228,30 @@ def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
     def progress(data: dict[str, Any]) -> None:
         write_json_atomic(files.progress, data)
 
+    tracker: MlflowRun | None = None
+
+    def fail(message: str) -> None:
+        if tracker:
+            tracker.finish("FAILED")
+        message = " ".join(message.split())  # one line, so it is the log's last
+        log.error("%s", message)
+        write_json_atomic(files.result, {"status": "failed", "summary": message, "metrics": {}})
+
     try:
         config = validate_config(_read_config(config_path), data_dir)
         data = load_data(config, data_dir)
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            tracker = MlflowRun.start(os.environ["MLFLOW_TRACKING_URI"], config.experiment_name, job_id or config.run_name, log)
+        result = run_experiment(config, data, log=log, on_progress=progress, tracker=tracker)
     except ConfigError as exc:
-        _fail(files, log, str(exc))
+        fail(str(exc))
         return 2
     except DatasetError as exc:
-        _fail(files, log, f"dataset: {exc}")
+        fail(f"dataset: {exc}")
         return 1
-
-    tracker = None
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        tracker = MlflowRun.start(os.environ["MLFLOW_TRACKING_URI"], config.experiment_name, job_id or config.run_name, log)
-    try:
-        result = run_experiment(config, data, log=log, on_progress=progress, tracker=tracker)
     except Exception as exc:  # the job must end with a readable [ERROR] line, whatever broke
         log.debug("%s", traceback.format_exc().rstrip())
-        if tracker:
-            tracker.finish("FAILED")
-        _fail(files, log, f"simulation failed: {type(exc).__name__}: {exc}")
+        fail(f"simulation failed: {type(exc).__name__}: {exc}")
         return 1
     if tracker:
         result["mlflow_run_id"] = tracker.run_id
