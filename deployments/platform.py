@@ -9,6 +9,8 @@ tests exercise exactly what users run.
 from __future__ import annotations
 
 import argparse
+import atexit
+import threading
 import os
 import shutil
 import signal
@@ -29,6 +31,12 @@ WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5
 
 class StartupError(RuntimeError):
     pass
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so ``finally`` blocks and atexit handlers run."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def free_port() -> int:
@@ -126,6 +134,11 @@ class Platform:
         return env
 
     def start(self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, **env: str) -> Service:
+        if not self.services:
+            # Children live in their own sessions (Ctrl-C reaches only us); make sure
+            # they go with us however we exit, a failed start-up or SIGTERM included.
+            atexit.register(self.stop)
+            stop_on_sigterm()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{name}.log"
         log = open(log_path, "ab")

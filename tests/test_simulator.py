@@ -205,6 +205,9 @@ def test_config_defaults_and_tolerance(tmp_path: Path) -> None:
 
 
 def test_mlflow_run_is_created_and_logged_over_rest() -> None:
+    """A stand-in MLflow (httpx.MockTransport): no MLflow server is part of the test set-up
+    (the mlflow package is outside the platform's dependencies), so this checks the REST
+    calls the simulator sends and how it reads MLflow's answers."""
     calls: list[tuple[str, dict]] = []
 
     def mlflow(request: httpx.Request) -> httpx.Response:
