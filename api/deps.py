@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pymongo
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -32,6 +33,15 @@ def get_gateway(request: Request) -> PrefectGateway:
 
 def get_storage(request: Request) -> SharedStorage:
     return request.app.state.storage
+
+
+def get_mongo(request: Request) -> pymongo.MongoClient:
+    """One client (a thread-safe pool) for the app, made on first use so the API
+    starts, and /health answers, while MongoDB is down."""
+    state = request.app.state
+    if getattr(state, "mongo_client", None) is None:
+        state.mongo_client = state.mongo.client()
+    return state.mongo_client
 
 
 class HostsCache:

@@ -16,7 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import pymongo.errors
+
 from api.gateway import DeploymentMissing, JobNotFound
+from blocks.sites import SchemaNotFound, SiteExists, SiteNotFound
+from flows.citylearn_export import DatasetBuildError
 from blocks.storage import UnsafeNameError
 from flows.experiment import ExperimentConfigError
 
@@ -80,6 +84,24 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ExperimentConfigError)
     async def _config(_: Request, exc: ExperimentConfigError) -> JSONResponse:
         return error(422, str(exc), field=exc.field)
+
+    @app.exception_handler(SiteNotFound)
+    @app.exception_handler(SchemaNotFound)
+    async def _site_missing(_: Request, exc: LookupError) -> JSONResponse:
+        return error(404, str(exc))
+
+    @app.exception_handler(SiteExists)
+    async def _site_exists(_: Request, exc: SiteExists) -> JSONResponse:
+        return error(409, str(exc))
+
+    @app.exception_handler(DatasetBuildError)
+    async def _build(_: Request, exc: DatasetBuildError) -> JSONResponse:
+        return error(422, str(exc))
+
+    @app.exception_handler(pymongo.errors.PyMongoError)
+    async def _mongo_down(_: Request, exc: pymongo.errors.PyMongoError) -> JSONResponse:
+        log.warning("MongoDB call failed: %r", exc)
+        return error(503, f"MongoDB is unreachable or failed: {type(exc).__name__}")
 
     @app.exception_handler(DeploymentMissing)
     async def _deployment(_: Request, exc: DeploymentMissing) -> JSONResponse:

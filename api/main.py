@@ -15,8 +15,9 @@ from prefect.client.orchestration import get_client
 from api import errors
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
-from api.routers import configs, health, hosts, jobs
+from api.routers import configs, datasets, health, hosts, jobs, sites
 from blocks.settings import PlatformSettings, project_version
+from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -31,7 +32,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = PrefectGateway(client)
         app.state.storage = await aload_storage()
         app.state.storage.ensure_layout()
+        app.state.mongo = await aload_mongo()
+        app.state.mongo_client = None
         yield
+        if app.state.mongo_client is not None:
+            app.state.mongo_client.close()
 
 
 def create_app() -> FastAPI:
@@ -45,7 +50,7 @@ def create_app() -> FastAPI:
     app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     protected = [Depends(require_token)]
-    for module in (jobs, configs, hosts):
+    for module in (jobs, configs, hosts, sites, datasets):
         app.include_router(module.router, dependencies=protected)
     return app
 

@@ -6,11 +6,12 @@ import asyncio
 import os
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import get_gateway, get_storage
 from api.gateway import PrefectGateway
+from blocks.sites import MongoSites
 from blocks.storage import SharedStorage
 
 router = APIRouter(tags=["health"])
@@ -25,11 +26,8 @@ def _storage_status(storage: SharedStorage) -> dict[str, Any]:
     return {"status": "ok", "path": str(root)}
 
 
-def _mongo_status() -> dict[str, Any]:
+def _mongo_status(sites: MongoSites) -> dict[str, Any]:
     try:
-        from blocks.mongo import load_mongo
-
-        sites = load_mongo()
         with sites.client(timeout_ms=1500) as client:
             client.admin.command("ping")
         return {"status": "ok"}
@@ -38,9 +36,9 @@ def _mongo_status() -> dict[str, Any]:
 
 
 @router.get("/health", summary="Status of the Prefect API, shared storage and MongoDB")
-async def health(gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> JSONResponse:
+async def health(request: Request, gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> JSONResponse:
     prefect_ok, storage_info, mongo_info = await asyncio.gather(
-        gateway.healthy(), asyncio.to_thread(_storage_status, storage), asyncio.to_thread(_mongo_status)
+        gateway.healthy(), asyncio.to_thread(_storage_status, storage), asyncio.to_thread(_mongo_status, request.app.state.mongo)
     )
     components = {"prefect": {"status": "ok" if prefect_ok else "error"}, "storage": storage_info, "mongodb": mongo_info}
     core_ok = prefect_ok and storage_info["status"] == "ok"

@@ -1,0 +1,55 @@
+"""The dataset build: one Prefect flow run that turns a MongoDB site into a
+CityLearn dataset folder on shared storage (flows/citylearn_export.py does the work).
+
+Progress is a Prefect progress artifact; the result is a markdown artifact with
+the dataset's metadata. No data in the range ends the run Failed with a message
+that names the site, buildings and range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+
+from blocks.sites import load_mongo
+from blocks.storage import load_storage, safe_name
+from flows.citylearn_export import BuildRequest, build
+
+
+@flow(name="build-dataset", persist_result=False)
+def build_dataset(
+    name: str,
+    site_id: str,
+    citylearn_configs: dict[str, Any] | None = None,
+    description: str = "",
+    period: int = 60,
+    from_ts: str | None = None,
+    until_ts: str | None = None,
+) -> dict[str, Any]:
+    """Build datasets/<name> from site <site_id>: one CSV per building, chargers, weather,
+    pricing and carbon intensity, and CityLearn's schema.json."""
+    logger = get_run_logger()
+    safe_name(name, what="dataset name")
+    storage = load_storage()
+    sites = load_mongo()
+    progress_id = create_progress_artifact(progress=0.0, description=f"dataset {name}: starting")
+
+    def on_progress(percent: float, stage: str) -> None:
+        logger.info("[INFO] %3.0f%% %s", percent, stage)
+        try:
+            update_progress_artifact(progress_id, percent, description=f"dataset {name}: {stage}")
+        except Exception as exc:  # progress is best effort; the build goes on
+            logger.warning("[WARNING] could not update the progress artifact: %s", exc)
+
+    request = BuildRequest(name, site_id, citylearn_configs or {}, description, period, from_ts, until_ts)
+    with sites.client() as client:
+        meta = build(client, storage, request, batch_size=sites.batch_size, progress=on_progress)
+    logger.info("[INFO] dataset %s: %s time steps, %s documents, %s .. %s", name, meta["time_steps"], meta["documents"], meta["from"], meta["until"])
+    rows = "\n".join(f"| {k} | {v} |" for k, v in meta.items() if k != "buildings")
+    create_markdown_artifact(
+        f"### Dataset `{name}`\n\n| field | value |\n|---|---|\n{rows}\n\nBuildings: {meta['buildings']}\n",
+        description=f"Dataset {name} from site {site_id}",
+    )
+    return meta
