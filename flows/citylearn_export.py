@@ -141,7 +141,7 @@ def aggregate(coll: pymongo.collection.Collection, ts_field: str, fields: dict[s
         idx = grid.index(stamps)
         inside = (idx >= 0) & (idx < grid.steps)
         for column, doc_field in fields.items():
-            values = pd.to_numeric(pd.Series([d.get(doc_field) for d in batch], dtype=object), errors="coerce").to_numpy(float)
+            values = _numbers([d.get(doc_field) for d in batch])
             ok = inside & ~np.isnan(values)
             sums[column] += np.bincount(idx[ok], weights=values[ok], minlength=grid.steps)
             counts[column] += np.bincount(idx[ok], minlength=grid.steps)
@@ -157,6 +157,14 @@ def aggregate(coll: pymongo.collection.Collection, ts_field: str, fields: dict[s
         docs += len(batch)
         fold()
     return sums, counts, docs
+
+
+def _numbers(values: list[Any]) -> np.ndarray:
+    """Document values as floats, missing or non-numeric ones as NaN (fast path first)."""
+    try:
+        return np.array(values, dtype=float)  # None -> NaN
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
 
 
 def finish_column(column: str, total: np.ndarray, count: np.ndarray, defaults: dict[str, float]) -> np.ndarray:
