@@ -114,16 +114,6 @@ async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str, api_
     return pool_type
 
 
-def engine_command(entrypoint: str) -> str:
-    """Run the flow in the container's own process.
-
-    The default, ``prefect flow-run execute``, imports Prefect's CLI and then spawns
-    a second Python for the flow: about 2 s more per run on a 2-core host. The image's
-    working directory already holds the code, so no pull step is needed either.
-    """
-    return f"python -m prefect.flow_engine {entrypoint}"
-
-
 def _load_flow(import_path: str) -> Any:
     module, attr = import_path.split(":")
     return getattr(__import__(module, fromlist=[attr]), attr)
@@ -142,7 +132,6 @@ async def ensure_deployments(client: Any, host: Host, *, docker: bool) -> list[s
             entrypoint=entrypoint,
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": workdir}}],
             parameter_openapi_schema=parameter_schema(flow_obj).model_dump_for_openapi(),
-            job_variables={"command": engine_command(entrypoint)} if docker else None,
             enforce_parameter_schema=True,
             description=(flow_obj.description or "").strip().splitlines()[0] if flow_obj.description else None,
             tags=["opeva", f"host:{host.name}"],

@@ -262,3 +262,20 @@ def test_dataset_request_checks_site_buildings_and_timestamps(api, site):
 def test_list_datasets_skips_half_built(storage):
     (storage.datasets_dir / ".tmp-partial-xyz").mkdir(parents=True, exist_ok=True)
     assert all(not d["name"].startswith(".") for d in list_datasets(storage))
+
+
+def test_sample_site_seeds_once_and_builds(mongo, storage):
+    """What `make seed` writes: a site whose schema validates and that builds at once."""
+    from flows.seed_site import seed_site
+
+    name = f"sample_{uuid.uuid4().hex[:6]}"
+    end = datetime(2026, 3, 30, tzinfo=timezone.utc)  # across the Lisbon DST change of 2026-03-29
+    summary = seed_site(mongo, site=name, days=3, buildings=2, seed=3, end=end)
+    assert summary["seeded"] and summary["collections"]["building_1"] == 3 * 96
+    assert seed_site(mongo, site=name, days=3, buildings=2, seed=3, end=end)["seeded"] is False  # idempotent
+    SiteSchema.model_validate(mongo[name].schema.find_one()["schema"])
+    meta = build(mongo, storage, BuildRequest(name=f"ds-{name}", site_id=name))
+    assert meta["time_steps"] == 72
+    b1 = pd.read_csv(storage.dataset_dir(f"ds-{name}") / "Building_1.csv")
+    assert b1["non_shiftable_load"].gt(0).all() and b1["solar_generation"].max() > 0
+    assert set(b1["daylight_savings_status"]) == {0, 1}  # Europe/Lisbon switches on 2026-03-29

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from deployments.hosts import HostsFile, load_hosts
-from deployments.setup import FLOWS, IMAGE_WORKDIR, engine_command
+from deployments.setup import FLOWS, IMAGE_WORKDIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,6 @@ def test_prefect_yaml_declares_the_setup_deployments():
     assert declared == expected
     for d in spec["deployments"]:
         assert d["name"] == d["work_pool"]["name"]
-        assert d["work_pool"]["job_variables"]["command"] == engine_command(d["entrypoint"])
     assert spec["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == IMAGE_WORKDIR
 
 
