@@ -261,7 +261,7 @@ class PrefectGateway:
             "pool": pool.name,
             "pool_type": pool.type,
             "online": bool(online),
-            "workers": [{"name": w.name, "status": str(w.status), "last_heartbeat": epoch(w.last_heartbeat_time)} for w in workers],
+            "workers": [{"name": w.name, "status": getattr(w.status, "value", w.status), "last_heartbeat": epoch(w.last_heartbeat_time)} for w in workers],
             "last_seen": epoch(max(beats)) if beats else None,
             "concurrency_limit": pool.concurrency_limit,
             "paused": pool.is_paused,

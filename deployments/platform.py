@@ -250,13 +250,14 @@ def worker_online(api_url: str, pool: str, worker_name: str | None = None) -> bo
 
 
 def ensure_docker_engine() -> bool:
-    """Start an engine when we can (root, Debian); False means use process pools."""
+    """Start an engine when we can (root, Debian); False means use process pools
+    (also when OPEVA_DOCKER=0)."""
     from deployments.setup import docker_available
 
-    if docker_available():
-        return True
     if os.environ.get("OPEVA_DOCKER", "1") == "0":
         return False
+    if docker_available():
+        return True
     script = PROJECT_ROOT / "deployments" / "docker_engine.sh"
     return subprocess.run(["bash", str(script)]).returncode == 0 and docker_available()
 
@@ -295,8 +296,9 @@ def main() -> int:
         if use_docker:
             ensure_image(settings.runtime_image)
         else:
+            reason = "OPEVA_DOCKER=0" if os.environ.get("OPEVA_DOCKER") == "0" else "no Docker engine answers (docker info failed)"
             print(
-                "No Docker engine answers (docker info failed): falling back to PROCESS work pools of the same names.\n"
+                f"{reason}: falling back to PROCESS work pools of the same names.\n"
                 "Jobs run as local processes, without container isolation. Start an engine and run make up again for Docker pools."
             )
         print("Starting the Prefect server (first start runs migrations, ~15 s)...", flush=True)
@@ -337,6 +339,10 @@ def main() -> int:
         print(f"Start-up failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C or a SIGTERM must not interrupt the clean-up half way;
+        # stop() itself escalates to SIGKILL for children that linger.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         platform.stop()
         print("Stopped.", flush=True)
 
