@@ -32,7 +32,7 @@ IMAGE_WORKDIR = "/opt/opeva"
 ZOMBIE_AUTOMATION = "opeva: crash runs whose heartbeats stopped"
 HEARTBEAT_SECONDS = 30
 
-# deployment name prefix -> (entrypoint, import path of the flow object)
+# flow (deployment) name -> (entrypoint, import path of the flow object)
 FLOWS: dict[str, tuple[str, str]] = {
     "run-simulation": ("flows/simulation.py:run_simulation", "flows.simulation:run_simulation"),
     "build-dataset": ("flows/build_dataset.py:build_dataset", "flows.build_dataset:build_dataset"),
@@ -122,7 +122,7 @@ def _load_flow(import_path: str) -> Any:
 async def ensure_deployments(client: Any, host: Host, *, docker: bool) -> list[str]:
     workdir = IMAGE_WORKDIR if docker else str(PROJECT_ROOT)
     names = []
-    for prefix, (entrypoint, import_path) in FLOWS.items():
+    for entrypoint, import_path in FLOWS.values():
         flow_obj = _load_flow(import_path)
         flow_id = await client.create_flow_from_name(flow_obj.name)
         await client.create_deployment(

@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run as current_run
 
-from blocks.storage import JobPaths, SharedStorage, load_storage, read_json, safe_name, write_json_atomic
+from blocks.storage import JobPaths, SharedStorage, load_storage, read_json, write_json_atomic
 from flows.experiment import ExperimentConfigError, check_experiment, default_experiment
 from flows.supervise import simulator_env, supervise
 
