@@ -114,6 +114,11 @@ async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str, api_
     return pool_type
 
 
+# The container's command: one Python that runs the engine and acts on cancellation
+# (flows/container_entry.py says why it replaces `prefect flow-run execute`).
+CONTAINER_COMMAND = "python -m flows.container_entry"
+
+
 def _load_flow(import_path: str) -> Any:
     module, attr = import_path.split(":")
     return getattr(__import__(module, fromlist=[attr]), attr)
@@ -132,6 +137,7 @@ async def ensure_deployments(client: Any, host: Host, *, docker: bool) -> list[s
             entrypoint=entrypoint,
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": workdir}}],
             parameter_openapi_schema=parameter_schema(flow_obj).model_dump_for_openapi(),
+            job_variables={"command": CONTAINER_COMMAND} if docker else None,
             enforce_parameter_schema=True,
             description=(flow_obj.description or "").strip().splitlines()[0] if flow_obj.description else None,
             tags=["opeva", f"host:{host.name}"],

@@ -1,0 +1,160 @@
+"""The command a run's container starts with: one Python, one import of Prefect,
+and cancellation of started runs kept working.
+
+Why not Prefect's default container command, ``prefect flow-run execute``: it
+imports Prefect's CLI and runner, then starts a second Python that imports
+Prefect again to run the flow. On a 2-core host each import costs about 2.5 s,
+and the pair is most of the time between submit and Running (bench/submit_latency.py).
+
+Why not ``python -m prefect.engine`` on its own: in Prefect 3.8 the worker only
+cancels runs whose container never started; a started run is cancelled by the
+runner inside ``prefect flow-run execute``. With the engine alone, a Cancel in the
+UI, ``prefect flow-run cancel`` or ``POST /stop`` would leave the job running.
+
+So this entry point imports Prefect and the flows once, then forks. The child
+runs ``prefect.engine`` exactly as ``python -m prefect.engine`` would, with
+every import already in memory. The parent is the container's PID 1: it watches
+the run's state and, when cancellation is asked for, terminates the child's
+process group (the simulator with it) and records Cancelled, as Prefect's runner
+does. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
+
+    command: python -m flows.container_entry      (set by deployments/setup.py)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import runpy
+import signal
+import sys
+import time
+from uuid import UUID
+
+STATE_POLL_SECONDS = 2.0  # how soon a cancellation is seen; one small GET per poll
+KILL_GRACE_SECONDS = 10.0  # SIGTERM first, SIGKILL after this
+WAIT_STEP_SECONDS = 0.1
+
+log = logging.getLogger("opeva.container")
+
+
+def _preload() -> None:
+    """Import Prefect's engine before the fork, so the child inherits it.
+
+    The flow's own module is left to the engine: which flow runs is only known
+    once the engine reads the run, and importing every flow here would cost
+    the dataset flow's pandas (~0.4 s) to each simulation.
+    """
+    import prefect.engine  # noqa: F401
+    import prefect.flow_engine  # noqa: F401
+
+
+def _run_engine_in_child() -> None:
+    """Become the flow engine; never returns to the caller's code."""
+    os.setpgid(0, 0)  # own process group: the parent can signal the engine and its simulator at once
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    sys.argv = [sys.argv[0]]
+    try:
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    # a normal interpreter exit, so Prefect's log shipper flushes at exit
+    sys.exit(code)
+
+
+class Supervisor:
+    """The parent: wait for the engine, act on cancellation and stop signals."""
+
+    def __init__(self, flow_run_id: UUID, child_pid: int) -> None:
+        self.flow_run_id = flow_run_id
+        self.child_pid = child_pid
+        self.terminated_at: float | None = None
+        self.cancel_seen = False
+
+    def _signal_child(self, sig: int) -> None:
+        try:
+            os.killpg(self.child_pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def terminate(self, reason: str) -> None:
+        if self.terminated_at is None:
+            log.info("%s: stopping the flow run's processes", reason)
+            self.terminated_at = time.monotonic()
+            self._signal_child(signal.SIGTERM)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.terminate(f"received {signal.Signals(signum).name}")
+
+    def _is_cancelling(self, client: object) -> bool:
+        from prefect.client.schemas.objects import StateType
+
+        try:
+            run = client.read_flow_run(self.flow_run_id)  # type: ignore[attr-defined]
+        except Exception as exc:  # the server may be restarting; try again at the next poll
+            log.debug("could not read the flow run's state: %s", exc)
+            return False
+        return run.state is not None and run.state.type == StateType.CANCELLING
+
+    def wait(self) -> int:
+        from prefect.client.orchestration import get_client
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        next_poll = time.monotonic() + STATE_POLL_SECONDS
+        with get_client(sync_client=True) as client:
+            while True:
+                pid, status = os.waitpid(self.child_pid, os.WNOHANG)
+                if pid:
+                    break
+                now = time.monotonic()
+                if now >= next_poll and not self.cancel_seen:
+                    next_poll = now + STATE_POLL_SECONDS
+                    if self._is_cancelling(client):
+                        self.cancel_seen = True
+                        self.terminate("cancellation requested")
+                if self.terminated_at is not None and now - self.terminated_at > KILL_GRACE_SECONDS:
+                    self._signal_child(signal.SIGKILL)
+                time.sleep(WAIT_STEP_SECONDS)
+            self._signal_child(signal.SIGKILL)  # the simulator must not outlive the engine
+            if self.cancel_seen or self._is_cancelling(client):
+                self._record_cancelled(client)
+                return 0
+        return os.waitstatus_to_exitcode(status)
+
+    def _record_cancelled(self, client: object) -> None:
+        from prefect.states import Cancelled
+
+        try:
+            client.set_flow_run_state(  # type: ignore[attr-defined]
+                self.flow_run_id, Cancelled(message="Cancelled on request; the job's files are kept."), force=True
+            )
+            log.info("flow run %s recorded as Cancelled", self.flow_run_id)
+        except Exception as exc:
+            log.error("could not record the cancellation of %s: %s", self.flow_run_id, exc)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    raw_id = os.environ.get("PREFECT__FLOW_RUN_ID", "")
+    try:
+        flow_run_id = UUID(raw_id)
+    except ValueError:
+        log.error("PREFECT__FLOW_RUN_ID must hold a flow run id, got %r", raw_id)
+        return 1
+    _preload()
+    pid = os.fork()
+    if pid == 0:
+        _run_engine_in_child()
+    try:
+        os.setpgid(pid, pid)  # also here, so no signal can precede the child's own setpgid
+    except (PermissionError, ProcessLookupError):
+        pass  # the child got there first (or already exited)
+    return Supervisor(flow_run_id, pid).wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
