@@ -34,6 +34,8 @@ from uuid import UUID
 STATE_POLL_SECONDS = 2.0  # how soon a cancellation is seen; one small GET per poll
 KILL_GRACE_SECONDS = 10.0  # SIGTERM first, SIGKILL after this
 WAIT_STEP_SECONDS = 0.1
+REQUEST_TIMEOUT_SECONDS = 10.0
+RECORD_ATTEMPTS = 15  # about 30 s to record Cancelled across a server restart
 
 log = logging.getLogger("opeva.container")
 
@@ -100,10 +102,19 @@ class Supervisor:
         return run.state is not None and run.state.type == StateType.CANCELLING
 
     def wait(self) -> int:
-        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        # No client retries here: a poll that fails is simply made again 2 s later, and a
+        # retrying call would keep this process (and the container) alive long after the
+        # engine ended whenever the server is down.
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS}):
+            return self._wait()
+
+    def _wait(self) -> int:
+        from prefect.client.orchestration import get_client
+
         next_poll = time.monotonic() + STATE_POLL_SECONDS
         with get_client(sync_client=True) as client:
             while True:
@@ -128,13 +139,17 @@ class Supervisor:
     def _record_cancelled(self, client: object) -> None:
         from prefect.states import Cancelled
 
-        try:
-            client.set_flow_run_state(  # type: ignore[attr-defined]
-                self.flow_run_id, Cancelled(message="Cancelled on request; the job's files are kept."), force=True
-            )
-            log.info("flow run %s recorded as Cancelled", self.flow_run_id)
-        except Exception as exc:
-            log.error("could not record the cancellation of %s: %s", self.flow_run_id, exc)
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                client.set_flow_run_state(  # type: ignore[attr-defined]
+                    self.flow_run_id, Cancelled(message="Cancelled on request; the job's files are kept."), force=True
+                )
+                log.info("flow run %s recorded as Cancelled", self.flow_run_id)
+                return
+            except Exception as exc:
+                log.warning("could not record the cancellation of %s (attempt %d): %s", self.flow_run_id, attempt + 1, exc)
+                time.sleep(STATE_POLL_SECONDS)
+        log.error("gave up recording the cancellation of %s: it stays Cancelling unless the OPEVA API's stop check records it", self.flow_run_id)
 
 
 def main() -> int:
