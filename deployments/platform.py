@@ -263,14 +263,19 @@ def ensure_docker_engine() -> bool:
 
 
 def ensure_image(image: str) -> None:
+    """Build the runtime image, or bring it up to date with the code.
+
+    Always built, not only when missing: runs execute the flow code inside the image,
+    so an image left from an older checkout would run old code. Docker's layer cache
+    makes this a few seconds when nothing changed.
+    """
     import docker
 
     try:
         docker.from_env().images.get(image)
-        return
+        print(f"Refreshing the runtime image {image} with the current code (seconds)...", flush=True)
     except docker.errors.ImageNotFound:
-        pass
-    print(f"Building the runtime image {image} (first start only; a few minutes offline)...", flush=True)
+        print(f"Building the runtime image {image} (first start only; a few minutes offline)...", flush=True)
     subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "build_image.sh")], check=True, env={**os.environ, "IMAGE": image})
 
 
