@@ -11,12 +11,12 @@ cancels runs whose container never started; a started run is cancelled by the
 runner inside ``prefect flow-run execute``. With the engine alone, a Cancel in the
 UI, ``prefect flow-run cancel`` or ``POST /stop`` would leave the job running.
 
-So this entry point imports Prefect and the flows once, then forks. The child
+So this entry point imports Prefect's engine once, then forks. The child
 runs ``prefect.engine`` exactly as ``python -m prefect.engine`` would, with
-every import already in memory. The parent is the container's PID 1: it watches
-the run's state and, when cancellation is asked for, terminates the child's
-process group (the simulator with it) and records Cancelled, as Prefect's runner
-does. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
+those imports already in memory. The parent is the container's PID 1: it watches
+the run's state and, when cancellation is asked for, records Cancelled and
+terminates the child's process group (the simulator with it), as Prefect's
+runner does. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
 
     command: python -m flows.container_entry      (set by deployments/setup.py)
 """
@@ -126,12 +126,18 @@ class Supervisor:
                     next_poll = now + STATE_POLL_SECONDS
                     if self._is_cancelling(client):
                         self.cancel_seen = True
+                        # Cancelled first: the engine answers SIGTERM by proposing Crashed,
+                        # which the server refuses once the run is final. The other order
+                        # shows a Crashed run until the parent records Cancelled.
+                        self._record_cancelled(client)
                         self.terminate("cancellation requested")
                 if self.terminated_at is not None and now - self.terminated_at > KILL_GRACE_SECONDS:
                     self._signal_child(signal.SIGKILL)
                 time.sleep(WAIT_STEP_SECONDS)
             self._signal_child(signal.SIGKILL)  # the simulator must not outlive the engine
-            if self.cancel_seen or self._is_cancelling(client):
+            if self.cancel_seen:
+                return 0
+            if self._is_cancelling(client):  # cancelled before the engine ran: it exited without a final state
                 self._record_cancelled(client)
                 return 0
         return os.waitstatus_to_exitcode(status)

@@ -110,6 +110,8 @@ def test_cancelling_a_running_job_kills_its_container_and_keeps_files(storage):
     gateway_call(lambda g: _stop(g, job_id))
     run = wait_final(job_id, timeout=60)
     assert run.state.is_cancelled(), run.state
+    history = [s.type.value for s in gateway_call(lambda g: g.client.read_flow_run_states(run.id))]
+    assert "CRASHED" not in history, history  # a cancelled job is never shown as crashed, even briefly
 
     def container_gone() -> bool:
         try:
