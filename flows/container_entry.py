@@ -31,6 +31,11 @@ import sys
 import time
 from uuid import UUID
 
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import StateType
+from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from prefect.states import Cancelled
+
 STATE_POLL_SECONDS = 2.0  # how soon a cancellation is seen; one small GET per poll
 KILL_GRACE_SECONDS = 10.0  # SIGTERM first, SIGKILL after this
 WAIT_STEP_SECONDS = 0.1
@@ -91,19 +96,15 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.terminate(f"received {signal.Signals(signum).name}")
 
-    def _is_cancelling(self, client: object) -> bool:
-        from prefect.client.schemas.objects import StateType
-
+    def _is_cancelling(self, client: SyncPrefectClient) -> bool:
         try:
-            run = client.read_flow_run(self.flow_run_id)  # type: ignore[attr-defined]
+            run = client.read_flow_run(self.flow_run_id)
         except Exception as exc:  # the server may be restarting; try again at the next poll
             log.debug("could not read the flow run's state: %s", exc)
             return False
         return run.state is not None and run.state.type == StateType.CANCELLING
 
     def wait(self) -> int:
-        from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         # No client retries here: a poll that fails is simply made again 2 s later, and a
@@ -113,8 +114,6 @@ class Supervisor:
             return self._wait()
 
     def _wait(self) -> int:
-        from prefect.client.orchestration import get_client
-
         next_poll = time.monotonic() + STATE_POLL_SECONDS
         with get_client(sync_client=True) as client:
             while True:
@@ -142,12 +141,10 @@ class Supervisor:
                 return 0
         return os.waitstatus_to_exitcode(status)
 
-    def _record_cancelled(self, client: object) -> None:
-        from prefect.states import Cancelled
-
+    def _record_cancelled(self, client: SyncPrefectClient) -> None:
         for attempt in range(RECORD_ATTEMPTS):
             try:
-                client.set_flow_run_state(  # type: ignore[attr-defined]
+                client.set_flow_run_state(
                     self.flow_run_id, Cancelled(message="Cancelled on request; the job's files are kept."), force=True
                 )
                 log.info("flow run %s recorded as Cancelled", self.flow_run_id)
