@@ -1,4 +1,4 @@
-# Runtime image of a compute host: the project's flows, blocks and reference simulator.
+# Runtime image of a compute host: the domain package, the flows, blocks and the reference simulator.
 # Production builds use the normal base; offline builds pass a local one
 # (make image does that: a debootstrap'd Debian with python3).
 ARG BASE_IMAGE=python:3.11-slim
@@ -23,8 +23,10 @@ RUN python3 -m venv /opt/venv \
 
 WORKDIR /opt/opeva
 COPY pyproject.toml ./
+# The domain (no Prefect), the reference simulator (its own program), and the thin
+# Prefect layer over them. The REST API and the deployment tools are not needed here.
+COPY core/ core/
+COPY simulator/ simulator/
 COPY blocks/ blocks/
 COPY flows/ flows/
-COPY api/ api/
-COPY deployments/ deployments/
 ENV PYTHONPATH=/opt/opeva

@@ -20,7 +20,7 @@ image:  ## Build the runtime image (offline-capable: debootstrap base + wheelhou
 	bash deployments/build_image.sh
 
 seed:  ## Fill the local MongoDB-compatible server with a sample site (make up must be running)
-	$(PYTHON) -m flows.seed_site --uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
+	$(PYTHON) -m tools.seed_site --uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
 
 setup:  ## Re-create pools and deployments after editing deployments/hosts.yaml
 	$(PYTHON) -m deployments.setup --mongo-uri $${MONGO_URI:-mongodb://127.0.0.1:27017}

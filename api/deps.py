@@ -16,9 +16,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from api.gateway import PrefectGateway
-from blocks.settings import PlatformSettings
-from blocks.storage import SharedStorage
-from deployments.hosts import Host, HostsFile, load_hosts
+from core.settings import PlatformSettings
+from core.layout import DataRoot
+from core.hosts import Host, HostsFile, load_hosts
 
 _bearer = HTTPBearer(auto_error=False, description="Needed when OPEVA_API_TOKENS is set.")
 
@@ -31,7 +31,7 @@ def get_gateway(request: Request) -> PrefectGateway:
     return request.app.state.gateway
 
 
-def get_storage(request: Request) -> SharedStorage:
+def get_storage(request: Request) -> DataRoot:
     return request.app.state.storage
 
 

@@ -19,10 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import pymongo.errors
 
 from api.gateway import DeploymentMissing, JobNotFound
-from blocks.sites import SchemaNotFound, SiteExists, SiteNotFound
-from flows.citylearn_export import DatasetBuildError
-from blocks.storage import UnsafeNameError
-from flows.experiment import ExperimentConfigError
+from core.sites import SchemaNotFound, SiteExists, SiteNotFound
+from core.dataset_build import DatasetBuildError
+from core.layout import UnsafeNameError
+from core.experiment import ExperimentConfigError
 
 log = logging.getLogger("opeva.api")
 

@@ -33,7 +33,7 @@ from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 
-from api.states import PREFECT_TYPES, opeva_status
+from core.states import PREFECT_TYPES, opeva_status_of
 
 log = logging.getLogger("opeva.api")
 
@@ -75,6 +75,10 @@ class Resources:
         if self.memory:
             variables["mem_limit"] = self.memory
         return variables
+
+
+def opeva_status(run: FlowRun) -> str:
+    return opeva_status_of(run.state.type.value if run.state else None, run.run_count)
 
 
 def parse_job_id(job_id: str) -> UUID:
@@ -151,7 +155,7 @@ class PrefectGateway:
         """Newest first; also the total matching count, for pagination."""
         run_filter = FlowRunFilter()
         if status:
-            run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(PREFECT_TYPES[status])))
+            run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(t) for t in sorted(PREFECT_TYPES[status])]))
         kwargs: dict[str, Any] = {
             "flow_filter": FlowFilter(name=FlowFilterName(any_=JOB_FLOWS)),
             "flow_run_filter": run_filter,

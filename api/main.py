@@ -16,7 +16,7 @@ from api import errors
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
 from api.routers import configs, datasets, health, hosts, jobs, sites
-from blocks.settings import PlatformSettings, project_version
+from core.settings import PlatformSettings, project_version
 from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
 

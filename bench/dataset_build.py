@@ -23,10 +23,10 @@ import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blocks.site_spec import SiteSchema  # noqa: E402
-from blocks.storage import SharedStorage  # noqa: E402
+from core.site_spec import SiteSchema  # noqa: E402
+from core.layout import DataRoot  # noqa: E402
 from deployments.platform import free_port, mongo_ok  # noqa: E402
-from flows.citylearn_export import BuildRequest, build  # noqa: E402
+from core.dataset_build import BuildRequest, build  # noqa: E402
 
 BUILDINGS = 4
 FIELDS = {"non_shiftable_load": "load_kwh", "solar_generation": "pv_kwh", "indoor_dry_bulb_temperature": "temp"}
@@ -64,7 +64,7 @@ def phase_main(args: argparse.Namespace) -> None:
         n = raw_drain(client, args.site, end_of(args.docs))
     else:
         req = BuildRequest(name=f"bench-{args.docs}", site_id=args.site, period=60, from_ts=START.isoformat(), until_ts=end_of(args.docs).isoformat())
-        n = build(client, SharedStorage(base_path=args.data_dir), req, batch_size=BATCH)["documents"]
+        n = build(client, DataRoot(args.data_dir), req, batch_size=BATCH)["documents"]
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "documents": n, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
@@ -97,7 +97,7 @@ def main(total: int) -> None:
                 raise SystemExit("the MongoDB-compatible server did not start")
             time.sleep(0.3)
         client = pymongo.MongoClient(uri, tz_aware=True)
-        storage = SharedStorage(base_path=tempfile.mkdtemp(prefix="opeva-bench-data-"))
+        storage = DataRoot(tempfile.mkdtemp(prefix="opeva-bench-data-"))
         for docs in (total // 2, total):
             site = f"bench_{docs}"
             t0 = time.perf_counter()

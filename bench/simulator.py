@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.simulator.agents import NoControl, QLearning, RuleBased, run_episode  # noqa: E402
-from flows.simulator.config import QLearningParams, RuleBasedParams  # noqa: E402
-from flows.simulator.dataset import Dataset, sample_dataset  # noqa: E402
-from flows.simulator.environment import DistrictEnv  # noqa: E402
-from flows.simulator.metrics import episode_metrics  # noqa: E402
+from simulator.agents import NoControl, QLearning, RuleBased, run_episode  # noqa: E402
+from simulator.config import QLearningParams, RuleBasedParams  # noqa: E402
+from simulator.dataset import Dataset, sample_dataset  # noqa: E402
+from simulator.environment import DistrictEnv  # noqa: E402
+from simulator.metrics import episode_metrics  # noqa: E402
 
 DAYS = 365
 TRAINING_EPISODES = 10

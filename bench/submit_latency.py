@@ -14,7 +14,7 @@ import time
 
 from _platform import HEADER, row, running_platform
 
-from blocks.settings import PlatformSettings
+from core.settings import PlatformSettings
 
 COMMAND = ["sh", "-c", "echo '[INFO] trivial job'"]
 

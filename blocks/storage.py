@@ -1,102 +1,20 @@
-"""Shared storage: the one place that knows where a job's files live.
+"""The SharedStorage block: where the shared data tree is, saved in Prefect.
 
-The API, the flows (inside their containers) and the simulator all read and write
-the same tree, so the layout is written down here once:
-
-    <base_path>/
-      configs/<name>.yaml                  experiment configs
-      datasets/<name>/                     CityLearn-format datasets
-      jobs/<job_id>/job_info.json
-      jobs/<job_id>/logs/<job_id>.log      the job log (OPEVA's), written by the flow
-      jobs/<job_id>/logs/simulator.log     what the simulator writes itself
-      jobs/<job_id>/progress/progress.json
-      jobs/<job_id>/results/result.json
-
-Every compute host mounts the tree at the same absolute path, so the block's
-``base_path`` is true on the API host and inside every container.
+Only the location lives here; the layout and the safe-name rules are in
+:mod:`core.layout`, which needs no Prefect. ``OPEVA_DATA_DIR`` wins when set, so
+tests and processes without a Prefect API still find the tree.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from core.layout import DataRoot, data_root_from_env
+
 DEFAULT_BLOCK_NAME = "default"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class UnsafeNameError(ValueError):
-    """A user-supplied name that could escape its directory or is not a plain file name."""
-
-
-def safe_name(name: str, *, what: str = "name") -> str:
-    """Return ``name`` if it is a plain file or folder name, else raise UnsafeNameError.
-
-    Refused: empty names, ``..`` anywhere, path separators, absolute paths, names
-    starting with a dot or dash, control characters and anything over 128 chars.
-    """
-    if not isinstance(name, str) or not name:
-        raise UnsafeNameError(f"{what} must be a non-empty string")
-    if "/" in name or "\\" in name or os.path.isabs(name):
-        raise UnsafeNameError(f"{what} {name!r} must be a plain name, without '/' or an absolute path")
-    if ".." in name:
-        raise UnsafeNameError(f"{what} {name!r} must not contain '..'")
-    if not _SAFE_NAME.match(name):
-        raise UnsafeNameError(
-            f"{what} {name!r} may only use letters, digits, '.', '_' and '-', "
-            "start with a letter or digit, and be at most 128 characters"
-        )
-    return name
-
-
-@dataclass(frozen=True)
-class JobPaths:
-    """The files of one job on shared storage."""
-
-    job_id: str
-    dir: Path
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.dir / "logs"
-
-    @property
-    def log_file(self) -> Path:
-        return self.logs_dir / f"{self.job_id}.log"
-
-    @property
-    def simulator_log_file(self) -> Path:
-        return self.logs_dir / "simulator.log"
-
-    @property
-    def progress_file(self) -> Path:
-        return self.dir / "progress" / "progress.json"
-
-    @property
-    def result_file(self) -> Path:
-        return self.dir / "results" / "result.json"
-
-    @property
-    def job_info_file(self) -> Path:
-        return self.dir / "job_info.json"
-
-    @property
-    def config_file(self) -> Path:
-        """Where an inline config without ``save_as`` is kept, so the job can be re-read."""
-        return self.dir / "config.yaml"
-
-    def create(self) -> "JobPaths":
-        for d in (self.logs_dir, self.progress_file.parent, self.result_file.parent):
-            d.mkdir(parents=True, exist_ok=True)
-        return self
 
 
 class SharedStorage(Block):
@@ -108,95 +26,23 @@ class SharedStorage(Block):
 
     base_path: str = Field(description="Absolute path of the shared data root, identical on every host.")
 
-    @property
-    def root(self) -> Path:
-        return Path(self.base_path)
-
-    @property
-    def configs_dir(self) -> Path:
-        return self.root / "configs"
-
-    @property
-    def datasets_dir(self) -> Path:
-        return self.root / "datasets"
-
-    @property
-    def jobs_dir(self) -> Path:
-        return self.root / "jobs"
-
-    def ensure_layout(self) -> None:
-        for d in (self.configs_dir, self.datasets_dir, self.jobs_dir):
-            d.mkdir(parents=True, exist_ok=True)
-
-    def job(self, job_id: str) -> JobPaths:
-        return JobPaths(job_id=safe_name(str(job_id), what="job id"), dir=self.jobs_dir / str(job_id))
-
-    def config_file(self, file_name: str) -> Path:
-        return self.configs_dir / safe_name(file_name, what="config file name")
-
-    def dataset_dir(self, name: str) -> Path:
-        return self.datasets_dir / safe_name(name, what="dataset name")
-
-    def resolve(self, relative: str, *, what: str = "path") -> Path:
-        """Resolve a path given relative to the data root (e.g. ``configs/x.yaml``).
-
-        Each segment must be a safe name, so the result cannot leave the root.
-        """
-        if not isinstance(relative, str) or not relative.strip():
-            raise UnsafeNameError(f"{what} must be a non-empty relative path")
-        if os.path.isabs(relative):
-            raise UnsafeNameError(f"{what} {relative!r} must be relative to the shared data root, not absolute")
-        parts = [p for p in relative.split("/") if p not in ("", ".")]
-        for part in parts:
-            safe_name(part, what=f"{what} segment")
-        return self.root.joinpath(*parts)
-
-    def relative(self, path: Path) -> str:
-        return str(Path(path).relative_to(self.root))
+    def data_root(self) -> DataRoot:
+        return DataRoot(self.base_path)
 
 
-def storage_from_env() -> SharedStorage:
-    """Storage for processes that must not depend on the Prefect API (the simulator)."""
-    base = os.environ.get("OPEVA_DATA_DIR")
-    if not base:
-        raise RuntimeError("OPEVA_DATA_DIR is not set")
-    return SharedStorage(base_path=base)
+def _block_name(block_name: str | None) -> str:
+    return block_name or os.environ.get("OPEVA_STORAGE_BLOCK", DEFAULT_BLOCK_NAME)
 
 
-def load_storage(block_name: str | None = None) -> SharedStorage:
-    """The registered storage block; ``OPEVA_DATA_DIR`` wins when set, so tests and
-    processes without a Prefect API still find the tree."""
+def load_storage(block_name: str | None = None) -> DataRoot:
+    """The data tree of the registered block (or ``OPEVA_DATA_DIR``)."""
     if os.environ.get("OPEVA_DATA_DIR"):
-        return storage_from_env()
-    return SharedStorage.load(block_name or os.environ.get("OPEVA_STORAGE_BLOCK", DEFAULT_BLOCK_NAME))
+        return data_root_from_env()
+    return SharedStorage.load(_block_name(block_name)).data_root()
 
 
-async def aload_storage(block_name: str | None = None) -> SharedStorage:
+async def aload_storage(block_name: str | None = None) -> DataRoot:
     """:func:`load_storage` for async callers (the API's start-up)."""
     if os.environ.get("OPEVA_DATA_DIR"):
-        return storage_from_env()
-    return await SharedStorage.aload(block_name or os.environ.get("OPEVA_STORAGE_BLOCK", DEFAULT_BLOCK_NAME))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so a reader never sees half a file (progress is read while written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def read_json(path: Path) -> Any | None:
-    """The parsed file, or None when it does not exist yet or is mid-write by a non-atomic writer."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        return data_root_from_env()
+    return (await SharedStorage.aload(_block_name(block_name))).data_root()

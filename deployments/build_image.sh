@@ -5,13 +5,13 @@
 # make a Debian base with debootstrap, and Python packages come from a wheelhouse
 # downloaded on the host. Both are cached under OPEVA_CACHE (default
 # /var/cache/opeva) so later builds take seconds.
-#   IMAGE        tag to build (default opeva-runtime:<project version>)
+#   IMAGE        tag to build (default $OPEVA_IMAGE, else opeva-runtime:<project version>)
 #   BASE_IMAGE   base to build on (default python:3.11-slim, if present locally or pullable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${OPEVA_CACHE:-/var/cache/opeva}
 version=$(python3 -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
-image=${IMAGE:-opeva-runtime:$version}
+image=${IMAGE:-${OPEVA_IMAGE:-opeva-runtime:$version}}
 base=${BASE_IMAGE:-python:3.11-slim}
 local_base=opeva-base:bookworm
 

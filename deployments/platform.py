@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from blocks.settings import PROJECT_ROOT, PlatformSettings
+from core.settings import PROJECT_ROOT, PlatformSettings
 
 WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5-15 s; see bench/submit_latency.py
 
@@ -311,7 +311,7 @@ def main() -> int:
         platform.start_mongo()
         os.environ.update({"PREFECT_API_URL": platform.prefect_api_url})
         types = platform.setup_pools(docker=use_docker)
-        from deployments.hosts import load_hosts
+        from core.hosts import load_hosts
 
         for host in load_hosts().hosts:
             if host.start_worker:

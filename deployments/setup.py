@@ -22,9 +22,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from prefect.utilities.callables import parameter_schema
 
-from blocks.settings import PROJECT_ROOT, PlatformSettings
+from core.settings import PROJECT_ROOT, PlatformSettings
 from blocks.storage import DEFAULT_BLOCK_NAME, SharedStorage
-from deployments.hosts import Host, HostsFile, load_hosts
+from core.hosts import Host, HostsFile, load_hosts
 
 log = logging.getLogger("opeva.setup")
 
@@ -149,7 +149,7 @@ async def ensure_deployments(client: Any, host: Host, *, docker: bool) -> list[s
 async def register_blocks(settings: PlatformSettings, mongo_uri: str | None) -> None:
     await SharedStorage.aregister_type_and_schema()
     storage = SharedStorage(base_path=str(settings.shared_data_dir))
-    storage.ensure_layout()
+    storage.data_root().ensure_layout()
     await storage.asave(DEFAULT_BLOCK_NAME, overwrite=True)
     if mongo_uri:
         from blocks.sites import MongoSites

@@ -1,5 +1,5 @@
 """The dataset build: one Prefect flow run that turns a MongoDB site into a
-CityLearn dataset folder on shared storage (flows/citylearn_export.py does the work).
+CityLearn dataset folder on shared storage (core/dataset_build.py does the work).
 
 Progress is a Prefect progress artifact; the result is a markdown artifact with
 the dataset's metadata. No data in the range ends the run Failed with a message
@@ -14,8 +14,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from blocks.sites import load_mongo
-from blocks.storage import load_storage, safe_name
-from flows.citylearn_export import BuildRequest, build
+from blocks.storage import load_storage
+from core.layout import safe_name
+from core.dataset_build import BuildRequest, build
 
 
 @flow(name="build-dataset", persist_result=False)

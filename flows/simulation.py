@@ -22,11 +22,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run as current_run
 
-from blocks.storage import JobPaths, SharedStorage, load_storage, read_json, write_json_atomic
-from flows.experiment import ExperimentConfigError, check_experiment, default_experiment
+from blocks.storage import load_storage
+from core.layout import DataRoot, JobPaths, read_json, write_json_atomic
+from core.experiment import ExperimentConfigError, check_experiment, default_experiment
 from flows.supervise import simulator_env, supervise
 
-REFERENCE_SIMULATOR = [sys.executable, "-m", "flows.simulator"]
+REFERENCE_SIMULATOR = [sys.executable, "-m", "simulator"]
 
 
 class SimulatorFailed(RuntimeError):
@@ -34,7 +35,7 @@ class SimulatorFailed(RuntimeError):
 
 
 def _resolve_config(
-    storage: SharedStorage, job: JobPaths, config: dict[str, Any] | None, config_path: str | None, save_as: str | None
+    storage: DataRoot, job: JobPaths, config: dict[str, Any] | None, config_path: str | None, save_as: str | None
 ) -> tuple[dict[str, Any], Path]:
     """Load or store the experiment config and return it with the file the simulator reads."""
     if config is not None and config_path:
@@ -106,7 +107,7 @@ def run_simulation(
     cmd = shlex.split(command) if isinstance(command, str) else list(command or REFERENCE_SIMULATOR)
     experiment, cfg_file = _resolve_config(storage, job, config, config_path, save_as)
     if cmd == REFERENCE_SIMULATOR:
-        from flows.simulator.config import ConfigError, validate_config
+        from simulator.config import ConfigError, validate_config
 
         try:
             validate_config(experiment, storage.root)

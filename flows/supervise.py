@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from blocks.storage import JobPaths, read_json
+from core.layout import JobPaths, read_json
 
 POLL_SECONDS = 0.2
 TAIL_LINES = 20

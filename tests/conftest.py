@@ -105,9 +105,9 @@ def needs_docker(platform: Platform, docker_ready: bool) -> None:
 
 @pytest.fixture(scope="session")
 def storage(platform: Platform):
-    from blocks.storage import SharedStorage
+    from core.layout import DataRoot
 
-    return SharedStorage(base_path=str(platform.data_dir))
+    return DataRoot(platform.data_dir)
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import pandas as pd
 import pymongo
 import pytest
 
-from blocks.site_spec import SiteSchema
-from blocks.sites import REALTIME_CAP
+from core.site_spec import SiteSchema
+from core.sites import REALTIME_CAP
 from conftest import wait_for
-from flows.citylearn_export import BuildRequest, DatasetBuildError, build, list_datasets
+from core.dataset_build import BuildRequest, DatasetBuildError, build, list_datasets
 
 DAY = datetime(2025, 1, 6, tzinfo=timezone.utc)  # a Monday, no DST anywhere relevant
 
@@ -266,7 +266,7 @@ def test_list_datasets_skips_half_built(storage):
 
 def test_sample_site_seeds_once_and_builds(mongo, storage):
     """What `make seed` writes: a site whose schema validates and that builds at once."""
-    from flows.seed_site import seed_site
+    from tools.seed_site import seed_site
 
     name = f"sample_{uuid.uuid4().hex[:6]}"
     end = datetime(2026, 3, 30, tzinfo=timezone.utc)  # across the Lisbon DST change of 2026-03-29

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from deployments.hosts import HostsFile, load_hosts
+from core.hosts import HostsFile, load_hosts
 from deployments.setup import CONTAINER_COMMAND, FLOWS, IMAGE_WORKDIR
 
 ROOT = Path(__file__).resolve().parent.parent

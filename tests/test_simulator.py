@@ -1,6 +1,6 @@
 """The reference simulator on its own: no Prefect, no Docker, no network server.
 
-Runs in-process for the algorithms and as ``python -m flows.simulator`` for the
+Runs in-process for the algorithms and as ``python -m simulator`` for the
 contract with the platform (environment in, log/progress/result files out).
 """
 
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import yaml
 
-from flows.simulator.agents import QLearning, run_episode
-from flows.simulator.config import ConfigError, QLearningParams, validate_config
-from flows.simulator.dataset import CHARGER_COLUMNS, load_dataset, sample_dataset, write_sample_dataset
-from flows.simulator.environment import DistrictEnv
-from flows.simulator.metrics import METRICS, episode_metrics
-from flows.simulator.mlflow_client import MlflowRun
-from flows.simulator.runner import run_experiment
+from simulator.agents import QLearning, run_episode
+from simulator.config import ConfigError, QLearningParams, validate_config
+from simulator.dataset import CHARGER_COLUMNS, load_dataset, sample_dataset, write_sample_dataset
+from simulator.environment import DistrictEnv
+from simulator.metrics import METRICS, episode_metrics
+from simulator.mlflow_client import MlflowRun
+from simulator.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = logging.getLogger("test_simulator")
@@ -36,7 +36,7 @@ def experiment(**keys: Any) -> dict[str, Any]:
 
 
 def run(config: dict[str, Any], data_dir: Path | None = None, **kwargs: Any) -> dict[str, Any]:
-    from flows.simulator.runner import load_data
+    from simulator.runner import load_data
 
     parsed = validate_config(config, data_dir)
     return run_experiment(parsed, load_data(parsed, data_dir), log=LOG, **kwargs)
@@ -250,7 +250,7 @@ def test_mlflow_failure_is_a_warning_not_an_error(caplog: pytest.LogCaptureFixtu
     assert "continuing without tracking" in caplog.text
 
 
-# --- the platform contract: python -m flows.simulator ------------------------------------------
+# --- the platform contract: python -m simulator ------------------------------------------
 
 
 def simulate(tmp_path: Path, config: dict[str, Any], *args: str, use_env: bool = True, **extra_env: str) -> tuple[subprocess.CompletedProcess, Path]:
@@ -273,7 +273,7 @@ def simulate(tmp_path: Path, config: dict[str, Any], *args: str, use_env: bool =
     else:
         args = ("--config", str(config_file), "--out", str(job), *args)
     env.update(extra_env)
-    proc = subprocess.run([sys.executable, "-m", "flows.simulator", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "simulator", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     return proc, job
 
 
@@ -338,6 +338,6 @@ def test_module_run_with_unreadable_dataset_fails_naming_the_file(tmp_path: Path
 
 def test_module_run_without_files_to_write_is_a_usage_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPEVA_")} | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "flows.simulator"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "simulator"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "OPEVA_LOG_FILE" in proc.stderr and "--out" in proc.stderr

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from api.deps import get_storage
 from api.errors import ApiError
 from api.models import ConfigCreateRequest
-from blocks.storage import SharedStorage
+from core.layout import DataRoot
 
 router = APIRouter(tags=["experiment configs"])
 
@@ -31,7 +31,7 @@ def _parse(config: dict[str, Any] | str) -> dict[str, Any]:
 
 @router.post("/experiment-configs/create", summary="Create a config file")
 @router.post("/config/create", include_in_schema=False)
-def create_config(body: ConfigCreateRequest, storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+def create_config(body: ConfigCreateRequest, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     config = _parse(body.config)
     path = storage.config_file(body.file_name)
     if path.exists() and not body.overwrite:
@@ -43,12 +43,12 @@ def create_config(body: ConfigCreateRequest, storage: SharedStorage = Depends(ge
 
 @router.get("/experiment-configs", summary="List config files")
 @router.get("/configs", include_in_schema=False)
-def list_configs(storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+def list_configs(storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     files = sorted(p.name for p in storage.configs_dir.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     return {"configs": files}
 
 
-def _existing(storage: SharedStorage, file: str):
+def _existing(storage: DataRoot, file: str):
     path = storage.config_file(file)
     if not path.is_file():
         raise ApiError(404, f"no config named {file!r}")
@@ -57,7 +57,7 @@ def _existing(storage: SharedStorage, file: str):
 
 @router.get("/experiment-configs/{file}", summary="View a config file")
 @router.get("/config/{file}", include_in_schema=False)
-def view_config(file: str, storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+def view_config(file: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     path = _existing(storage, file)
     text = path.read_text()
     try:
@@ -69,6 +69,6 @@ def view_config(file: str, storage: SharedStorage = Depends(get_storage)) -> dic
 
 @router.delete("/experiment-configs/{file}", summary="Delete a config file")
 @router.delete("/config/{file}", include_in_schema=False)
-def delete_config(file: str, storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+def delete_config(file: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     _existing(storage, file).unlink()
     return {"message": f"Config {file} deleted"}

@@ -15,11 +15,11 @@ from api.deps import get_gateway, get_hosts, get_mongo, get_storage, known_host
 from api.errors import ApiError
 from api.gateway import DATASET_FLOW, PrefectGateway
 from api.routers.sites import check_site_name
-from api.states import opeva_status
-from blocks.sites import dates_available, site_schema
-from blocks.storage import SharedStorage, safe_name
-from deployments.hosts import HostsFile
-from flows.citylearn_export import iter_zip, list_datasets, parse_ts
+from api.gateway import opeva_status
+from core.sites import dates_available, site_schema
+from core.layout import DataRoot, safe_name
+from core.hosts import HostsFile
+from core.dataset_build import iter_zip, list_datasets, parse_ts
 
 router = APIRouter(tags=["datasets"])
 
@@ -61,7 +61,7 @@ class DatasetRequest(BaseModel):
 async def create_dataset(
     body: DatasetRequest,
     gateway: PrefectGateway = Depends(get_gateway),
-    storage: SharedStorage = Depends(get_storage),
+    storage: DataRoot = Depends(get_storage),
     client: pymongo.MongoClient = Depends(get_mongo),
     hosts: HostsFile = Depends(get_hosts),
 ) -> dict[str, Any]:
@@ -85,11 +85,11 @@ async def create_dataset(
 
 
 @router.get("/datasets", summary="Datasets with size, creation time, site and range")
-def datasets(storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+def datasets(storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     return {"datasets": list_datasets(storage)}
 
 
-def _dataset(storage: SharedStorage, name: str):
+def _dataset(storage: DataRoot, name: str):
     path = storage.dataset_dir(name)
     if not path.is_dir():
         raise ApiError(404, f"no dataset named {name!r}")
@@ -97,13 +97,13 @@ def _dataset(storage: SharedStorage, name: str):
 
 
 @router.get("/dataset/download/{name}", summary="The dataset as a zip, streamed as it is made", response_class=StreamingResponse)
-def download(name: str, storage: SharedStorage = Depends(get_storage)) -> StreamingResponse:
+def download(name: str, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
     path = _dataset(storage, name)
     return StreamingResponse(iter_zip(path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
 @router.delete("/dataset/{name}", summary="Delete a dataset")
-def delete(name: str, storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+def delete(name: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     shutil.rmtree(_dataset(storage, name))
     return {"message": f"Dataset {name} deleted"}
 

@@ -12,12 +12,12 @@ from fastapi.responses import JSONResponse
 from api.deps import get_gateway, get_storage
 from api.gateway import PrefectGateway
 from blocks.sites import MongoSites
-from blocks.storage import SharedStorage
+from core.layout import DataRoot
 
 router = APIRouter(tags=["health"])
 
 
-def _storage_status(storage: SharedStorage) -> dict[str, Any]:
+def _storage_status(storage: DataRoot) -> dict[str, Any]:
     root = storage.root
     if not root.is_dir():
         return {"status": "error", "path": str(root), "detail": "shared data root does not exist"}
@@ -36,7 +36,7 @@ def _mongo_status(sites: MongoSites) -> dict[str, Any]:
 
 
 @router.get("/health", summary="Status of the Prefect API, shared storage and MongoDB")
-async def health(request: Request, gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> JSONResponse:
+async def health(request: Request, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> JSONResponse:
     prefect_ok, storage_info, mongo_info = await asyncio.gather(
         gateway.healthy(), asyncio.to_thread(_storage_status, storage), asyncio.to_thread(_mongo_status, request.app.state.mongo)
     )

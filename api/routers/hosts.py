@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from api.deps import get_gateway, get_hosts
 from api.gateway import PrefectGateway
-from deployments.hosts import HostsFile
+from core.hosts import HostsFile
 
 router = APIRouter(tags=["hosts"])
 

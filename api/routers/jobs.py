@@ -18,12 +18,13 @@ from api.deps import get_gateway, get_hosts, get_settings, get_storage, known_ho
 from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, PrefectGateway, Resources, epoch
 from api.models import JobSubmitted, RunSimulationRequest
-from api.states import ACTIVE, OPEVA_STATES, STOPPABLE, opeva_status
+from api.gateway import opeva_status
+from core.states import ACTIVE, OPEVA_STATES, STOPPABLE
 from api.stopper import ensure_container_gone
-from blocks.settings import PlatformSettings
-from blocks.storage import SharedStorage, read_json
-from deployments.hosts import HostsFile
-from flows.experiment import ExperimentConfigError, check_experiment, default_job_name
+from core.settings import PlatformSettings
+from core.layout import DataRoot, read_json
+from core.hosts import HostsFile
+from core.experiment import ExperimentConfigError, check_experiment, default_job_name
 
 router = APIRouter(tags=["jobs"])
 
@@ -50,7 +51,7 @@ def job_summary(run: FlowRun, kind: str | None = None) -> dict[str, Any]:
     }
 
 
-def _load_config(storage: SharedStorage, body: RunSimulationRequest) -> dict[str, Any]:
+def _load_config(storage: DataRoot, body: RunSimulationRequest) -> dict[str, Any]:
     if body.config is not None:
         return check_experiment(body.config)
     path = storage.resolve(body.config_path or "", what="config_path")
@@ -62,9 +63,9 @@ def _load_config(storage: SharedStorage, body: RunSimulationRequest) -> dict[str
         raise ExperimentConfigError("config_path", f"{body.config_path!r} is not valid YAML: {exc}") from exc
 
 
-def _check_reference_simulator(config: dict[str, Any], storage: SharedStorage) -> None:
+def _check_reference_simulator(config: dict[str, Any], storage: DataRoot) -> None:
     """Refuse now what the reference simulator would refuse in its container."""
-    from flows.simulator.config import ConfigError, validate_config
+    from simulator.config import ConfigError, validate_config
 
     try:
         validate_config(config, storage.root)
@@ -85,7 +86,7 @@ def _image(body: RunSimulationRequest, settings: PlatformSettings, default: str 
 async def run_simulation(
     body: RunSimulationRequest,
     gateway: PrefectGateway = Depends(get_gateway),
-    storage: SharedStorage = Depends(get_storage),
+    storage: DataRoot = Depends(get_storage),
     hosts: HostsFile = Depends(get_hosts),
     settings: PlatformSettings = Depends(get_settings),
 ) -> JobSubmitted:
@@ -138,7 +139,7 @@ async def _progress_artifact(gateway: PrefectGateway, run: FlowRun) -> dict[str,
 
 
 @router.get("/progress/{job_id}", summary="Latest progress of a job")
-async def progress(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+async def progress(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
     data = read_json(storage.job(job_id).progress_file)
     if not isinstance(data, dict):
@@ -149,7 +150,7 @@ async def progress(job_id: str, gateway: PrefectGateway = Depends(get_gateway), 
 
 
 @router.get("/result/{job_id}", summary="Final result of a job")
-async def result(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+async def result(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
     data = read_json(storage.job(job_id).result_file)
     if data is None:
@@ -178,7 +179,7 @@ async def file_logs(
     job_id: str,
     follow: bool = Query(True, description="Keep streaming until the job ends."),
     gateway: PrefectGateway = Depends(get_gateway),
-    storage: SharedStorage = Depends(get_storage),
+    storage: DataRoot = Depends(get_storage),
 ) -> StreamingResponse:
     run = await gateway.read_run(job_id)
     path = storage.job(job_id).log_file
@@ -250,7 +251,7 @@ def _kind(flow_name: str | None) -> str | None:
 
 
 @router.get("/job-info/{job_id}", summary="A job's metadata")
-async def job_info(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+async def job_info(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
     names = await gateway.flow_names()
     info = read_json(storage.job(job_id).job_info_file) or {}
@@ -271,7 +272,7 @@ async def job_info(job_id: str, gateway: PrefectGateway = Depends(get_gateway), 
 
 
 @router.delete("/job/{job_id}", summary="Delete a finished job and its files")
-async def delete_job(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: SharedStorage = Depends(get_storage)) -> dict[str, Any]:
+async def delete_job(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
     current = opeva_status(run)
     if current in ACTIVE:

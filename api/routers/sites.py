@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import get_mongo
 from api.errors import ApiError
-from blocks.site_spec import SiteSchema
-from blocks.sites import REALTIME_CAP, create_schema, get_schema, list_sites, realtime_documents, update_schema
+from core.site_spec import SiteSchema
+from core.sites import REALTIME_CAP, create_schema, get_schema, list_sites, realtime_documents, update_schema
 
 router = APIRouter(tags=["sites"])
 

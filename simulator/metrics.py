@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.simulator.dataset import Dataset
-from flows.simulator.environment import EpisodeRecord
+from simulator.dataset import Dataset
+from simulator.environment import EpisodeRecord
 
 # name: (what it is, unit); lower is better except for self_consumption.
 METRICS = {

@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 import pymongo
 
-from blocks.site_spec import AVERAGED, BUILDING_COLUMNS, WEATHER_COLUMNS, BuildingSpec, ChargerSpec, SeriesSpec, SiteSchema
-from blocks.sites import collection_range, site_schema
-from blocks.storage import SharedStorage, safe_name, write_json_atomic
+from core.site_spec import AVERAGED, BUILDING_COLUMNS, WEATHER_COLUMNS, BuildingSpec, ChargerSpec, SeriesSpec, SiteSchema
+from core.sites import collection_range, site_schema
+from core.layout import DataRoot, safe_name, write_json_atomic
 
 TMP_PREFIX = ".tmp-"
 METADATA_FILE = "dataset.json"
@@ -265,7 +265,7 @@ def _schema_with_overrides(client: pymongo.MongoClient, site: str, overrides: di
     return SiteSchema.model_validate({**base, **overrides})
 
 
-def build(client: pymongo.MongoClient, storage: SharedStorage, request: BuildRequest, *, batch_size: int = 5000, progress: Progress | None = None) -> dict[str, Any]:
+def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest, *, batch_size: int = 5000, progress: Progress | None = None) -> dict[str, Any]:
     """Write ``datasets/<name>/`` and return its metadata."""
     name = safe_name(request.name, what="dataset name")
     final = storage.dataset_dir(name)
@@ -395,7 +395,7 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def list_datasets(storage: SharedStorage) -> list[dict[str, Any]]:
+def list_datasets(storage: DataRoot) -> list[dict[str, Any]]:
     """Complete datasets only (temporary build folders are skipped)."""
     out = []
     if not storage.datasets_dir.is_dir():

@@ -62,7 +62,7 @@ class MlflowRun:
                 "experiment_id": experiment_id,
                 "run_name": run_name,
                 "start_time": _now_ms(),
-                "tags": [{"key": "mlflow.runName", "value": run_name}, {"key": "mlflow.source.name", "value": "flows.simulator"}],
+                "tags": [{"key": "mlflow.runName", "value": run_name}, {"key": "mlflow.source.name", "value": "simulator"}],
             }
             run_id = _call(client, "runs/create", body)["run"]["info"]["run_id"]
         except (httpx.HTTPError, MlflowError, KeyError, TypeError) as exc:

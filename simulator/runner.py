@@ -26,12 +26,12 @@ from typing import Any
 
 import yaml
 
-from flows.simulator.agents import NoControl, make_controller, run_episode
-from flows.simulator.config import ConfigError, SimulatorConfig, validate_config
-from flows.simulator.dataset import Dataset, DatasetError, load_dataset, sample_dataset
-from flows.simulator.environment import DistrictEnv
-from flows.simulator.metrics import episode_metrics, rounded, with_baseline
-from flows.simulator.mlflow_client import MlflowRun
+from simulator.agents import NoControl, make_controller, run_episode
+from simulator.config import ConfigError, SimulatorConfig, validate_config
+from simulator.dataset import Dataset, DatasetError, load_dataset, sample_dataset
+from simulator.environment import DistrictEnv
+from simulator.metrics import episode_metrics, rounded, with_baseline
+from simulator.mlflow_client import MlflowRun
 
 LOGGER_NAME = "opeva.simulator"
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -175,7 +175,7 @@ class UsageError(Exception):
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.simulator",
+        prog="python -m simulator",
         description="OPEVA reference simulator. Reads the OPEVA_* environment set by the platform; "
         "the options below replace it when run by hand.",
     )

@@ -94,7 +94,7 @@ def _expand(value: Any, env: dict[str, str]) -> Any:
 
 
 def load_hosts(path: Path | None = None, env: dict[str, str] | None = None) -> HostsFile:
-    from blocks.settings import PlatformSettings
+    from core.settings import PlatformSettings
 
     settings = PlatformSettings()
     env = dict(os.environ if env is None else env)

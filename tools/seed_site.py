@@ -1,10 +1,10 @@
 """Fill a MongoDB server with a realistic sample site, so dataset builds, the
 API and the UI have something to work on without a real living lab.
 
-    python -m flows.seed_site --uri mongodb://127.0.0.1:27017 [--site living_lab_sample]
+    python -m tools.seed_site --uri mongodb://127.0.0.1:27017 [--site living_lab_sample]
         [--days 365] [--buildings 4] [--seed 7] [--drop]
 
-What is written (one database per site, as blocks/sites.py expects):
+What is written (one database per site, as core/sites.py expects):
 
 - ``building_<i>``: every 15 minutes ``timestamp`` (UTC), ``load_kwh`` and
   ``pv_kwh`` (kWh in the 15 minutes), ``indoor_temp`` (°C) and, on buildings
@@ -12,7 +12,7 @@ What is written (one database per site, as blocks/sites.py expects):
 - ``charger_<i>_<k>``: one document per EV charging session (``ev_id``,
   ``arrival``, ``departure``, ``required_soc`` %, ``arrival_soc`` %).
 - ``weather``, ``pricing`` and ``carbon``: hourly site-wide series.
-- ``schema``: the :class:`~blocks.site_spec.SiteSchema` naming all of the above.
+- ``schema``: the :class:`~core.site_spec.SiteSchema` naming all of the above.
 
 Why it looks real: one shared climate (Lisbon's sun position, seasons, clouds
 and temperature) drives every series, so PV follows the irradiance in
@@ -47,7 +47,7 @@ import pandas as pd
 import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 
-from blocks.site_spec import BatterySpec, BuildingSpec, ChargerSpec, SeriesSpec, SiteSchema
+from core.site_spec import BatterySpec, BuildingSpec, ChargerSpec, SeriesSpec, SiteSchema
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +519,7 @@ def _positive(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.seed_site", description="Fill a MongoDB server with a sample OPEVA site.")
+    parser = argparse.ArgumentParser(prog="python -m tools.seed_site", description="Fill a MongoDB server with a sample OPEVA site.")
     parser.add_argument("--uri", required=True, help="mongodb://host:port")
     parser.add_argument("--site", default="living_lab_sample", help="database name of the site (default %(default)s)")
     parser.add_argument("--days", type=_positive, default=365, help="days of data, ending at the most recent UTC midnight (default %(default)s)")

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.simulator.config import QLearningParams, RuleBasedParams
-from flows.simulator.dataset import Dataset
-from flows.simulator.environment import DistrictEnv, EpisodeRecord
+from simulator.config import QLearningParams, RuleBasedParams
+from simulator.dataset import Dataset
+from simulator.environment import DistrictEnv, EpisodeRecord
 
 
 def price_position(data: Dataset) -> np.ndarray:

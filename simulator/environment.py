@@ -5,7 +5,7 @@ discharge and whose limits change as cars come and go), so a step clips, stores
 and sums all of them with the same dozen numpy calls, whatever the number of
 buildings. Only what carries state from step to step is computed per step;
 what depends on the data alone is precomputed, and the KPIs are computed over
-the whole episode afterwards (:mod:`flows.simulator.metrics`).
+the whole episode afterwards (:mod:`simulator.metrics`).
 
 Sign convention: net import > 0 is drawn from the grid, < 0 is exported. Net
 import = load - PV + battery charge - battery discharge + EV charging, all
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flows.simulator.dataset import Dataset
+from simulator.dataset import Dataset
 
 
 @dataclass(frozen=True)
