@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: up test install image seed bench setup clean
+.PHONY: up check test install image seed bench setup clean
 
 install: var/.installed  ## Python dependencies of the platform and its tests
 
@@ -13,8 +13,12 @@ var/.installed: pyproject.toml
 up: install  ## Prefect server, MongoDB-compatible server, work pools + workers, REST API (foreground; Ctrl-C stops)
 	$(PYTHON) -m deployments.platform
 
-test: install  ## The whole test suite against real services (starts its own, on free ports)
-	$(PYTHON) -m pytest -q
+check: install  ## The fast tier: domain, API and flows logic against real in-process services; no Docker engine (< 2 min)
+	$(PYTHON) -m pytest -q tests/fast
+
+test: install  ## Everything: the fast tier, then the whole platform with Docker workers and containers
+	$(PYTHON) -m pytest -q tests/fast
+	$(PYTHON) -m pytest -q tests/e2e
 
 image:  ## Build the runtime image (offline-capable: debootstrap base + wheelhouse)
 	bash deployments/build_image.sh

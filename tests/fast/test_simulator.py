@@ -27,7 +27,7 @@ from simulator.metrics import METRICS, episode_metrics
 from simulator.mlflow_client import MlflowRun
 from simulator.runner import run_experiment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOG = logging.getLogger("test_simulator")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from core.site_spec import SiteSchema
 from core.sites import REALTIME_CAP
-from conftest import wait_for
+from helpers import wait_for
 from core.dataset_build import BuildRequest, DatasetBuildError, build, list_datasets
 
 DAY = datetime(2025, 1, 6, tzinfo=timezone.utc)  # a Monday, no DST anywhere relevant

@@ -8,21 +8,21 @@ import signal
 
 import pytest
 
-from conftest import PLATFORM, experiment, gateway_call, read_run, sh, wait_for
+from helpers import experiment, gateway_call, read_run, sh, wait_for
 
 pytestmark = [pytest.mark.usefixtures("needs_docker"), pytest.mark.disruptive]
 
 
-def test_job_completes_across_a_prefect_server_restart(storage):
+def test_job_completes_across_a_prefect_server_restart(storage, platform):
     script = 'for i in $(seq 1 30); do echo "[INFO] step $i"; echo "{\\"percent\\": $((i*100/30))}" > "$OPEVA_PROGRESS_FILE"; sleep 1; done'
     params = {"config": experiment(), "command": sh(script)}
     job_id = str(gateway_call(lambda g: g.submit("run-simulation", "local", params)).id)
     wait_for(lambda: read_run(job_id).state.is_running(), 90, what="the job to run")
 
-    server = next(s for s in PLATFORM.services if s.name == "prefect-server" and s.proc.poll() is None)
+    server = next(s for s in platform.services if s.name == "prefect-server" and s.proc.poll() is None)
     os.killpg(server.proc.pid, signal.SIGTERM)
     server.proc.wait(timeout=30)
-    PLATFORM.start_prefect_server()  # same port, same database
+    platform.start_prefect_server()  # same port, same database
 
     run = wait_for(lambda: (r := read_run(job_id)).state.is_final() and r, 180, what="the job to finish")
     assert run.state.is_completed(), run.state

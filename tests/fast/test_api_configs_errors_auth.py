@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import API_TOKEN
+from helpers import API_TOKEN
 
 
 def test_config_create_list_view_delete(api, storage):

@@ -10,7 +10,7 @@ import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from api.gateway import Resources
-from conftest import experiment, gateway_call, sh, wait_final, wait_for
+from helpers import experiment, gateway_call, sh, wait_final, wait_for
 
 pytestmark = pytest.mark.usefixtures("needs_docker")
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from core.hosts import HostsFile, load_hosts
 from deployments.setup import CONTAINER_COMMAND, FLOWS, IMAGE_WORKDIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prefect_yaml_declares_the_setup_deployments():

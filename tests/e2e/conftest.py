@@ -1,0 +1,68 @@
+"""The whole platform as ``make up`` runs it: Docker work pools, workers, containers.
+
+A Prefect server (SQLite in a temp home), the MongoDB-wire server, two hosts with
+a worker each (``local``, ``second``), one without (``offline``) and the REST API,
+on free loopback ports. Docker is required when OPEVA_REQUIRE_DOCKER=1 (CI sets
+it): a missing engine then fails the tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployments.platform import PROJECT_ROOT, Platform
+from helpers import hosts_yaml, new_platform, pointed_at
+
+REQUIRE_DOCKER = os.environ.get("OPEVA_REQUIRE_DOCKER") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "disruptive: restarts shared services; runs last")
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> bool:
+    """True when a Docker engine answers and the runtime image holds the code under test."""
+    from deployments.setup import docker_available
+
+    if not docker_available():
+        if REQUIRE_DOCKER:
+            pytest.fail("OPEVA_REQUIRE_DOCKER=1 but no Docker engine answers (run deployments/docker_engine.sh)")
+        return False
+    # Layer cache makes this a few seconds when only the code changed.
+    out = subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "build_image.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"building the runtime image failed:\n{out.stderr[-3000:]}")
+    return True
+
+
+@pytest.fixture(scope="session")
+def platform(docker_ready: bool) -> Iterator[Platform]:
+    home = Path(tempfile.mkdtemp(prefix="opeva-tests-"))
+    platform = new_platform(home)
+    hosts_file = home / "hosts.yaml"
+    hosts_file.write_text(hosts_yaml(platform.data_dir))
+    with pointed_at(platform, hosts_file):
+        try:
+            platform.start_prefect_server()
+            platform.start_mongo()
+            types = platform.setup_pools(hosts_file, docker=docker_ready)
+            platform.pool_types = types  # type: ignore[attr-defined]
+            for host in ("local", "second"):
+                platform.start_worker(host, types[host])
+            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+            yield platform
+        finally:
+            platform.stop()
+
+
+@pytest.fixture
+def needs_docker(platform: Platform, docker_ready: bool) -> None:
+    if not docker_ready:
+        pytest.skip("needs a Docker engine (set OPEVA_REQUIRE_DOCKER=1 to fail instead)")

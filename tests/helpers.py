@@ -1,0 +1,115 @@
+"""Helpers shared by both test tiers (imported as ``from helpers import ...``).
+
+Nothing here runs at import time: the platform is started by the tiers' fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from deployments.platform import Platform, free_port, prefect_cli
+
+API_TOKEN = "test-token-123"
+
+
+def hosts_yaml(data_dir: Path) -> str:
+    """Three hosts: two with a worker (``local``, ``second``), one without (``offline``)."""
+    return f"""
+hosts:
+  - name: local
+    concurrency_limit: 4
+    volumes: ["{data_dir}:{data_dir}"]
+    start_worker: true
+  - name: second
+    concurrency_limit: 2
+    volumes: ["{data_dir}:{data_dir}"]
+    start_worker: true
+  - name: offline
+    concurrency_limit: 1
+    volumes: ["{data_dir}:{data_dir}"]
+"""
+
+
+def new_platform(home: Path) -> Platform:
+    return Platform(home=home, prefect_port=free_port(), mongo_port=free_port(), api_port=free_port(), data_dir=home / "data")
+
+
+@contextmanager
+def pointed_at(platform: Platform, hosts_file: Path) -> Iterator[None]:
+    """Point this test process (its Prefect client and settings) at ``platform`` for a session.
+
+    Prefect's root settings context is made when Prefect is first imported, so the
+    environment alone is not enough: a temporary settings context is entered too.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    saved = dict(os.environ)
+    os.environ.update(platform.env())
+    os.environ["MONGO_URI"] = platform.mongo_uri
+    os.environ["OPEVA_HOSTS_FILE"] = str(hosts_file)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: platform.prefect_api_url}):
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _with_gateway(fn: Callable[..., Any]) -> Any:
+    from prefect.client.orchestration import get_client
+
+    from api.gateway import PrefectGateway
+
+    async with get_client() as client:
+        return await fn(PrefectGateway(client))
+
+
+def gateway_call(fn: Callable[..., Any]) -> Any:
+    """Run ``await fn(gateway)`` against the test Prefect server."""
+    return asyncio.run(_with_gateway(fn))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.5, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def read_run(job_id: str):
+    return gateway_call(lambda g: g.read_run(job_id))
+
+
+def wait_final(job_id: str, timeout: float = 180):
+    def done():
+        fr = read_run(job_id)
+        return fr if fr.state and fr.state.is_final() else None
+
+    return wait_for(done, timeout, what=f"job {job_id} to finish")
+
+
+def experiment(name: str = "test", run_name: str = "run") -> dict:
+    return {"experiment": {"name": name, "run_name": run_name}}
+
+
+def prefect_cmd(*args: str) -> list[str]:
+    """The ``prefect`` CLI, talking to the test server (PREFECT_API_URL is in the environment)."""
+    return prefect_cli() + list(args)
+
+
+def sh(script: str) -> list[str]:
+    """A simulator command: a shell script using the contract's environment."""
+    return ["sh", "-c", script]
