@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulator.agents import NoControl, QLearning, RuleBased, run_episode  # noqa: E402
 from simulator.config import QLearningParams, RuleBasedParams  # noqa: E402
-from simulator.dataset import Dataset, sample_dataset  # noqa: E402
+from simulator.dataset import Dataset  # noqa: E402
+from simulator.sample import sample_dataset  # noqa: E402
 from simulator.environment import DistrictEnv  # noqa: E402
 from simulator.metrics import episode_metrics  # noqa: E402
 

@@ -6,7 +6,7 @@ simulator contract (see :mod:`simulator.runner`). Modules:
 
 - :mod:`~simulator.config`: the experiment YAML, ``validate_config`` and ``ConfigError``
   (light: the REST API imports it to refuse bad configs).
-- :mod:`~simulator.dataset`: read a dataset folder, or make / write the built-in sample.
+- :mod:`~simulator.dataset`: read a dataset folder; :mod:`~simulator.sample`: make / write the built-in sample.
 - :mod:`~simulator.environment`: the vectorised district simulation.
 - :mod:`~simulator.agents`: no control, rule-based and Q-learning controllers.
 - :mod:`~simulator.metrics`: KPIs and their ratio to the no-control baseline.

@@ -28,7 +28,8 @@ import yaml
 
 from simulator.agents import NoControl, make_controller, run_episode
 from simulator.config import ConfigError, SimulatorConfig, validate_config
-from simulator.dataset import Dataset, DatasetError, load_dataset, sample_dataset
+from simulator.dataset import Dataset, DatasetError, load_dataset
+from simulator.sample import sample_dataset
 from simulator.environment import DistrictEnv
 from simulator.metrics import episode_metrics, rounded, with_baseline
 from simulator.mlflow_client import MlflowRun

@@ -21,7 +21,8 @@ import yaml
 
 from simulator.agents import QLearning, run_episode
 from simulator.config import ConfigError, QLearningParams, validate_config
-from simulator.dataset import CHARGER_COLUMNS, load_dataset, sample_dataset, write_sample_dataset
+from simulator.dataset import CHARGER_COLUMNS, load_dataset
+from simulator.sample import sample_dataset, write_sample_dataset
 from simulator.environment import DistrictEnv
 from simulator.metrics import METRICS, episode_metrics
 from simulator.mlflow_client import MlflowRun
