@@ -24,7 +24,7 @@ from api.stopper import ensure_container_gone
 from core.settings import PlatformSettings
 from core.layout import DataRoot, read_json
 from core.hosts import HostsFile
-from core.experiment import ExperimentConfigError, check_experiment, default_job_name
+from core.experiment import ExperimentConfigError, check_experiment, job_name_of
 
 router = APIRouter(tags=["jobs"])
 
@@ -110,7 +110,7 @@ async def run_simulation(
         parameters["image"] = image
     if body.command:
         parameters["command"] = body.command
-    job_name = body.job_name or default_job_name(config)
+    job_name = body.job_name or job_name_of(config) or None
     parameters["job_name"] = job_name
     resources = Resources(**body.resources.model_dump()) if body.resources else None
     extra_vars = {"image": image} if image else {}
