@@ -56,6 +56,15 @@ def create_app() -> FastAPI:
     return app
 
 
+def _errors_as_json(op: dict) -> None:
+    """FastAPI files a route's error models under the route's media type (text/plain for
+    the log routes); errors are always JSON, so say so."""
+    for code, response in op.get("responses", {}).items():
+        content = response.get("content") or {}
+        if code[:1] in "45" and content and "application/json" not in content:
+            response["content"] = {"application/json": next(iter(content.values()))}
+
+
 def install_openapi(app: FastAPI) -> None:
     """Declare bearer security (and its 401) only when tokens are on: with auth off, a
     document that asks for a token tells clients something untrue."""
@@ -68,6 +77,7 @@ def install_openapi(app: FastAPI) -> None:
         tokens_on = bool(PlatformSettings().token_set)
         for ops in spec.get("paths", {}).values():
             for op in ops.values():
+                _errors_as_json(op)
                 if not isinstance(op, dict) or "security" not in op:
                     continue
                 if tokens_on:

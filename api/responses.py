@@ -128,6 +128,7 @@ class JobInfoOut(JobItem):
     job_variables: dict[str, Any] | None = None
     retries: int = 0
     labels: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
 
 
 class ProgressOut(BaseModel):

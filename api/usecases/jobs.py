@@ -153,7 +153,7 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> J
         config_path=info.get("config_path") or params.get("config_path"),
         target_host=run.work_pool_name, submitted_by=params.get("submitted_by"), parameters=params,
         deployment_id=str(run.deployment_id) if run.deployment_id else None, infrastructure_pid=run.infrastructure_pid,
-        job_variables=run.job_variables, retries=run.empirical_policy.retries or 0, labels=dict(run.labels or {}),
+        job_variables=run.job_variables, retries=run.empirical_policy.retries or 0, labels=dict(run.labels or {}), tags=list(run.tags),
         **{k: v for k, v in info.items() if k not in reserved and k not in ("config_path", "submitted_by")},
     )
 
