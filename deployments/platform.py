@@ -214,7 +214,8 @@ class Platform:
         (self.home / "prefect").mkdir(parents=True, exist_ok=True)
         self.start(
             "prefect-server",
-            prefect_cli() + ["server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
+            # Prefect's CLI with the per-run schema re-check memoised (see deployments/prefect_server.py)
+            [sys.executable, "-m", "deployments.prefect_server", "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
             lambda: http_ok(f"{self.prefect_api_url}/health"),
             timeout=180,
             **self.server_env(),
