@@ -91,15 +91,26 @@ async def burst(n: int, clients: int, submit) -> Burst:
     return out
 
 
+async def all_runs(client, flow_run_filter) -> list:
+    """Every matching run (the server pages at 200)."""
+    runs: list = []
+    while True:
+        page = await client.read_flow_runs(flow_run_filter=flow_run_filter, limit=200, offset=len(runs))
+        runs += page
+        if len(page) < 200:
+            return runs
+
+
 async def count_and_delete(client, tag: str, result: Burst, n: int) -> Burst:
     """Count the direct runs, then delete them: Scheduled runs on a pool with no worker would
     turn Late after 15 s, and the late-run service's writes would load the API phase."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
-    runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), limit=n * 3)
+    runs = await all_runs(client, FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
     result.runs_found = len(runs)
     result._found_ids = {str(r.id) for r in runs}
-    await asyncio.gather(*(client.delete_flow_run(r.id) for r in runs))
+    for r in runs:  # one at a time: concurrent deletes are what SQLite answers 503 to
+        await client.delete_flow_run(r.id)
     return result
 
 
@@ -144,12 +155,12 @@ async def one_backend(database: str, n: int, clients: int) -> tuple[Burst, Burst
             flt = FlowRunFilter(tags=FlowRunFilterTags(all_=[f"submitted-by:{tag}"]))
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline:
-                runs = await client.read_flow_runs(flow_run_filter=flt, limit=n * 3)
+                runs = await all_runs(client, flt)
                 if runs and all(r.state and r.state.is_final() for r in runs) and len(runs) >= len(set(api_result.job_ids)):
                     api_result.drain = time.perf_counter() - t_start
                     break
                 await asyncio.sleep(1)
-            runs = await client.read_flow_runs(flow_run_filter=flt, limit=n * 3)
+            runs = await all_runs(client, flt)
             api_result.runs_found = len(runs)
             api_result._found_ids = {str(r.id) for r in runs}
             api_result.completed = sum(1 for r in runs if r.state and r.state.is_completed())
