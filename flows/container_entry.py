@@ -18,6 +18,14 @@ the run's state and, when cancellation is asked for, records Cancelled and
 terminates the child's process group (the simulator with it), as Prefect's
 runner does. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
 
+The parent is also the simulator's keeper (flows/sandbox.py): the simulator's
+container shares this container's PID namespace, so when this PID 1 ends, the
+kernel kills whatever the simulator still runs; before ending, the parent
+force-removes the run's simulator containers (in case the engine was killed
+before its own ``finally``), and once per start it removes OPEVA leftovers on
+the engine (:func:`flows.sandbox.reap`). Being PID 1 of a namespace the simulator
+shares, it also reaps the simulator's orphaned processes.
+
     command: python -m flows.container_entry      (set by deployments/setup.py)
 """
 
@@ -28,6 +36,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import time
 from uuid import UUID
 
@@ -113,12 +122,24 @@ class Supervisor:
         with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS}):
             return self._wait()
 
+    def _child_status(self) -> int | None:
+        """Reap every exited process (orphans of the simulator land here); the engine's status."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return 0
+            if pid == 0:
+                return None
+            if pid == self.child_pid:
+                return status
+
     def _wait(self) -> int:
         next_poll = time.monotonic() + STATE_POLL_SECONDS
         with get_client(sync_client=True) as client:
             while True:
-                pid, status = os.waitpid(self.child_pid, os.WNOHANG)
-                if pid:
+                status = self._child_status()
+                if status is not None:
                     break
                 now = time.monotonic()
                 if now >= next_poll and not self.cancel_seen:
@@ -171,7 +192,51 @@ def main() -> int:
         os.setpgid(pid, pid)  # also here, so no signal can precede the child's own setpgid
     except (PermissionError, ProcessLookupError):
         pass  # the child got there first (or already exited)
-    return Supervisor(flow_run_id, pid).wait()
+    threading.Thread(target=_reap_leftovers, daemon=True).start()
+    try:
+        return Supervisor(flow_run_id, pid).wait()
+    finally:
+        _remove_simulators(flow_run_id)
+
+
+def _docker():
+    """The engine, when this container was given one (None on process pools or no socket)."""
+    try:
+        from flows.sandbox import docker_client
+
+        client = docker_client()
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+def _reap_leftovers() -> None:
+    client = _docker()
+    if client is None:
+        return
+    from flows.sandbox import reap
+
+    try:
+        removed = reap(client)
+        if removed:
+            log.info("removed leftover containers: %s", ", ".join(removed))
+    except Exception as exc:  # best effort: the next start tries again
+        log.warning("could not reap leftover containers: %s", exc)
+
+
+def _remove_simulators(flow_run_id: UUID) -> None:
+    """The simulator must not outlive its supervisor, even if the engine never ran its ``finally``."""
+    client = _docker()
+    if client is None:
+        return
+    from flows.sandbox import remove_for_run
+
+    try:
+        if (n := remove_for_run(client, str(flow_run_id))):
+            log.info("removed %d simulator container(s) of flow run %s", n, flow_run_id)
+    except Exception as exc:
+        log.warning("could not remove the simulator containers of %s: %s", flow_run_id, exc)
 
 
 if __name__ == "__main__":

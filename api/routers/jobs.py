@@ -92,7 +92,7 @@ async def run_simulation(
 ) -> JobSubmitted:
     host = known_host(body.target_host, hosts)
     config = _load_config(storage, body)
-    if body.command is None:
+    if body.command is None and not body.image and not body.image_tag:
         await asyncio.to_thread(_check_reference_simulator, config, storage)
     parameters: dict[str, Any] = {"target_host": host.name, "submitted_by": body.submitted_by}
     if body.config is not None and body.save_as:
@@ -105,18 +105,19 @@ async def run_simulation(
         parameters["config"] = config
     else:
         parameters["config_path"] = body.config_path
-    image = _image(body, settings, host.image)
-    if image:
-        parameters["image"] = image
+    # The flow picks and checks the simulator image (host allow-list, simulator_image).
+    if body.image:
+        parameters["image"] = body.image
+    if body.image_tag:
+        parameters["image_tag"] = body.image_tag
     if body.command:
         parameters["command"] = body.command
     job_name = body.job_name or default_job_name(config)
     parameters["job_name"] = job_name
     resources = Resources(**body.resources.model_dump()) if body.resources else None
-    extra_vars = {"image": image} if image else {}
     run = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries, resources=resources,
-        job_variables=extra_vars, tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
+        tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
     return JobSubmitted(job_id=str(run.id), status=opeva_status(run), host=host.name, job_name=job_name)
 
