@@ -14,9 +14,10 @@ UI, ``prefect flow-run cancel`` or ``POST /stop`` would leave the job running.
 So this entry point imports Prefect's engine once, then forks. The child
 runs ``prefect.engine`` exactly as ``python -m prefect.engine`` would, with
 those imports already in memory. The parent is the container's PID 1: it watches
-the run's state and, when cancellation is asked for, records Cancelled and
-terminates the child's process group (the simulator with it), as Prefect's
-runner does. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
+the run's state and, when cancellation is asked for, records Cancelled and sends
+the engine SIGUSR1 (the simulation flow then removes its simulator's container,
+ships its logs and exits without proposing a state; SIGTERM would make Prefect's
+engine force Crashed over Cancelled), then SIGKILL after a grace period. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
 
 The parent is also the simulator's keeper (flows/sandbox.py): the simulator's
 container shares this container's PID namespace, so when this PID 1 ends, the
@@ -96,11 +97,17 @@ class Supervisor:
         except ProcessLookupError:
             pass
 
-    def terminate(self, reason: str) -> None:
+    def terminate(self, reason: str, sig: int = signal.SIGTERM) -> None:
         if self.terminated_at is None:
             log.info("%s: stopping the flow run's processes", reason)
             self.terminated_at = time.monotonic()
-            self._signal_child(signal.SIGTERM)
+            if sig == signal.SIGTERM:
+                self._signal_child(sig)
+            else:
+                try:
+                    os.kill(self.child_pid, sig)
+                except ProcessLookupError:
+                    pass
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.terminate(f"received {signal.Signals(signum).name}")
@@ -146,11 +153,11 @@ class Supervisor:
                     next_poll = now + STATE_POLL_SECONDS
                     if self._is_cancelling(client):
                         self.cancel_seen = True
-                        # Cancelled first: the engine answers SIGTERM by proposing Crashed,
-                        # which the server refuses once the run is final. The other order
-                        # shows a Crashed run until the parent records Cancelled.
                         self._record_cancelled(client)
-                        self.terminate("cancellation requested")
+                        # SIGUSR1, not SIGTERM: the engine answers SIGTERM by forcing Crashed over
+                        # Cancelled. The flow stops its simulator, ships its logs and exits without
+                        # proposing a state; a flow that does not handle SIGUSR1 just ends.
+                        self.terminate("cancellation requested", signal.SIGUSR1)
                 if self.terminated_at is not None and now - self.terminated_at > KILL_GRACE_SECONDS:
                     self._signal_child(signal.SIGKILL)
                 time.sleep(WAIT_STEP_SECONDS)

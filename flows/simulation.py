@@ -16,7 +16,9 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,23 @@ def _percent(data: dict[str, Any]) -> float | None:
     return None
 
 
+# Set when the container's keeper (flows/container_entry.py) signals a cancellation (SIGUSR1).
+_CANCELLED = threading.Event()
+
+
+def _on_cancel(_signum: int, _frame: object) -> None:
+    _CANCELLED.set()
+
+
+def _end_cancelled(logger) -> None:
+    """Leave without proposing any state: the run is already Cancelled, and anything the
+    engine would propose now (Crashed for a signal, Failed for the killed simulator) would
+    replace it. The simulator's container is already removed and the logs are shipped."""
+    logger.info("[INFO] Stopped on request; the simulator's container is removed and the job's files are kept.")
+    _flush_logs()
+    os._exit(0)
+
+
 def _flush_logs() -> None:
     """Ship every queued log line now, so a client reading the logs at the final state has them all."""
     try:
@@ -168,10 +187,19 @@ def run_simulation(
     allow-list) or ``image_tag`` (of the host's ``simulator_image``) run a simulator
     image unchanged with the host's argument template; neither runs the reference
     simulator. ``command`` replaces the container's command (README, "Simulator contract")."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR1, _on_cancel)
     try:
-        return _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag)
+        result = _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag)
+    except BaseException:
+        if _CANCELLED.is_set():
+            _end_cancelled(get_run_logger())
+        raise
     finally:
         _flush_logs()
+    if _CANCELLED.is_set():
+        _end_cancelled(get_run_logger())
+    return result
 
 
 def _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag) -> dict[str, Any]:
@@ -287,7 +315,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         raise
     write_json_atomic(job.dir / "container.json", {"simulator_container_id": container.id, "name": spec.name, "image": image})
     try:
-        run = mirror(container, job=job, logger=logger, on_progress=on_progress)
+        run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
         if container.wait_error:
             run.note = f" ({container.wait_error})"
         return run
@@ -306,7 +334,7 @@ def _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logge
     logger.info("[INFO] Job %s on host %s (process): %s", job.job_id, host.name, " ".join(args))
     source = SubprocessSource(args, env, cwd=str(Path(__file__).resolve().parent.parent))
     try:
-        return mirror(source, job=job, logger=logger, on_progress=on_progress)
+        return mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
     finally:
         source.stop()
 

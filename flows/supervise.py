@@ -146,8 +146,10 @@ def mirror(
     job: JobPaths,
     logger: logging.Logger | logging.LoggerAdapter,
     on_progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> SupervisedRun:
-    """Follow ``source`` to its end, mirroring its output, its log file and its progress."""
+    """Follow ``source`` to its end (or until ``should_stop()``), mirroring its output,
+    its log file and its progress."""
     sim_log = FileFollower(job.simulator_log_file)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     dedupe = _Dedupe()
@@ -192,7 +194,7 @@ def mirror(
             for line in sim_log.read_lines(final=ended and not stream_open):
                 emit(line, "file")
             check_progress()
-            if ended and not stream_open:
+            if (ended and not stream_open) or should_stop():
                 break
             if not stream_open:
                 time.sleep(POLL_SECONDS)
