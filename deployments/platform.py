@@ -123,11 +123,32 @@ class Platform:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def prefect_auth_string(self) -> str:
+        """Prefect's server credentials (``user:password``): OPEVA_PREFECT_AUTH_STRING, else one
+        generated per platform home (0600). Only the platform's processes get it (this env):
+        the server requires it on every route but /health (and on its websockets), the
+        workers pass it to the flows' supervisor containers, simulators never see it."""
+        explicit = os.environ.get("OPEVA_PREFECT_AUTH_STRING")
+        if explicit:
+            return explicit
+        path = self.home / "prefect" / "auth_string"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"opeva:{secrets.token_urlsafe(24)}")
+        return path.read_text().strip()
+
     def env(self, **extra: str) -> dict[str, str]:
         """Environment shared by every child (and by tests that call the Prefect client)."""
         env = dict(os.environ)
         env.update(
             {
+                "PREFECT_API_AUTH_STRING": self.prefect_auth_string,
+                "PREFECT_SERVER_API_AUTH_STRING": self.prefect_auth_string,
                 "PREFECT_API_URL": self.prefect_api_url,
                 "PREFECT_HOME": str(self.home / "prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -254,7 +275,7 @@ class Platform:
         return self.start(
             f"worker-{worker_name.replace('@', '-')}",
             prefect_cli() + ["worker", "start", "--pool", pool, "--type", pool_type, "--name", worker_name],
-            lambda: worker_online(self.prefect_api_url, pool, worker_name),
+            lambda: worker_online(self.prefect_api_url, pool, worker_name, auth=self.prefect_auth_string),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_QUERY_SECONDS,
             PREFECT_WORKER_HEARTBEAT_SECONDS="10",
         )
@@ -293,10 +314,12 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def worker_online(api_url: str, pool: str, worker_name: str | None = None) -> bool:
+def worker_online(api_url: str, pool: str, worker_name: str | None = None, auth: str | None = None) -> bool:
     """Plain HTTP, so it works from sync and async callers alike."""
+    auth = auth or os.environ.get("PREFECT_API_AUTH_STRING")
+    basic = httpx.BasicAuth(*auth.split(":", 1)) if auth and ":" in auth else None
     try:
-        r = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5)
+        r = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5, auth=basic)
         r.raise_for_status()
     except httpx.HTTPError:
         return False
