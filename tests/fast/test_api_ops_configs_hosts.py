@@ -131,8 +131,9 @@ def test_hosts_answer_available_hosts_objects_and_per_host_fields(api):
     assert {"name": "offline", "host": "offline"} in body["available_hosts"]
     assert [h["name"] for h in body["available_hosts"]] == list(body["hosts"])
     off = body["hosts"]["offline"]
-    assert off["online"] is False and off["last_seen"] is None and off["running"] == 0 and off["current_job_id"] is None
-    assert off["current_job_status"] is None and job in off["active_job_ids"] and "no worker online" in off["message"]
+    assert off["online"] is False and off["last_seen"] is None and off["queued"] >= 1 and off["pool"] == "offline"
+    assert job in off["active_job_ids"] and "no worker online" in off["message"]
+    assert (off["current_job_id"] is None) == (off["running"] == 0) and off["current_job_status"] in (None, "dispatched", "running", "stop_requested")
     api.post(f"/stop/{job}")
 
 
