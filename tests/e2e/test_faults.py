@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from uuid import UUID
 from pathlib import Path
