@@ -441,14 +441,16 @@ class _Sink(io.RawIOBase):
         return data
 
 
-def iter_zip(folder: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """The folder as a zip, produced piece by piece (never whole in memory)."""
+def iter_zip(storage: DataRoot, folder: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """The folder as a zip, produced piece by piece (never whole in memory).
+
+    Files come from ``storage.iter_files``: links are neither stored nor followed,
+    so a link a job left in a dataset cannot pull outside files into the zip.
+    """
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file():
-                continue
-            with open(path, "rb") as src, archive.open(f"{folder.name}/{path.relative_to(folder)}", "w") as dst:
+        for relative, src in storage.iter_files(folder):
+            with archive.open(f"{folder.name}/{relative}", "w") as dst:
                 while block := src.read(chunk_size):
                     dst.write(block)
                     if data := sink.take():

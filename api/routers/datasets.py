@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from typing import Any
 
 import pymongo
@@ -20,6 +19,7 @@ from core.sites import dates_available, site_schema
 from core.layout import DataRoot, safe_name
 from core.hosts import HostsFile
 from core.dataset_build import iter_zip, list_datasets, parse_ts
+from core.limits import check_dataset_rows
 
 router = APIRouter(tags=["datasets"])
 
@@ -69,12 +69,15 @@ async def create_dataset(
     if storage.dataset_dir(body.name).exists():
         raise ApiError(409, f"dataset {body.name!r} already exists; delete it first or choose another name")
     check_site_name(body.site_id)
+    stamps = {}
     for value, what in ((body.from_ts, "from_ts"), (body.until_ts, "until_ts")):
         if value:
             try:
-                parse_ts(value, what)
-            except ValueError as exc:
+                stamps[what] = parse_ts(value, what)
+            except (ValueError, OverflowError) as exc:
                 raise ApiError(422, str(exc)) from None
+    if len(stamps) == 2:
+        check_dataset_rows(stamps["from_ts"], stamps["until_ts"], body.period)  # 422 over the row cap
     schema = await asyncio.to_thread(site_schema, client, body.site_id)
     unknown = [b for b in body.citylearn_configs.selected_buildings or [] if b not in schema.buildings]
     if unknown:
@@ -91,7 +94,7 @@ def datasets(storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
 
 def _dataset(storage: DataRoot, name: str):
     path = storage.dataset_dir(name)
-    if not path.is_dir():
+    if not path.is_dir() and not path.is_symlink():
         raise ApiError(404, f"no dataset named {name!r}")
     return path
 
@@ -99,12 +102,13 @@ def _dataset(storage: DataRoot, name: str):
 @router.get("/dataset/download/{name}", summary="The dataset as a zip, streamed as it is made", response_class=StreamingResponse)
 def download(name: str, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
     path = _dataset(storage, name)
-    return StreamingResponse(iter_zip(path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
+    storage.inside(path, what="dataset")  # a dataset linked outside the root: 403
+    return StreamingResponse(iter_zip(storage, path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
 @router.delete("/dataset/{name}", summary="Delete a dataset")
 def delete(name: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    shutil.rmtree(_dataset(storage, name))
+    storage.remove_inside(_dataset(storage, name))  # a linked dataset: the link goes, never its target
     return {"message": f"Dataset {name} deleted"}
 
 

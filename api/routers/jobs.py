@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, BackgroundTasks, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 from prefect.client.schemas.objects import FlowRun
@@ -22,7 +21,10 @@ from api.gateway import opeva_status
 from core.states import ACTIVE, OPEVA_STATES, STOPPABLE
 from api.stopper import ensure_container_gone
 from core.settings import PlatformSettings
-from core.layout import DataRoot, read_json
+from api.security import CurrentUser, require_manage, require_runtime_choice, submitter
+from core.layout import DataRoot, canonical_job_id
+from core.limits import LIMITS, FollowerLease
+from core.safe_yaml import YamlRefused, load_yaml
 from core.hosts import HostsFile
 from core.experiment import ExperimentConfigError, check_experiment, default_job_name
 
@@ -57,10 +59,10 @@ def _load_config(storage: DataRoot, body: RunSimulationRequest) -> dict[str, Any
     path = storage.resolve(body.config_path or "", what="config_path")
     if not path.is_file():
         raise ExperimentConfigError("config_path", f"no config file {body.config_path!r} under the shared data root")
-    try:
-        return check_experiment(yaml.safe_load(path.read_text()))
-    except yaml.YAMLError as exc:
-        raise ExperimentConfigError("config_path", f"{body.config_path!r} is not valid YAML: {exc}") from exc
+    try:  # confined to the data root; the error names line and column, never the file's content
+        return check_experiment(load_yaml(storage.read_bytes_inside(path, max_bytes=LIMITS.max_yaml_bytes, what="config_path")))
+    except YamlRefused as exc:
+        raise ExperimentConfigError("config_path", f"{body.config_path!r}: {exc}") from None
 
 
 def _check_reference_simulator(config: dict[str, Any], storage: DataRoot) -> None:
@@ -85,11 +87,14 @@ def _image(body: RunSimulationRequest, settings: PlatformSettings, default: str 
 @router.post("/run-simulation", response_model=JobSubmitted, summary="Launch a simulation job")
 async def run_simulation(
     body: RunSimulationRequest,
+    user: CurrentUser,
     gateway: PrefectGateway = Depends(get_gateway),
     storage: DataRoot = Depends(get_storage),
     hosts: HostsFile = Depends(get_hosts),
     settings: PlatformSettings = Depends(get_settings),
 ) -> JobSubmitted:
+    require_runtime_choice(user, command=body.command, image=body.image)  # 403 unless a runner
+    body.submitted_by = submitter(user, body.submitted_by)  # the token's user when auth is on
     host = known_host(body.target_host, hosts)
     config = _load_config(storage, body)
     if body.command is None:
@@ -97,9 +102,7 @@ async def run_simulation(
     parameters: dict[str, Any] = {"target_host": host.name, "submitted_by": body.submitted_by}
     if body.config is not None and body.save_as:
         # OPEVA overwrote configs/<save_as>; the job then reads that file, so a rerun sees it.
-        path = storage.config_file(body.save_as)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path = storage.write_atomic(storage.config_file(body.save_as), yaml.safe_dump(config, sort_keys=False))
         parameters["config_path"] = storage.relative(path)
     elif body.config is not None:
         parameters["config"] = config
@@ -141,7 +144,7 @@ async def _progress_artifact(gateway: PrefectGateway, run: FlowRun) -> dict[str,
 @router.get("/progress/{job_id}", summary="Latest progress of a job")
 async def progress(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
-    data = read_json(storage.job(job_id).progress_file)
+    data = storage.read_json(storage.job(job_id).progress_file)
     if not isinstance(data, dict):
         data = await _progress_artifact(gateway, run)
     if data is None:
@@ -152,7 +155,7 @@ async def progress(job_id: str, gateway: PrefectGateway = Depends(get_gateway), 
 @router.get("/result/{job_id}", summary="Final result of a job")
 async def result(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
-    data = read_json(storage.job(job_id).result_file)
+    data = storage.read_json(storage.job(job_id).result_file)
     if data is None:
         raise ApiError(404, f"job {job_id} has no result yet (status: {opeva_status(run)})", status=opeva_status(run))
     return data
@@ -161,14 +164,19 @@ async def result(job_id: str, gateway: PrefectGateway = Depends(get_gateway), st
 @router.get("/logs/{job_id}", summary="The job's Prefect logs, streamed; follows while the job runs", response_class=StreamingResponse)
 async def logs(
     job_id: str,
+    request: Request,
     follow: bool = Query(True, description="Keep streaming until the job ends."),
     gateway: PrefectGateway = Depends(get_gateway),
 ) -> StreamingResponse:
     await gateway.read_run(job_id)  # 404 before the stream starts
+    lease = _follower(request, job_id, follow)  # 429 over the follower caps
 
     async def lines() -> AsyncIterator[bytes]:
-        async for entry in gateway.follow_logs(job_id, follow=follow, poll_seconds=FOLLOW_POLL_SECONDS):
-            yield (entry.message + "\n").encode()
+        try:
+            async for entry in gateway.follow_logs(job_id, follow=follow, poll_seconds=FOLLOW_POLL_SECONDS):
+                yield (entry.message + "\n").encode()
+        finally:
+            lease.release()
 
     return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")
 
@@ -177,6 +185,7 @@ async def logs(
 @router.get("/logs/file/{job_id}", include_in_schema=False)
 async def file_logs(
     job_id: str,
+    request: Request,
     follow: bool = Query(True, description="Keep streaming until the job ends."),
     gateway: PrefectGateway = Depends(get_gateway),
     storage: DataRoot = Depends(get_storage),
@@ -185,37 +194,46 @@ async def file_logs(
     path = storage.job(job_id).log_file
     if not path.exists() and opeva_status(run) not in ACTIVE:
         raise ApiError(404, f"job {job_id} has no log file (status: {opeva_status(run)})", status=opeva_status(run))
+    await asyncio.to_thread(_read_from, storage, path, 0, 0)  # a log linked outside the root: 403 now, not mid-stream
+    lease = _follower(request, job_id, follow)
 
     async def chunks() -> AsyncIterator[bytes]:
         offset = 0
-        while True:
-            active = opeva_status(await gateway.read_run(job_id)) in ACTIVE if follow else False
-            data = await asyncio.to_thread(_read_from, path, offset)
-            if data:
-                offset += len(data)
-                yield data
-            if not active:
-                rest = await asyncio.to_thread(_read_from, path, offset)
-                if rest:
-                    yield rest
-                return
-            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        with lease.held():
+            while True:
+                active = opeva_status(await gateway.read_run(job_id)) in ACTIVE if follow else False
+                data = await asyncio.to_thread(_read_from, storage, path, offset)
+                if data:
+                    offset += len(data)
+                    yield data
+                if not active:
+                    rest = await asyncio.to_thread(_read_from, storage, path, offset)
+                    if rest:
+                        yield rest
+                    return
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     return StreamingResponse(chunks(), media_type="text/plain; charset=utf-8")
 
 
-def _read_from(path, offset: int) -> bytes:
+def _read_from(storage: DataRoot, path, offset: int, size: int = 1 << 20) -> bytes:
     try:
-        with open(path, "rb") as f:
+        with storage.open_inside(path, what="log file") as f:
             f.seek(offset)
-            return f.read(1 << 20)
+            return f.read(size)
     except FileNotFoundError:
         return b""
 
 
+def _follower(request: Request, job_id: str, follow: bool) -> FollowerLease:
+    """A follower slot (``?follow=true`` streams are capped per job and in all; 429 past them)."""
+    return request.app.state.followers.lease(canonical_job_id(job_id), follow=follow)
+
+
 @router.post("/stop/{job_id}", summary="Stop a queued, dispatched or running job")
-async def stop(job_id: str, background: BackgroundTasks, gateway: PrefectGateway = Depends(get_gateway)) -> dict[str, Any]:
+async def stop(job_id: str, background: BackgroundTasks, user: CurrentUser, gateway: PrefectGateway = Depends(get_gateway)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
+    require_manage(user, (run.parameters or {}).get("submitted_by"), job_id)  # owner or admin: else 403
     current = opeva_status(run)
     if current not in STOPPABLE:
         raise ApiError(409, f"job {job_id} is already {current}; only queued, dispatched or running jobs can be stopped", status=current)
@@ -254,7 +272,7 @@ def _kind(flow_name: str | None) -> str | None:
 async def job_info(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
     names = await gateway.flow_names()
-    info = read_json(storage.job(job_id).job_info_file) or {}
+    info = storage.read_json(storage.job(job_id).job_info_file) or {}
     params = dict(run.parameters or {})
     return {
         **job_summary(run, kind=_kind(names.get(run.flow_id))),
@@ -272,14 +290,16 @@ async def job_info(job_id: str, gateway: PrefectGateway = Depends(get_gateway), 
 
 
 @router.delete("/job/{job_id}", summary="Delete a finished job and its files")
-async def delete_job(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
+async def delete_job(job_id: str, user: CurrentUser, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
+    require_manage(user, (run.parameters or {}).get("submitted_by"), job_id)  # owner or admin: else 403
     current = opeva_status(run)
     if current in ACTIVE:
         raise ApiError(409, f"job {job_id} is {current}; stop it before deleting it", status=current)
     if not run.state or not run.state.is_final():
         raise ApiError(409, f"job {job_id} is still stopping (Prefect state {run.state.name if run.state else None}); try again shortly", status=current)
-    job_dir = storage.job(job_id).dir
-    await asyncio.to_thread(shutil.rmtree, job_dir, ignore_errors=True)
+    job_dir = storage.job(job_id).dir  # canonical id: DELETE /job/<UPPER> cleans jobs/<lower>/
+    if job_dir.exists() or job_dir.is_symlink():
+        await asyncio.to_thread(storage.remove_inside, job_dir)
     await gateway.delete(job_id)
     return {"job_id": job_id, "message": f"Job {job_id} and its files deleted"}
