@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.layout import safe_name
 
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
 
 EXAMPLE_CONFIG = {"experiment": {"name": "flex-demo", "run_name": "q-learning-1"}, "algorithm": {"name": "q_learning"}, "episodes": 5, "seed": 1}
 
@@ -25,7 +25,7 @@ class ResourceRequest(BaseModel):
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
-        if v is not None and not _MEMORY.match(v):
+        if v is not None and not _MEMORY.fullmatch(v):
             raise ValueError("memory must look like '512m' or '2g'")
         return v
 
@@ -71,7 +71,7 @@ class RunSimulationRequest(BaseModel):
     @field_validator("image", "image_tag")
     @classmethod
     def _image(cls, v: str | None) -> str | None:
-        if v is not None and not _IMAGE.match(v):
+        if v is not None and not _IMAGE.fullmatch(v):
             raise ValueError("not a valid image reference")
         return v
 

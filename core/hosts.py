@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HOST_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class GpuRequest(BaseModel):
@@ -49,7 +49,7 @@ class Host(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _HOST_NAME.match(v):
+        if not _HOST_NAME.fullmatch(v):
             raise ValueError("host names use lower-case letters, digits and '-' (they name work pools and deployments)")
         return v
 

@@ -19,12 +19,12 @@ from core.sites import REALTIME_CAP, create_schema, get_schema, list_sites, real
 
 router = APIRouter(tags=["sites"])
 
-_SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 SEED_000_SITES = {"living-lab": "living_lab", "icharging-headquarters": "i-charging_headquarters"}
 
 
 def check_site_name(site: str) -> str:
-    if not _SITE.match(site):
+    if not _SITE.fullmatch(site):
         raise ApiError(422, f"site name {site!r} may only use letters, digits, '_' and '-' (at most 63 characters)")
     return site
 
@@ -37,7 +37,7 @@ class SchemaCreate(BaseModel):
     @field_validator("site")
     @classmethod
     def _site(cls, v: str) -> str:
-        if not _SITE.match(v):
+        if not _SITE.fullmatch(v):
             raise ValueError("site names use letters, digits, '_' and '-' (at most 63 characters)")
         return v
 
