@@ -47,7 +47,7 @@ import pymongo
 
 from core.site_spec import AVERAGED, BUILDING_COLUMNS, WEATHER_COLUMNS, BuildingSpec, ChargerSpec, SeriesSpec, SiteSchema
 from core.sites import collection_range, site_schema
-from core.layout import DataRoot, safe_name, write_json_atomic
+from core.layout import DataRoot, UnsafeNameError, safe_name, write_json_atomic
 
 TMP_PREFIX = ".tmp-"
 METADATA_FILE = "dataset.json"
@@ -403,11 +403,12 @@ def list_datasets(storage: DataRoot) -> list[dict[str, Any]]:
     for path in sorted(storage.datasets_dir.iterdir()):
         if not path.is_dir() or path.name.startswith("."):
             continue
-        meta: dict[str, Any] = {}
-        try:
-            meta = json.loads((path / METADATA_FILE).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
+        try:  # links out of the root (a job can make them) are not listed, nor read through
+            storage.inside(path)
+            meta = storage.read_json(path / METADATA_FILE)
+        except UnsafeNameError:
+            continue
+        meta = meta if isinstance(meta, dict) else {}
         created = meta.get("created") or datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat()
         out.append({
             "name": path.name,

@@ -262,6 +262,11 @@ class DataRoot:
                 raise
             return None
 
+    def read_json_object(self, path: str | Path) -> dict[str, Any]:
+        """A JSON object file a job may have written (or replaced by anything): {} unless an object."""
+        data = self.read_json(path)
+        return data if isinstance(data, dict) else {}
+
     def iter_files(self, folder: str | Path) -> Iterator[tuple[str, IO[bytes]]]:
         """(relative name, open file) for every regular file under ``folder``.
 

@@ -272,7 +272,7 @@ def _kind(flow_name: str | None) -> str | None:
 async def job_info(job_id: str, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     run = await gateway.read_run(job_id)
     names = await gateway.flow_names()
-    info = storage.read_json(storage.job(job_id).job_info_file) or {}
+    info = storage.read_json_object(storage.job(job_id).job_info_file)  # a job may write anything there
     params = dict(run.parameters or {})
     return {
         **job_summary(run, kind=_kind(names.get(run.flow_id))),

@@ -112,6 +112,22 @@ def test_links_out_of_the_root_are_refused(api, storage):
         assert 400 <= r.status_code < 500 and SECRET not in r.text, (route, r.status_code, r.text[:200])
         assert "detail" in r.json()
     assert "leak.yaml" not in api.get("/experiment-configs").text
+    assert "leak-ds" not in api.get("/datasets").text
+
+
+def test_job_and_dataset_files_of_the_wrong_shape_are_not_500(api, storage):
+    (storage.datasets_dir / "list-meta").mkdir(exist_ok=True)
+    (storage.datasets_dir / "list-meta" / "metadata.json").write_text("[1, 2]")
+    assert api.get("/datasets").status_code == 200
+    job_id = api.post("/run-simulation", json={"config": {"experiment": {"name": "shape", "run_name": "r"}}}).json()["job_id"]
+    job = storage.job(job_id).create()
+    job.job_info_file.write_text("[1, 2, 3]")
+    job.progress_file.write_text('"text"')
+    job.result_file.write_text("[" * 5000 + "]" * 5000)
+    for route in (f"/job-info/{job_id}", f"/progress/{job_id}", f"/result/{job_id}", f"/status/{job_id}"):
+        r = api.get(route)
+        assert r.status_code < 500, (route, r.status_code, r.text[:200])
+    api.post(f"/stop/{job_id}")
 
 
 def test_zip_of_a_dataset_holding_links_stores_no_links(api):

@@ -130,3 +130,16 @@ def test_plain_token_list_still_works(secured_api_url):
         r = c.post("/run-simulation", json={"config": EXPERIMENT, "command": ["true"]})  # plain tokens keep every right
         assert r.status_code == 200, r.text
         assert c.post(f"/stop/{r.json()['job_id']}").status_code == 200
+
+
+def test_compose_runs_the_api_closed_and_gives_tokens_to_the_api_only():
+    import yaml
+
+    from core.settings import PROJECT_ROOT
+
+    services = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
+    api_env = services["api"]["environment"]
+    assert api_env["OPEVA_ENV"] == "production" and api_env["OPEVA_ALLOW_OPEN"].endswith(":-0}")
+    for name, service in services.items():
+        if name != "api":
+            assert "OPEVA_API_TOKENS" not in (service.get("environment") or {}), name
