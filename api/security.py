@@ -179,7 +179,9 @@ class SecurityLayer:
                 self.auth.authenticate(headers.get(b"authorization", b"").decode("latin-1") or None)
             except ApiError as exc:
                 return await error(exc.status_code, exc.detail)(scope, receive, send)
-        if scope["type"] == "http" and b"json" in headers.get(b"content-type", b"") and scope.get("method") in ("POST", "PUT", "PATCH"):
+        content_type = headers.get(b"content-type", b"").lower()
+        # FastAPI parses a body as JSON when its type says json, and also when no type is sent.
+        if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE") and (not content_type or b"json" in content_type):
             return await self._json_checked(scope, receive, send)
         await self.app(scope, receive, send)
 

@@ -223,9 +223,10 @@ def test_deep_json_is_422(api, route, body):
 ])
 def test_unrepresentable_json_numbers_and_depth_are_422(platform, raw):
     for route in ("/experiment-configs/create", "/run-simulation", "/dataset"):
-        answer = raw_request(platform.api_url, "POST", route, headers={"Content-Type": "application/json"}, body=raw)
-        assert answer.status == 422, answer.describe()
-        assert_clean_4xx(answer)
+        for headers in ({"Content-Type": "application/json"}, {"Content-Type": "Application/JSON; charset=utf-8"}, {}):
+            answer = raw_request(platform.api_url, "POST", route, headers=headers, body=raw)
+            assert answer.status == 422, (headers, answer.describe())
+            assert_clean_4xx(answer)
 
 
 @pytest.mark.parametrize("changes", [
