@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -197,13 +198,20 @@ class SecurityLayer:
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes or not message.get("more_body"):
                 break
-        if len(body) <= self.max_body_bytes and (problem := json_body_problem(bytes(body))):
+        if len(body) <= self.max_body_bytes and (problem := await _shape_problem(bytes(body))):
             return await error(422, problem)(scope, receive, send)
 
         async def replay() -> dict:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+
+async def _shape_problem(body: bytes) -> str | None:
+    """Small bodies are checked inline; big ones in a thread, so the event loop keeps serving."""
+    if len(body) < 65536:
+        return json_body_problem(body)
+    return await anyio.to_thread.run_sync(json_body_problem, body)
 
 
 def _openapi_with_scheme(app: FastAPI, auth: Auth) -> None:

@@ -9,8 +9,9 @@ Prefect-free: the API and the tools use it.
 
 from __future__ import annotations
 
+import json
+import math
 import os
-import re
 import threading
 from collections import Counter
 from contextlib import contextmanager
@@ -53,47 +54,63 @@ class TooManyFollowers(LimitExceeded):
 
 # -- JSON bodies ---------------------------------------------------------------
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
+class _Refused(Exception):
+    pass
+
 
 
 def json_body_problem(body: bytes, limits: Limits = LIMITS) -> str | None:
     """What is wrong with a JSON body's shape (too deep, an unrepresentable number), or None.
 
-    Scanned with regular expressions (C speed) before any parser sees the body, so
-    Python's recursion limit and int-parsing limit are never reached.
+    Parsed once with hooks on every number (about 100 ms for 1.5 MB, twice json.loads), before
+    FastAPI's own parse, so Python's recursion and int-digit limits are never reached
+    there. A body that is not JSON at all is left to FastAPI's 422.
     """
-    bare = _JSON_STRING.sub(b'""', body)
-    depth = deepest = 0
-    for m in _BRACKETS.finditer(bare):
-        if m.group() in (b"[", b"{"):
-            depth += 1
-            if depth > limits.max_depth:
-                return f"JSON nested more than {limits.max_depth} levels deep"
-        else:
-            depth -= 1
-        deepest = max(deepest, depth)
-    if re.search(rb"[0-9]{%d,}" % (limits.max_int_digits + 1), bare):
-        return f"a number with more than {limits.max_int_digits} digits cannot be represented"
-    for m in _EXPONENT.finditer(bare):
-        if int(m.group(1)) > 308:
-            return "a number too large to be represented (exponent over 308)"
+
+    def parse_int(text: str) -> int:
+        if len(text) > limits.max_int_digits + 1 and len(text.lstrip("-")) > limits.max_int_digits:
+            raise _Refused(f"a number with more than {limits.max_int_digits} digits cannot be represented")
+        return 0  # the value itself is not needed: FastAPI parses the body again
+
+    def parse_float(text: str) -> float:
+        if len(text) > limits.max_int_digits + 20 or math.isinf(float(text)):
+            raise _Refused("a number too large to be represented")
+        return 0.0
+
+    def parse_constant(text: str) -> float:
+        raise _Refused(f"{text} is not a JSON number")
+
+    try:
+        value = json.loads(body, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant)
+    except _Refused as exc:
+        return str(exc)
+    except RecursionError:
+        return f"JSON nested more than {limits.max_depth} levels deep"
+    except ValueError:  # not JSON (or not UTF-8): FastAPI says so
+        return None
+    try:
+        check_depth(value, limits, what="JSON")
+    except LimitExceeded as exc:
+        return str(exc)
     return None
 
 
-_EXPONENT = re.compile(rb"[0-9][eE]\+?0*([0-9]{3,})")
-
-
 def check_depth(value: object, limits: Limits = LIMITS, what: str = "value") -> None:
-    """Raise LimitExceeded if decoded data (e.g. a stored config) nests too deep."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limits.max_depth:
-                raise LimitExceeded(f"{what} is nested more than {limits.max_depth} levels deep")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((c, depth + 1) for c in children)
+    """Raise LimitExceeded if decoded data (a JSON body, a stored config) nests too deep.
+
+    Level by level, containers only, so the cost is one type check per value.
+    """
+    containers = (dict, list)
+    level = [value] if type(value) in containers else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limits.max_depth:
+            raise LimitExceeded(f"{what} is nested more than {limits.max_depth} levels deep")
+        below: list = []
+        for item in level:
+            below += [c for c in (item.values() if type(item) is dict else item) if type(c) in containers]
+        level = below
 
 
 # -- dataset ranges --------------------------------------------------------------

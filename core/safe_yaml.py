@@ -98,12 +98,12 @@ class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml
         yaml.resolver.Resolver.__init__(self)
         self.limits = limits
         self._depth = 0
-        self._aliases = 0
+        self.aliases = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         if self.check_event(AliasEvent):
-            self._aliases += 1
-            if self._aliases > self.limits.max_yaml_aliases:
+            self.aliases += 1
+            if self.aliases > self.limits.max_yaml_aliases:
                 raise YamlRefused(f"more than {self.limits.max_yaml_aliases} aliases", *_mark(self.peek_event()))
         self._depth += 1
         try:
@@ -112,6 +112,24 @@ class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+_FLOW_QUOTED = re.compile(r"'[^'\n]*'|\"(?:[^\"\\\n]|\\.)*\"|(?:^|\s)#[^\n]*")
+_FLOW_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def flow_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting outside quotes and comments (an upper bound the scanner respects).
+
+    Checked before parsing: PyYAML's scanner does quadratic work on thousands of
+    open brackets before the composer could refuse them.
+    """
+    bare = _FLOW_QUOTED.sub("", text)
+    depth = deepest = 0
+    for m in _FLOW_BRACKETS.finditer(bare):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def expanded_size(node: Node, budget: int) -> int:
@@ -138,6 +156,21 @@ def expanded_size(node: Node, budget: int) -> int:
     return size(node)
 
 
+def _distinct(node: Node) -> set[int]:
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, MappingNode):
+            stack.extend(x for pair in n.value for x in pair)
+    return seen
+
+
 def load_yaml(text: str | bytes, *, limits: Limits = LIMITS) -> Any:
     """Parse one YAML document into JSON-compatible data, or raise YamlRefused."""
     if isinstance(text, bytes):
@@ -149,13 +182,20 @@ def load_yaml(text: str | bytes, *, limits: Limits = LIMITS) -> Any:
             raise YamlRefused("the document is not UTF-8 text") from None
     if len(text) > limits.max_yaml_bytes:
         raise YamlRefused(f"the document is over {limits.max_yaml_bytes} bytes")
+    if flow_depth(text) > limits.max_depth:
+        raise YamlRefused(f"brackets nested more than {limits.max_depth} levels deep")
     loader = _Loader(text, limits)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        if expanded_size(node, limits.max_nodes) > limits.max_nodes:
-            raise YamlRefused(f"the document expands to more than {limits.max_nodes} values (aliases)")
+        if loader.aliases:
+            # Anchors shared a few times are fine; a document that grows tenfold through
+            # aliases is a bomb (a 285-byte one becomes 692 KB of JSON).
+            distinct = len(_distinct(node))
+            allowed = min(limits.max_nodes, max(10_000, 10 * distinct))
+            if expanded_size(node, allowed) > allowed:
+                raise YamlRefused(f"aliases expand the document to more than {allowed} values ({distinct} written)")
         return loader.construct_document(node)
     except YamlRefused:
         raise

@@ -21,7 +21,7 @@ from secure_http import assert_clean_4xx, raw_request, snapshot
 
 SECRET = f"OUTSIDE-CANARY-{uuid.uuid4().hex}"
 INSIDE = f"INSIDE-CANARY-{uuid.uuid4().hex}"
-ALIAS_BOMB = (  # 285 bytes; served as JSON it would be about 692 KB
+ALIAS_BOMB = (  # 237 bytes; plain yaml.safe_load makes it 4.3 MB of JSON (531 441 values)
     'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
     "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
     "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
@@ -31,6 +31,7 @@ ALIAS_BOMB = (  # 285 bytes; served as JSON it would be about 692 KB
 )
 HOSTILE_YAML = {
     "alias-bomb": ALIAS_BOMB,
+    "alias-bomb-5": ALIAS_BOMB.rsplit("f:", 1)[0],  # 202 bytes -> 481 KB of JSON (x2400), like the 285-byte one
     "deep-3000": "a: " + "[" * 3000 + "]" * 3000 + "\n",
     "deep-300-map": "".join("  " * i + f"k{i}:\n" for i in range(300)) + "  " * 300 + "v: 1\n",
     "binary": "experiment: {name: a, run_name: b}\nblob: !!binary aGVsbG8=\n",
@@ -189,6 +190,15 @@ def test_hostile_yaml_stored_on_disk_is_refused_on_view_and_run(api, storage, na
         assert len(r.content) < 10_000
     r = api.post("/run-simulation", json={"config_path": f"configs/stored-{name}.yaml"})
     assert 400 <= r.status_code < 500 and "detail" in r.json(), r.text[:300]
+
+
+def test_ordinary_anchors_and_dates_are_accepted(api):
+    text = ("defaults: &d {learning_rate: 0.2, discount: 0.95}\nexperiment: {name: anchors, run_name: r}\n"
+            "a: *d\nb: *d\nc: {<<: *d, discount: 0.9}\nstart: 2025-06-01\nwhen: 2025-06-01T10:00:00Z\n")
+    r = api.post("/experiment-configs/create", json={"file_name": "anchors.yaml", "config": text, "overwrite": True})
+    assert r.status_code == 200, r.text
+    config = api.get("/experiment-configs/anchors.yaml").json()["config"]
+    assert config["c"] == {"learning_rate": 0.2, "discount": 0.9} and config["start"] == "2025-06-01"
 
 
 def test_config_path_errors_quote_no_content(api, storage):
