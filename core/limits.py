@@ -140,7 +140,7 @@ class FollowerLimiter:
     def __init__(self, per_job: int = LIMITS.max_followers_per_job, total: int = LIMITS.max_followers) -> None:
         self.per_job, self.total = per_job, total
         self._open: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # RLock: a lease may be released from __del__
 
     def acquire(self, job_id: str) -> "FollowerLease":
         with self._lock:
@@ -178,6 +178,11 @@ class FollowerLease:
         if not self._released:
             self._released = True
             self._limiter._release(self._job_id)  # type: ignore[union-attr]
+
+    def __del__(self) -> None:
+        # A stream cancelled before its generator ever ran never reaches its ``finally``:
+        # the slot then goes back when the last reference to the lease does.
+        self.release()
 
     @contextmanager
     def held(self) -> Iterator[None]:
