@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from prefect.client.orchestration import get_client
 
-from api import errors
+from api import errors, security
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
 from api.routers import configs, datasets, health, hosts, job_files, jobs, ops, sites
@@ -48,6 +48,7 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    security.install(app, max_body_bytes=MAX_BODY_BYTES)  # Host allow-list, docs, JSON limits, users
     app.include_router(health.router)
     protected = [Depends(require_token)]
     for module in (jobs, job_files, configs, hosts, ops, sites, datasets):

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.layout import safe_name
 
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?")
+# Used as pydantic `pattern`s (Rust regex: `$` is the very end, a trailing newline is refused).
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -28,7 +29,7 @@ class ResourceRequest(BaseModel):
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
-        if v is not None and not _MEMORY.match(v):
+        if v is not None and not _MEMORY.fullmatch(v):
             raise ValueError("memory must look like '512m' or '2g'")
         return v
 
