@@ -48,12 +48,14 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES)
-    security.install(app, max_body_bytes=MAX_BODY_BYTES)  # Host allow-list, docs, JSON limits, users
     app.include_router(health.router)
     protected = [Depends(require_token)]
     for module in (jobs, job_files, configs, hosts, ops, sites, datasets):
         app.include_router(module.router, dependencies=protected)
     install_openapi(app)
+    # Last: its layer is outermost (Host allow-list, docs, JSON limits, users) and its OpenAPI
+    # hook wraps the one above (the bearer scheme is declared only when tokens are on).
+    security.install(app, max_body_bytes=MAX_BODY_BYTES)
     return app
 
 
@@ -76,8 +78,8 @@ def install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         tokens_on = bool(PlatformSettings().token_set)
-        for ops in spec.get("paths", {}).values():
-            for op in ops.values():
+        for path_ops in spec.get("paths", {}).values():
+            for op in path_ops.values():
                 _errors_as_json(op)
                 if not isinstance(op, dict) or "security" not in op:
                     continue

@@ -228,6 +228,10 @@ def _openapi_with_scheme(app: FastAPI, auth: Auth) -> None:
                 if path != "/health":
                     for op in operations.values():
                         op["security"] = [{"bearerAuth": []}]
+                        op.setdefault("responses", {})["401"] = {
+                            "description": "Missing or wrong bearer token",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                        }
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -10,7 +10,6 @@ validation, as the upstream backend did.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from typing import Any
 
