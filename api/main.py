@@ -75,8 +75,8 @@ def install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         tokens_on = bool(PlatformSettings().token_set)
-        for ops in spec.get("paths", {}).values():
-            for op in ops.values():
+        for path_item in spec.get("paths", {}).values():
+            for op in path_item.values():
                 _errors_as_json(op)
                 if not isinstance(op, dict) or "security" not in op:
                     continue
