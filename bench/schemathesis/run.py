@@ -1,4 +1,6 @@
-"""Run `st run <api>/openapi.json --checks all` against a fast-tier platform (see schemathesis_run.sh).
+"""Run `st run <api>/openapi.json --checks all` against a fast-tier platform (see ../schemathesis_run.sh).
+
+Kept out of bench/*.py, which `make bench` runs as benchmarks.
 
 The platform is the fast tier's: a Prefect server, the MongoDB-wire server, process work pools
 with no worker (launched jobs stay queued) and the API, on free loopback ports. Prints the
@@ -14,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import hosts_yaml, new_platform, pointed_at  # noqa: E402
@@ -25,7 +27,7 @@ DEFAULT_ARGS = ["--checks", "all", "--workers", "1", "--max-examples", "10", "--
 
 def run_st(api_url: str, extra: list[str]) -> int:
     st = shutil.which("st") or "st"
-    cmd = [st, "--config-file", str(ROOT / "bench" / "schemathesis.toml"), "run", f"{api_url}/openapi.json", *DEFAULT_ARGS, *extra]
+    cmd = [st, "--config-file", str(ROOT / "bench" / "schemathesis" / "schemathesis.toml"), "run", f"{api_url}/openapi.json", *DEFAULT_ARGS, *extra]
     print("$", " ".join(cmd), flush=True)
     return subprocess.run(cmd, env={**os.environ, "NO_COLOR": "1"}).returncode
 
