@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from prefect.client.orchestration import get_client
 
-from api import errors
+from api import errors, security
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
 from api.routers import configs, datasets, health, hosts, job_files, jobs, ops, sites
@@ -53,6 +53,9 @@ def create_app() -> FastAPI:
     for module in (jobs, job_files, configs, hosts, ops, sites, datasets):
         app.include_router(module.router, dependencies=protected)
     install_openapi(app)
+    # Last: its layer is outermost (Host allow-list, docs, JSON limits, users) and its OpenAPI
+    # hook wraps the one above (the bearer scheme is declared only when tokens are on).
+    security.install(app, max_body_bytes=MAX_BODY_BYTES)
     return app
 
 
