@@ -179,11 +179,11 @@ def test_full_data_disk_fails_the_job_clearly_and_damages_nothing_else(api, plat
     kept = {p: p.read_bytes() for p in (jobs / before).rglob("*") if p.is_file()}
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "opeva-full-disk", str(jobs)], check=True)
     try:
-        job_id = submit(api, sh('head -c 2000000 /dev/zero > "$OPEVA_JOB_DIR/big.bin" || { echo "[ERROR] disk full" >&2; exit 28; }; echo unreachable'))
+        job_id = submit(api, sh('head -c 2000000 /dev/zero > "$OPEVA_JOB_DIR/big.bin" && echo unreachable'))
         run = wait_final(job_id, 300)
         assert run.state.type.value in ("FAILED", "CRASHED"), run.state
         message = (run.state.message or "") + api.get(f"/logs/{job_id}", params={"follow": False}).text
-        assert "No space left on device" in message or "disk full" in message, message
+        assert "No space left on device" in message, message  # the platform's words, not the command's
         assert api.get(f"/status/{job_id}").json()["status"] == "failed"
     finally:
         subprocess.run(["umount", str(jobs)], check=True)

@@ -43,7 +43,8 @@ def resolved(name: str, env: dict[str, str] = ENV) -> dict:
         if os.environ.get("OPEVA_REQUIRE_DOCKER") == "1":
             pytest.fail("no docker-compose in CI: .ci/run installs Debian's docker-compose")
         return yaml.safe_load((ROOT / name).read_text())  # merge keys resolved, variables left as written
-    out = subprocess.run([*cli, "-f", str(ROOT / name), "config"], capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT)
+    clean = {k: v for k, v in os.environ.items() if k != "OPEVA_IMAGE"}  # the files' own default image
+    out = subprocess.run([*cli, "-f", str(ROOT / name), "config"], capture_output=True, text=True, env={**clean, **env}, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
 
