@@ -190,7 +190,8 @@ def test_saved_config_and_config_path(api, storage):
     assert (storage.configs_dir / "saved-exp.yaml").is_file()
     job_id = r.json()["job_id"]
     wait_status(api, job_id, {"finished"})
-    assert api.get(f"/job-info/{job_id}").json()["config_path"] == "configs/saved-exp.yaml"
+    # The job runs its own copy (two jobs with one save_as never share a file); configs/ keeps the saved one.
+    assert api.get(f"/job-info/{job_id}").json()["config_path"] == f"jobs/{job_id}/config.yaml"
     again = api.post("/run-simulation", json={"config_path": "configs/saved-exp.yaml", "command": ["true"], "target_host": "second"})
     assert again.status_code == 200 and again.json()["job_name"] == "saved-s1"
 
