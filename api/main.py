@@ -21,6 +21,7 @@ from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024  # a zipped dataset (core.datasets also caps what it extracts)
 
 
 @asynccontextmanager
@@ -47,7 +48,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES, streamed={"/dataset/upload": MAX_UPLOAD_BYTES})
     app.include_router(health.router)
     protected = [Depends(require_token)]
     for module in (jobs, job_files, configs, hosts, ops, sites, datasets):
