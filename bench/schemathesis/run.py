@@ -13,13 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from helpers import hosts_yaml, new_platform, pointed_at  # noqa: E402
+from helpers import running_platform  # noqa: E402
 
 DEFAULT_ARGS = ["--checks", "all", "--workers", "1", "--max-examples", "10", "--phases", "examples,coverage,fuzzing,stateful",
                 "--suppress-health-check", "all"]
@@ -35,20 +34,8 @@ def run_st(api_url: str, extra: list[str]) -> int:
 def main(extra: list[str]) -> int:
     if os.environ.get("OPEVA_API_URL"):
         return run_st(os.environ["OPEVA_API_URL"].rstrip("/"), extra)
-    home = Path(tempfile.mkdtemp(prefix="opeva-st-"))
-    platform = new_platform(home)
-    hosts_file = home / "hosts.yaml"
-    hosts_file.write_text(hosts_yaml(platform.data_dir))
-    with pointed_at(platform, hosts_file):
-        try:
-            platform.start_prefect_server()
-            platform.start_mongo()
-            platform.setup_pools(hosts_file, docker=False)
-            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
-            return run_st(platform.api_url, extra)
-        finally:
-            platform.stop()
-
+    with running_platform("opeva-st-", docker=False) as platform:
+        return run_st(platform.api_url, extra)
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
