@@ -240,6 +240,7 @@ def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest,
     cal = calendar(grid, zone)
     storage.datasets_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=storage.datasets_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it 0700: simulators run unprivileged and must read datasets
     try:
         site = Sums(SITE_COLUMNS, grid.steps)
         entries, evs_seen, documents, ev_counts = {}, {}, 0, {}

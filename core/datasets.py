@@ -182,6 +182,7 @@ def extract_upload(storage: DataRoot, name: str, upload: BinaryIO) -> dict[str, 
         raise DatasetError("the upload is not a zip file") from None
     storage.datasets_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}upload-{name}-", dir=storage.datasets_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it 0700: simulators run unprivileged and must read datasets
     try:
         with archive:
             members = _members(archive)

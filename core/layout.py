@@ -338,6 +338,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it 0600; job files and datasets are read by unprivileged simulators
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, default=str)
         os.replace(tmp, path)

@@ -107,6 +107,19 @@ def test_build_reads_the_real_layout(mongo, site, storage):
     assert json.loads((folder / "dataset.json").read_text())["warnings"] == meta["warnings"]
 
 
+def test_built_dataset_is_readable_by_the_unprivileged_simulator(mongo, site, storage):
+    """Simulators run as an unprivileged uid: every folder and file of a dataset must be
+    world-readable (mkdtemp and mkstemp alone would make them 0700 and 0600)."""
+    import stat
+
+    build(mongo, storage, BuildRequest(name=f"perm-{site}", site_id=site, period=60), smoke=False)
+    folder = storage.dataset_dir(f"perm-{site}")
+    for path in [folder, *folder.rglob("*")]:
+        mode = path.stat().st_mode
+        wanted = stat.S_IROTH | (stat.S_IXOTH if path.is_dir() else 0)
+        assert mode & wanted == wanted, (path.name, oct(mode))
+
+
 def test_citylearn_configs_both_forms(mongo, site, storage):
     configs = {"selected_buildings": ["B1"], "defaults": {"indoor_relative_humidity": 40.0}, "building_overrides": {"B1": {"pv": {"autosize": True}}},
                "schema_overrides": {"central_agent": True}, "random_seed": 7, "episode_time_steps": 6, "reward_function": {"type": "x.Reward"}, "my_key": 1}
