@@ -25,7 +25,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
-from prefect.logging.handlers import APILogHandler
+from prefect.logging.handlers import APILogWorker
 from prefect.runtime import flow_run as current_run
 
 from blocks.storage import load_storage
@@ -129,7 +129,7 @@ def _end_cancelled(logger) -> None:
 def _flush_logs() -> None:
     """Ship every queued log line now, so a client reading the logs at the final state has them all."""
     try:
-        APILogHandler.flush()
+        APILogWorker.drain_all(timeout=5)  # what APILogHandler.flush does outside an event loop
     except Exception as exc:  # a flush problem must not change the job's outcome
         print(f"[WARNING] could not flush the run's logs: {exc}", file=sys.stderr)
 
