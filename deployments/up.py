@@ -70,6 +70,12 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
     )
 
 
+def _ignore_stop_signals() -> None:
+    """From here on the platform is stopping: more signals must not interrupt the clean-up half way."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def run() -> int:
     argparse.ArgumentParser(description="Run the OPEVA platform in the foreground (Ctrl-C stops it).").parse_args()
     settings = PlatformSettings()
@@ -93,16 +99,15 @@ def run() -> int:
             print(f"Stopping the platform: {exc}", file=sys.stderr, flush=True)
             return 1
     except KeyboardInterrupt:
+        _ignore_stop_signals()  # a second Ctrl-C (or make's copy of it) must not cut the clean-up short
         print("\nStopping...", flush=True)
         return 0
     except StartupError as exc:
         print(f"Start-up failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        # A second Ctrl-C or a SIGTERM must not interrupt the clean-up half way;
         # stop() itself escalates to SIGKILL for children that linger.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _ignore_stop_signals()
         platform.stop()
         print("Stopped.", flush=True)
     return 0
