@@ -128,6 +128,13 @@ def require_manage(user: User, owner: str | None, job_id: str) -> None:
         raise ApiError(403, f"job {job_id} belongs to {owner or 'nobody known'}; only its owner or an admin may do this")
 
 
+def require_admin(user: CurrentUser) -> User:
+    """Operator actions (``/ops/*``: requeue, fail, cancel, clean-ups) are for admins (everyone when auth is off)."""
+    if not user.admin:
+        raise ApiError(403, "operator actions (/ops/...) need an admin token (OPEVA_API_ADMINS)")
+    return user
+
+
 def submitter(user: User, claimed: str | None) -> str | None:
     """``submitted_by`` as recorded: the token's user when auth is on, else what the caller said."""
     return user.name if user.authenticated else claimed

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks
+from fastapi import APIRouter, BackgroundTasks, Depends
 
 from api.deps import Gateway, Hosts, Storage
 from api.models import CancelRequest, FailRequest, JobsCleanupRequest, OpsStopRequest, QueueCleanupRequest, RequeueRequest
+from api.security import require_admin
 from api.responses import CleanupOut, JobMessage, RequeueOut, errors
 from api.stopper import ensure_container_gone, kill_now
 from api.usecases import jobs, ops
 
-router = APIRouter(prefix="/ops", tags=["ops"])
+router = APIRouter(prefix="/ops", tags=["ops"], dependencies=[Depends(require_admin)], responses={403: {"description": "Not an admin (when tokens are on)"}})
 
 
 @router.post("/jobs/{job_id}/requeue", response_model=RequeueOut, responses=errors(400, 404, 409, 413), summary="Run the job again as a new run linked to it")

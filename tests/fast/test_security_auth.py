@@ -58,6 +58,16 @@ def test_submitted_by_is_the_token_user_and_only_owner_or_admin_may_stop_or_dele
         assert root.delete(f"/job/{job_id}").status_code == 200  # an admin may
 
 
+def test_operator_actions_are_for_admins(users_api):
+    with client(users_api, "alice") as alice, client(users_api, "root") as root:
+        job_id = alice.post("/run-simulation", json={"config": EXPERIMENT, "target_host": "offline"}).json()["job_id"]
+        refused = alice.post(f"/ops/jobs/{job_id}/cancel", json={"reason": "mine"})
+        assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+        assert alice.post("/ops/queue/cleanup", json={"force": True}).status_code == 403
+        done = root.post(f"/ops/jobs/{job_id}/cancel", json={"reason": "operator"})
+        assert done.status_code == 200 and done.json()["status"] == "canceled", done.text
+
+
 def test_command_and_image_need_the_runner_role(users_api):
     with client(users_api, "alice") as alice, client(users_api, "bob") as bob, client(users_api, "root") as root:
         for extra in ({"command": ["true"]}, {"image": "opeva-runtime:other"}):
