@@ -66,8 +66,10 @@ def realtime_documents(client: pymongo.MongoClient, site: str, minutes: int | No
     """Per collection the newest ``cap`` documents (of the last ``minutes`` when given),
     and the collections that had more.
 
-    Newest first, so a capped answer keeps the most recent data. The answer's top level
-    is the collections, as the OPEVA UI reads them; the rest is for headers.
+    The newest are chosen, so a capped answer keeps the most recent data, and answered
+    oldest first, in time order as upstream stored them: the OPEVA UI's charts take their
+    range from the first document to the last. The answer's top level is the
+    collections, as the UI reads them; the rest is for headers.
     """
     db = require_site(client, site)
     query: dict[str, Any] = {}
@@ -82,7 +84,7 @@ def realtime_documents(client: pymongo.MongoClient, site: str, minutes: int | No
         if len(docs) > cap:
             truncated.append(name)
             docs = docs[:cap]
-        data[name] = json_safe(docs)
+        data[name] = json_safe(docs[::-1])
     return data, truncated
 
 

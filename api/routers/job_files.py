@@ -33,7 +33,7 @@ async def _held(request: Request, job_id: str, stream: AsyncIterator[bytes]) -> 
     return chunks()
 
 
-@router.get("/progress/{job_id}", response_model=ProgressOut, responses=errors(404), summary="Latest progress (200 with a placeholder before any)")
+@router.get("/progress/{job_id}", response_model=ProgressOut, responses=errors(404), summary="Latest progress (200 with a placeholder before any, and for an unknown job id)")
 async def progress(job_id: str, gateway: Gateway, storage: Storage) -> ProgressOut:
     return await job_files.progress(gateway, storage, job_id)
 

@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 
 from api.errors import ApiError
-from api.gateway import PrefectGateway, opeva_status
+from api.gateway import JobNotFound, PrefectGateway, opeva_status
 from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex, SimulationFile
 from core.experiment import config_source, default_experiment
-from core.layout import DataRoot, UnsafeNameError, safe_name
+from core.layout import DataRoot, UnsafeNameError, canonical_job_id, safe_name
 from core.limits import LIMITS
 from core.states import ACTIVE
 
@@ -35,7 +35,14 @@ def _percent(value: Any) -> float | None:
 
 
 async def progress(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> ProgressOut:
-    run = await gateway.read_run(job_id)
+    """200 for any job id, as upstream: the OPEVA UI polls progress for every job it lists,
+    even one deleted a moment ago, and shows an error toast for any other answer. What is
+    not a job id at all is still a 404."""
+    try:
+        run = await gateway.read_run(job_id)
+    except JobNotFound:
+        canonical = canonical_job_id(job_id)  # InvalidJobId (404) for what is no UUID
+        return ProgressOut(job_id=canonical, status="not_found", progress=NO_PROGRESS, percent=0, progress_pct=0, source="none")
     status = opeva_status(run)
     data = await asyncio.to_thread(storage.read_json, storage.job(str(run.id)).progress_file)
     if isinstance(data, dict):

@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, PrefectGateway, Resources, opeva_status
 from api.models import RunSimulationRequest
 from api.security import User, require_manage
+from api.stopper import kill_now
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
 from core.hosts import Host, HostsFile
@@ -185,7 +186,13 @@ async def delete(gateway: PrefectGateway, storage: DataRoot, job_id: str, user: 
         require_manage(user, (run.parameters or {}).get("submitted_by"), str(run.id))
     current = opeva_status(run)
     if not run.state or not run.state.is_final():
-        raise ApiError(409, f"job {job_id} is {current}; stop it before deleting it", status=current, job_id=str(run.id))
+        if current not in ("queued", "stop_requested"):
+            raise ApiError(409, f"job {job_id} is {current}; stop it before deleting it", status=current, job_id=str(run.id))
+        # As upstream: a queued job, or one whose stop is under way, is deleted at once (the
+        # OPEVA clients delete right after a stop). Its run is ended first, its container killed.
+        await gateway.cancel_now(run.id, "Deleted through the OPEVA API")
+        if current == "stop_requested":
+            await kill_now(gateway, run.id)
     job_dir = storage.job(str(run.id)).dir
     if job_dir.exists() or job_dir.is_symlink():
         await asyncio.to_thread(storage.remove_inside, job_dir)

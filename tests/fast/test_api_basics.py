@@ -6,9 +6,13 @@ from helpers import experiment
 
 
 def test_unknown_ids_hosts_and_config_choices(api):
-    for path in ("/status/", "/progress/", "/result/", "/job-info/", "/logs/", "/file-logs/"):
+    for path in ("/status/", "/result/", "/job-info/", "/logs/", "/file-logs/"):
         r = api.get(path + "00000000-0000-0000-0000-000000000000")
         assert r.status_code == 404 and r.json()["status"] == "not_found", path
+    # The UI polls progress of jobs it listed, even just deleted ones: 200 and a placeholder, as upstream.
+    gone = api.get("/progress/00000000-0000-0000-0000-000000000000")
+    assert gone.status_code == 200 and gone.json()["status"] == "not_found" and gone.json()["progress"] == "No updates yet."
+    assert api.get("/progress/not-a-uuid").status_code == 404
     r = api.get("/status/not-a-uuid")
     assert r.status_code == 404 and r.json()["status"] == "not_found"
     assert api.post("/stop/00000000-0000-0000-0000-000000000000").status_code == 404

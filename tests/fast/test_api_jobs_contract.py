@@ -175,12 +175,16 @@ def test_queue_lists_scheduled_simulation_runs(api):
 
 
 def test_delete_job_message_and_409_while_active(api, storage):
-    job_id = submit(api)["job_id"]
-    storage.job(job_id).create()
-    busy = api.delete(f"/job/{job_id}")
-    assert busy.status_code == 409 and busy.json()["status"] == "queued"
-    api.post(f"/stop/{job_id}")
-    r = api.delete(f"/job/{job_id}")
-    assert r.status_code == 200 and r.json() == {"message": f"Job {job_id} deleted successfully"}
-    assert not storage.job(job_id).dir.exists()
-    assert api.get(f"/status/{job_id}").status_code == 404
+    running = submit(api)["job_id"]
+    set_running(running)
+    busy = api.delete(f"/job/{running}")
+    assert busy.status_code == 409 and busy.json()["status"] == "running" and "stop it" in busy.json()["detail"]
+    # As upstream: a queued job, or one whose stop is under way, is deleted at once.
+    assert api.post(f"/stop/{running}").json()["status"] == "stop_requested"
+    queued = submit(api)["job_id"]
+    for job_id in (running, queued):
+        storage.job(job_id).create()
+        r = api.delete(f"/job/{job_id}")
+        assert r.status_code == 200 and r.json() == {"message": f"Job {job_id} deleted successfully"}, r.text
+        assert not storage.job(job_id).dir.exists()
+        assert api.get(f"/status/{job_id}").status_code == 404

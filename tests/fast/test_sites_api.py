@@ -94,7 +94,7 @@ def test_real_time_data_has_collections_at_the_top_level(api, mongo):
     assert set(body) == {"meter", "busy"}
     assert [d["v"] for d in body["meter"]] == [1] and isinstance(body["meter"][0]["_id"], str)
     assert datetime.fromisoformat(body["meter"][0]["timestamp"]).tzinfo is not None
-    assert len(body["busy"]) == 1000 and body["busy"][0]["v"] == 0  # newest first, capped
+    assert len(body["busy"]) == 1000 and body["busy"][-1]["v"] == 0 and body["busy"][0]["v"] == 999  # the newest 1000, in time order
     assert r.headers["x-opeva-truncated"] == "busy" and r.headers["x-opeva-cap-per-collection"] == "1000"
     assert sorted(d["v"] for d in api.get(f"/real-time-data/{name}").json()["meter"]) == [1, 2]
     assert api.get("/real-time-data/no_such_site").status_code == 404
