@@ -183,7 +183,10 @@ def load_yaml(text: str | bytes, *, limits: Limits = LIMITS) -> Any:
         raise YamlRefused(f"the document is over {limits.max_yaml_bytes} bytes")
     if flow_depth(text) > limits.max_depth:
         raise YamlRefused(f"brackets nested more than {limits.max_depth} levels deep")
-    loader = _Loader(text, limits)
+    try:
+        loader = _Loader(text, limits)  # the reader refuses characters YAML does not allow, here
+    except yaml.YAMLError:
+        raise YamlRefused("the document holds characters YAML does not allow (control characters or unpaired surrogates)") from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import pymongo
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import get_gateway, get_hosts, get_mongo, get_storage, known_host
 from api.errors import ApiError
 from api.gateway import DATASET_FLOW, PrefectGateway, opeva_status
-from api.routers.sites import check_site_name, errors
+from api.models import FILE_NAME_PATTERN
+from api.routers.sites import SiteName, check_site_name, errors
 from core.dataset_build import BuildRequest, plan
 from core.dataset_schema import CityLearnConfigs
 from core.limits import check_dataset_rows
@@ -31,6 +32,8 @@ from core.layout import DataRoot, safe_name
 from core.sites import dataset_sites, dates_available
 
 router = APIRouter(tags=["datasets"])
+# Path parameters say in the OpenAPI document what a name may be (a safe folder name).
+DatasetName = Annotated[str, Path(pattern=FILE_NAME_PATTERN, max_length=128, description="A dataset folder under datasets/")]
 POLL_SECONDS = 1.0
 TERMINAL = {"finished", "failed", "stopped", "canceled"}
 
@@ -201,14 +204,14 @@ def datasets(storage: DataRoot = Depends(get_storage)) -> list[dict[str, Any]]:
 
 @router.get("/dataset/download/{name}", summary="The dataset as a zip, streamed as it is made", response_class=StreamingResponse,
             responses={**errors(400, 404), 200: {"content": {"application/zip": {}}, "description": "the zip"}})
-def download(name: str, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
+def download(name: DatasetName, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
     path = _mapped(require_dataset, storage, name)
     storage.inside(path, what="dataset")  # a dataset linked outside the root: refused
     return StreamingResponse(iter_zip(storage, path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
 @router.delete("/dataset/{name}", summary="Delete a dataset", response_model=Message, responses=errors(400, 404))
-def delete(name: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
+def delete(name: DatasetName, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     storage.remove_inside(_mapped(require_dataset, storage, name))  # a linked dataset: the link goes, never its target
     return {"message": f"Dataset {name} deleted"}
 
@@ -229,5 +232,5 @@ def sites_for_datasets(client: pymongo.MongoClient = Depends(get_mongo)) -> dict
 
 @router.get("/dataset/dates-available/{site}", summary="First and last timestamp per collection (installation)", response_model=list[DatesEntry],
             responses=errors(404, 422))
-def dates(site: str, client: pymongo.MongoClient = Depends(get_mongo)) -> list[dict[str, Any]]:
+def dates(site: SiteName, client: pymongo.MongoClient = Depends(get_mongo)) -> list[dict[str, Any]]:
     return dates_available(client, check_site_name(site))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
 import pymongo
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import get_mongo
 from api.errors import ApiError
+from api.responses import errors
 from core.site_history import MAX_LIMIT, HistoryQueryError, historical_data
 from core.site_spec import EXAMPLE, SiteSchema
 from core.sites import REALTIME_CAP, SYSTEM_DATABASES, create_schema, get_schema, list_sites, realtime_documents, update_schema
@@ -27,16 +28,8 @@ _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 SEED_000_SITES = {"living-lab": "living_lab", "icharging-headquarters": "i-charging_headquarters"}
 
 
-class ErrorBody(BaseModel):
-    """Every error: ``{"detail": "<what was wrong>"}``, sometimes with more fields."""
-
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"detail": "no site named 'x'"}]})
-    detail: str
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {400: "Bad request", 404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Invalid request", 503: "MongoDB or Prefect unreachable"}
-    return {code: {"model": ErrorBody, "description": text.get(code, "Error")} for code in (*codes, 503)}
+# Path parameters say in the OpenAPI document what a site name may be (a MongoDB database name).
+SiteName = Annotated[str, Path(pattern=f"^{_SITE.pattern}$", description="A site (MongoDB database) name")]
 
 
 def check_site_name(site: str) -> str:
@@ -145,11 +138,11 @@ def _realtime(client: pymongo.MongoClient, site: str, minutes: int | None, respo
     response_model=dict[str, list[dict[str, Any]]], responses={**errors(404, 422), 200: {"content": {"application/json": {"example": REALTIME_EXAMPLE}}}},
 )
 def real_time_data(
-    site: str, response: Response,
+    site: SiteName, response: Response,
     minutes: int | None = Query(None, ge=1, le=60 * 24 * 366, description="Only documents of the last X minutes"),
     client: pymongo.MongoClient = Depends(get_mongo),
 ) -> dict[str, list[dict[str, Any]]]:
-    """At most 1,000 documents per collection, newest first. Headers: ``X-OPEVA-Truncated`` lists
+    """At most 1,000 documents per collection: the newest, in time order. Headers: ``X-OPEVA-Truncated`` lists
     the collections that had more, ``X-OPEVA-Cap-Per-Collection`` the cap."""
     return _realtime(client, check_site_name(site), minutes, response)
 
@@ -166,7 +159,7 @@ def seed_000_site(alias: str, response: Response, minutes: int | None = Query(No
     response_model=HistoryAnswer, responses=errors(400, 404, 422),
 )
 def history(
-    community: str,
+    community: SiteName,
     limit: int = Query(100, ge=1, le=MAX_LIMIT, description="Items per collection"),
     offset: int = Query(0, ge=0, le=10_000_000),
     minutes: int | None = Query(None, ge=1, le=60 * 24 * 3660, description="The last X minutes (or from_ts/until_ts)"),
@@ -192,11 +185,11 @@ def schema_create(body: SchemaCreate, client: pymongo.MongoClient = Depends(get_
 
 
 @router.put("/schema/update/{site}", summary="Replace a site's schema", response_model=SiteMessage, responses=errors(404, 413, 422))
-def schema_update(site: str, body: SchemaUpdate, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def schema_update(site: SiteName, body: SchemaUpdate, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
     update_schema(client, check_site_name(site), body.schema_)
     return {"message": f"Schema of site {site} updated", "site": site}
 
 
 @router.get("/schema/{site}", summary="A site's schema, exactly as stored", response_model=SiteSchemaAnswer, response_model_by_alias=True, responses=errors(404, 422))
-def schema_get(site: str, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def schema_get(site: SiteName, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
     return {"site": site, "schema": get_schema(client, check_site_name(site))}
