@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the gateway, shared storage, hosts and auth.
+"""FastAPI dependencies: the gateway, shared storage, hosts and auth, and their Annotated aliases.
 
 The objects live on ``app.state`` (made once in the lifespan) so a request pays
 for no connection set-up: one Prefect client with its connection pool serves
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 import pymongo
 from fastapi import Depends, Request
@@ -80,3 +81,11 @@ async def require_token(
         raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
     if not any(secrets.compare_digest(credentials.credentials, t) for t in tokens):
         raise ApiError(401, "invalid bearer token")
+
+
+# Annotated aliases: a route says ``gateway: Gateway`` instead of repeating Depends(get_...).
+Gateway = Annotated[PrefectGateway, Depends(get_gateway)]
+Storage = Annotated[DataRoot, Depends(get_storage)]
+Hosts = Annotated[HostsFile, Depends(get_hosts)]
+Settings = Annotated[PlatformSettings, Depends(get_settings)]
+Mongo = Annotated[pymongo.MongoClient, Depends(get_mongo)]

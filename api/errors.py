@@ -22,7 +22,7 @@ from api.gateway import DeploymentMissing, JobNotFound
 from core.sites import SchemaNotFound, SiteExists, SiteNotFound
 from core.dataset_build import DatasetBuildError
 from core.layout import UnsafeNameError
-from core.experiment import ExperimentConfigError
+from core.experiment import ExperimentConfigConflict, ExperimentConfigError
 
 log = logging.getLogger("opeva.api")
 
@@ -84,6 +84,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ExperimentConfigError)
     async def _config(_: Request, exc: ExperimentConfigError) -> JSONResponse:
         return error(422, str(exc), field=exc.field)
+
+    @app.exception_handler(ExperimentConfigConflict)
+    async def _config_conflict(_: Request, exc: ExperimentConfigConflict) -> JSONResponse:
+        return error(409, str(exc), field=exc.field, file=exc.file)
 
     @app.exception_handler(SiteNotFound)
     @app.exception_handler(SchemaNotFound)

@@ -2,7 +2,9 @@
 
 Why one module: every endpoint reads or writes Prefect, and all of them must
 agree on how a job id maps to a flow run, how a job is submitted (retries,
-resources) and how it is stopped. The REST layer holds no job state of its own.
+resources, idempotency) and how its state is changed. The REST layer holds no job
+state of its own. Methods here return Prefect's objects; turning them into OPEVA
+answers is the use cases' work (``api/usecases``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterIdempotencyKey,
     FlowRunFilterState,
     FlowRunFilterStateType,
     LogFilter,
@@ -28,10 +35,11 @@ from prefect.client.schemas.filters import (
     WorkPoolFilter,
     WorkPoolFilterName,
 )
-from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, Log, StateType
-from prefect.client.schemas.sorting import FlowRunSort, LogSort
+from prefect.client.schemas.objects import Artifact, FlowRun, FlowRunPolicy, Log, StateType, WorkPool, Worker
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled, Cancelling
+from prefect.states import Cancelled, Cancelling, Failed
 
 from core.states import PREFECT_TYPES, opeva_status_of
 
@@ -40,9 +48,11 @@ log = logging.getLogger("opeva.api")
 SIMULATION_FLOW = "run-simulation"
 DATASET_FLOW = "build-dataset"
 JOB_FLOWS = [SIMULATION_FLOW, DATASET_FLOW]
-CANCELLED_SCAN = 1000
+PAGE = 200  # the Prefect server's largest page
+MAX_SCAN = 10_000
 LOG_GRACE_SECONDS = 3.0
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+ACTIVE_TYPES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
 
 
 class JobNotFound(LookupError):
@@ -92,22 +102,36 @@ def epoch(dt: datetime | None) -> float | None:
     return dt.timestamp() if dt else None
 
 
+def _flows(names: list[str]) -> FlowFilter:
+    return FlowFilter(name=FlowFilterName(any_=names))
+
+
+def _types(types: list[StateType]) -> FlowRunFilterState:
+    return FlowRunFilterState(type=FlowRunFilterStateType(any_=types))
+
+
 class PrefectGateway:
     def __init__(self, client: PrefectClient) -> None:
         self.client = client
-        self._deployments: dict[str, UUID] = {}
+        self._deployments: dict[str, tuple[UUID, frozenset[str]]] = {}
         self._flow_names: dict[UUID, str] = {}
 
     # -- submitting ------------------------------------------------------
 
-    async def deployment_id(self, flow_name: str, host: str) -> UUID:
+    async def deployment(self, flow_name: str, host: str) -> tuple[UUID, frozenset[str]]:
+        """The deployment's id and the parameters its flow takes (cached per process)."""
         key = f"{flow_name}/{host}"
         if key not in self._deployments:
             try:
-                self._deployments[key] = (await self.client.read_deployment_by_name(key)).id
+                dep = await self.client.read_deployment_by_name(key)
             except ObjectNotFound:
                 raise DeploymentMissing(f"deployment {key!r} does not exist; run `python -m deployments.setup`") from None
+            params = frozenset((dep.parameter_openapi_schema or {}).get("properties", {}))
+            self._deployments[key] = (dep.id, params)
         return self._deployments[key]
+
+    async def deployment_id(self, flow_name: str, host: str) -> UUID:
+        return (await self.deployment(flow_name, host))[0]
 
     async def submit(
         self,
@@ -121,8 +145,12 @@ class PrefectGateway:
         resources: Resources | None = None,
         job_variables: dict[str, Any] | None = None,
         tags: list[str] | None = None,
+        idempotency_key: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> FlowRun:
-        deployment_id = await self.deployment_id(flow_name, host)
+        """Create a flow run of ``<flow_name>/<host>``. A repeated ``idempotency_key``
+        returns the run made the first time (Prefect's own idempotency)."""
+        deployment_id, _ = await self.deployment(flow_name, host)
         variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
         try:
             run = await self.client.create_flow_run_from_deployment(
@@ -131,15 +159,29 @@ class PrefectGateway:
                 name=name,
                 job_variables=variables or None,
                 tags=tags or [],
+                idempotency_key=idempotency_key,
+                labels=labels or None,
             )
         except ObjectNotFound:  # deployment removed since we cached its id
             self._deployments.pop(f"{flow_name}/{host}", None)
             raise
-        if retries:
+        if retries and run.empirical_policy.retries != retries:
             # Flow retries are Prefect's own: the server's retry rule reads the run's policy,
             # and the engine keeps it because it is not None. Set before a worker can start it.
             await self.client.update_flow_run(run.id, empirical_policy=FlowRunPolicy(retries=retries, retry_delay=retry_delay_seconds))
         return run
+
+    async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> FlowRun:
+        """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy."""
+        new = await self.client.create_flow_run_from_deployment(
+            deployment_id, parameters=parameters, name=run.name, job_variables=run.job_variables or None, tags=tags, labels=labels,
+        )
+        if run.empirical_policy.retries:
+            await self.client.update_flow_run(new.id, empirical_policy=run.empirical_policy)
+        return new
+
+    async def add_tags(self, run: FlowRun, tags: list[str]) -> None:
+        await self.client.update_flow_run(run.id, tags=[*run.tags, *(t for t in tags if t not in run.tags)])
 
     # -- reading ---------------------------------------------------------
 
@@ -149,37 +191,77 @@ class PrefectGateway:
         except ObjectNotFound:
             raise JobNotFound(job_id) from None
 
+    async def _all_runs(self, limit: int | None, offset: int, **kwargs: Any) -> list[FlowRun]:
+        """Pages of PAGE runs until ``limit`` (None: all, up to MAX_SCAN) are read."""
+        out: list[FlowRun] = []
+        want = min(limit if limit is not None else MAX_SCAN, MAX_SCAN)
+        while len(out) < want:
+            asked = min(PAGE, want - len(out))
+            page = await self.client.read_flow_runs(**kwargs, limit=asked, offset=offset + len(out))
+            out.extend(page)
+            if len(page) < asked:
+                break
+        return out
+
     async def list_runs(
-        self, *, status: str | None = None, host: str | None = None, limit: int = 50, offset: int = 0
+        self, *, status: str | None = None, host: str | None = None, limit: int | None = 50, offset: int = 0,
+        flows: list[str] | None = None,
     ) -> tuple[list[FlowRun], int]:
         """Newest first; also the total matching count, for pagination."""
         run_filter = FlowRunFilter()
         if status:
-            run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(t) for t in sorted(PREFECT_TYPES[status])]))
+            run_filter.state = _types([StateType(t) for t in sorted(PREFECT_TYPES[status])])
         kwargs: dict[str, Any] = {
-            "flow_filter": FlowFilter(name=FlowFilterName(any_=JOB_FLOWS)),
+            "flow_filter": _flows(flows or JOB_FLOWS),
             "flow_run_filter": run_filter,
             "work_pool_filter": WorkPoolFilter(name=WorkPoolFilterName(any_=[host])) if host else None,
         }
-        if status in ("stopped", "canceled"):
-            # Prefect cannot filter on run_count: split cancelled runs here (they are few).
-            runs = await self.client.read_flow_runs(**kwargs, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=CANCELLED_SCAN)
+        sort = FlowRunSort.EXPECTED_START_TIME_DESC
+        if status in ("stopped", "canceled", "stop_requested"):
+            # Prefect cannot filter on run_count: split cancelled runs here.
+            runs = await self._all_runs(None, 0, **kwargs, sort=sort)
             matching = [r for r in runs if opeva_status(r) == status]
-            return matching[offset : offset + limit], len(matching)
-        runs, total = await asyncio.gather(
-            self.client.read_flow_runs(**kwargs, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit, offset=offset),
-            self.client.count_flow_runs(**kwargs),
-        )
+            end = None if limit is None else offset + limit
+            return matching[offset:end], len(matching)
+        runs, total = await asyncio.gather(self._all_runs(limit, offset, **kwargs, sort=sort), self.client.count_flow_runs(**kwargs))
         return runs, total
+
+    async def runs_with_key(self, deployment_id: UUID, idempotency_key: str) -> list[FlowRun]:
+        return await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key]), deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])),
+            limit=1,
+        )
+
+    async def queued_runs(self, flows: list[str]) -> list[FlowRun]:
+        """Scheduled (and Late) runs of ``flows``, oldest expected start first."""
+        return await self._all_runs(
+            None, 0, flow_filter=_flows(flows), flow_run_filter=FlowRunFilter(state=_types([StateType.SCHEDULED])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        )
+
+    async def active_runs(self, host: str | None = None) -> list[FlowRun]:
+        return await self._all_runs(
+            None, 0, flow_run_filter=FlowRunFilter(state=_types(ACTIVE_TYPES)),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])) if host else None,
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        )
 
     async def flow_names(self) -> dict[UUID, str]:
         """Flow id -> name of the job flows; flows are few and never renamed, so cached."""
         if len(self._flow_names) < len(JOB_FLOWS):
-            flows = await self.client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=JOB_FLOWS)))
+            flows = await self.client.read_flows(flow_filter=_flows(JOB_FLOWS))
             self._flow_names = {f.id: f.name for f in flows}
         return self._flow_names
 
-    async def logs(self, job_id: str, *, after: datetime | None = None, limit: int = 200) -> list[Log]:
+    async def progress_artifact(self, run_id: UUID) -> Artifact | None:
+        arts = await self.client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), type=ArtifactFilterType(any_=["progress"])),
+            sort=ArtifactSort.UPDATED_DESC,
+            limit=1,
+        )
+        return arts[0] if arts else None
+
+    async def logs(self, job_id: str, *, after: datetime | None = None, limit: int = PAGE) -> list[Log]:
         flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[parse_job_id(job_id)]))
         if after is not None:
             flt.timestamp = LogFilterTimestamp(after_=after)
@@ -191,21 +273,20 @@ class PrefectGateway:
         seen_at_edge: set[UUID] = set()
         while True:
             batch = await self.logs(job_id, after=after)
-            fresh = [entry for entry in batch if entry.id not in seen_at_edge]
-            for entry in fresh:
-                yield entry
+            for entry in batch:
+                if entry.id not in seen_at_edge:
+                    yield entry
             if batch:
                 last = batch[-1].timestamp
                 seen_at_edge = {e.id for e in batch if e.timestamp == last} | (seen_at_edge if last == after else set())
                 after = last
-            if len(batch) >= 200:
+            if len(batch) >= PAGE:
                 continue  # more waiting; the filter is inclusive so the edge set prevents repeats
             if not follow:
                 return
             run = await self.read_run(job_id)
             if run.state and run.state.type in TERMINAL:
-                # The engine ships its last log batches after it sets the final state:
-                # keep reading until the run has been over for LOG_GRACE_SECONDS.
+                # The engine ships its last log batches after it sets the final state.
                 ended = run.end_time or run.state.timestamp
                 if ended is not None and (datetime.now(ended.tzinfo) - ended).total_seconds() < LOG_GRACE_SECONDS:
                     await asyncio.sleep(poll_seconds)
@@ -216,18 +297,23 @@ class PrefectGateway:
                 return
             await asyncio.sleep(poll_seconds)
 
-    # -- stopping and deleting -------------------------------------------
+    # -- changing state, deleting ----------------------------------------
 
-    async def stop(self, run: FlowRun) -> str:
-        """Cancel a queued run at once; ask the worker to kill a started one."""
-        if run.state and run.state.type == StateType.SCHEDULED:
-            await self.client.set_flow_run_state(run.id, Cancelled(message="Stopped before it started"), force=True)
-            return "canceled"
-        await self.client.set_flow_run_state(run.id, Cancelling(message="Stop requested through the OPEVA API"))
-        return "stopping"
+    async def cancel_now(self, run_id: UUID, message: str) -> None:
+        """Cancelled at once (a run that has not started, or an operator's decision)."""
+        await self.client.set_flow_run_state(run_id, Cancelled(message=message), force=True)
+
+    async def request_cancel(self, run_id: UUID, message: str) -> bool:
+        """Cancelling: the worker (or the in-container watcher) stops the run. False when
+        Prefect refused the change (the run ended meanwhile)."""
+        result = await self.client.set_flow_run_state(run_id, Cancelling(message=message))
+        return result.status == SetStateStatus.ACCEPT
+
+    async def mark_failed(self, run_id: UUID, message: str) -> None:
+        await self.client.set_flow_run_state(run_id, Failed(message=message), force=True)
 
     async def force_cancelled(self, run_id: UUID, message: str) -> None:
-        await self.client.set_flow_run_state(run_id, Cancelled(message=message), force=True)
+        await self.cancel_now(run_id, message)
 
     async def delete(self, job_id: str) -> None:
         try:
@@ -237,50 +323,17 @@ class PrefectGateway:
 
     # -- hosts -------------------------------------------------------------
 
-    async def host_overview(self, host: str) -> dict[str, Any]:
-        """Pool, worker liveness (from heartbeats), limit and this host's active runs."""
+    async def pool(self, host: str) -> WorkPool | None:
         try:
-            pool = await self.client.read_work_pool(host)
+            return await self.client.read_work_pool(host)
         except ObjectNotFound:
-            return {"pool": None, "pool_type": None, "online": False, "workers": [], "last_seen": None, "concurrency_limit": None,
-                    "running": 0, "queued": 0, "current_job_id": None, "active_job_ids": [],
-                    "message": f"no work pool named {host!r}: run `python -m deployments.setup`"}
-        workers, runs = await asyncio.gather(
-            self.client.read_workers_for_work_pool(host),
-            self.client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]))
-                ),
-                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])),
-                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
-                limit=200,
-            ),
-        )
-        online = [w for w in workers if w.status == "ONLINE"]
-        beats = [w.last_heartbeat_time for w in workers if w.last_heartbeat_time]
-        statuses = [(r, opeva_status(r)) for r in runs]
-        running = [str(r.id) for r, s in statuses if s in ("running", "dispatched")]
-        queued = [str(r.id) for r, s in statuses if s == "queued"]
-        info: dict[str, Any] = {
-            "pool": pool.name,
-            "pool_type": pool.type,
-            "online": bool(online),
-            "workers": [{"name": w.name, "status": getattr(w.status, "value", w.status), "last_heartbeat": epoch(w.last_heartbeat_time)} for w in workers],
-            "last_seen": epoch(max(beats)) if beats else None,
-            "concurrency_limit": pool.concurrency_limit,
-            "paused": pool.is_paused,
-            "running": len(running),
-            "queued": len(queued),
-            "current_job_id": running[0] if running else None,
-            "active_job_ids": running + queued,
-        }
-        if not online:
-            info["message"] = f"no worker online for host {host!r}: jobs wait until one runs `prefect worker start --pool {host}`"
-        return info
+            return None
+
+    async def workers(self, host: str) -> list[Worker]:
+        return await self.client.read_workers_for_work_pool(host)
 
     async def healthy(self) -> bool:
         try:
             return (await self.client.api_healthcheck()) is None
         except Exception:
             return False
-

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from api import errors
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
-from api.routers import configs, datasets, health, hosts, jobs, sites
+from api.routers import configs, datasets, health, hosts, job_files, jobs, ops, sites
 from core.settings import PlatformSettings, project_version
 from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
@@ -50,9 +50,47 @@ def create_app() -> FastAPI:
     app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     protected = [Depends(require_token)]
-    for module in (jobs, configs, hosts, sites, datasets):
+    for module in (jobs, job_files, configs, hosts, ops, sites, datasets):
         app.include_router(module.router, dependencies=protected)
+    install_openapi(app)
     return app
+
+
+def _errors_as_json(op: dict) -> None:
+    """FastAPI files a route's error models under the route's media type (text/plain for
+    the log routes); errors are always JSON, so say so."""
+    for code, response in op.get("responses", {}).items():
+        content = response.get("content") or {}
+        if code[:1] in "45" and content and "application/json" not in content:
+            response["content"] = {"application/json": next(iter(content.values()))}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Declare bearer security (and its 401) only when tokens are on: with auth off, a
+    document that asks for a token tells clients something untrue."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        tokens_on = bool(PlatformSettings().token_set)
+        for ops in spec.get("paths", {}).values():
+            for op in ops.values():
+                _errors_as_json(op)
+                if not isinstance(op, dict) or "security" not in op:
+                    continue
+                if tokens_on:
+                    op.setdefault("responses", {})["401"] = {"description": "Missing or wrong bearer token",
+                                                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+                else:
+                    del op["security"]
+        if not tokens_on:
+            spec.get("components", {}).pop("securitySchemes", None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 app = create_app()

@@ -52,13 +52,20 @@ def kill_container(infrastructure_pid: str) -> bool:
 async def ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: float = GRACE_SECONDS) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
-    run = await gateway.client.read_flow_run(run_id)
+    run = await gateway.read_run(str(run_id))
     while loop.time() < deadline:
         if run.state and run.state.type == StateType.CANCELLED:
             break
         await asyncio.sleep(POLL_SECONDS)
-        run = await gateway.client.read_flow_run(run_id)
+        run = await gateway.read_run(str(run_id))
     if run.infrastructure_pid and await asyncio.to_thread(kill_container, run.infrastructure_pid):
         log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, grace)
     if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
         await gateway.force_cancelled(run_id, "Stopped: the container was killed by the OPEVA API")
+
+
+async def kill_now(gateway: PrefectGateway, run_id: UUID) -> None:
+    """Kill the run's container at once (an operator failed or cancelled a started run)."""
+    run = await gateway.read_run(str(run_id))
+    if run.infrastructure_pid and await asyncio.to_thread(kill_container, run.infrastructure_pid):
+        log.warning("run %s: killed its container after an operator ended the run", run_id)

@@ -18,6 +18,7 @@ from core.site_spec import SiteSchema
 
 SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
 SCHEMA_COLLECTION = "schema"
+SCHEMA_ID = "schema"
 REALTIME_CAP = 1000  # documents per collection in one real-time answer
 
 
@@ -61,11 +62,12 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def realtime_documents(client: pymongo.MongoClient, site: str, minutes: int | None = None, cap: int = REALTIME_CAP) -> dict[str, Any]:
-    """Per collection the newest ``cap`` documents (of the last ``minutes`` when given).
+def realtime_documents(client: pymongo.MongoClient, site: str, minutes: int | None = None, cap: int = REALTIME_CAP) -> tuple[dict[str, list[Any]], list[str]]:
+    """Per collection the newest ``cap`` documents (of the last ``minutes`` when given),
+    and the collections that had more.
 
-    Newest first, so a capped answer keeps the most recent data; ``truncated``
-    says which collections had more.
+    Newest first, so a capped answer keeps the most recent data. The answer's top level
+    is the collections, as the OPEVA UI reads them; the rest is for headers.
     """
     db = require_site(client, site)
     query: dict[str, Any] = {}
@@ -81,7 +83,7 @@ def realtime_documents(client: pymongo.MongoClient, site: str, minutes: int | No
             truncated.append(name)
             docs = docs[:cap]
         data[name] = json_safe(docs)
-    return {"site": site, "minutes": minutes, "cap_per_collection": cap, "truncated": truncated, "collections": data}
+    return data, truncated
 
 
 def get_schema(client: pymongo.MongoClient, site: str) -> dict[str, Any]:
@@ -95,19 +97,25 @@ def site_schema(client: pymongo.MongoClient, site: str) -> SiteSchema:
     return SiteSchema.model_validate(get_schema(client, site))
 
 
-def create_schema(client: pymongo.MongoClient, site: str, schema: SiteSchema) -> None:
-    """Creates the site (its database) with its schema; refuses an existing site."""
+def create_schema(client: pymongo.MongoClient, site: str, schema: dict[str, Any]) -> None:
+    """Creates the site (its database) with its schema; refuses an existing site.
+
+    ``schema`` is stored exactly as sent (validated by the caller with SiteSchema), so
+    it reads back unchanged, keys we do not model included.
+    """
+    SiteSchema.model_validate(schema)
     if site in SYSTEM_DATABASES:
         raise SiteExists(site)
     if site in client.list_database_names():
         raise SiteExists(site)
-    client[site][SCHEMA_COLLECTION].insert_one({"schema": schema.model_dump(exclude_none=True)})
+    client[site][SCHEMA_COLLECTION].insert_one({"_id": SCHEMA_ID, "schema": schema})
 
 
-def update_schema(client: pymongo.MongoClient, site: str, schema: SiteSchema) -> None:
+def update_schema(client: pymongo.MongoClient, site: str, schema: dict[str, Any]) -> None:
+    SiteSchema.model_validate(schema)
     coll = require_site(client, site)[SCHEMA_COLLECTION]
     coll.delete_many({})
-    coll.insert_one({"schema": schema.model_dump(exclude_none=True)})
+    coll.insert_one({"_id": SCHEMA_ID, "schema": schema})
 
 
 def collection_range(coll: pymongo.collection.Collection, field: str = "timestamp") -> tuple[datetime, datetime] | None:
@@ -124,21 +132,31 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def dates_available(client: pymongo.MongoClient, site: str) -> dict[str, Any]:
-    """First and last timestamp per collection, and the range they all cover."""
+def dates_available(client: pymongo.MongoClient, site: str) -> list[dict[str, Any]]:
+    """Per collection (an installation) its first and last timestamp; the schema left out."""
     db = require_site(client, site)
-    per: dict[str, dict[str, str]] = {}
-    firsts, lasts = [], []
+    out = []
     for name in sorted(db.list_collection_names()):
         if name == SCHEMA_COLLECTION:
             continue
         rng = collection_range(db[name])
-        if rng is None:
+        if rng is not None:
+            out.append({"installation": name, "oldest_record": rng[0].isoformat(), "newest_record": rng[1].isoformat()})
+    return out
+
+
+def dataset_sites(client: pymongo.MongoClient) -> list[dict[str, Any]]:
+    """Sites whose schema names buildings that have a data collection (what a build can use)."""
+    out = []
+    for site in list_sites(client):
+        db = client[site]
+        doc = db[SCHEMA_COLLECTION].find_one({}, {"_id": 0, "schema.buildings": 1})
+        buildings = ((doc or {}).get("schema") or {}).get("buildings")
+        if not isinstance(buildings, dict) or not buildings:
             continue
-        per[name] = {"first": rng[0].isoformat(), "last": rng[1].isoformat()}
-        firsts.append(rng[0])
-        lasts.append(rng[1])
-    common = None
-    if firsts and max(firsts) <= min(lasts):
-        common = {"from": max(firsts).isoformat(), "until": min(lasts).isoformat()}
-    return {"site": site, "collections": per, "common_range": common}
+        names = db.list_collection_names()
+        prefixes = {b: (spec.get("collection") if isinstance(spec, dict) else None) or f"building_{b}" for b, spec in buildings.items()}
+        with_data = [b for b, p in prefixes.items() if any(n.startswith(p) for n in names)]
+        if with_data:
+            out.append({"site_id": site, "buildings": with_data})
+    return out

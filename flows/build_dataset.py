@@ -1,9 +1,10 @@
 """The dataset build: one Prefect flow run that turns a MongoDB site into a
 CityLearn dataset folder on shared storage (core/dataset_build.py does the work).
 
-Progress is a Prefect progress artifact; the result is a markdown artifact with
-the dataset's metadata. No data in the range ends the run Failed with a message
-that names the site, buildings and range.
+Progress is a Prefect progress artifact; the result (returned, kept in the folder's
+dataset.json, and shown as a markdown artifact) carries ``warnings`` and
+``validation``. No data in the range ends the run Failed with a message that names
+the site, buildings and range.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from blocks.sites import load_mongo
 from blocks.storage import load_storage
-from core.layout import safe_name
 from core.dataset_build import BuildRequest, build
+from core.layout import safe_name
+
+
+def _summary(meta: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in meta.items() if k not in ("buildings", "warnings", "validation"))
+    warnings = "\n".join(f"- {w}" for w in meta["warnings"]) or "- none"
+    checks = meta["validation"]
+    failed = [c for c in checks["static"]["checks"] if not c["passed"]]
+    return (f"### Dataset `{meta['name']}`\n\n| field | value |\n|---|---|\n{rows}\n\nBuildings: {meta['buildings']}\n\n"
+            f"**Warnings**\n{warnings}\n\n**Validation: {checks['status']}** (static: {len(checks['static']['checks']) - len(failed)}"
+            f"/{len(checks['static']['checks'])} passed; CityLearn: {checks['citylearn']['status']} {checks['citylearn'].get('detail', '')})\n")
 
 
 @flow(name="build-dataset", persist_result=False)
@@ -48,9 +59,8 @@ def build_dataset(
     with sites.client() as client:
         meta = build(client, storage, request, batch_size=sites.batch_size, progress=on_progress)
     logger.info("[INFO] dataset %s: %s time steps, %s documents, %s .. %s", name, meta["time_steps"], meta["documents"], meta["from"], meta["until"])
-    rows = "\n".join(f"| {k} | {v} |" for k, v in meta.items() if k != "buildings")
-    create_markdown_artifact(
-        f"### Dataset `{name}`\n\n| field | value |\n|---|---|\n{rows}\n\nBuildings: {meta['buildings']}\n",
-        description=f"Dataset {name} from site {site_id}",
-    )
+    for warning in meta["warnings"]:
+        logger.warning("[WARNING] %s", warning)
+    logger.info("[INFO] validation: %s (CityLearn: %s)", meta["validation"]["status"], meta["validation"]["citylearn"]["status"])
+    create_markdown_artifact(_summary(meta), description=f"Dataset {name} from site {site_id}")
     return meta

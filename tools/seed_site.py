@@ -1,514 +1,210 @@
-"""Fill a MongoDB server with a realistic sample site, so dataset builds, the
-API and the UI have something to work on without a real living lab.
+"""Fill a MongoDB server with sample sites in the real OPEVA layout, so dataset builds,
+the API and the UI have something to work on without a real living lab.
 
     python -m tools.seed_site --uri mongodb://127.0.0.1:27017 [--site living_lab_sample]
-        [--days 365] [--buildings 4] [--seed 7] [--drop]
+        [--ev-site i_charging_sample] [--days 365] [--buildings 4] [--seed 7] [--drop]
 
-What is written (one database per site, as core/sites.py expects):
+Two sites (one database each, as OPEVA keeps them; see shared/OPEVA_UPSTREAM.md §2):
 
-- ``building_<i>``: every 15 minutes ``timestamp`` (UTC), ``load_kwh`` and
-  ``pv_kwh`` (kWh in the 15 minutes), ``indoor_temp`` (°C) and, on buildings
-  with a battery, ``battery_soc`` (0-1).
-- ``charger_<i>_<k>``: one document per EV charging session (``ev_id``,
-  ``arrival``, ``departure``, ``required_soc`` %, ``arrival_soc`` %).
-- ``weather``, ``pricing`` and ``carbon``: hourly site-wide series.
-- ``schema``: the :class:`~core.site_spec.SiteSchema` naming all of the above.
+- ``living_lab_sample``: buildings ``R-H-01``, ``R-H-02``, ``O-03`` ... with documents
+  every 15 minutes in ``building_<id>``: measurements under ``observations`` (load and
+  PV in kWh per document, indoor and weather columns, carbon intensity), the price as
+  ``energy_tariffs.tou.energy_price.values``, ``batteries`` and ``pv_panels``, and on
+  buildings with chargers ``charging_sessions`` (keyed form) and ``electric_vehicles``.
+- ``i_charging_sample``: one EV-charging building ``i-charging_headquarters`` whose
+  collection is ``building_i-charging_headquarters_3Phase`` (found by prefix), with flat
+  fields, ``energy_price: {values: [...]}``, sessions in the list form and EV
+  ``flexibility`` estimates.
 
-Why it looks real: one shared climate (Lisbon's sun position, seasons, clouds
-and temperature) drives every series, so PV follows the irradiance in
-``weather``, loads rise in cold and hot spells, grid carbon drops when the sun
-shines, and batteries charge from the same PV surplus the data shows. Local
-time (``Europe/Lisbon``, with daylight saving) shapes loads, prices and EV
-visits, as it would on site.
-
-Why these mechanics: values are generated as numpy arrays per collection and
-turned into documents one ``insert_many`` batch at a time, so memory holds a
-year of floats, never a year of Python dicts. Every random stream is seeded
-from ``(seed, what it is for)``, so the same seed and end date give the same
-site, and adding buildings does not change the weather. The schema document is
-written last: its presence means the seed completed, which is what makes a
-re-run a no-op (``--drop`` re-creates the site).
+Each site's ``schema`` document holds CityLearn building specs (type, include, devices
+with ``{type, autosize, autosize_attributes, attributes}``, chargers) and ``evs``.
+Values are generated as numpy arrays and turned into documents one ``insert_many``
+batch at a time. The schema is written last: its presence means the seed completed,
+which makes a re-run a no-op (``--drop`` re-creates the site). Same seed and end date,
+same documents.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 
-from core.site_spec import BatterySpec, BuildingSpec, ChargerSpec, SeriesSpec, SiteSchema
+from tools.seed_climate import (EV_CAPACITIES, SOC_FIELD, STEP, STEPS_PER_HOUR, TIMEZONE, Building, _rng, building_series,
+                                carbon_intensity, charging_sessions, make_climate, plan_buildings)
+from tools.seed_ev import EvFields
 
 log = logging.getLogger(__name__)
 
-TIMEZONE = "Europe/Lisbon"
-LATITUDE, LONGITUDE = 38.72, -9.14  # Lisbon: the sun and climate the sample follows
-STEP = timedelta(minutes=15)
-STEPS_PER_HOUR = 4
-STEPS_PER_DAY = 96
 BATCH = 5000  # documents per insert_many: large enough to amortise round trips, small in memory
 SCHEMA_COLLECTION = "schema"
 SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
-
-BUILDING_FIELDS = {"non_shiftable_load": "load_kwh", "solar_generation": "pv_kwh", "indoor_dry_bulb_temperature": "indoor_temp"}
-SOC_FIELD = "battery_soc"
-WEATHER_FIELDS = {
-    "outdoor_dry_bulb_temperature": "temp",
-    "outdoor_relative_humidity": "humidity",
-    "diffuse_solar_irradiance": "diffuse",
-    "direct_solar_irradiance": "direct",
-}
-PRICES = {"off_peak": 0.10, "mid": 0.22, "peak": 0.35}  # $/kWh, a three-period time-of-use tariff
-BATTERY_MODELS = ((5.0, 2.5), (6.5, 3.3), (9.8, 5.0), (10.0, 5.0), (13.5, 5.0))  # (kWh, kW) of common home batteries
-EV_CAPACITIES = (40.0, 50.0, 60.0, 77.0)  # kWh
-REQUIRED_SOC = np.array([80, 85, 90, 95, 100])  # % drivers ask for; round numbers, mostly 80-90
-REQUIRED_SOC_P = np.array([0.35, 0.2, 0.25, 0.05, 0.15])
+EV_BUILDING = "i-charging_headquarters"
+EV_COLLECTION = f"building_{EV_BUILDING}_3Phase"
 
 
 class SeedError(ValueError):
     """The site cannot be seeded as asked (system database, foreign data...)."""
 
 
-@dataclass(frozen=True)
-class Climate:
-    """The site's shared conditions on the 15-minute grid, plus local calendar."""
-
-    hour: np.ndarray  # local time of day, fractional hours
-    weekend: np.ndarray  # bool, local Saturday or Sunday
-    season: np.ndarray  # 1 in mid-January .. -1 in mid-July
-    temp: np.ndarray  # °C
-    humidity: np.ndarray  # %
-    ghi: np.ndarray  # global horizontal irradiance, W/m²
-    dni: np.ndarray  # direct normal irradiance, W/m²
-    dhi: np.ndarray  # diffuse horizontal irradiance, W/m²
-    price: np.ndarray  # $/kWh
-
-    @property
-    def steps(self) -> int:
-        return len(self.temp)
+def _device(kind: str, **attributes: Any) -> dict[str, Any]:
+    return {"type": kind, "autosize": False, "autosize_attributes": {}, "attributes": attributes}
 
 
-@dataclass(frozen=True)
-class Building:
-    """What makes one sample building differ from the others."""
-
-    number: int
-    office: bool
-    daily_kwh: float
-    pv_kw: float
-    battery: tuple[float, float] | None  # (capacity kWh, power kW)
-    chargers: int
-
-    @property
-    def collection(self) -> str:
-        return f"building_{self.number}"
-
-
-# ---------------------------------------------------------------- random helpers
-
-
-def _rng(seed: int, *purpose: int) -> np.random.Generator:
-    """An independent stream per purpose, so one part of the site never shifts another."""
-    return np.random.default_rng([seed, *purpose])
-
-
-def _red_noise(rng: np.random.Generator, n: int, tau: float) -> np.ndarray:
-    """Unit-variance noise correlated over ``tau`` steps: weather and habits drift, they don't flicker."""
-    kernel = np.exp(-np.arange(max(1, int(5 * tau))) / tau)
-    white = rng.standard_normal(n + len(kernel) - 1)
-    return np.convolve(white, kernel, "valid") / math.sqrt(float(np.sum(kernel**2)))
-
-
-def _lag(x: np.ndarray, tau: float) -> np.ndarray:
-    """Causal exponential smoothing over ``tau`` steps: a building's thermal inertia."""
-    kernel = np.exp(-np.arange(max(1, int(5 * tau))) / tau)
-    padded = np.concatenate([np.full(len(kernel) - 1, x[0]), x])
-    return np.convolve(padded, kernel / kernel.sum(), "valid")
-
-
-def _bump(hour: np.ndarray, centre: float, width: float) -> np.ndarray:
-    """A daily Gaussian bump on the 24-hour clock (wraps around midnight)."""
-    d = (hour - centre + 12.0) % 24.0 - 12.0
-    return np.exp(-0.5 * (d / width) ** 2)
-
-
-# ---------------------------------------------------------------- climate
-
-
-def _sun_cos_zenith(when: pd.DatetimeIndex) -> np.ndarray:
-    """Cosine of the solar zenith angle at Lisbon (NOAA's approximation) at UTC times ``when``:
-    day length, seasons and solar noon all follow from it."""
-    utc_minutes = np.asarray(when.hour * 60 + when.minute + when.second / 60.0, float)
-    gamma = 2 * np.pi / 365.0 * (np.asarray(when.day_of_year, float) - 1.0 + (utc_minutes / 60.0 - 12.0) / 24.0)
-    eqtime = 229.18 * (0.000075 + 0.001868 * np.cos(gamma) - 0.032077 * np.sin(gamma) - 0.014615 * np.cos(2 * gamma) - 0.040849 * np.sin(2 * gamma))
-    decl = (
-        0.006918 - 0.399912 * np.cos(gamma) + 0.070257 * np.sin(gamma) - 0.006758 * np.cos(2 * gamma)
-        + 0.000907 * np.sin(2 * gamma) - 0.002697 * np.cos(3 * gamma) + 0.00148 * np.sin(3 * gamma)
-    )
-    hour_angle = np.radians((utc_minutes + eqtime + 4.0 * LONGITUDE) / 4.0 - 180.0)
-    lat = math.radians(LATITUDE)
-    return np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.cos(hour_angle)
-
-
-def _tariff(hour: np.ndarray, weekend: np.ndarray) -> np.ndarray:
-    """Time-of-use price by local hour: off-peak at night, peak on weekday mornings and evenings."""
-    h = np.floor(hour)
-    off_peak = (h >= 22) | (h < 8)
-    peak = ~weekend & (((h >= 9) & (h < 11)) | ((h >= 18) & (h < 21)))
-    return np.where(off_peak, PRICES["off_peak"], np.where(peak, PRICES["peak"], PRICES["mid"]))
-
-
-def make_climate(start: datetime, days: int, seed: int) -> Climate:
-    """Weather, sun and calendar for ``days`` days from ``start`` (UTC midnight), every 15 minutes."""
-    n = days * STEPS_PER_DAY
-    rng = _rng(seed, 0)
-    utc = pd.date_range(start, periods=n, freq=STEP)
-    local = utc.tz_convert(TIMEZONE)
-    hour = np.asarray(local.hour + local.minute / 60.0, float)
-    weekend = np.asarray(local.day_of_week >= 5, bool)
-    season = np.cos(2 * np.pi * (np.asarray(local.day_of_year, float) - 15.0) / 365.25)
-
-    # Sun at the middle of each step, since the step's energy is what gets stored.
-    cosz = np.clip(_sun_cos_zenith(utc + STEP / 2), 0.0, None)
-    up = cosz > 0.01
-    safe = np.where(up, cosz, 1.0)
-    ghi_clear = np.where(up, 1098.0 * cosz * np.exp(-0.057 / safe), 0.0)  # Haurwitz clear sky
-    dni_clear = np.where(up, 1353.0 * 0.7 ** ((1.0 / safe) ** 0.678), 0.0)  # Meinel: air mass thins the beam
-
-    # Clouds: wetter winters, spells lasting days, passing clouds within a day.
-    mean_cloud = 0.33 + 0.2 * season
-    latent = 1.2 * _red_noise(rng, n, 1.5 * STEPS_PER_DAY) + 0.6 * _red_noise(rng, n, 2 * STEPS_PER_HOUR)
-    cloud = 1.0 / (1.0 + np.exp(-(latent + np.log(mean_cloud / (1 - mean_cloud)))))
-    ghi = ghi_clear * (1.0 - 0.75 * cloud**3.4)  # Kasten-Czeplak
-    dni = dni_clear * (1.0 - cloud) ** 1.5
-    dhi = np.clip(ghi - dni * cosz, 0.0, None)
-
-    # Temperature: season, a day-night swing damped by clouds, multi-day spells.
-    diurnal = 4.5 * (1.0 - 0.6 * cloud) * np.cos(2 * np.pi * (hour - 15.0) / 24.0)
-    temp = 17.5 - 5.5 * season + diurnal + 2.0 * _red_noise(rng, n, 2 * STEPS_PER_DAY) + 0.3 * _red_noise(rng, n, STEPS_PER_HOUR)
-    humidity = np.clip(74.0 + 7.0 * season - 3.0 * diurnal + 15.0 * (cloud - 0.3) + 5.0 * _red_noise(rng, n, 6 * STEPS_PER_HOUR), 20.0, 100.0)
-    return Climate(hour, weekend, season, temp, humidity, ghi, dni, dhi, _tariff(hour, weekend))
-
-
-def _hourly(x: np.ndarray) -> np.ndarray:
-    """Hourly means of a 15-minute series (the grid starts at a UTC midnight, so hours align)."""
-    return x.reshape(-1, STEPS_PER_HOUR).mean(axis=1)
-
-
-def carbon_intensity(climate: Climate, seed: int) -> np.ndarray:
-    """Hourly grid carbon intensity (kg/kWh): lower when sun and wind are plentiful, higher on winter evenings."""
-    rng = _rng(seed, 4)
-    hour = climate.hour[::STEPS_PER_HOUR]
-    n = len(hour)
-    wind = np.clip(_red_noise(rng, n, 24.0), 0.0, None)
-    kg = (
-        0.19 + 0.04 * climate.season[::STEPS_PER_HOUR] - 0.10 * _hourly(climate.ghi) / 1000.0
-        + 0.03 * _bump(hour, 20.0, 2.0) - 0.05 * wind + 0.01 * rng.standard_normal(n)
-    )
-    return np.clip(kg, 0.04, 0.42)
-
-
-# ---------------------------------------------------------------- buildings
-
-
-def _pick(rng: np.random.Generator, count: int) -> set[int]:
-    """About half of ``count`` building numbers, never none and (with two or more) never all."""
-    k = 1 if count == 1 else min(max(1, round(count / 2)), count - 1)
-    return {int(b) + 1 for b in rng.permutation(count)[:k]}
-
-
-def plan_buildings(count: int, seed: int) -> list[Building]:
-    """Sizes, PV, batteries and chargers. Every third building is a small office, so any site of three or more has both kinds."""
-    with_battery = _pick(_rng(seed, 3, 0), count)
-    with_chargers = _pick(_rng(seed, 3, 1), count)
-    plan = []
-    for i in range(1, count + 1):
-        rng = _rng(seed, 1, i)
-        office = i % 3 == 0
-        battery = BATTERY_MODELS[int(rng.integers(len(BATTERY_MODELS)))] if i in with_battery else None
-        plan.append(
-            Building(
-                number=i,
-                office=office,
-                daily_kwh=round(float(rng.uniform(25.0, 45.0) if office else rng.uniform(8.0, 22.0)), 1),
-                pv_kw=round(float(rng.uniform(3.0, 8.0)), 1),
-                battery=battery,
-                chargers=int(rng.integers(1, 3)) if i in with_chargers else 0,
-            )
-        )
-    return plan
-
-
-def _load_shape(climate: Climate, office: bool) -> np.ndarray:
-    """Relative demand by local time: household mornings and evenings, or office hours on weekdays."""
-    h, weekend = climate.hour, climate.weekend
-    if office:
-        open_hours = 1.0 / (1.0 + np.exp(-3.0 * (h - 8.0))) - 1.0 / (1.0 + np.exp(-3.0 * (h - 18.5)))
-        return 0.35 + np.where(weekend, 0.1, 2.2) * open_hours
-    morning = np.where(weekend, _bump(h, 9.5, 1.5), _bump(h, 7.5, 1.0))
-    midday = np.where(weekend, 0.7, 0.3) * _bump(h, 13.0, 1.5)
-    return 0.5 + morning + midday + 1.8 * _bump(h, 20.0, 2.0)
-
-
-def building_series(b: Building, climate: Climate, seed: int) -> dict[str, np.ndarray]:
-    """Per 15-minute step: load (kWh), PV (kWh), indoor temperature (°C) and, with a battery, its SoC."""
-    rng = _rng(seed, 1, b.number, 1)
-    n = climate.steps
-    shape = _load_shape(climate, b.office)
-    heating = float(rng.uniform(0.02, 0.08)) * np.clip(15.0 - climate.temp, 0.0, None)  # electric heating share
-    cooling = float(rng.uniform(0.03, 0.10)) * np.clip(climate.temp - 24.0, 0.0, None)  # air conditioning share
-    noise = np.exp(0.25 * _red_noise(rng, n, 2.0) - 0.03)  # multiplicative, mean about 1
-    spikes = (rng.random(n) < 0.02) * rng.uniform(0.1, 0.5, n)  # kettle, oven, washing machine
-    load = b.daily_kwh / STEPS_PER_DAY * shape / shape.mean() * (1.0 + heating + cooling) * noise + spikes
-    load = np.clip(load, 0.02, None)
-
-    orientation = float(rng.uniform(0.85, 1.0))  # roof tilt and azimuth against the ideal; 0.8 below: inverter, wiring, heat and dirt
-    pv_kw = b.pv_kw * orientation * 0.8 * climate.ghi / 1000.0 * (1.0 + 0.03 * rng.standard_normal(n))
-    pv = np.clip(pv_kw, 0.0, None) * STEP.total_seconds() / 3600.0
-
-    sun_gain = _lag(climate.ghi, 3.0 * STEPS_PER_HOUR) / 800.0
-    indoor = 21.0 + float(rng.uniform(0.12, 0.25)) * (_lag(climate.temp, 8.0 * STEPS_PER_HOUR) - 17.0) + 0.8 * sun_gain
-    indoor = np.clip(indoor + 0.3 * _red_noise(rng, n, 4.0), 16.0, 28.0)
-
-    series = {"load_kwh": np.round(load, 3), "pv_kwh": np.round(pv, 3), "indoor_temp": np.round(indoor, 2)}
+def building_spec(b: Building, charger_ids: list[str], charger_kw: float) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "type": "citylearn.building.Building", "include": True, "energy_simulation": f"{b.id}.csv", "weather": "weather.csv",
+        "carbon_intensity": "carbon_intensity.csv", "pricing": "pricing.csv", "inactive_observations": [], "inactive_actions": [],
+        "pv": _device("citylearn.energy_model.PV", nominal_power=b.pv_kw),
+        "power_outage": {"simulate_power_outage": False, "stochastic_power_outage": False},
+    }
     if b.battery:
-        series[SOC_FIELD] = np.round(battery_soc(load, pv, climate.price, *b.battery), 3)
-    return series
+        spec["electrical_storage"] = _device("citylearn.energy_model.Battery", capacity=b.battery[0], nominal_power=b.battery[1],
+                                             efficiency=0.9, capacity_loss_coefficient=1e-05, loss_coefficient=0.0, initial_soc=0.5)
+    if charger_ids:
+        spec["chargers"] = {c: _device("citylearn.electric_vehicle_charger.Charger", nominal_power=charger_kw, max_charging_power=charger_kw,
+                                       min_charging_power=1.4, efficiency=0.95) for c in charger_ids}
+    return spec
 
 
-def battery_soc(load: np.ndarray, pv: np.ndarray, price: np.ndarray, capacity: float, power: float) -> np.ndarray:
-    """State of charge (0-1) at the end of each step under a common home controller: store PV surplus,
-    cover demand outside off-peak hours, top up from the grid off-peak to keep a reserve for the peak.
-
-    The one loop in this module: SoC is a running sum clipped at empty and full, which has no
-    vectorised form. It walks plain floats, a few tens of milliseconds per building-year.
-    """
-    eta = math.sqrt(0.9)  # per direction, 0.9 round trip
-    step_h = STEP.total_seconds() / 3600.0
-    max_kwh = power * step_h
-    soc_min, reserve = 0.1, 0.35
-    soc = 0.5
-    out = np.empty(len(load))
-    off_peak = (price <= PRICES["off_peak"]).tolist()
-    for t, (surplus, cheap) in enumerate(zip((pv - load).tolist(), off_peak)):
-        if surplus > 0:
-            soc += min(surplus, max_kwh, (1.0 - soc) * capacity / eta) * eta / capacity
-        elif cheap:
-            if soc < reserve:
-                soc += min(max_kwh / 2, (reserve - soc) * capacity / eta) * eta / capacity
-        else:
-            soc -= min(-surplus, max_kwh, max(0.0, soc - soc_min) * capacity * eta) / (eta * capacity)
-        soc *= 1.0 - 2e-5  # self-discharge, about 2 % a month
-        out[t] = soc
-    return out
-
-
-# ---------------------------------------------------------------- EV sessions
-
-
-def charging_sessions(b: Building, k: int, start: datetime, end: datetime, seed: int, first_ev: int) -> tuple[list[dict[str, Any]], int]:
-    """Sessions on charger ``k`` of building ``b`` that lie wholly in [start, end), and the next free EV number.
-
-    A home's first charger sees its own car overnight (arrive in the evening, leave next morning);
-    other chargers see a few cars by day (arrive in the morning, stay some hours), mostly on
-    weekdays at offices. One visit a day at most, so a charger's sessions never overlap.
-    """
-    rng = _rng(seed, 2, b.number, k)
-    tz = ZoneInfo(TIMEZONE)
-    overnight = not b.office and k == 1
-    fleet = [f"EV_{first_ev + j:02d}" for j in range(1 if overnight else int(rng.integers(2, 4)))]
-    sessions: list[dict[str, Any]] = []
-    first_day: date = start.astimezone(tz).date()
-    for d in range((end - start).days):
-        day = first_day + timedelta(days=d)
-        weekend = day.weekday() >= 5
-        if overnight:
-            present = 0.55 if weekend else 0.8
-            arrive_h = float(np.clip(rng.normal(18.8, 1.2), 16.0, 22.5))
-            leave_h = 24.0 + float(np.clip(rng.normal(9.0 if weekend else 7.8, 0.8), 6.0, 11.0))
-        else:
-            present = (0.15 if weekend else 0.85) if b.office else 0.35
-            arrive_h = float(np.clip(rng.normal(8.7, 0.8), 7.0, 11.0))
-            leave_h = min(arrive_h + float(np.clip(rng.normal(7.0, 1.8), 2.0, 10.0)), 20.0)
-        # Drawn every day, present or not, so a day's numbers don't depend on earlier days' luck.
-        ev = fleet[int(rng.integers(len(fleet)))]
-        required = int(rng.choice(REQUIRED_SOC, p=REQUIRED_SOC_P))
-        arrival_soc = round(float(rng.uniform(10.0, 60.0)), 1)
-        if rng.random() >= present:
-            continue
-        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-        arrival = (midnight + timedelta(minutes=round(arrive_h * 60))).astimezone(timezone.utc)
-        departure = (midnight + timedelta(minutes=round(leave_h * 60))).astimezone(timezone.utc)
-        if start <= arrival and departure <= end:
-            sessions.append({"ev_id": ev, "arrival": arrival, "departure": departure, "required_soc": required, "arrival_soc": arrival_soc})
-    return sessions, first_ev + len(fleet)
-
-
-# ---------------------------------------------------------------- writing
-
-
-def _documents(start: datetime, series: dict[str, np.ndarray], first: int, last: int, step: timedelta) -> list[dict[str, Any]]:
+def _documents(start: datetime, series: dict[str, np.ndarray], first: int, last: int, nest: bool, price_form: str,
+               ev: EvFields | None) -> list[dict[str, Any]]:
     """Documents for rows [first, last): the only place Python dicts are made, one batch at a time."""
-    keys = list(series)
+    keys = [k for k in series if k not in ("price", SOC_FIELD)]
     columns = [series[k][first:last].tolist() for k in keys]
-    return [{"timestamp": start + step * i, **dict(zip(keys, row))} for i, row in zip(range(first, last), zip(*columns))]
+    price = series["price"][first:last].tolist()
+    soc = series[SOC_FIELD][first:last].tolist() if SOC_FIELD in series else None
+    docs = []
+    for n, (i, row) in enumerate(zip(range(first, last), zip(*columns))):
+        values = dict(zip(keys, row))
+        doc: dict[str, Any] = {"timestamp": start + STEP * i}
+        doc.update({"observations": values} if nest else values)
+        if price_form == "tariffs":
+            doc["energy_tariffs"] = {"tou": {"energy_price": {"values": [price[n]]}}}
+        else:
+            doc["energy_price"] = {"values": price[n : n + 4] or [price[n]]}
+        if soc is not None:
+            doc["batteries"] = {"battery_1": {"soc": soc[n]}}
+        doc["pv_panels"] = {"pv_1": {"energy": values["solar_generation"]}}
+        if ev is not None:
+            doc.update(ev.fields(i))
+        docs.append(doc)
+    return docs
 
 
-def _insert_series(coll: pymongo.collection.Collection, start: datetime, series: dict[str, np.ndarray], step: timedelta, batch: int = BATCH) -> int:
+def _insert(coll: pymongo.collection.Collection, start: datetime, series: dict[str, np.ndarray], nest: bool, price_form: str,
+            ev: EvFields | None) -> int:
     began = time.perf_counter()
-    n = len(next(iter(series.values())))
-    for first in range(0, n, batch):
-        coll.insert_many(_documents(start, series, first, min(first + batch, n), step), ordered=False)
+    n = len(series["price"])
+    for first in range(0, n, BATCH):
+        coll.insert_many(_documents(start, series, first, min(first + BATCH, n), nest, price_form, ev), ordered=False)
+    try:  # the builder's range queries and first/last lookups use it; a server without it still works
+        coll.create_index([("timestamp", pymongo.ASCENDING)])
+    except OperationFailure as exc:
+        log.warning("no index on %s.timestamp: %s", coll.name, exc)
     log.info("%s: %d documents in %.1f s", coll.name, n, time.perf_counter() - began)
     return n
 
 
-def _insert_batches(coll: pymongo.collection.Collection, docs: list[dict[str, Any]], batch: int = BATCH) -> int:
-    for first in range(0, len(docs), batch):
-        coll.insert_many(docs[first : first + batch], ordered=False)
-    log.info("%s: %d documents", coll.name, len(docs))
-    return len(docs)
+def _site_series(b: Building, climate: Any, carbon: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    s = building_series(b, climate, seed)
+    s.update({"outdoor_dry_bulb_temperature": np.round(climate.temp, 1), "outdoor_relative_humidity": np.round(climate.humidity, 1),
+              "diffuse_solar_irradiance": np.round(climate.dhi, 1), "direct_solar_irradiance": np.round(climate.dni, 1),
+              "carbon_intensity": carbon, "price": climate.price})
+    return s
 
 
-def _index(coll: pymongo.collection.Collection, field: str) -> bool:
-    """Ascending index on ``field``: the dataset builder's range queries and first/last lookups use it.
-    Built after the inserts (cheaper than maintaining it per insert); a server without
-    createIndex still gets a usable site, so failure is reported, not raised."""
-    began = time.perf_counter()
-    try:
-        coll.create_index([(field, pymongo.ASCENDING)])
-    except OperationFailure as exc:
-        log.warning("no index on %s.%s: %s", coll.name, field, exc)
-        return False
-    log.info("%s: index on %s in %.1f s", coll.name, field, time.perf_counter() - began)
-    return True
-
-
-def site_schema(plan: list[Building], chargers: dict[int, dict[str, ChargerSpec]]) -> SiteSchema:
-    """The schema naming every collection and field written by :func:`seed_site`."""
-    return SiteSchema(
-        timezone=TIMEZONE,
-        buildings={
-            str(b.number): BuildingSpec(
-                collection=b.collection,
-                fields=dict(BUILDING_FIELDS),
-                pv_nominal_power=b.pv_kw,
-                battery=BatterySpec(capacity=b.battery[0], nominal_power=b.battery[1], soc_field=SOC_FIELD) if b.battery else None,
-                chargers=chargers.get(b.number, {}),
-            )
-            for b in plan
-        },
-        weather=SeriesSpec(collection="weather", fields=dict(WEATHER_FIELDS)),
-        pricing=SeriesSpec(collection="pricing", fields={"electricity_pricing": "price"}),
-        carbon_intensity=SeriesSpec(collection="carbon", fields={"carbon_intensity": "kg_per_kwh"}),
-    )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def describe(db: pymongo.database.Database) -> dict[str, Any]:
-    """Documents per collection of an existing site. Counts only: on secantus even an indexed
-    sort with limit 1 reads the whole collection, so first/last timestamps would cost seconds."""
-    collections = {name: db[name].estimated_document_count() for name in sorted(db.list_collection_names())}
-    return {"site": db.name, "collections": collections, "documents": sum(collections.values()), "from": None, "until": None}
-
-
-def _last_midnight() -> datetime:
-    now = datetime.now(timezone.utc)
-    return datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
-
-
-def seed_site(
-    client: pymongo.MongoClient,
-    site: str = "living_lab_sample",
-    days: int = 365,
-    buildings: int = 4,
-    seed: int = 7,
-    drop: bool = False,
-    *,
-    end: datetime | None = None,
-) -> dict[str, Any]:
-    """Write the sample site and return its summary: ``site``, ``seeded``, ``collections``
-    (documents per collection), ``documents``, ``from`` and ``until`` (first and last
-    ``timestamp``, ISO 8601), ``timestamp_indexes`` and ``seconds``.
-
-    A site that already has a schema document is left alone (``seeded`` False, counts only,
-    see :func:`describe`) unless ``drop``. ``end`` (a UTC midnight; default the most recent one) exists so tests can pin
-    the data: the same seed and end give the same documents.
-    """
+def _prepare(client: pymongo.MongoClient, site: str, drop: bool) -> pymongo.database.Database | None:
+    """The site's database to write, or None when a completed seed is already there."""
     if site in SYSTEM_DATABASES:
         raise SeedError(f"{site!r} is a system database, not a site")
-    if days < 1 or buildings < 1:
-        raise SeedError("days and buildings must be at least 1")
-    began = time.perf_counter()
     db = client[site]
     if drop:
         client.drop_database(site)
     elif db[SCHEMA_COLLECTION].find_one({}, {"_id": 1}) is not None:
-        return {**describe(db), "seeded": False, "timestamp_indexes": [], "seconds": round(time.perf_counter() - began, 2)}
+        return None
     elif site in client.list_database_names():
         raise SeedError(f"database {site!r} has data but no schema (an interrupted seed, or not a sample site); pass --drop to replace it")
+    return db
 
-    end = _utc(end) if end else _last_midnight()
+
+def _window(end: datetime | None, days: int) -> tuple[datetime, datetime]:
+    if days < 1:
+        raise SeedError("days must be at least 1")
+    if end is None:
+        now = datetime.now(timezone.utc)
+        end = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+    end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
     if end != end.replace(hour=0, minute=0, second=0, microsecond=0):
         raise SeedError(f"end must be a UTC midnight, not {end.isoformat()}")
-    start = end - timedelta(days=days)
+    return end - timedelta(days=days), end
+
+
+def _summary(db: pymongo.database.Database, seeded: bool, began: float, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    collections = {name: db[name].estimated_document_count() for name in sorted(db.list_collection_names())}
+    return {"site": db.name, "seeded": seeded, "collections": collections, "documents": sum(collections.values()),
+            "from": start.isoformat() if seeded and start else None, "until": (end - STEP).isoformat() if seeded and end else None,
+            "seconds": round(time.perf_counter() - began, 2)}
+
+
+def seed_site(client: pymongo.MongoClient, site: str = "living_lab_sample", days: int = 365, buildings: int = 4, seed: int = 7,
+              drop: bool = False, *, end: datetime | None = None) -> dict[str, Any]:
+    """The living-lab sample: ``buildings`` buildings, measurements under ``observations``."""
+    began = time.perf_counter()
+    if buildings < 1:
+        raise SeedError("buildings must be at least 1")
+    start, end = _window(end, days)
+    db = _prepare(client, site, drop)
+    if db is None:
+        return _summary(client[site], False, began, None, None)
     climate = make_climate(start, days, seed)
-    plan = plan_buildings(buildings, seed)
-
-    counts: dict[str, int] = {}
-    for b in plan:
-        counts[b.collection] = _insert_series(db[b.collection], start, building_series(b, climate, seed), STEP)
-    hourly = {
-        "weather": {
-            "temp": np.round(_hourly(climate.temp), 1),
-            "humidity": np.round(_hourly(climate.humidity), 1),
-            "diffuse": np.round(_hourly(climate.dhi), 1),
-            "direct": np.round(_hourly(climate.dni), 1),
-        },
-        "pricing": {"price": climate.price[::STEPS_PER_HOUR]},
-        "carbon": {"kg_per_kwh": np.round(carbon_intensity(climate, seed), 4)},
-    }
-    for name, series in hourly.items():
-        counts[name] = _insert_series(db[name], start, series, STEP * STEPS_PER_HOUR)
-    series_collections = list(counts)
-
-    chargers: dict[int, dict[str, ChargerSpec]] = {}
-    next_ev = 1
-    for b in plan:
+    carbon = np.round(np.repeat(carbon_intensity(climate, seed), STEPS_PER_HOUR), 4)
+    specs, evs, next_ev = {}, {}, 1
+    for b in plan_buildings(buildings, seed):
+        chargers = {}
         for k in range(1, b.chargers + 1):
-            name = f"charger_{b.number}_{k}"
-            sessions, next_ev = charging_sessions(b, k, start, end, seed, next_ev)
-            counts[name] = _insert_batches(db[name], sessions)
-            _index(db[name], "arrival")
-            capacity = EV_CAPACITIES[int(_rng(seed, 2, b.number, k, 1).integers(len(EV_CAPACITIES)))]
-            chargers.setdefault(b.number, {})[name] = ChargerSpec(collection=name, max_charging_power=11.0 if b.office else 7.4, ev_battery_capacity=capacity)
+            chargers[f"charger_{b.id}_{k}"], next_ev = charging_sessions(b, k, start, end, seed, next_ev)
+        for sessions in chargers.values():
+            for s in sessions:
+                evs.setdefault(s["ev_id"], {"battery_capacity": EV_CAPACITIES[int(_rng(seed, 5, int(s["ev_id"][3:])).integers(4))],
+                                            "charging_power": 7.4})
+        ev = EvFields(start, STEP, climate.steps, chargers, 7.4, list_form=False) if chargers else None
+        _insert(db[b.collection], start, _site_series(b, climate, carbon, seed), True, "tariffs", ev)
+        specs[b.id] = building_spec(b, list(chargers), 11.0 if b.office else 7.4)
+    schema = {"timezone": TIMEZONE, "electric_vehicles_def": {}, "evs": evs, "buildings": specs}
+    db[SCHEMA_COLLECTION].insert_one({"_id": "schema", "schema": schema})
+    return _summary(db, True, began, start, end)
 
-    indexes = [name for name in series_collections if _index(db[name], "timestamp")]
-    db[SCHEMA_COLLECTION].insert_one({"schema": site_schema(plan, chargers).model_dump(exclude_none=True)})
-    counts[SCHEMA_COLLECTION] = 1
-    return {
-        "site": site,
-        "seeded": True,
-        "collections": dict(sorted(counts.items())),
-        "documents": sum(counts.values()),
-        "from": start.isoformat(),
-        "until": (end - STEP).isoformat(),
-        "timestamp_indexes": indexes,
-        "seconds": round(time.perf_counter() - began, 2),
-    }
+
+def seed_ev_site(client: pymongo.MongoClient, site: str = "i_charging_sample", days: int = 365, seed: int = 7, drop: bool = False,
+                 *, end: datetime | None = None, chargers: int = 4) -> dict[str, Any]:
+    """The EV-charging sample: one headquarters building, flat fields, list-form sessions."""
+    began = time.perf_counter()
+    start, end = _window(end, days)
+    db = _prepare(client, site, drop)
+    if db is None:
+        return _summary(client[site], False, began, None, None)
+    climate = make_climate(start, days, seed + 1)
+    carbon = np.round(np.repeat(carbon_intensity(climate, seed + 1), STEPS_PER_HOUR), 4)
+    hq = Building(number=3, office=True, daily_kwh=60.0, pv_kw=15.0, battery=(50.0, 25.0), chargers=chargers)
+    plan, next_ev = {}, 1
+    for k in range(1, chargers + 1):
+        plan[f"{EV_BUILDING}_charger_{k}"], next_ev = charging_sessions(hq, k + 1, start, end, seed, next_ev)
+    evs = {f"EV_{n:02d}": {"battery_capacity": EV_CAPACITIES[n % 4], "charging_power": 11.0} for n in range(1, next_ev)}
+    ev = EvFields(start, STEP, climate.steps, plan, 11.0, list_form=True)
+    _insert(db[EV_COLLECTION], start, _site_series(hq, climate, carbon, seed + 1), False, "values", ev)
+    spec = building_spec(hq, list(plan), 11.0)
+    spec["energy_simulation"] = f"{EV_BUILDING}.csv"
+    schema = {"timezone": TIMEZONE, "electric_vehicles_def": {}, "evs": evs, "buildings": {EV_BUILDING: spec}}
+    db[SCHEMA_COLLECTION].insert_one({"_id": "schema", "schema": schema})
+    return _summary(db, True, began, start, end)
 
 
 def _positive(value: str) -> int:
@@ -519,32 +215,31 @@ def _positive(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.seed_site", description="Fill a MongoDB server with a sample OPEVA site.")
+    parser = argparse.ArgumentParser(prog="python -m tools.seed_site", description="Fill a MongoDB server with sample OPEVA sites.")
     parser.add_argument("--uri", required=True, help="mongodb://host:port")
-    parser.add_argument("--site", default="living_lab_sample", help="database name of the site (default %(default)s)")
+    parser.add_argument("--site", default="living_lab_sample", help="living-lab site name (default %(default)s)")
+    parser.add_argument("--ev-site", default="i_charging_sample", help="EV-charging site name (default %(default)s); '' skips it")
     parser.add_argument("--days", type=_positive, default=365, help="days of data, ending at the most recent UTC midnight (default %(default)s)")
-    parser.add_argument("--buildings", type=_positive, default=4, help="number of buildings (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives the same site (default %(default)s)")
-    parser.add_argument("--drop", action="store_true", help="drop the site's database first and re-create it")
+    parser.add_argument("--buildings", type=_positive, default=4, help="living-lab buildings (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives the same sites (default %(default)s)")
+    parser.add_argument("--drop", action="store_true", help="drop the sites' databases first and re-create them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
     try:
         with pymongo.MongoClient(args.uri, serverSelectionTimeoutMS=5000, tz_aware=True) as client:
-            summary = seed_site(client, args.site, args.days, args.buildings, args.seed, args.drop)
+            summaries = [seed_site(client, args.site, args.days, args.buildings, args.seed, args.drop)]
+            if args.ev_site:
+                summaries.append(seed_ev_site(client, args.ev_site, args.days, args.seed, args.drop))
     except (SeedError, PyMongoError) as exc:
         print(f"seed_site: {exc}", file=sys.stderr)
         return 1
-
-    if summary["seeded"]:
-        print(f"site {summary['site']!r} seeded in {summary['seconds']} s")
-    else:
-        print(f"site {summary['site']!r} already has a schema; nothing written (--drop re-creates it)")
-    for name, count in summary["collections"].items():
-        print(f"  {name:<20} {count:>8} documents")
-    print(f"  {'total':<20} {summary['documents']:>8} documents")
-    if summary["from"]:
-        print(f"  time range {summary['from']} .. {summary['until']} (every 15 minutes; weather, pricing, carbon hourly)")
+    for summary in summaries:
+        state = f"seeded in {summary['seconds']} s" if summary["seeded"] else "already has a schema; nothing written (--drop re-creates it)"
+        print(f"site {summary['site']!r} {state}")
+        for name, count in summary["collections"].items():
+            print(f"  {name:<42} {count:>8} documents")
+        if summary["from"]:
+            print(f"  time range {summary['from']} .. {summary['until']} (every 15 minutes)")
     return 0
 
 

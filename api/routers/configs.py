@@ -1,74 +1,64 @@
-"""Experiment configs: YAML files under ``configs/`` on shared storage.
-
-Seed 000's names (``/config/create``, ``/configs``, ``/config/{file}``) stay as aliases.
-"""
+"""Experiment configs: YAML files under ``configs/``. The UI's singular paths
+(``/experiment-config/...``) are the documented ones; ``/experiment-configs/...`` and seed
+000's ``/config/...``, ``/configs`` stay as aliases."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Literal
 
-import yaml
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import PlainTextResponse
 
-from api.deps import get_storage
-from api.errors import ApiError
-from api.models import ConfigCreateRequest
-from core.layout import DataRoot
+from api.deps import Storage
+from api.models import CONFIG_FILE_PATTERN, ConfigCreateRequest, ConfigUpdateRequest
+from api.responses import ConfigSaved, ConfigView, Message, errors
+from api.usecases import configs
 
 router = APIRouter(tags=["experiment configs"])
 
-
-def _parse(config: dict[str, Any] | str) -> dict[str, Any]:
-    if isinstance(config, str):
-        try:
-            config = yaml.safe_load(config)
-        except yaml.YAMLError as exc:
-            raise ApiError(422, f"config is not valid YAML: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ApiError(422, "config must be a mapping (a YAML object at the top level)")
-    return config
+ConfigFile = Annotated[str, Path(pattern=CONFIG_FILE_PATTERN, max_length=128, description="A file name under configs/, e.g. flex-demo.yaml.")]
+YAML_TYPES = ("text/yaml", "application/yaml", "application/x-yaml", "text/x-yaml")
 
 
-@router.post("/experiment-configs/create", summary="Create a config file")
-@router.post("/config/create", include_in_schema=False)
-def create_config(body: ConfigCreateRequest, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    config = _parse(body.config)
-    path = storage.config_file(body.file_name)
-    if path.exists() and not body.overwrite:
-        raise ApiError(409, f"config {body.file_name!r} already exists; send \"overwrite\": true to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return {"message": f"Config {body.file_name} saved", "file_name": body.file_name, "config_path": storage.relative(path)}
+@router.get("/experiment-configs", response_model=list[str], responses=errors(), summary="Config file names (*.yaml, *.yml)")
+@router.get("/configs", response_model=list[str], include_in_schema=False)
+def list_configs(storage: Storage) -> list[str]:
+    return configs.list_configs(storage)
 
 
-@router.get("/experiment-configs", summary="List config files")
-@router.get("/configs", include_in_schema=False)
-def list_configs(storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    files = sorted(p.name for p in storage.configs_dir.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    return {"configs": files}
+@router.post("/experiment-config/create", response_model=ConfigSaved, responses=errors(409, 413), summary="Create a config file (YAML text or an object)")
+@router.post("/experiment-configs/create", response_model=ConfigSaved, include_in_schema=False)
+@router.post("/config/create", response_model=ConfigSaved, include_in_schema=False)
+def create_config(body: ConfigCreateRequest, storage: Storage) -> ConfigSaved:
+    return configs.create(storage, body.file_name, body.content, body.overwrite)
 
 
-def _existing(storage: DataRoot, file: str):
-    path = storage.config_file(file)
-    if not path.is_file():
-        raise ApiError(404, f"no config named {file!r}")
-    return path
+@router.get(
+    "/experiment-config/{file}", response_model=ConfigView, summary="A config: JSON by default, the raw YAML for Accept: text/yaml or ?format=yaml",
+    responses={200: {"content": {"text/yaml": {"schema": {"type": "string"}, "example": "metadata:\n  experiment_name: flex\n"}}}, **errors(404)},
+)
+@router.get("/experiment-configs/{file}", response_model=ConfigView, include_in_schema=False)
+@router.get("/config/{file}", response_model=ConfigView, include_in_schema=False)
+def view_config(
+    file: ConfigFile,
+    storage: Storage,
+    format: Literal["json", "yaml"] | None = Query(None, description="yaml: answer the file as it is (text/yaml)."),
+    accept: str | None = Header(None, include_in_schema=False),
+) -> ConfigView | PlainTextResponse:
+    wants_yaml = format == "yaml" or (format is None and any(t in (accept or "") for t in YAML_TYPES) and "application/json" not in (accept or ""))
+    if wants_yaml:
+        return PlainTextResponse(configs.raw(storage, file), media_type="text/yaml")
+    return configs.view(storage, file)
 
 
-@router.get("/experiment-configs/{file}", summary="View a config file")
-@router.get("/config/{file}", include_in_schema=False)
-def view_config(file: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    path = _existing(storage, file)
-    text = path.read_text()
-    try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
-        parsed = None
-    return {"file_name": file, "config": parsed, "yaml": text}
+@router.put("/experiment-config/{file}", response_model=ConfigSaved, responses=errors(404, 413), summary="Replace an existing config")
+@router.put("/experiment-configs/{file}", response_model=ConfigSaved, include_in_schema=False)
+def update_config(file: ConfigFile, body: ConfigUpdateRequest, storage: Storage) -> ConfigSaved:
+    return configs.update(storage, file, body.content)
 
 
-@router.delete("/experiment-configs/{file}", summary="Delete a config file")
-@router.delete("/config/{file}", include_in_schema=False)
-def delete_config(file: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    _existing(storage, file).unlink()
-    return {"message": f"Config {file} deleted"}
+@router.delete("/experiment-config/{file}", response_model=Message, responses=errors(404), summary="Delete a config")
+@router.delete("/experiment-configs/{file}", response_model=Message, include_in_schema=False)
+@router.delete("/config/{file}", response_model=Message, include_in_schema=False)
+def delete_config(file: ConfigFile, storage: Storage) -> Message:
+    return configs.delete(storage, file)

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
-from api.deps import get_gateway, get_storage
-from api.gateway import PrefectGateway
+from api.deps import Gateway, Storage
 from blocks.sites import MongoSites
 from core.layout import DataRoot
 
 router = APIRouter(tags=["health"])
+
+
+class ComponentHealth(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["ok", "error"]
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "components": {"prefect": {"status": "ok"}, "storage": {"status": "ok", "path": "/srv/opeva"}, "mongodb": {"status": "ok"}}}]})
+    status: Literal["ok", "degraded", "error"]
+    components: dict[str, ComponentHealth]
 
 
 def _storage_status(storage: DataRoot) -> dict[str, Any]:
@@ -35,8 +46,9 @@ def _mongo_status(sites: MongoSites) -> dict[str, Any]:
         return {"status": "error", "detail": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-@router.get("/health", summary="Status of the Prefect API, shared storage and MongoDB")
-async def health(request: Request, gateway: PrefectGateway = Depends(get_gateway), storage: DataRoot = Depends(get_storage)) -> JSONResponse:
+@router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut, "description": "Prefect or storage is down"}},
+            summary="Status of the Prefect API, shared storage and MongoDB")
+async def health(request: Request, gateway: Gateway, storage: Storage) -> JSONResponse:
     prefect_ok, storage_info, mongo_info = await asyncio.gather(
         gateway.healthy(), asyncio.to_thread(_storage_status, storage), asyncio.to_thread(_mongo_status, request.app.state.mongo)
     )

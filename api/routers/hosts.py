@@ -1,20 +1,30 @@
-"""Compute hosts: each a work pool, online when a worker heartbeats."""
+"""Compute hosts (work pools, online when a worker heartbeats) and the simulator image tags on them."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Query
 
-from api.deps import get_gateway, get_hosts
-from api.gateway import PrefectGateway
-from core.hosts import HostsFile
+from api.deps import Gateway, Hosts, Settings
+from api.responses import HostsOut, ImageVersions, errors
+from api.usecases import hosts as usecase
 
 router = APIRouter(tags=["hosts"])
+REPOSITORY = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"  # Docker's repository grammar (no registry port)
 
 
-@router.get("/hosts", summary="Hosts with their pool, worker liveness and job counts")
-async def list_hosts(gateway: PrefectGateway = Depends(get_gateway), hosts: HostsFile = Depends(get_hosts)) -> dict[str, Any]:
-    overviews = await asyncio.gather(*(gateway.host_overview(h.name) for h in hosts.hosts))
-    return {"hosts": {h.name: {**o, "gpus": h.gpus.model_dump() if h.gpus else None} for h, o in zip(hosts.hosts, overviews)}}
+@router.get("/hosts", response_model=HostsOut, responses=errors(), summary="Hosts with their pool, worker liveness and jobs")
+async def list_hosts(gateway: Gateway, hosts: Hosts) -> HostsOut:
+    return await usecase.hosts_overview(gateway, hosts)
+
+
+@router.get("/job-images/versions", response_model=ImageVersions, responses=errors(), summary="Tags of a simulator image repository on the hosts' Docker engines")
+async def image_versions(
+    hosts: Hosts,
+    settings: Settings,
+    repository: str | None = Query(None, max_length=255, pattern=REPOSITORY, description="Default: the runtime image's repository."),
+    limit: int = Query(50, ge=1, le=1000),
+) -> ImageVersions:
+    repo = repository or settings.runtime_image.rsplit(":", 1)[0]
+    return await asyncio.to_thread(usecase.image_versions, hosts, repo, limit)

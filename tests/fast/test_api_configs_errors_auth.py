@@ -12,7 +12,7 @@ def test_config_create_list_view_delete(api, storage):
     r = api.post("/experiment-configs/create", json={"file_name": "c1.yaml", "config": {"experiment": {"name": "a", "run_name": "b"}, "episodes": 3}})
     assert r.status_code == 200, r.text
     assert (storage.configs_dir / "c1.yaml").read_text().startswith("experiment:")
-    assert "c1.yaml" in api.get("/experiment-configs").json()["configs"]
+    assert "c1.yaml" in api.get("/experiment-configs").json()  # a bare array, as the OPEVA UI reads it
     view = api.get("/experiment-configs/c1.yaml").json()
     assert view["config"] == {"experiment": {"name": "a", "run_name": "b"}, "episodes": 3}
 
@@ -29,7 +29,7 @@ def test_config_create_list_view_delete(api, storage):
 
 def test_config_seed_000_aliases(api):
     assert api.post("/config/create", json={"file_name": "old.yml", "config": {"k": "v"}}).status_code == 200
-    assert "old.yml" in api.get("/configs").json()["configs"]
+    assert "old.yml" in api.get("/configs").json()
     assert api.get("/config/old.yml").json()["config"] == {"k": "v"}
     assert api.delete("/config/old.yml").status_code == 200
 
@@ -98,7 +98,7 @@ def test_auth_when_tokens_configured(secured_api_url):
         assert client.get("/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/hosts", headers={"Authorization": "Basic abc"}).status_code == 401
         ok = client.get("/jobs", headers={"Authorization": f"Bearer {API_TOKEN}"})
-        assert ok.status_code == 200 and "jobs" in ok.json()
+        assert ok.status_code == 200 and isinstance(ok.json(), list)
         assert client.get("/experiment-configs", headers={"Authorization": "Bearer other-token"}).status_code == 200
 
 

@@ -1,0 +1,216 @@
+"""What a job wrote: progress, result, logs, its resolved config, simulation data.
+
+Clients poll these while a job runs, so each answers 200 with a placeholder
+before the job wrote anything (upstream's contract): only an unknown job is 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from api.errors import ApiError
+from api.gateway import PrefectGateway, opeva_status
+from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex, SimulationFile
+from core.experiment import config_source, default_experiment
+from core.layout import DataRoot, UnsafeNameError, read_json, safe_name
+from core.states import ACTIVE
+
+FOLLOW_POLL_SECONDS = 0.5
+NO_PROGRESS = "No updates yet."
+_DAY = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+def _percent(value: Any) -> float | None:
+    try:
+        return max(0.0, min(100.0, float(value)))
+    except (TypeError, ValueError):
+        return None
+
+
+async def progress(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> ProgressOut:
+    run = await gateway.read_run(job_id)
+    status = opeva_status(run)
+    data = await asyncio.to_thread(read_json, storage.job(str(run.id)).progress_file)
+    if isinstance(data, dict):
+        extra = {k: v for k, v in data.items() if k not in ("job_id", "status", "percent", "progress_pct", "source")}
+        pct = _percent(data.get("percent", data.get("progress_pct")))
+        raw = data.get("progress_pct", data.get("percent"))
+        return ProgressOut(job_id=str(run.id), status=status, percent=pct or 0.0, progress_pct=_percent(raw),
+                           simulator_status=data.get("status"), source="file", **extra)
+    art = await gateway.progress_artifact(run.id)
+    if art is not None and _percent(art.data) is not None:
+        pct = _percent(art.data)
+        return ProgressOut(job_id=str(run.id), status=status, percent=pct, progress_pct=pct, progress=art.description, source="prefect-artifact")
+    return ProgressOut(job_id=str(run.id), status=status, progress=NO_PROGRESS, percent=0, progress_pct=0, source="none")
+
+
+async def result(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> ResultOut:
+    run = await gateway.read_run(job_id)
+    data = await asyncio.to_thread(read_json, storage.job(str(run.id)).result_file)
+    if isinstance(data, dict):
+        return ResultOut(**{"status": "unknown", **data}) if not isinstance(data.get("status"), str) else ResultOut(**data)
+    if data is not None:
+        return ResultOut(status="unknown", value=data)
+    return ResultOut(status="pending", message="Result not ready yet.", job_status=opeva_status(run))
+
+
+def _placeholder(job_id: str, status: str) -> str:
+    if status in ACTIVE:
+        return f"No logs yet: job {job_id} is {status}.\n"
+    return f"No logs were recorded for job {job_id} ({status}).\n"
+
+
+async def logs_once(gateway: PrefectGateway, job_id: str) -> str:
+    """Prefect's logs of the run as they are now."""
+    run = await gateway.read_run(job_id)
+    lines = [entry.message async for entry in gateway.follow_logs(str(run.id), follow=False)]
+    return "\n".join(lines) + "\n" if lines else _placeholder(str(run.id), opeva_status(run))
+
+
+async def logs_follow(gateway: PrefectGateway, job_id: str) -> AsyncIterator[bytes]:
+    run = await gateway.read_run(job_id)  # 404 before the stream starts
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for entry in gateway.follow_logs(str(run.id), follow=True, poll_seconds=FOLLOW_POLL_SECONDS):
+            yield (entry.message + "\n").encode()
+
+    return lines()
+
+
+def _read_from(path: Path, offset: int, limit: int = 1 << 20) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> str:
+    run = await gateway.read_run(job_id)
+    path = storage.job(str(run.id)).log_file
+    try:
+        return await asyncio.to_thread(path.read_text, errors="replace")
+    except FileNotFoundError:
+        return _placeholder(str(run.id), opeva_status(run))
+
+
+async def file_log_follow(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> AsyncIterator[bytes]:
+    run = await gateway.read_run(job_id)
+    path = storage.job(str(run.id)).log_file
+
+    async def chunks() -> AsyncIterator[bytes]:
+        offset = 0
+        while True:
+            active = opeva_status(await gateway.read_run(job_id)) in ACTIVE
+            data = await asyncio.to_thread(_read_from, path, offset)
+            offset += len(data)
+            if data:
+                yield data
+            if not active:
+                while rest := await asyncio.to_thread(_read_from, path, offset):
+                    offset += len(rest)
+                    yield rest
+                return
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+    return chunks()
+
+
+def _chunk(path: Path, tail_lines: int | None, offset: int, max_bytes: int) -> tuple[str, int, bool, bool]:
+    """(text, next_offset, truncated, available) of the log file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "", offset, False, False
+    if tail_lines is not None:
+        start = max(0, size - max_bytes)
+        data = _read_from(path, start, size - start)
+        lines = data.decode(errors="replace").splitlines(keepends=True)
+        if start > 0 and lines:
+            lines = lines[1:]  # a partial first line
+        kept = lines[-tail_lines:] if tail_lines else []
+        return "".join(kept), size, len(kept) < len(lines) or start > 0, True
+    data = _read_from(path, min(offset, size), max_bytes)
+    nxt = min(offset, size) + len(data)
+    return data.decode(errors="replace"), nxt, nxt < size, True
+
+
+async def logs_chunk(gateway: PrefectGateway, storage: DataRoot, job_id: str, *, tail_lines: int | None, offset: int, max_bytes: int) -> LogsChunk:
+    run = await gateway.read_run(job_id)
+    text, nxt, truncated, available = await asyncio.to_thread(_chunk, storage.job(str(run.id)).log_file, tail_lines, offset, max_bytes)
+    message = None if available else _placeholder(str(run.id), opeva_status(run)).strip()
+    return LogsChunk(job_id=str(run.id), text=text, next_offset=nxt, truncated=truncated, available=available, message=message)
+
+
+def _config_text(storage: DataRoot, job_dir: Path, params: dict[str, Any]) -> str:
+    for name in ("config.resolved.yaml", "config.yaml"):
+        if (job_dir / name).is_file():
+            return (job_dir / name).read_text(errors="replace")
+    if isinstance(params.get("config"), dict):
+        return yaml.safe_dump(params["config"], sort_keys=False)
+    if params.get("config_path"):
+        try:
+            return config_source(storage, params["config_path"]).read_text(errors="replace")
+        except (OSError, UnsafeNameError) as exc:
+            raise ApiError(404, f"the job's config file {params['config_path']!r} is gone: {exc}") from exc
+    return yaml.safe_dump(default_experiment(), sort_keys=False)
+
+
+async def resolved_config(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> str:
+    """``config.resolved.yaml`` when the simulator wrote it, else the config handed to the job."""
+    run = await gateway.read_run(job_id)
+    return await asyncio.to_thread(_config_text, storage, storage.job(str(run.id)).dir, dict(run.parameters or {}))
+
+
+def _session_dir(storage: DataRoot, job_id: str, session: str) -> tuple[Path, str, list[str]]:
+    base = storage.job(job_id).dir / "results" / "simulation_data"
+    sessions = sorted((p for p in base.iterdir() if p.is_dir()), key=lambda p: (p.stat().st_mtime, p.name)) if base.is_dir() else []
+    names = [p.name for p in sessions]
+    if session == "latest":
+        if not sessions:
+            raise ApiError(404, f"job {job_id} has exported no simulation data yet")
+        return sessions[-1], sessions[-1].name, names
+    folder = base / safe_name(session, what="session")
+    if not folder.is_dir():
+        raise ApiError(404, f"job {job_id} has no simulation data session {session!r}")
+    return folder, session, names
+
+
+def _index(storage: DataRoot, job_id: str, session: str) -> SimulationDataIndex:
+    folder, name, sessions = _session_dir(storage, job_id, session)
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()), key=lambda p: str(p))
+    rel = [SimulationFile(relative_path=str(p.relative_to(folder)), size_bytes=p.stat().st_size) for p in files]
+    days = sorted({m.group(1) for f in rel if (m := _DAY.search(f.relative_path))})
+    return SimulationDataIndex(job_id=job_id, root_path=storage.relative(folder), session=name, sessions=sessions, files=rel, available_days=days)
+
+
+async def simulation_index(gateway: PrefectGateway, storage: DataRoot, job_id: str, session: str) -> SimulationDataIndex:
+    run = await gateway.read_run(job_id)
+    return await asyncio.to_thread(_index, storage, str(run.id), session)
+
+
+def _data_file(storage: DataRoot, job_id: str, session: str, relative_path: str) -> Path:
+    parts = [p for p in relative_path.replace("\\", "/").split("/") if p not in ("", ".")]
+    if relative_path.startswith("/") or not parts:
+        raise UnsafeNameError(f"relative_path {relative_path!r} must be a path inside the session folder")
+    for part in parts:
+        safe_name(part, what="relative_path segment")
+    folder, _, _ = _session_dir(storage, job_id, session)
+    path = folder.joinpath(*parts)
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise UnsafeNameError(f"relative_path {relative_path!r} leaves the session folder")
+    if not path.is_file():
+        raise ApiError(404, f"no file {relative_path!r} in the simulation data of job {job_id}")
+    return path
+
+
+async def simulation_file(gateway: PrefectGateway, storage: DataRoot, job_id: str, session: str, relative_path: str) -> Path:
+    run = await gateway.read_run(job_id)
+    return await asyncio.to_thread(_data_file, storage, str(run.id), session, relative_path)
