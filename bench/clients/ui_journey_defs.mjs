@@ -183,9 +183,9 @@ export const journeys = [
     await itemsFound(page);
     if (await page.locator('.card-header a b', { hasText: 'ui_created.yaml' }).count()) throw new Error('ui_created.yaml still listed after reload');
   } },
-  { name: 'run: a long job shows running with progress > 0%', timeout: 150, run: async (page) => {
+  { name: 'run: a long job shows running with progress > 0%', timeout: 240, run: async (page) => {
     await launch(page, 'ui_long.yaml');
-    await waitJob(page, 'ui-long-r1', ['running'], 90);
+    await waitJob(page, 'ui-long-r1', ['running'], 150);
     await reloadUntil(page, 'Run Simulations', async () => {
       const t = (await card(page, 'ui-long-r1').first().locator('.progress-bar').textContent()).trim();
       return parseFloat(t) > 0 ? t : null;
@@ -298,7 +298,7 @@ export const journeys = [
   { name: 'schema: view a site schema', run: async (page) => {
     await openPage(page, 'Schema');
     await itemsFound(page);
-    await page.locator('.card-header a', { hasText: 'living_lab' }).click();
+    await page.locator('.card-header a', { hasText: /^\s*living_lab\s*$/ }).click();
     const modal = page.locator('.modal-content', { hasText: 'living_lab schema details' });
     await until(async () => (await modal.count()) || (await errorToasts(page)).length, 10, 'schema modal');
     const errs = await errorToasts(page);
@@ -311,8 +311,13 @@ export const journeys = [
     await itemsFound(page);
     await page.getByRole('button', { name: 'New Schema' }).click();
     await page.locator('input[name="site_name"]').fill('ui_site');
-    await page.locator('div[draggable="true"]', { hasText: 'Building' }).first().dragTo(page.locator('.react-flow__pane'));
-    await until(async () => (await page.locator('.react-flow__node').count()) > 0, 10, 'a building node on the canvas');
+    // HTML5 drag and drop from the palette to the canvas, as the browser fires it for a person
+    // (Playwright's mouse-driven dragTo lands on whatever item the layout shift puts there).
+    const dt = await page.evaluateHandle(() => new DataTransfer());
+    await page.locator('div[draggable="true"]', { hasText: /^\s*Building\s*$/ }).dispatchEvent('dragstart', { dataTransfer: dt });
+    const box = await page.locator('.react-flow__pane').boundingBox();
+    await page.locator('.react-flow__pane').dispatchEvent('drop', { dataTransfer: dt, clientX: box.x + 300, clientY: box.y + 150 });
+    await until(async () => (await page.locator('.react-flow__node', { hasText: 'Building_1' }).count()) > 0, 10, 'node Building_1 on the canvas');
     await page.getByRole('button', { name: 'Save Schema' }).click();
     await expectToast(page, 'Schema created successfully!');
     await page.reload();

@@ -33,10 +33,14 @@ function watch(page, log) {
   });
   page.on('response', async (r) => {
     const u = new URL(r.url());
-    if (u.hostname !== '127.0.0.1' || r.status() < 400) return;
+    const backend = u.hostname === '127.0.0.1' && (u.pathname.startsWith('/admin/') || u.pathname.startsWith('/real-time-data'));
+    if (!backend) return;
+    const json = (r.headers()['content-type'] || '').includes('json');
+    if (r.status() < 400 && !json) return;
     let body = '';
     try { body = (await Promise.race([r.text(), new Promise((res) => setTimeout(() => res(''), 2000))])).replace(/\s+/g, ' ').slice(0, 140); } catch { /* body gone */ }
-    log.requests.push(`${r.request().method()} ${u.pathname.replace(/^\/admin/, '')} -> ${r.status()} ${body}`);
+    const line = `${r.request().method()} ${u.pathname.replace(/^\/admin/, '')} -> ${r.status()} ${body}`;
+    (r.status() >= 400 ? log.requests : log.calls).push(r.status() >= 400 ? line : line.slice(0, 110));
   });
 }
 
@@ -50,7 +54,7 @@ async function runOne(context, j) {
     const u = new URL(route.request().url());
     return ['127.0.0.1', 'localhost'].includes(u.hostname) || u.protocol === 'data:' || u.protocol === 'blob:' ? route.continue() : route.abort('blockedbyclient');
   });
-  const log = { crash: [], console: [], requests: [] };
+  const log = { crash: [], console: [], requests: [], calls: [] };
   watch(page, log);
   // A React crash unmounts the whole app: fail at once instead of waiting for each locator.
   const crashed = new Promise((_, rej) => page.on('pageerror', (e) => rej(new Error(`page crashed (uncaught ${String(e.message || e).split('\n')[0].slice(0, 160)})`))));
@@ -76,7 +80,7 @@ async function runOne(context, j) {
   return {
     name: j.name, ok: !error, seconds: Math.round((Date.now() - started) / 100) / 10,
     reason: error ? String(error.message || error).split('\n')[0].slice(0, 220) : '',
-    crash: [...new Set(log.crash)], console: [...new Set(log.console)].slice(0, 4), requests: [...new Set(log.requests)].slice(0, 6),
+    crash: [...new Set(log.crash)], calls: [...new Set(log.calls)].slice(-4), console: [...new Set(log.console)].slice(0, 4), requests: [...new Set(log.requests)].slice(0, 6),
   };
 }
 
@@ -94,12 +98,13 @@ async function main() {
     results.push(r);
     if (!r.ok) failed.add(r.name);
     console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name} (${r.seconds} s)${r.ok ? '' : ' - ' + r.reason}`);
-    if (!r.ok) for (const x of [...r.crash, ...r.requests, ...r.console].slice(0, 5)) console.log(`      ${x}`);
+    if (!r.ok) for (const x of [...r.requests, ...(r.crash.length ? r.calls : []), ...r.console].slice(0, 6)) console.log(`      ${x}`);
   }
   await browser.close();
   const verdict = {
     client: 'ui-journeys', passed: results.filter((r) => r.ok).length, total: results.length,
-    failures: results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.reason}${r.requests.length ? ' | requests: ' + r.requests.slice(0, 3).join('; ') : ''}${r.console.length ? ' | console: ' + r.console[0] : ''}`),
+    failures: results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.reason}${r.requests.length ? ' | requests: ' + r.requests.slice(0, 3).join('; ') : ''}`
+      + `${r.crash.length && r.calls.length ? ' | last answers before the crash: ' + r.calls.slice(-2).join('; ') : ''}${r.console.length ? ' | console: ' + r.console[0] : ''}`),
   };
   fs.writeFileSync(path.join(STATE, 'ui-results.json'), JSON.stringify(results, null, 1));
   if (args.out) fs.appendFileSync(args.out, JSON.stringify(verdict) + '\n');
