@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: up check test install image seed bench setup clean
+.PHONY: up check test install image seed bench setup clean citylearn
 
 install: var/.installed  ## Python dependencies of the platform and its tests
 
@@ -23,11 +23,14 @@ test: install  ## Everything: the fast tier, then the whole platform with Docker
 image:  ## Build the runtime image (offline-capable: debootstrap base + wheelhouse)
 	bash deployments/build_image.sh
 
-seed:  ## Fill the local MongoDB-compatible server with a sample site (make up must be running)
+seed:  ## Fill the local MongoDB-compatible server with two sample sites in the real OPEVA layout (make up must be running)
 	$(PYTHON) -m tools.seed_site --uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
 
 setup:  ## Re-create pools and deployments after editing deployments/hosts.yaml
 	$(PYTHON) -m deployments.setup --mongo-uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
+
+citylearn:  ## CityLearn 2.5 in its own venv (/var/cache/opeva/citylearn-venv): built datasets get a CityLearn smoke check
+	bash .ci/install_citylearn.sh
 
 bench:  ## Benchmarks (each prints a table)
 	for b in bench/*.py; do $(PYTHON) $$b || exit 1; done

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 import pymongo.errors
 
@@ -22,7 +23,7 @@ from api.gateway import DeploymentMissing, JobNotFound
 from core.sites import SchemaNotFound, SiteExists, SiteNotFound
 from core.dataset_build import DatasetBuildError
 from core.layout import UnsafeNameError
-from core.experiment import ExperimentConfigConflict, ExperimentConfigError
+from core.experiment import ExperimentConfigConflict, ExperimentConfigError, ExperimentConfigMissing
 
 log = logging.getLogger("opeva.api")
 
@@ -58,6 +59,16 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(messages) or "invalid request"
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and getattr(route, "methods", None) and getattr(route, "include_in_schema", True):
+            methods |= set(route.methods) - {"HEAD"}
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -69,9 +80,12 @@ def install(app: FastAPI) -> None:
         return error(422, _validation_message(exc), errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(JobNotFound)
     async def _job_not_found(_: Request, exc: JobNotFound) -> JSONResponse:
@@ -84,6 +98,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ExperimentConfigError)
     async def _config(_: Request, exc: ExperimentConfigError) -> JSONResponse:
         return error(422, str(exc), field=exc.field)
+
+    @app.exception_handler(ExperimentConfigMissing)
+    async def _config_missing(_: Request, exc: ExperimentConfigMissing) -> JSONResponse:
+        return error(404, str(exc), field=exc.field)
 
     @app.exception_handler(ExperimentConfigConflict)
     async def _config_conflict(_: Request, exc: ExperimentConfigConflict) -> JSONResponse:

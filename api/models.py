@@ -19,7 +19,7 @@ CONFIG_FILE_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.ya?ml$" 
 
 
 class ResourceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU cores for the job's container (Docker nano_cpus).")
     memory: str | None = Field(None, description="Memory limit in Docker notation, e.g. '2g' or '512m'.")
@@ -38,7 +38,10 @@ class RunSimulationRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
+            "oneOf": [{"required": ["config"]}, {"required": ["config_path"]}],
+            "dependentRequired": {"save_as": ["config"]},
             "examples": [
                 {"config": EXAMPLE_CONFIG, "save_as": "flex-demo.yaml", "target_host": "local", "job_name": "flex-demo-1", "submitted_by": "alice"},
                 {"config_path": "ui_demo.yaml", "target_host": "local", "image_tag": "v0.2.5", "target_worker_profile": "cpu"},
@@ -47,9 +50,9 @@ class RunSimulationRequest(BaseModel):
         },
     )
 
-    config: dict[str, Any] | None = Field(None, description="Inline experiment config (YAML as JSON).")
-    config_path: str | None = Field(None, min_length=1, max_length=1024, description="A file name under configs/ (ui_demo.yaml) or a path relative to the shared data root (configs/x.yaml).")
-    save_as: str | None = Field(None, pattern=FILE_NAME_PATTERN, max_length=128, description="Also keep an inline config as configs/<save_as> (never over a different file: 409).")
+    config: dict[str, Any] = Field(None, description="Inline experiment config (YAML as JSON).")  # type: ignore[assignment]
+    config_path: str = Field(None, min_length=1, max_length=1024, description="A file name under configs/ (ui_demo.yaml) or a path relative to the shared data root (configs/x.yaml).")  # type: ignore[assignment]
+    save_as: str = Field(None, pattern=FILE_NAME_PATTERN, max_length=128, description="Also keep an inline config as configs/<save_as> (never over a different file: 409).")  # type: ignore[assignment]
     target_host: str = Field("local", max_length=63, description="Compute host (a work pool) to run on.")
     job_name: str | None = Field(None, max_length=200, description="Display name; default metadata.experiment_name-metadata.run_name, else experiment.name-experiment.run_name.")
     submitted_by: str | None = Field(None, max_length=200)
@@ -75,11 +78,14 @@ class RunSimulationRequest(BaseModel):
         return safe_name(v, what="save_as") if isinstance(v, str) else v
 
 
-class _ConfigBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+ONE_OF_CONTENT = [{"required": ["yaml_content"]}, {"required": ["config"]}]
 
-    yaml_content: str | None = Field(None, max_length=4_000_000, description="The config as YAML text (what the OPEVA UI sends).")
-    config: dict[str, Any] | str | None = Field(None, description="The config as an object (or YAML text).")
+
+class _ConfigBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    yaml_content: str = Field(None, max_length=4_000_000, description="The config as YAML text (what the OPEVA UI sends).")  # type: ignore[assignment]  # absent, never null
+    config: dict[str, Any] | str = Field(None, description="The config as an object (or YAML text).")  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _one(self) -> "_ConfigBody":
@@ -95,7 +101,8 @@ class _ConfigBody(BaseModel):
 class ConfigCreateRequest(_ConfigBody):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"file_name": "flex-demo.yaml", "config": EXAMPLE_CONFIG},
+        strict=True,
+        json_schema_extra={"oneOf": ONE_OF_CONTENT, "examples": [{"file_name": "flex-demo.yaml", "config": EXAMPLE_CONFIG},
                                         {"file_name": "ui_demo.yaml", "yaml_content": "metadata:\n  experiment_name: demo\n  run_name: r1\n"},
                                         {"file_name": "raw.yaml", "config": "experiment:\n  name: demo\n  run_name: r1\n", "overwrite": True}]},
     )
@@ -115,11 +122,11 @@ class ConfigCreateRequest(_ConfigBody):
 
 
 class ConfigUpdateRequest(_ConfigBody):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"yaml_content": "metadata:\n  experiment_name: demo\n  run_name: r2\n"}, {"config": EXAMPLE_CONFIG}]})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": ONE_OF_CONTENT, "examples": [{"yaml_content": "metadata:\n  experiment_name: demo\n  run_name: r2\n"}, {"config": EXAMPLE_CONFIG}]})
 
 
 def _ops_model(example: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+    return ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [example]})
 
 
 class RequeueRequest(BaseModel):

@@ -38,7 +38,7 @@ class ValidationErrorBody(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "Unsafe name or path (``..``, ``/``, absolute)", 401: "Missing or wrong bearer token", 404: "Unknown job, file or host",
+    400: "Unsafe name or path (``..``, ``/``, absolute), or a body that cannot be parsed", 401: "Missing or wrong bearer token", 404: "Unknown job, file or host",
     409: "The current state or an existing file forbids it", 413: "Request body over the size limit",
     422: "Invalid request or config", 503: "Prefect, Docker or MongoDB unreachable",
 }
@@ -46,11 +46,15 @@ _DESCRIPTIONS = {
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route: each code with the error body it really answers."""
-    return {c: {"model": ValidationErrorBody if c == 422 else ErrorBody, "description": _DESCRIPTIONS[c]} for c in (*codes, 422, 503)}
+    if 413 in codes:  # a route with a body: bytes that are not JSON text answer 400
+        codes = (400, *codes)
+    return {c: {"model": ValidationErrorBody if c == 422 else ErrorBody, "description": _DESCRIPTIONS[c]} for c in sorted({*codes, 422, 503})}
 
 
 def text_response(media_type: str, example: str, *extra: int) -> dict[int | str, dict[str, Any]]:
-    return {200: {"content": {media_type: {"schema": {"type": "string"}, "example": example}}, "description": "Text"}, **errors(*extra)}
+    # YAML is declared without a type: a client (schemathesis, say) may parse it into any value.
+    schema = {"type": "string"} if media_type == "text/plain" else {"description": "YAML text"}
+    return {200: {"content": {media_type: {"schema": schema, "example": example}}, "description": "Text"}, **errors(*extra)}
 
 
 class PrefectState(BaseModel):

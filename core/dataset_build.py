@@ -130,9 +130,14 @@ def plan(client: pymongo.MongoClient, request: BuildRequest) -> Plan:
     steps = int((until - start).total_seconds() // period_s)
     if steps > MAX_ROWS:
         raise DatasetError(f"{steps} time steps of {request.period} min from {start.isoformat()} to {until.isoformat()} exceed the limit of {MAX_ROWS} rows per file; shorten the range or raise period", 422)
-    for b, (first, last) in ranges.items():
-        if first > start or last < until - timedelta(seconds=period_s):
+    for b, (first, last) in list(ranges.items()):
+        if first >= until or last < start:
+            warnings.append(f"building {b} skipped: no data between {start.isoformat()} and {until.isoformat()} (it has {first.isoformat()} .. {last.isoformat()})")
+            del buildings[b]
+        elif first > start or last < until - timedelta(seconds=period_s):
             warnings.append(f"building {b}: data covers {first.isoformat()} .. {last.isoformat()}, less than the range; the rest is filled")
+    if not buildings:
+        raise DatasetError(f"no data for building(s) {', '.join(ranges)} of site {request.site_id!r} between {start.isoformat()} and {until.isoformat()}", 422)
     return Plan(raw, schema, configs, buildings, Grid(start, period_s, steps), warnings)
 
 
@@ -197,6 +202,9 @@ def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest,
             tracker = ChargerTracker(charger_ids, grid.steps, grid.start, grid.period_s, zone)
             sums = Sums(BUILDING_COLUMNS, grid.steps)
             docs, per_step = read_building(client[request.site_id][coll], spec.timestamp_field, spec.fields, grid, sums, site, tracker, batch_size)
+            if docs == 0:
+                warnings.append(f"building {b} skipped: no document between {grid.start.isoformat()} and {grid.until.isoformat()}")
+                continue
             documents += docs
             added_pv = _building_files(tmp, n, b, spec, sums, grid, cal, defaults, per_step, warnings)
             chargers = {}
@@ -211,6 +219,8 @@ def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest,
             files = {"energy_simulation": f"Building_{n}.csv", "weather": "weather.csv", "carbon_intensity": "carbon_intensity.csv", "pricing": "pricing.csv"}
             raw_spec = p.site_raw["buildings"][b]
             entries[b] = building_entry(raw_spec, files, chargers, added_pv, p.configs.building_overrides.get(b, {}))
+        if not entries:
+            raise DatasetError(f"no data for building(s) {', '.join(p.buildings)} of site {request.site_id!r} between {grid.start.isoformat()} and {grid.until.isoformat()}", 422)
         report(90, "weather, pricing, carbon intensity")
         _site_files(tmp, site, grid, defaults, warnings)
         start_local = grid.start.astimezone(ZoneInfo(zone))
@@ -223,7 +233,7 @@ def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest,
         metadata = {
             "name": name, "site": request.site_id, "description": request.description, "period": request.period,
             "from": grid.start.isoformat(), "until": grid.until.isoformat(), "time_steps": grid.steps, "timezone": zone,
-            "buildings": {b: f"Building_{n}.csv" for n, b in enumerate(p.buildings, start=1)}, "documents": documents,
+            "buildings": {b: entry["energy_simulation"] for b, entry in entries.items()}, "documents": documents,
             "ev_times": ev_counts, "created": datetime.now(timezone.utc).isoformat(), "citylearn_version": CITYLEARN_TARGET,
             "source": "build", "warnings": warnings, "validation": validation,
         }

@@ -142,8 +142,8 @@ def _members(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, PurePosixP
         path = PurePosixPath(name)
         if name.startswith("/") or "\\" in name or ".." in path.parts or (len(name) > 1 and name[1] == ":"):
             raise DatasetError(f"unsafe member path {name!r} in the zip")
-        mode = info.external_attr >> 16
-        if mode and (stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded (a plain file)
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise DatasetError(f"member {name!r} is a link or special file; only regular files are accepted")
         if info.is_dir():
             continue

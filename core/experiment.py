@@ -48,6 +48,10 @@ class ExperimentConfigConflict(ExperimentConfigError):
         self.file = f"configs/{save_as}"
 
 
+class ExperimentConfigMissing(ExperimentConfigError):
+    """``config_path`` names no file (the API answers 404)."""
+
+
 @dataclass(frozen=True)
 class ResolvedExperiment:
     """The config a job runs and the file holding it.
@@ -150,7 +154,7 @@ def resolve_experiment(
 ) -> ResolvedExperiment:
     """The config a job runs, from ``config`` | ``config_path`` | neither (the default).
 
-    Raises ExperimentConfigError (422), ExperimentConfigConflict (409) or
+    Raises ExperimentConfigError (422), ExperimentConfigMissing (404), ExperimentConfigConflict (409) or
     UnsafeNameError (400) for a path that would leave the data root.
     """
     if config is not None and config_path:
@@ -162,7 +166,7 @@ def resolve_experiment(
     if config_path:
         src = config_source(root, config_path)
         if not src.is_file():
-            raise ExperimentConfigError("config_path", f"no config file {config_path!r} under configs/ or the shared data root")
+            raise ExperimentConfigMissing("config_path", f"no config file {config_path!r} under configs/ or the shared data root")
         data, text = load_yaml_mapping(src, "config_path")
         path: Path | None = src
     else:

@@ -1,7 +1,10 @@
 """The hosts file as pydantic models: the one list of compute hosts.
 
-The REST API (`/hosts`, `target_host` checks), the deployment set-up and
-`make up` all read it through :func:`load_hosts`.
+The REST API (`/hosts`, `target_host` checks), the deployment set-up, the
+simulation flow (which starts the simulator's container) and `make up` all read
+it through :func:`load_hosts`. A host says which simulator images may run there
+and how (arguments, mount point, environment, user, limits); :func:`simulator_limits`
+is the one place where a host's defaults and a job's own resources meet.
 """
 
 from __future__ import annotations
@@ -35,23 +38,121 @@ class GpuRequest(BaseModel):
         return req
 
 
+_REPOSITORY = re.compile(r"^[a-z0-9][a-z0-9._/:-]{0,254}$")
+OPEVA_ARGS = ["--config", "{data_mount}/{config_path}", "--job_id", "{job_id}"]
+ARG_FIELDS = frozenset({"config_path", "job_id", "job_name", "data_mount"})
+# The per-job container settings a job may ask for (the work pool's variables allow no others).
+JOB_CREATE_KEYS = frozenset({"nano_cpus", "device_requests"})
+
+
 class Host(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Host name; also the work pool's name and the deployments' suffix.")
     concurrency_limit: int | None = Field(2, ge=1)
-    image: str | None = None
+    image: str | None = Field(None, description="Runtime (supervisor) image; default the project's.")
     volumes: list[str] = Field(default_factory=list)
     gpus: GpuRequest | None = None
     start_worker: bool = False
     docker_url: str | None = Field(None, description="Docker daemon the worker uses; default the local socket.")
+    # -- the simulator's container ---------------------------------------------------
+    simulator_image: str | None = Field(
+        None, description="Repository that a job's image_tag completes (OPEVA: calof/opeva_simulator)."
+    )
+    allowed_images: list[str] = Field(
+        default_factory=list, description="Repositories a job's `image` may name (simulator_image is always allowed)."
+    )
+    simulator_args: list[str] = Field(
+        default_factory=lambda: list(OPEVA_ARGS),
+        description="Arguments given to a simulator image's own ENTRYPOINT; {config_path} {job_id} {job_name} {data_mount}.",
+    )
+    data_mount: str = Field("/data", description="Where the shared data root is mounted in the simulator's container.")
+    simulator_env: dict[str, str] = Field(
+        default_factory=dict, description="Environment of the simulator (MLFLOW_TRACKING_URI, MLFLOW_UI_BASE_URL...)."
+    )
+    cpus: float | None = Field(None, gt=0, description="Default CPU limit of a simulator container.")
+    memory: str | None = Field(None, description="Default memory limit of a simulator container, e.g. '8g'.")
+    run_as: str = Field("65534:65534", description="uid[:gid] the simulator runs as; never root.")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _HOST_NAME.match(v):
+        if not _HOST_NAME.fullmatch(v):
             raise ValueError("host names use lower-case letters, digits and '-' (they name work pools and deployments)")
         return v
+
+    @field_validator("run_as")
+    @classmethod
+    def _unprivileged(cls, v: str) -> str:
+        parts = v.split(":")
+        if len(parts) > 2 or not all(p.isdigit() for p in parts) or int(parts[0]) == 0:
+            raise ValueError("run_as is a numeric uid[:gid] other than 0: the simulator never runs as root")
+        return v
+
+    @field_validator("simulator_image")
+    @classmethod
+    def _repository(cls, v: str | None) -> str | None:
+        if v is not None and not _REPOSITORY.fullmatch(v):
+            raise ValueError(f"{v!r} is not an image repository")
+        return v
+
+    @field_validator("simulator_args")
+    @classmethod
+    def _args(cls, v: list[str]) -> list[str]:
+        import string
+
+        for arg in v:
+            names = {f for _, f, _, _ in string.Formatter().parse(arg) if f is not None}
+            if names - ARG_FIELDS:
+                raise ValueError(f"simulator_args may use {sorted(ARG_FIELDS)}, not {sorted(names - ARG_FIELDS)}")
+        return v
+
+    def image_allowed(self, image: str) -> bool:
+        """Whether ``image`` (``repository[:tag]``) comes from a repository this host allows."""
+        allowed = set(self.allowed_images) | ({self.simulator_image} if self.simulator_image else set())
+        return repository_of(image) in allowed
+
+    def simulator_arguments(self, **values: str) -> list[str]:
+        return [arg.format(data_mount=self.data_mount, **values) for arg in self.simulator_args]
+
+
+def repository_of(image: str) -> str:
+    """``calof/opeva_simulator:v1`` -> ``calof/opeva_simulator`` (a registry port is not a tag)."""
+    name = image.split("@", 1)[0]
+    head, _, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
+
+
+def _memory_bytes(value: str) -> str:
+    if not re.fullmatch(r"[0-9]+[bkmg]?", value.strip().lower()):
+        raise ValueError(f"memory {value!r} is not Docker notation such as '512m' or '8g'")
+    return value.strip().lower()
+
+
+def simulator_limits(host: Host, job_variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Docker create settings of a simulator container: the host's defaults, then the job's.
+
+    ``container_create_kwargs`` is merged key by key (so a GPU host's ``device_requests``
+    survive a job that only sets CPUs), ``mem_limit`` and ``env`` likewise; only
+    :data:`JOB_CREATE_KEYS`, ``mem_limit`` and ``env`` are taken from the job, whatever
+    else its variables hold. Returns ``{"env": {...}, "mem_limit": ..., <create kwargs>}``.
+    """
+    job = dict(job_variables or {})
+    merged: dict[str, Any] = {}
+    if host.gpus:
+        merged["device_requests"] = [host.gpus.device_request()]
+    if host.cpus:
+        merged["nano_cpus"] = int(host.cpus * 1e9)
+    if host.memory:
+        merged["mem_limit"] = _memory_bytes(host.memory)
+    create = job.get("container_create_kwargs") or {}
+    if not isinstance(create, dict):
+        raise ValueError("container_create_kwargs must be a mapping")
+    merged.update({k: v for k, v in create.items() if k in JOB_CREATE_KEYS and v is not None})
+    if job.get("mem_limit"):
+        merged["mem_limit"] = _memory_bytes(str(job["mem_limit"]))
+    merged["env"] = {**host.simulator_env, **{str(k): str(v) for k, v in (job.get("env") or {}).items()}}
+    return merged
 
 
 class HostsFile(BaseModel):

@@ -7,8 +7,10 @@ the same tree, so the layout is written down here once:
       configs/<name>.yaml                  experiment configs
       datasets/<name>/                     CityLearn-format datasets
       jobs/<job_id>/job_info.json
-      jobs/<job_id>/logs/<job_id>.log      the job log (OPEVA's), written by the flow
-      jobs/<job_id>/logs/simulator.log     what the simulator writes itself
+      jobs/<job_id>/logs/platform.log      the merged job log, written by the flow only: the
+                                           simulator's stdout/stderr and its own log lines
+      jobs/<job_id>/logs/<job_id>.log      the simulator's own log (OPEVA's name), its writer only
+      jobs/<job_id>/config.resolved.yaml   the config as the simulator resolved it (if it writes one)
       jobs/<job_id>/progress/progress.json
       jobs/<job_id>/results/result.json
 
@@ -68,11 +70,22 @@ class JobPaths:
 
     @property
     def log_file(self) -> Path:
-        return self.logs_dir / f"{self.job_id}.log"
+        """The merged job log (``/file-logs``): written by the platform's flow only."""
+        return self.logs_dir / "platform.log"
 
     @property
     def simulator_log_file(self) -> Path:
-        return self.logs_dir / "simulator.log"
+        """The simulator's own log, OPEVA's ``logs/<job_id>.log``: the platform never writes it."""
+        return self.logs_dir / f"{self.job_id}.log"
+
+    @property
+    def resolved_config_file(self) -> Path:
+        """``config.resolved.yaml``, when the simulator writes one."""
+        return self.dir / "config.resolved.yaml"
+
+    @property
+    def simulation_data_dir(self) -> Path:
+        return self.dir / "results" / "simulation_data"
 
     @property
     def progress_file(self) -> Path:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import threading
+import json
 import os
+import threading
 import shutil
 import signal
 import socket
@@ -76,9 +77,18 @@ def prefect_cli() -> list[str]:
 
 @dataclass
 class Service:
+    """A child process and how to start it again (the supervisor restarts it with the same spec)."""
+
     name: str
     proc: subprocess.Popen
     log_path: Path
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ready: Callable[[], bool] = lambda: True
+    timeout: float = 90
+    user: str | None = None
+    deaths: list[float] = field(default_factory=list)  # monotonic times of recent deaths
+    restart_at: float | None = None  # set while waiting out the back-off
 
 
 @dataclass
@@ -91,6 +101,7 @@ class Platform:
     api_port: int
     data_dir: Path
     services: list[Service] = field(default_factory=list)
+    database_url: str | None = None  # PostgreSQL for the Prefect server; None = SQLite in <home>/prefect
 
     @classmethod
     def from_settings(cls, s: PlatformSettings) -> "Platform":
@@ -112,11 +123,32 @@ class Platform:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def prefect_auth_string(self) -> str:
+        """Prefect's server credentials (``user:password``): OPEVA_PREFECT_AUTH_STRING, else one
+        generated per platform home (0600). Only the platform's processes get it (this env):
+        the server requires it on every route but /health (and on its websockets), the
+        workers pass it to the flows' supervisor containers, simulators never see it."""
+        explicit = os.environ.get("OPEVA_PREFECT_AUTH_STRING")
+        if explicit:
+            return explicit
+        path = self.home / "prefect" / "auth_string"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"opeva:{secrets.token_urlsafe(24)}")
+        return path.read_text().strip()
+
     def env(self, **extra: str) -> dict[str, str]:
         """Environment shared by every child (and by tests that call the Prefect client)."""
         env = dict(os.environ)
         env.update(
             {
+                "PREFECT_API_AUTH_STRING": self.prefect_auth_string,
+                "PREFECT_SERVER_API_AUTH_STRING": self.prefect_auth_string,
                 "PREFECT_API_URL": self.prefect_api_url,
                 "PREFECT_HOME": str(self.home / "prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -133,33 +165,66 @@ class Platform:
         env.update(extra)
         return env
 
-    def start(self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, **env: str) -> Service:
+    def start(self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, user: str | None = None, **env: str) -> Service:
         if not self.services:
             # Children live in their own sessions (Ctrl-C reaches only us); make sure
             # they go with us however we exit, a failed start-up or SIGTERM included.
             atexit.register(self.stop)
             stop_on_sigterm()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs_dir / f"{name}.log"
-        log = open(log_path, "ab")
-        proc = subprocess.Popen(
-            cmd, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=str(PROJECT_ROOT), start_new_session=True,
-        )
-        log.close()
-        service = Service(name, proc, log_path)
+        service = Service(name, None, self.logs_dir / f"{name}.log", cmd=cmd, env=self.env(**env), ready=ready, timeout=timeout, user=user)  # type: ignore[arg-type]
         self.services.append(service)
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise StartupError(f"{name} exited with code {proc.returncode} while starting; end of {log_path}:\n{tail}")
-            if time.monotonic() > deadline:
-                raise StartupError(f"{name} did not become ready within {timeout:.0f} s; see {log_path}")
-            time.sleep(0.3)
+        self.spawn(service)
         return service
 
+    def spawn(self, service: Service) -> None:
+        """(Re)start ``service``'s process and wait until it answers; StartupError if it dies or hangs."""
+        with open(service.log_path, "ab") as log:
+            service.proc = subprocess.Popen(
+                service.cmd, env=service.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=str(PROJECT_ROOT), start_new_session=True, user=service.user,
+            )
+        self.write_pids()
+        deadline = time.monotonic() + service.timeout
+        while not service.ready():
+            if service.proc.poll() is not None:
+                tail = service.log_path.read_text(errors="replace")[-2000:]
+                raise StartupError(f"{service.name} exited with code {service.proc.returncode} while starting; end of {service.log_path}:\n{tail}")
+            if time.monotonic() > deadline:
+                kill_group(service.proc)
+                raise StartupError(f"{service.name} did not become ready within {service.timeout:.0f} s; see {service.log_path}")
+            time.sleep(0.3)
+
+    def write_pids(self) -> None:
+        """``<home>/children.json``: name -> pid of every child, for operators (and the fault tests)."""
+        pids = {s.name: s.proc.pid for s in self.services if s.proc is not None}
+        tmp = self.home / "children.json.tmp"
+        tmp.write_text(json.dumps(pids, indent=1))
+        tmp.replace(self.home / "children.json")
+
     # -- the components -------------------------------------------------
+
+    def start_postgres(self, port: int | None = None) -> str:
+        """A private PostgreSQL cluster in <home>/postgres for the Prefect server; returns its URL."""
+        from deployments.postgres import LocalPostgres
+
+        pg = LocalPostgres(self.home / "postgres", port or free_port())
+        pg.init()
+        self.start("postgres", pg.command(), pg.ready, timeout=60, user=pg.user)
+        pg.create_database()
+        self.database_url = pg.url
+        return pg.url
+
+    def server_env(self) -> dict[str, str]:
+        """The Prefect server's database settings (see README "Production (PostgreSQL)")."""
+        if not self.database_url:
+            # SQLite: one writer at a time; a longer lock wait beats "database is locked" errors in bursts.
+            return {"PREFECT_SERVER_DATABASE_TIMEOUT": "30"}
+        return {
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
+            "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20",  # bursts of submissions (Prefect #22314)
+            "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "20",
+        }
 
     def start_prefect_server(self) -> None:
         if http_ok(f"{self.prefect_api_url}/health"):
@@ -170,9 +235,11 @@ class Platform:
         (self.home / "prefect").mkdir(parents=True, exist_ok=True)
         self.start(
             "prefect-server",
-            prefect_cli() + ["server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
+            # Prefect's CLI with the per-run schema re-check memoised (see deployments/prefect_server.py)
+            [sys.executable, "-m", "deployments.prefect_server", "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
             lambda: http_ok(f"{self.prefect_api_url}/health"),
             timeout=180,
+            **self.server_env(),
         )
 
     def start_mongo(self) -> None:
@@ -208,7 +275,7 @@ class Platform:
         return self.start(
             f"worker-{worker_name.replace('@', '-')}",
             prefect_cli() + ["worker", "start", "--pool", pool, "--type", pool_type, "--name", worker_name],
-            lambda: worker_online(self.prefect_api_url, pool, worker_name),
+            lambda: worker_online(self.prefect_api_url, pool, worker_name, auth=self.prefect_auth_string),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_QUERY_SECONDS,
             PREFECT_WORKER_HEARTBEAT_SECONDS="10",
         )
@@ -225,24 +292,34 @@ class Platform:
 
     def stop(self) -> None:
         for service in reversed(self.services):
-            if service.proc.poll() is None:
-                try:
-                    os.killpg(service.proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
+            try:
+                os.killpg(service.proc.pid, signal.SIGTERM)  # the group: grandchildren too
+            except (ProcessLookupError, PermissionError):
+                continue
         for service in reversed(self.services):
             try:
                 service.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                os.killpg(service.proc.pid, signal.SIGKILL)
-                service.proc.wait()
+                pass
+            kill_group(service.proc)
         self.services.clear()
 
 
-def worker_online(api_url: str, pool: str, worker_name: str | None = None) -> bool:
-    """Plain HTTP, so it works from sync and async callers alike."""
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL what is left of a child's session (e.g. the uvicorn under a killed `prefect server start`)."""
     try:
-        r = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def worker_online(api_url: str, pool: str, worker_name: str | None = None, auth: str | None = None) -> bool:
+    """Plain HTTP, so it works from sync and async callers alike."""
+    auth = auth or os.environ.get("PREFECT_API_AUTH_STRING")
+    basic = httpx.BasicAuth(*auth.split(":", 1)) if auth and ":" in auth else None
+    try:
+        r = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5, auth=basic)
         r.raise_for_status()
     except httpx.HTTPError:
         return False
@@ -306,7 +383,15 @@ def main() -> int:
                 f"{reason}: falling back to PROCESS work pools of the same names.\n"
                 "Jobs run as local processes, without container isolation. Start an engine and run make up again for Docker pools."
             )
-        print("Starting the Prefect server (first start runs migrations, ~15 s)...", flush=True)
+        from deployments.postgres import DatabaseSettings
+
+        db = DatabaseSettings()
+        if db.prefect_db_url:
+            platform.database_url = db.prefect_db_url
+        elif db.database == "postgres":
+            print("Starting PostgreSQL for the Prefect server (OPEVA_DATABASE=postgres)...", flush=True)
+            platform.start_postgres(int(os.environ.get("OPEVA_POSTGRES_PORT", "0")) or None)
+        print(f"Starting the Prefect server on {'PostgreSQL' if platform.database_url else 'SQLite'} (first start runs migrations, ~15 s)...", flush=True)
         platform.start_prefect_server()
         platform.start_mongo()
         os.environ.update({"PREFECT_API_URL": platform.prefect_api_url})
@@ -328,15 +413,16 @@ def main() -> int:
             f"  Shared data:  {platform.data_dir}\n"
             f"  Logs:         {platform.logs_dir}\n"
             f"Try: PREFECT_API_URL={platform.prefect_api_url} prefect deployment run 'run-simulation/local'\n"
-            f"Ctrl-C stops everything started here.",
+            f"A child that dies is restarted (see Logs); Ctrl-C stops everything started here.",
             flush=True,
         )
-        while True:
-            for service in platform.services:
-                if service.proc.poll() is not None:
-                    print(f"{service.name} exited with code {service.proc.returncode}; see {service.log_path}. Stopping.")
-                    return 1
-            time.sleep(1)
+        from deployments.supervisor import ChildKeepsDying, supervise
+
+        try:
+            supervise(platform)  # restarts dead children with back-off; returns only by an exception
+        except ChildKeepsDying as exc:
+            print(f"Stopping the platform: {exc}", file=sys.stderr, flush=True)
+            return 1
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
         return 0

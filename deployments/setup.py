@@ -31,6 +31,9 @@ log = logging.getLogger("opeva.setup")
 IMAGE_WORKDIR = "/opt/opeva"
 ZOMBIE_AUTOMATION = "opeva: crash runs whose heartbeats stopped"
 HEARTBEAT_SECONDS = 30
+# The container's command: one Python that runs the engine and acts on cancellation
+# (flows/container_entry.py says why it replaces `prefect flow-run execute`).
+CONTAINER_COMMAND = "python -m flows.container_entry"
 
 # flow (deployment) name -> (entrypoint, import path of the flow object)
 FLOWS: dict[str, tuple[str, str]] = {
@@ -51,7 +54,11 @@ def docker_available(base_url: str | None = None) -> bool:
 
 
 def _run_env(api_url: str) -> dict[str, str]:
-    """Environment of every flow run: reach the API, ship logs fast, send heartbeats."""
+    """Environment of every flow run: reach the API, ship logs fast, send heartbeats.
+
+    Prefect's credentials (PREFECT_API_AUTH_STRING) are not written here: the worker
+    passes its own settings to the runs it starts, so they never sit in a pool template.
+    """
     return {
         "PREFECT_API_URL": api_url,
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
@@ -59,30 +66,112 @@ def _run_env(api_url: str) -> dict[str, str]:
     }
 
 
+# What a flow run (the REST API, `prefect deployment run --job-variable`, anyone with the
+# Prefect API) may set: the simulator's CPU/memory/GPU. Nothing else: no image, command,
+# env, volumes, network_mode, privileged, labels... (`additionalProperties: false` makes
+# the server answer 422). These two are read by the flow and applied to the *simulator's*
+# container through core.hosts.simulator_limits; the supervisor's container ignores them.
+JOB_VARIABLES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "mem_limit": {
+            "anyOf": [{"type": "string", "pattern": "^[0-9]+[bkmgBKMG]?$"}, {"type": "null"}],
+            "default": None,
+            "title": "Memory limit of the simulator",
+        },
+        "container_create_kwargs": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "nano_cpus": {"type": "integer", "minimum": 1},
+                        "device_requests": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "Driver": {"type": "string"},
+                                    "Count": {"type": "integer"},
+                                    "DeviceIDs": {"type": "array", "items": {"type": "string"}},
+                                    "Capabilities": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+                                },
+                            },
+                        },
+                    },
+                },
+                {"type": "null"},
+            ],
+            "default": None,
+            "title": "Simulator CPUs (nano_cpus) and GPUs (device_requests)",
+        },
+    },
+}
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+def _docker_access(host: Host) -> tuple[list[str], dict[str, str]]:
+    """How the supervisor reaches the host's Docker engine: the socket mounted, or DOCKER_HOST."""
+    url = host.docker_url or f"unix://{DOCKER_SOCKET}"
+    if url.startswith("unix://"):
+        path = url[len("unix://"):]
+        return [f"{path}:{DOCKER_SOCKET}"], {}
+    return [], {"DOCKER_HOST": url}
+
+
 def job_template(host: Host, *, docker: bool, image: str, api_url: str) -> dict[str, Any]:
-    """The pool's base job template with this host's defaults filled in."""
+    """The pool's base job template: everything fixed, except the job variables above.
+
+    Fixed values sit in ``job_configuration`` itself (not as variable defaults), so no
+    deployment or flow run can override them (Prefect validates run job variables
+    against ``variables``; only ``env`` would be merged, and it is not a variable).
+    """
+    env = {
+        **_run_env(api_url),
+        "OPEVA_HOST_SETTINGS": host.model_dump_json(),
+        "OPEVA_RUNTIME_IMAGE": host.image or image,
+    }
     if docker:
         from prefect_docker.worker import DockerWorker
 
         template = DockerWorker.get_default_base_job_template()
-        defaults: dict[str, Any] = {
+        socket_volumes, docker_env = _docker_access(host)
+        template["job_configuration"] = {
+            "command": CONTAINER_COMMAND,
+            "env": {**env, **docker_env},
+            "labels": {"opeva.role": "supervisor", "opeva.host": host.name},
+            "name": None,
             "image": host.image or image,
+            "registry_credentials": None,
             "image_pull_policy": "Never",  # images are built locally; ':latest' would mean Always
+            "networks": [],
             "network_mode": "host",  # the only way a container reaches a 127.0.0.1 API here
-            "auto_remove": True,
-            "volumes": host.volumes,
-            "env": _run_env(api_url),
+            # Not auto-removed: the worker must always read the exit code of a supervisor that
+            # dies (auto-remove raced that read); flows.sandbox.reap removes exited ones.
+            "auto_remove": False,
+            "volumes": [*host.volumes, *socket_volumes],
             "stream_output": True,
+            "mem_limit": None,
+            "memswap_limit": None,
+            "privileged": False,
+            "container_create_kwargs": None,
         }
-        if host.gpus:
-            defaults["container_create_kwargs"] = {"device_requests": [host.gpus.device_request()]}
     else:
         from prefect.workers.process import ProcessWorker
 
         template = ProcessWorker.get_default_base_job_template()
-        defaults = {"env": {**_run_env(api_url), "PYTHONPATH": str(PROJECT_ROOT)}, "working_dir": str(PROJECT_ROOT)}
-    for key, value in defaults.items():
-        template["variables"]["properties"][key]["default"] = value
+        template["job_configuration"] = {
+            "command": None,
+            "env": {**env, "PYTHONPATH": str(PROJECT_ROOT)},
+            "labels": {"opeva.host": host.name},
+            "name": None,
+            "stream_output": True,
+            "working_dir": str(PROJECT_ROOT),
+        }
+    template["variables"] = {**JOB_VARIABLES_SCHEMA, "description": f"What a job may set on host {host.name}"}
     return template
 
 
@@ -114,11 +203,6 @@ async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str, api_
     return pool_type
 
 
-# The container's command: one Python that runs the engine and acts on cancellation
-# (flows/container_entry.py says why it replaces `prefect flow-run execute`).
-CONTAINER_COMMAND = "python -m flows.container_entry"
-
-
 def _load_flow(import_path: str) -> Any:
     module, attr = import_path.split(":")
     return getattr(__import__(module, fromlist=[attr]), attr)
@@ -137,7 +221,7 @@ async def ensure_deployments(client: Any, host: Host, *, docker: bool) -> list[s
             entrypoint=entrypoint,
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": workdir}}],
             parameter_openapi_schema=parameter_schema(flow_obj).model_dump_for_openapi(),
-            job_variables={"command": CONTAINER_COMMAND} if docker else None,
+            job_variables=None,
             enforce_parameter_schema=True,
             description=(flow_obj.description or "").strip().splitlines()[0] if flow_obj.description else None,
             tags=["opeva", f"host:{host.name}"],

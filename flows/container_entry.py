@@ -14,9 +14,18 @@ UI, ``prefect flow-run cancel`` or ``POST /stop`` would leave the job running.
 So this entry point imports Prefect's engine once, then forks. The child
 runs ``prefect.engine`` exactly as ``python -m prefect.engine`` would, with
 those imports already in memory. The parent is the container's PID 1: it watches
-the run's state and, when cancellation is asked for, records Cancelled and
-terminates the child's process group (the simulator with it), as Prefect's
-runner does. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
+the run's state and, when cancellation is asked for, records Cancelled and sends
+the engine SIGUSR1 (the simulation flow then removes its simulator's container,
+ships its logs and exits without proposing a state; SIGTERM would make Prefect's
+engine force Crashed over Cancelled), then SIGKILL after a grace period. It also forwards SIGTERM/SIGINT (``docker stop``) to the child.
+
+The parent is also the simulator's keeper (flows/sandbox.py): the simulator's
+container shares this container's PID namespace, so when this PID 1 ends, the
+kernel kills whatever the simulator still runs; before ending, the parent
+force-removes the run's simulator containers (in case the engine was killed
+before its own ``finally``), and once per start it removes OPEVA leftovers on
+the engine (:func:`flows.sandbox.reap`). Being PID 1 of a namespace the simulator
+shares, it also reaps the simulator's orphaned processes.
 
     command: python -m flows.container_entry      (set by deployments/setup.py)
 """
@@ -28,6 +37,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import time
 from uuid import UUID
 
@@ -87,11 +97,17 @@ class Supervisor:
         except ProcessLookupError:
             pass
 
-    def terminate(self, reason: str) -> None:
+    def terminate(self, reason: str, sig: int = signal.SIGTERM) -> None:
         if self.terminated_at is None:
             log.info("%s: stopping the flow run's processes", reason)
             self.terminated_at = time.monotonic()
-            self._signal_child(signal.SIGTERM)
+            if sig == signal.SIGTERM:
+                self._signal_child(sig)
+            else:
+                try:
+                    os.kill(self.child_pid, sig)
+                except ProcessLookupError:
+                    pass
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.terminate(f"received {signal.Signals(signum).name}")
@@ -113,23 +129,35 @@ class Supervisor:
         with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS}):
             return self._wait()
 
+    def _child_status(self) -> int | None:
+        """Reap every exited process (orphans of the simulator land here); the engine's status."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return 0
+            if pid == 0:
+                return None
+            if pid == self.child_pid:
+                return status
+
     def _wait(self) -> int:
         next_poll = time.monotonic() + STATE_POLL_SECONDS
         with get_client(sync_client=True) as client:
             while True:
-                pid, status = os.waitpid(self.child_pid, os.WNOHANG)
-                if pid:
+                status = self._child_status()
+                if status is not None:
                     break
                 now = time.monotonic()
                 if now >= next_poll and not self.cancel_seen:
                     next_poll = now + STATE_POLL_SECONDS
                     if self._is_cancelling(client):
                         self.cancel_seen = True
-                        # Cancelled first: the engine answers SIGTERM by proposing Crashed,
-                        # which the server refuses once the run is final. The other order
-                        # shows a Crashed run until the parent records Cancelled.
                         self._record_cancelled(client)
-                        self.terminate("cancellation requested")
+                        # SIGUSR1, not SIGTERM: the engine answers SIGTERM by forcing Crashed over
+                        # Cancelled. The flow stops its simulator, ships its logs and exits without
+                        # proposing a state; a flow that does not handle SIGUSR1 just ends.
+                        self.terminate("cancellation requested", signal.SIGUSR1)
                 if self.terminated_at is not None and now - self.terminated_at > KILL_GRACE_SECONDS:
                     self._signal_child(signal.SIGKILL)
                 time.sleep(WAIT_STEP_SECONDS)
@@ -171,7 +199,51 @@ def main() -> int:
         os.setpgid(pid, pid)  # also here, so no signal can precede the child's own setpgid
     except (PermissionError, ProcessLookupError):
         pass  # the child got there first (or already exited)
-    return Supervisor(flow_run_id, pid).wait()
+    threading.Thread(target=_reap_leftovers, daemon=True).start()
+    try:
+        return Supervisor(flow_run_id, pid).wait()
+    finally:
+        _remove_simulators(flow_run_id)
+
+
+def _docker():
+    """The engine, when this container was given one (None on process pools or no socket)."""
+    try:
+        from flows.sandbox import docker_client
+
+        client = docker_client()
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+def _reap_leftovers() -> None:
+    client = _docker()
+    if client is None:
+        return
+    from flows.sandbox import reap
+
+    try:
+        removed = reap(client)
+        if removed:
+            log.info("removed leftover containers: %s", ", ".join(removed))
+    except Exception as exc:  # best effort: the next start tries again
+        log.warning("could not reap leftover containers: %s", exc)
+
+
+def _remove_simulators(flow_run_id: UUID) -> None:
+    """The simulator must not outlive its supervisor, even if the engine never ran its ``finally``."""
+    client = _docker()
+    if client is None:
+        return
+    from flows.sandbox import remove_for_run
+
+    try:
+        if (n := remove_for_run(client, str(flow_run_id))):
+            log.info("removed %d simulator container(s) of flow run %s", n, flow_run_id)
+    except Exception as exc:
+        log.warning("could not remove the simulator containers of %s: %s", flow_run_id, exc)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
-"""The simulation job: one Prefect flow run, one container, one simulator subprocess.
+"""The simulation job: one Prefect flow run supervising one simulator container.
 
-The flow owns the OPEVA job files (job_info.json and the job log) and mirrors
-the simulator's log lines, progress and result into Prefect, so both the OPEVA
-REST API and the Prefect UI show the same job. Prefect holds state and retries:
-a retry re-runs the simulator in the same container (the run's
-``empirical_policy.retries``, set per job by the REST API).
+The flow is the supervisor: it runs in the runtime image (Prefect, the Docker
+socket), owns job_info.json and the merged job log, and turns what the simulator
+does into Prefect state, logs and artifacts. The simulator runs in a sibling
+container (flows/sandbox.py says how and why): the user's image unchanged, or the
+runtime image running the reference simulator, both the same way and both
+unprivileged. Prefect holds state and retries: a retry starts a new container.
+On process pools (no Docker) the reference simulator or a ``command`` runs as a
+subprocess instead, without isolation; user images need a Docker host.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,18 +26,35 @@ from typing import Any
 import yaml
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run as current_run
 
 from blocks.storage import load_storage
+from core.experiment import ExperimentConfigError, default_experiment
+from core.hosts import Host, repository_of, simulator_limits
 from core.layout import DataRoot, JobPaths, read_json, write_json_atomic
-from core.experiment import ExperimentConfigError, check_experiment, default_experiment
-from flows.supervise import simulator_env, supervise
+from flows.supervise import SubprocessSource, contract_env, mirror, subprocess_env
 
-REFERENCE_SIMULATOR = [sys.executable, "-m", "simulator"]
+REFERENCE_COMMAND = ["python", "-m", "simulator"]
+HOST_SETTINGS_ENV = "OPEVA_HOST_SETTINGS"  # the host's entry of the hosts file, JSON (set by deployments.setup)
+RUNTIME_IMAGE_ENV = "OPEVA_RUNTIME_IMAGE"
 
 
 class SimulatorFailed(RuntimeError):
-    """The simulator exited non-zero; the message carries the tail of its log."""
+    """The simulator exited non-zero; the message carries the tail of its output."""
+
+
+def _experiment_names(config: dict[str, Any]) -> tuple[str, str]:
+    """(experiment name, run name): ``metadata.experiment_name``/``run_name``, else
+    ``experiment.name``/``run_name``. The one call to replace by core.experiment's
+    resolver once it exists."""
+    meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+    exp = config.get("experiment") if isinstance(config.get("experiment"), dict) else {}
+    name = meta.get("experiment_name") or exp.get("name")
+    run = meta.get("run_name") or exp.get("run_name")
+    if not isinstance(name, str) or not name.strip():
+        raise ExperimentConfigError("metadata.experiment_name", "name the experiment (or experiment.name in older configs)")
+    return name, run if isinstance(run, str) and run.strip() else "run"
 
 
 def _resolve_config(
@@ -41,15 +64,20 @@ def _resolve_config(
     if config is not None and config_path:
         raise ExperimentConfigError("config", "give either 'config' or 'config_path', not both")
     if config_path:
-        path = storage.resolve(config_path, what="config_path")
+        rel = config_path if "/" in config_path else f"configs/{config_path}"
+        path = storage.resolve(rel, what="config_path")
         if not path.is_file():
             raise ExperimentConfigError("config_path", f"no config file at {config_path!r} under the shared data root")
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ExperimentConfigError("config_path", f"{config_path!r} is not valid YAML: {exc}") from exc
-        return check_experiment(loaded), path
-    data = check_experiment(config if config is not None else default_experiment())
+        if not isinstance(loaded, dict):
+            raise ExperimentConfigError("config_path", "an experiment config must be a mapping")
+        return loaded, path
+    data = config if config is not None else default_experiment()
+    if not isinstance(data, dict):
+        raise ExperimentConfigError("config", "an experiment config must be a mapping (YAML object)")
     path = storage.config_file(save_as) if save_as else job.config_file
     text = yaml.safe_dump(data, sort_keys=False)
     if path.exists() and path.read_text() != text and save_as:
@@ -60,8 +88,33 @@ def _resolve_config(
     return data, path
 
 
+def _host_settings(target_host: str) -> Host:
+    raw = os.environ.get(HOST_SETTINGS_ENV)
+    host = Host.model_validate_json(raw) if raw else Host(name=target_host)
+    return host
+
+
+def _choose_image(host: Host, image: str | None, image_tag: str | None) -> str | None:
+    """The simulator image of a job; None means the reference simulator (runtime image)."""
+    runtime = os.environ.get(RUNTIME_IMAGE_ENV) or host.image
+    if image:
+        if runtime and image == runtime:
+            return None
+        if not host.image_allowed(image):
+            allowed = sorted(set(host.allowed_images) | ({host.simulator_image} if host.simulator_image else set()))
+            raise ExperimentConfigError(
+                "image", f"repository {repository_of(image)!r} is not allowed on host {host.name!r} (allowed: {allowed})"
+            )
+        return image
+    if image_tag:
+        if not host.simulator_image:
+            raise ExperimentConfigError("image_tag", f"host {host.name!r} names no simulator_image for image_tag to complete")
+        return f"{host.simulator_image}:{image_tag}"
+    return None
+
+
 def _container_identity() -> tuple[str | None, str | None]:
-    """The container's id and name when running in Docker.
+    """The supervisor's container id and name when running in Docker.
 
     With ``network_mode: host`` the hostname is the host's, so the id is read from
     the container's own mounts; prefect-docker names the container after the run.
@@ -74,12 +127,47 @@ def _container_identity() -> tuple[str | None, str | None]:
 
 
 def _result_markdown(result: dict[str, Any]) -> str:
-    metrics = result.get("metrics") or {}
+    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items()) or "| (none) | |"
     return (
-        f"### Result: {result.get('status', 'unknown')}\n\n{result.get('summary', '')}\n\n"
+        f"### Result: {result.get('status', 'unknown')}\n\n{result.get('summary') or ''}\n\n"
         f"| metric | value |\n|---|---|\n{rows}\n\n```json\n{json.dumps(result, indent=2, default=str)[:20000]}\n```\n"
     )
+
+
+def _percent(data: dict[str, Any]) -> float | None:
+    """``percent`` (the reference simulator, the OPEVA UI) or ``progress_pct`` (upstream's)."""
+    for key in ("percent", "progress_pct"):
+        try:
+            return max(0.0, min(100.0, float(data[key])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+# Set when the container's keeper (flows/container_entry.py) signals a cancellation (SIGUSR1).
+_CANCELLED = threading.Event()
+
+
+def _on_cancel(_signum: int, _frame: object) -> None:
+    _CANCELLED.set()
+
+
+def _end_cancelled(logger) -> None:
+    """Leave without proposing any state: the run is already Cancelled, and anything the
+    engine would propose now (Crashed for a signal, Failed for the killed simulator) would
+    replace it. The simulator's container is already removed and the logs are shipped."""
+    logger.info("[INFO] Stopped on request; the simulator's container is removed and the job's files are kept.")
+    _flush_logs()
+    os._exit(0)
+
+
+def _flush_logs() -> None:
+    """Ship every queued log line now, so a client reading the logs at the final state has them all."""
+    try:
+        APILogHandler.flush()
+    except Exception as exc:  # a flush problem must not change the job's outcome
+        print(f"[WARNING] could not flush the run's logs: {exc}", file=sys.stderr)
 
 
 @flow(name="run-simulation", persist_result=False, log_prints=True)
@@ -92,71 +180,178 @@ def run_simulation(
     target_host: str = "local",
     command: list[str] | str | None = None,
     image: str | None = None,
+    image_tag: str | None = None,
 ) -> dict[str, Any]:
     """Run an experiment: ``config`` inline (kept as ``configs/<save_as>`` when given)
-    or ``config_path`` relative to the shared data root; neither runs the default
-    experiment of the reference simulator. ``command`` replaces the reference
-    simulator (see README, "Simulator contract")."""
+    or ``config_path`` relative to the shared data root. ``image`` (from the host's
+    allow-list) or ``image_tag`` (of the host's ``simulator_image``) run a simulator
+    image unchanged with the host's argument template; neither runs the reference
+    simulator. ``command`` replaces the container's command (README, "Simulator contract")."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR1, _on_cancel)
+    try:
+        result = _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag)
+    except BaseException:
+        if _CANCELLED.is_set():
+            _end_cancelled(get_run_logger())
+        raise
+    finally:
+        _flush_logs()
+    if _CANCELLED.is_set():
+        _end_cancelled(get_run_logger())
+    return result
+
+
+def _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag) -> dict[str, Any]:
     logger = get_run_logger()
     job_id = str(current_run.id)
     storage = load_storage()
     storage.ensure_layout()
     job = storage.job(job_id).create()
     attempt = current_run.run_count or 1
+    host = _host_settings(target_host)
 
-    cmd = shlex.split(command) if isinstance(command, str) else list(command or REFERENCE_SIMULATOR)
-    experiment, cfg_file = _resolve_config(storage, job, config, config_path, save_as)
-    if cmd == REFERENCE_SIMULATOR:
-        from simulator.config import ConfigError, validate_config
+    cmd = shlex.split(command) if isinstance(command, str) else (list(command) if command else None)
+    try:
+        sim_image = _choose_image(host, image, image_tag)
+        experiment, cfg_file = _resolve_config(storage, job, config, config_path, save_as)
+        exp_name, run_name = _experiment_names(experiment)
+        if sim_image is None and cmd is None:
+            from simulator.config import ConfigError, validate_config
 
-        try:
-            validate_config(experiment, storage.root)
-        except ConfigError as exc:
-            raise ExperimentConfigError(exc.field, str(exc)) from exc
+            try:
+                validate_config(experiment, storage.root)
+            except ConfigError as exc:
+                raise ExperimentConfigError(exc.field, str(exc)) from exc
+    except ExperimentConfigError as exc:
+        logger.error("[ERROR] %s", exc)
+        raise
 
-    exp = experiment["experiment"]
-    container_id, container_name = _container_identity()
+    supervisor_id, supervisor_name = _container_identity()
+    name = job_name or current_run.name or f"{exp_name}-{run_name}"
     info = {
         "job_id": job_id,
-        "job_name": job_name or current_run.name,
+        "job_name": name,
         "config_path": storage.relative(cfg_file),
         "target_host": target_host,
-        "container_id": container_id,
-        "container_name": container_name,
-        "experiment_name": exp["name"],
-        "run_name": exp["run_name"],
+        "container_id": supervisor_id,
+        "container_name": supervisor_name,
+        "experiment_name": exp_name,
+        "run_name": run_name,
         "submitted_by": submitted_by,
-        "image": image,
+        "image": sim_image,
+        "image_tag": image_tag,
         "command": cmd,
         "attempt": attempt,
         "started_at": datetime.now(timezone.utc).isoformat(),
     }
     write_json_atomic(job.job_info_file, info)
-    logger.info("[INFO] Job %s (attempt %s) on host %s: %s", job_id, attempt, target_host, " ".join(cmd))
 
-    progress_id = create_progress_artifact(progress=0.0, description=f"{info['job_name']}: starting")
+    progress_id = create_progress_artifact(progress=0.0, description=f"{name}: starting")
 
     def on_progress(data: dict) -> None:
-        try:
-            percent = max(0.0, min(100.0, float(data.get("percent", 0))))
-        except (TypeError, ValueError):
+        percent = _percent(data)
+        if percent is None:
             return
-        stage = data.get("stage") or ""
+        stage = data.get("stage") or data.get("status") or ""
         try:
-            update_progress_artifact(progress_id, percent, description=f"{info['job_name']}: {stage}".strip(": "))
+            update_progress_artifact(progress_id, percent, description=f"{name}: {stage}".strip(": "))
         except Exception as exc:  # progress.json stays the truth; an API outage must not fail the job
             logger.warning("[WARNING] could not update the progress artifact: %s", exc)
 
-    env = simulator_env(job, data_dir=storage.root, config_path=cfg_file)
-    run = supervise(cmd, env=env, job=job, logger=logger, on_progress=on_progress, cwd=str(Path(__file__).resolve().parent.parent))
+    from flows.sandbox import docker_client
+
+    try:
+        client = docker_client()
+        client.ping()
+    except Exception:
+        client = None
+    if client is not None:
+        run = _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd, supervisor_id, info, logger, on_progress)
+    else:
+        run = _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logger, on_progress)
 
     result = read_json(job.result_file)
     if run.returncode != 0:
         tail = "\n".join(run.tail[-10:])
-        raise SimulatorFailed(f"simulator exited with code {run.returncode}; last log lines:\n{tail}")
+        raise SimulatorFailed(f"simulator exited with code {run.returncode}{run.note or ''}; last log lines:\n{tail}")
     if isinstance(result, dict):
-        create_markdown_artifact(_result_markdown(result), description=f"Result of {info['job_name']}")
+        create_markdown_artifact(_result_markdown(result), description=f"Result of {name}")
     else:
         logger.warning("[WARNING] the simulator wrote no results/result.json")
-    update_progress_artifact(progress_id, 100.0, description=f"{info['job_name']}: finished")
+    update_progress_artifact(progress_id, 100.0, description=f"{name}: finished")
     return {"job_id": job_id, "result": result}
+
+
+def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd, supervisor_id, info, logger, on_progress):
+    """Start the simulator's sibling container and mirror it until it ends; always remove it."""
+    from flows.sandbox import SimulatorContainer, SimulatorImageMissing, SimulatorSpec
+
+    runtime_image = os.environ.get(RUNTIME_IMAGE_ENV) or host.image
+    rel_cfg = storage.relative(cfg_file)
+    job_in = f"{host.data_mount}/{storage.relative(job.dir)}"
+    if sim_image is None:
+        image, args = runtime_image, cmd or REFERENCE_COMMAND
+    else:
+        image = sim_image
+        args = cmd or host.simulator_arguments(config_path=rel_cfg, job_id=job.job_id, job_name=name)
+    limits = simulator_limits(host, current_run.job_variables or {})
+    env = {
+        **limits.pop("env"),
+        **contract_env(job, data_dir=host.data_mount, job_dir=job_in, config_path=f"{host.data_mount}/{rel_cfg}", job_name=name),
+        "HOME": "/tmp",
+    }
+    _chown_job_dir(job, host.run_as)
+    spec = SimulatorSpec(
+        image=image, job_id=job.job_id, flow_run_id=str(current_run.id), host=host.name, data_root=str(storage.root),
+        data_mount=host.data_mount, job_dir=str(job.dir), run_as=host.run_as, env=env, command=args, limits=limits,
+        supervisor_id=supervisor_id,
+    )
+    logger.info("[INFO] Job %s (attempt %s) on host %s: image %s, args %s", job.job_id, info["attempt"], host.name, image, " ".join(args))
+    try:
+        container = SimulatorContainer(client, spec)
+    except SimulatorImageMissing as exc:
+        logger.error("[ERROR] %s", exc)
+        raise
+    write_json_atomic(job.dir / "container.json", {"simulator_container_id": container.id, "name": spec.name, "image": image})
+    try:
+        run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
+        if container.wait_error:
+            run.note = f" ({container.wait_error})"
+        return run
+    finally:
+        container.stop_and_remove()
+
+
+def _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logger, on_progress):
+    """Process pools have no Docker: only the reference simulator or a command, unisolated."""
+    if sim_image is not None:
+        raise ExperimentConfigError("image", f"host {host.name!r} runs jobs as processes (no Docker): simulator images need a Docker host")
+    args = cmd or [sys.executable, "-m", "simulator"]
+    env = subprocess_env(
+        contract_env(job, data_dir=str(storage.root), job_dir=str(job.dir), config_path=str(cfg_file), job_name=name)
+    )
+    logger.info("[INFO] Job %s on host %s (process): %s", job.job_id, host.name, " ".join(args))
+    source = SubprocessSource(args, env, cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        return mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
+    finally:
+        source.stop()
+
+
+def _chown_job_dir(job: JobPaths, run_as: str) -> None:
+    """The simulator's uid must write its own job folder (and nothing else: the rest is mounted read-only)."""
+    uid, _, gid = run_as.partition(":")
+    uid_n, gid_n = int(uid), int(gid or uid)
+    if os.geteuid() != 0:
+        return  # not root: the folder's mode must already let run_as write (documented)
+    for root, dirs, files in os.walk(job.dir):
+        os.chown(root, uid_n, gid_n)
+        for f in files:
+            os.chown(os.path.join(root, f), uid_n, gid_n)
+    # the merged log stays the platform's: readable by the simulator, not writable
+    if job.log_file.exists():
+        os.chown(job.log_file, 0, 0)
+    else:
+        job.log_file.touch()
+    os.chmod(job.log_file, 0o644)

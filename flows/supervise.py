@@ -1,12 +1,14 @@
-"""Run a simulator subprocess and mirror what it writes into Prefect.
+"""Mirror a running simulator into Prefect and the job's merged log.
 
 Why this exists: only Python logging inside the flow process reaches Prefect's
 log API (container stdout goes to the worker's stdout only), and OPEVA clients
-read the job log file and progress.json. So one loop in the flow process reads
-the simulator's stdout and its own log file, and for each line writes it both to
-the run logger and to the OPEVA job log (the flow is that file's only writer);
-it also turns each new progress.json into an update of a Prefect progress
-artifact.
+read the job's log file and progress.json. So one loop in the flow process reads
+the simulator's output (its container's stdout/stderr, or a subprocess's on
+process pools) and its own log file (``logs/<job_id>.log``, which only the
+simulator writes), and for each line writes it both to the run logger, at the
+line's own level, and to the platform's merged log (``logs/platform.log``, which
+only this loop writes); it also turns each new progress.json into an update of a
+Prefect progress artifact.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -21,23 +24,28 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from core.layout import JobPaths, read_json
 
 POLL_SECONDS = 0.2
 TAIL_LINES = 20
+DEDUPE_WINDOW = 500
 
-_LEVELS = (("[ERROR]", logging.ERROR), ("[CRITICAL]", logging.CRITICAL), ("[WARNING]", logging.WARNING), ("[WARN]", logging.WARNING), ("[DEBUG]", logging.DEBUG))
+_LEVEL_NAMES = {
+    "TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "SUCCESS": logging.INFO,
+    "WARN": logging.WARNING, "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL,
+    "FATAL": logging.CRITICAL,
+}
+# "[ERROR] ..." (OPEVA's print style) at the start, or "... | ERROR | ..." (loguru's default format)
+_BRACKET = re.compile(r"^\s*\[(TRACE|DEBUG|INFO|SUCCESS|WARN|WARNING|ERROR|CRITICAL|FATAL)\]", re.IGNORECASE)
+_PIPE = re.compile(r"\|\s*(TRACE|DEBUG|INFO|SUCCESS|WARNING|ERROR|CRITICAL)\s*\|")
 
 
 def level_of(line: str) -> int:
-    """OPEVA simulators prefix lines with ``[LEVEL]``; keep that level in Prefect."""
-    head = line.lstrip()[:12].upper()
-    for prefix, level in _LEVELS:
-        if head.startswith(prefix):
-            return level
-    return logging.INFO
+    """The level a simulator gave a line, in either OPEVA style; INFO otherwise."""
+    match = _BRACKET.match(line) or _PIPE.search(line[:120])
+    return _LEVEL_NAMES[match.group(1).upper()] if match else logging.INFO
 
 
 class FileFollower:
@@ -70,45 +78,90 @@ class SupervisedRun:
     returncode: int
     tail: list[str] = field(default_factory=list)
     progress_updates: int = 0
+    note: str | None = None  # why the exit code is not the simulator's own, when it is not
 
 
-def _pump_stdout(stream: IO[bytes], out: "queue.Queue[str | None]") -> None:
-    for raw in iter(stream.readline, b""):
-        out.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-    out.put(None)
+class OutputSource(Protocol):
+    """A running simulator as the mirror loop sees it (a container or a subprocess)."""
+
+    lines: "queue.Queue[str | None]"  # stdout+stderr lines, None once the stream ends
+
+    @property
+    def ended(self) -> bool: ...
+
+    exit_code: int | None
 
 
-def supervise(
-    command: Sequence[str],
+class SubprocessSource:
+    """The simulator as a child process (process pools, where there is no Docker)."""
+
+    def __init__(self, command: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -> None:
+        self.lines: "queue.Queue[str | None]" = queue.Queue()
+        self.proc = subprocess.Popen(
+            list(command), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            self.lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        self.lines.put(None)
+
+    @property
+    def ended(self) -> bool:
+        return self.proc.poll() is not None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class _Dedupe:
+    """A simulator that logs to stderr and to its file shows each line twice; keep one."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, deque[str]] = {"out": deque(maxlen=DEDUPE_WINDOW), "file": deque(maxlen=DEDUPE_WINDOW)}
+
+    def fresh(self, line: str, source: str) -> bool:
+        other = self.pending["file" if source == "out" else "out"]
+        try:
+            other.remove(line)
+            return False
+        except ValueError:
+            self.pending[source].append(line)
+            return True
+
+
+def mirror(
+    source: OutputSource,
     *,
-    env: Mapping[str, str],
     job: JobPaths,
     logger: logging.Logger | logging.LoggerAdapter,
     on_progress: Callable[[dict], None] | None = None,
-    cwd: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> SupervisedRun:
-    """Run ``command`` to completion, mirroring its output and progress as it goes."""
-    lines: "queue.Queue[str | None]" = queue.Queue()
+    """Follow ``source`` to its end (or until ``should_stop()``), mirroring its output,
+    its log file and its progress."""
     sim_log = FileFollower(job.simulator_log_file)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    progress_seen: float | None = None
+    dedupe = _Dedupe()
+    progress_seen: int | None = None
     updates = 0
 
-    proc = subprocess.Popen(
-        list(command),
-        env=dict(env),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    reader = threading.Thread(target=_pump_stdout, args=(proc.stdout, lines), daemon=True)
-    reader.start()
+    with open(job.log_file, "a", buffering=1, encoding="utf-8") as merged:
 
-    with open(job.log_file, "a", buffering=1, encoding="utf-8") as job_log:
-
-        def emit(line: str) -> None:
-            job_log.write(line + "\n")
+        def emit(line: str, origin: str) -> None:
+            if not line.strip() or not dedupe.fresh(line, origin):
+                return
+            merged.write(line + "\n")
             logger.log(level_of(line), line)
             tail.append(line)
 
@@ -116,7 +169,7 @@ def supervise(
             nonlocal progress_seen, updates
             try:
                 mtime = job.progress_file.stat().st_mtime_ns
-            except FileNotFoundError:
+            except OSError:
                 return
             if mtime == progress_seen:
                 return
@@ -126,45 +179,52 @@ def supervise(
                 on_progress(data)
                 updates += 1
 
-        stdout_open = True
+        stream_open = True
         while True:
-            exited = proc.poll() is not None
+            ended = source.ended
             while True:
                 try:
-                    item = lines.get_nowait()
+                    item = source.lines.get(timeout=POLL_SECONDS if stream_open and not ended else 0)
                 except queue.Empty:
                     break
                 if item is None:
-                    stdout_open = False
-                else:
-                    emit(item)
-            for line in sim_log.read_lines(final=exited and not stdout_open):
-                emit(line)
+                    stream_open = False
+                    break
+                emit(item, "out")
+            for line in sim_log.read_lines(final=ended and not stream_open):
+                emit(line, "file")
             check_progress()
-            if exited and not stdout_open:
+            if (ended and not stream_open) or should_stop():
                 break
-            if exited:
-                reader.join(timeout=POLL_SECONDS)
-            else:
+            if not stream_open:
                 time.sleep(POLL_SECONDS)
 
-    return SupervisedRun(returncode=proc.returncode, tail=list(tail), progress_updates=updates)
+    code = source.exit_code
+    return SupervisedRun(returncode=-1 if code is None else code, tail=list(tail), progress_updates=updates)
 
 
-def simulator_env(job: JobPaths, *, data_dir: Path, config_path: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of the simulator contract (README "Simulator contract")."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "OPEVA_JOB_ID": job.job_id,
-            "OPEVA_DATA_DIR": str(data_dir),
-            "OPEVA_CONFIG_PATH": str(config_path),
-            "OPEVA_JOB_DIR": str(job.dir),
-            "OPEVA_LOG_FILE": str(job.simulator_log_file),
-            "OPEVA_PROGRESS_FILE": str(job.progress_file),
-            "OPEVA_RESULT_FILE": str(job.result_file),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra or {})
-    return env
+def contract_env(job: JobPaths, *, data_dir: str, job_dir: str, config_path: str, job_name: str) -> dict[str, str]:
+    """The simulator contract's variables (README "Simulator contract"), as paths the simulator sees."""
+    logs = f"{job_dir}/logs"
+    return {
+        "OPEVA_JOB_ID": job.job_id,
+        "OPEVA_JOB_NAME": job_name,
+        "OPEVA_BASE_DIR": data_dir,
+        "OPEVA_DATA_DIR": data_dir,
+        "OPEVA_CONFIG_PATH": config_path,
+        "OPEVA_JOB_DIR": job_dir,
+        "OPEVA_LOG_FILE": f"{logs}/{job.simulator_log_file.name}",
+        "OPEVA_PROGRESS_FILE": f"{job_dir}/progress/{job.progress_file.name}",
+        "OPEVA_RESULT_FILE": f"{job_dir}/results/{job.result_file.name}",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def subprocess_env(contract: Mapping[str, str]) -> dict[str, str]:
+    """A subprocess simulator (process pools only) keeps the flow's PATH and Python, nothing secret."""
+    keep = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "HOME", "TMPDIR")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, **contract}
+
+
+def job_dir_exists(job: JobPaths) -> bool:
+    return Path(job.dir).is_dir()

@@ -26,6 +26,8 @@ hosts:
     concurrency_limit: 4
     volumes: ["{data_dir}:{data_dir}"]
     start_worker: true
+    simulator_image: opeva-test/upstream-sim
+    allowed_images: [opeva-test/upstream-sim, opeva-test/missing]
   - name: second
     concurrency_limit: 2
     volumes: ["{data_dir}:{data_dir}"]
@@ -47,14 +49,14 @@ def pointed_at(platform: Platform, hosts_file: Path) -> Iterator[None]:
     Prefect's root settings context is made when Prefect is first imported, so the
     environment alone is not enough: a temporary settings context is entered too.
     """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     saved = dict(os.environ)
     os.environ.update(platform.env())
     os.environ["MONGO_URI"] = platform.mongo_uri
     os.environ["OPEVA_HOSTS_FILE"] = str(hosts_file)
     try:
-        with temporary_settings(updates={PREFECT_API_URL: platform.prefect_api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: platform.prefect_api_url, PREFECT_API_AUTH_STRING: platform.prefect_auth_string}):
             yield
     finally:
         os.environ.clear()

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Storage
 from api.models import CONFIG_FILE_PATTERN, ConfigCreateRequest, ConfigUpdateRequest
@@ -33,9 +34,15 @@ def create_config(body: ConfigCreateRequest, storage: Storage) -> ConfigSaved:
     return configs.create(storage, body.file_name, body.content, body.overwrite)
 
 
+@router.api_route("/experiment-config/create", methods=["GET", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+def create_other_methods() -> None:
+    """``create`` is not a config file name: other methods than POST get 405, not a name error."""
+    raise StarletteHTTPException(405, "Method Not Allowed")
+
+
 @router.get(
     "/experiment-config/{file}", response_model=ConfigView, summary="A config: JSON by default, the raw YAML for Accept: text/yaml or ?format=yaml",
-    responses={200: {"content": {"text/yaml": {"schema": {"type": "string"}, "example": "metadata:\n  experiment_name: flex\n"}}}, **errors(404)},
+    responses={200: {"content": {"text/yaml": {"schema": {"description": "YAML text"}, "example": "metadata:\n  experiment_name: flex\n"}}}, **errors(404)},
 )
 @router.get("/experiment-configs/{file}", response_model=ConfigView, include_in_schema=False)
 @router.get("/config/{file}", response_model=ConfigView, include_in_schema=False)

@@ -160,7 +160,7 @@ async def _wait_for_build(gateway: PrefectGateway, job_id: str, seconds: float) 
 
 
 @router.post("/dataset", summary="Build a CityLearn dataset from a site (a build-dataset flow run)", response_model=DatasetCreated,
-             response_model_by_alias=True, responses=errors(404, 409, 422))
+             response_model_by_alias=True, responses=errors(404, 409, 413, 422))
 async def create_dataset(
     body: DatasetRequest,
     gateway: PrefectGateway = Depends(get_gateway),

@@ -185,13 +185,13 @@ def history(
         raise ApiError(400, str(exc)) from None
 
 
-@router.post("/schema/create", summary="Create a site with its schema (409 if the site exists)", response_model=SiteMessage, responses=errors(409, 422))
+@router.post("/schema/create", summary="Create a site with its schema (409 if the site exists)", response_model=SiteMessage, responses=errors(409, 413, 422))
 def schema_create(body: SchemaCreate, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
     create_schema(client, body.site, body.schema_)
     return {"message": f"Site {body.site} created", "site": body.site}
 
 
-@router.put("/schema/update/{site}", summary="Replace a site's schema", response_model=SiteMessage, responses=errors(404, 422))
+@router.put("/schema/update/{site}", summary="Replace a site's schema", response_model=SiteMessage, responses=errors(404, 413, 422))
 def schema_update(site: str, body: SchemaUpdate, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
     update_schema(client, check_site_name(site), body.schema_)
     return {"message": f"Schema of site {site} updated", "site": site}

@@ -4,13 +4,14 @@ failures, retries, cancellation and several hosts, against the real platform."""
 from __future__ import annotations
 
 import json
+import time
 
 import docker
 import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from api.gateway import Resources
-from helpers import experiment, gateway_call, sh, wait_final, wait_for
+from helpers import experiment, gateway_call, read_run, sh, wait_final, wait_for
 
 pytestmark = pytest.mark.usefixtures("needs_docker")
 
@@ -120,6 +121,7 @@ def test_cancelling_a_running_job_kills_its_container_and_keeps_files(storage):
             return True
 
     wait_for(container_gone, 30, what="the container to go")
+    assert client.containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}) == []
     assert "[INFO] tick 1" in storage.job(job_id).log_file.read_text()  # files kept
 
 
@@ -148,3 +150,36 @@ def test_resources_become_container_limits(storage):
     quota, period, memory = (storage.job(job_id).dir / "limits").read_text().split()  # cgroup v1 or v2, seen from inside
     assert int(quota) / int(period) == pytest.approx(0.5)
     assert int(memory) == 256 * 1024 * 1024
+
+
+def test_logs_are_complete_the_moment_a_job_is_final():
+    """The flow ships its log lines before the final state (Prefect #15866): a client that
+    reads the logs once, as soon as it sees the job final, has the last line."""
+    ids = {submit(sh(f'for i in 1 2 3 4 5; do echo "[INFO] line $i"; done; echo "[INFO] last line {n}"')): n for n in range(6)}
+    pending = dict(ids)
+    deadline = time.monotonic() + 240
+    while pending and time.monotonic() < deadline:
+        for job_id, n in list(pending.items()):
+            run = read_run(job_id)
+            if run.state and run.state.is_final():
+                assert run.state.is_completed(), run.state
+                messages = log_messages(job_id)  # at once: no grace, no retry
+                assert f"[INFO] last line {n}" in messages, (job_id, messages[-5:])
+                del pending[job_id]
+        time.sleep(0.1)
+    assert not pending, f"jobs not final in time: {pending}"
+
+
+def test_stop_of_a_command_ignoring_sigterm_ends_cancelled_and_removes_its_container(storage):
+    job_id = submit(sh('trap "" TERM; i=0; while true; do i=$((i+1)); echo "[INFO] tick $i"; sleep 0.5; done'))
+    wait_for(lambda: any(m.startswith("[INFO] tick") for m in log_messages(job_id)), 90, what="the job to log")
+    client = docker.from_env()
+    sims = client.containers.list(filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
+    assert len(sims) == 1 and sims[0].attrs["Config"]["User"] == "65534:65534"
+    gateway_call(lambda g: _stop(g, job_id))
+    run = wait_final(job_id, timeout=60)
+    assert run.state.is_cancelled(), run.state
+    time.sleep(3)
+    history = [s.type.value for s in gateway_call(lambda g: g.client.read_flow_run_states(run.id))]
+    assert history[-1] == "CANCELLED" and "CRASHED" not in history and "FAILED" not in history, history
+    assert client.containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}) == []

@@ -21,7 +21,7 @@ def test_unknown_ids_hosts_and_config_choices(api):
     assert both.status_code == 422 and neither.status_code == 422
     assert "exactly one" in both.json()["detail"]
     missing = api.post("/run-simulation", json={"config_path": "configs/nope.yaml"})
-    assert missing.status_code == 422 and "config_path" in missing.json()["detail"]
+    assert missing.status_code == 404 and "config_path" in missing.json()["detail"]
     escape = api.post("/run-simulation", json={"config_path": "../../etc/passwd"})
     assert escape.status_code == 400 and ".." in escape.json()["detail"]
     # Neither metadata nor experiment: fine for a simulator of one's own (Prefect names the job),

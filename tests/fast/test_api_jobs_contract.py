@@ -55,7 +55,7 @@ def test_config_path_may_be_a_bare_file_name(api, storage):
     info = api.get(f"/job-info/{body['job_id']}").json()
     assert info["parameters"]["config_path"] == "configs/ui_demo.yaml"
     assert submit(api, config=None, config_path="configs/ui_demo.yaml")["job_name"] == "bare-name"
-    assert api.post("/run-simulation", json={"config_path": "nope.yaml", "command": ["true"]}).status_code == 422
+    assert api.post("/run-simulation", json={"config_path": "nope.yaml", "command": ["true"]}).status_code == 404
 
 
 def test_save_as_creates_once_and_409_names_a_different_file(api, storage):

@@ -1,0 +1,272 @@
+"""The simulator's container: a sibling of the supervisor, started through the Docker API.
+
+Why a sibling container (the way Argo Workflows' executor wraps user containers):
+an upstream simulator image has its own ENTRYPOINT, its own Python and pins that
+conflict with Prefect's, so it cannot run inside the flow's container. The flow
+(the supervisor, in the runtime image, holding Prefect's credentials and the
+Docker socket) starts the user's image *unchanged* next to itself and watches it.
+The simulator's container gets none of that:
+
+- runs as an unprivileged uid (the host's ``run_as``), ``no-new-privileges``, no capabilities;
+- no Docker socket, no Prefect URL or credentials, no platform environment: only the
+  contract's ``OPEVA_*`` variables and the host's ``simulator_env`` (MLflow);
+- the data root mounted **read-only** at the host's ``data_mount`` (``/data``), with only the
+  job's own folder read-write on top, so it cannot write outside its job folder;
+- it joins the supervisor's PID namespace (``pid_mode=container:<supervisor>``): when the
+  supervisor's PID 1 dies for any reason (killed, OOM, engine restart), the kernel kills
+  every process of that namespace, so no simulator outlives its supervisor. A uid-65534
+  process cannot read the environment of the supervisor's root processes (ptrace rules);
+- labels ``opeva.job_id``, ``opeva.flow_run_id``, ``opeva.role``, ``opeva.supervisor`` so
+  :func:`reap` finds leftovers.
+
+No Prefect import here: :mod:`flows.simulation` turns what happens into Prefect state and logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+ROLE_LABEL = "opeva.role"
+STOP_TIMEOUT_SECONDS = 3  # docker stop: SIGTERM, then SIGKILL after this
+EXITED_KEEP_SECONDS = 60  # exited containers older than this are removed by reap()
+
+log = logging.getLogger("opeva.sandbox")
+
+
+class SimulatorImageMissing(RuntimeError):
+    """The image is not on the host; images are never pulled at run time."""
+
+
+class SimulatorImageRefused(RuntimeError):
+    """The image's repository is not in the host's allow-list."""
+
+
+@dataclass
+class SimulatorSpec:
+    """Everything the simulator's container is made of (built by flows.simulation)."""
+
+    image: str
+    job_id: str
+    flow_run_id: str
+    host: str
+    data_root: str  # host path of the shared data root (the same path in the supervisor)
+    data_mount: str  # where the simulator sees it
+    job_dir: str  # host path of the job's folder
+    run_as: str
+    env: dict[str, str]
+    command: list[str] | None = None  # None: the image's own CMD
+    limits: dict[str, Any] = field(default_factory=dict)  # mem_limit, nano_cpus, device_requests
+    supervisor_id: str | None = None  # the supervisor's container id (for pid_mode)
+
+    @property
+    def name(self) -> str:
+        return f"opeva-sim-{self.job_id}"
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``containers.create``; the one place that says what it may do."""
+        job_in_container = f"{self.data_mount}/{_relative(self.job_dir, self.data_root)}"
+        kwargs: dict[str, Any] = {
+            "image": self.image,
+            "command": self.command,
+            "name": self.name,
+            "user": self.run_as,
+            "environment": dict(self.env),
+            "network_mode": "host",  # only loopback exists here; MLflow is on 127.0.0.1
+            "security_opt": ["no-new-privileges:true"],
+            "cap_drop": ["ALL"],
+            "privileged": False,
+            "volumes": {
+                self.data_root: {"bind": self.data_mount, "mode": "ro"},
+                self.job_dir: {"bind": job_in_container, "mode": "rw"},
+            },
+            "labels": {
+                ROLE_LABEL: "simulator",
+                "opeva.job_id": self.job_id,
+                "opeva.flow_run_id": self.flow_run_id,
+                "opeva.host": self.host,
+                "opeva.supervisor": self.supervisor_id or "",
+            },
+            "detach": True,
+            "stdin_open": False,
+            "tty": False,
+        }
+        if self.supervisor_id:
+            kwargs["pid_mode"] = f"container:{self.supervisor_id}"
+        for key in ("mem_limit", "nano_cpus"):
+            if self.limits.get(key):
+                kwargs[key] = self.limits[key]
+        if self.limits.get("device_requests"):
+            kwargs["device_requests"] = [_device_request(r) for r in self.limits["device_requests"]]
+        return kwargs
+
+
+def _relative(path: str, root: str) -> str:
+    from pathlib import Path
+
+    return str(Path(path).relative_to(root))
+
+
+def _device_request(raw: dict[str, Any]) -> DeviceRequest:
+    return DeviceRequest(
+        driver=raw.get("Driver", ""), count=raw.get("Count", 0), device_ids=raw.get("DeviceIDs"),
+        capabilities=raw.get("Capabilities"), options=raw.get("Options"),
+    )
+
+
+def docker_client() -> docker.DockerClient:
+    return docker.from_env(timeout=30)
+
+
+class SimulatorContainer:
+    """One started simulator container: its output lines, its exit code, its stop."""
+
+    def __init__(self, client: docker.DockerClient, spec: SimulatorSpec) -> None:
+        self.client = client
+        self.spec = spec
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.exit_code: int | None = None
+        self.wait_error: str | None = None
+        self._done = threading.Event()
+        try:
+            client.images.get(spec.image)
+        except ImageNotFound:
+            raise SimulatorImageMissing(
+                f"image {spec.image!r} is not present on host {spec.host!r}; images are never pulled: "
+                f"build or `docker load` it on {spec.host!r} first"
+            ) from None
+        _remove_quietly(client, spec.name)  # a retry of the same job reuses the name
+        self.container = client.containers.create(**spec.create_kwargs())
+        self.container.start()
+        threading.Thread(target=self._pump, daemon=True, name="sim-logs").start()
+        threading.Thread(target=self._wait, daemon=True, name="sim-wait").start()
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    def _pump(self) -> None:
+        """stdout and stderr, line by line, until the container ends."""
+        partial = b""
+        try:
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                partial += chunk
+                *complete, partial = partial.split(b"\n")
+                for raw in complete:
+                    self.lines.put(raw.decode("utf-8", "replace").rstrip("\r"))
+        except (APIError, OSError) as exc:  # removed under us: the wait thread reports it
+            log.debug("log stream of %s ended: %s", self.spec.name, exc)
+        finally:
+            if partial:
+                self.lines.put(partial.decode("utf-8", "replace").rstrip("\r"))
+            self.lines.put(None)
+
+    def _wait(self) -> None:
+        """The exit code, read from the container we did not auto-remove (no race)."""
+        try:
+            self.exit_code = int(self.container.wait()["StatusCode"])
+        except NotFound:
+            self.wait_error = "the simulator's container was removed before it ended"
+            self.exit_code = -1
+        except Exception as exc:  # the engine restarted, the socket went away...
+            self.wait_error = f"lost the simulator's container: {exc}"
+            self.exit_code = self._exit_code_after_error()
+        finally:
+            self._done.set()
+
+    def _exit_code_after_error(self) -> int:
+        for _ in range(10):
+            try:
+                self.container.reload()
+                state = self.container.attrs["State"]
+                if not state.get("Running"):
+                    return int(state.get("ExitCode", -1))
+            except NotFound:
+                return -1
+            except Exception:
+                pass
+            time.sleep(1)
+        return -1
+
+    @property
+    def ended(self) -> bool:
+        return self._done.is_set()
+
+    def stop_and_remove(self) -> None:
+        """SIGTERM, SIGKILL after STOP_TIMEOUT_SECONDS, then remove: a stopped job leaves no container."""
+        try:
+            self.container.stop(timeout=STOP_TIMEOUT_SECONDS)
+        except NotFound:
+            return
+        except APIError as exc:
+            log.warning("could not stop %s: %s", self.spec.name, exc)
+        self._done.wait(timeout=5)
+        _remove_quietly(self.client, self.container.id)
+
+
+def _remove_quietly(client: docker.DockerClient, name_or_id: str) -> None:
+    try:
+        client.api.remove_container(name_or_id, force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if "already in progress" not in str(exc):
+            log.warning("could not remove container %s: %s", name_or_id, exc)
+
+
+def remove_for_run(client: docker.DockerClient, flow_run_id: str) -> int:
+    """Force-remove every simulator container of one flow run (the supervisor's last act)."""
+    found = client.containers.list(all=True, filters={"label": [f"{ROLE_LABEL}=simulator", f"opeva.flow_run_id={flow_run_id}"]})
+    for c in found:
+        _remove_quietly(client, c.id)
+    return len(found)
+
+
+def _finished_seconds_ago(attrs: dict[str, Any]) -> float:
+    text = (attrs.get("State") or {}).get("FinishedAt") or ""
+    try:
+        finished = datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00") if text[:4] != "0001" else None
+    except ValueError:
+        finished = None
+    return (datetime.now(timezone.utc) - finished).total_seconds() if finished else 0.0
+
+
+def reap(client: docker.DockerClient) -> list[str]:
+    """Remove OPEVA's leftovers on this engine; returns the names removed.
+
+    - a running simulator whose supervisor is not running (cannot happen while the PID
+      namespace is shared; kept for engines where it is not);
+    - exited simulator and supervisor containers that ended over EXITED_KEEP_SECONDS ago
+      (supervisors are not auto-removed, so the worker always reads their exit code).
+    """
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": ROLE_LABEL}):
+        role = c.labels.get(ROLE_LABEL)
+        running = c.status in ("running", "restarting", "paused", "created")
+        if role == "simulator" and running:
+            sup = c.labels.get("opeva.supervisor")
+            if sup and _running(client, sup):
+                continue
+            if not sup:
+                continue  # started outside a container (process pool): its supervisor removes it
+        elif running or _finished_seconds_ago(c.attrs) < EXITED_KEEP_SECONDS:
+            continue
+        _remove_quietly(client, c.id)
+        removed.append(c.name)
+    return removed
+
+
+def _running(client: docker.DockerClient, container_id: str) -> bool:
+    try:
+        return client.api.inspect_container(container_id)["State"]["Running"]
+    except NotFound:
+        return False

@@ -1,0 +1,132 @@
+"""The production compose files, checked for what would break at `docker compose up`:
+`docker-compose config` accepts them (Debian's docker-compose; .ci/run installs it;
+PyYAML's merge keys otherwise), every service runs the runtime image of this
+version, every command's module is in the image or mounted into the container,
+the Prefect server talks to the compose PostgreSQL with the settings `make up`
+uses, and every client points at that server. The images are not started here
+(no registry for postgres:15): tests/e2e/test_postgres.py runs the same server
+settings on Debian's PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from core.settings import project_version
+from deployments.platform import Platform
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"POSTGRES_PASSWORD": "pw", "OPEVA_HOST": "gpu-1", "PREFECT_API_URL": "http://main:4200/api"}
+IN_IMAGE = "/opt/opeva"
+
+
+def compose_cli() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return None
+
+
+def resolved(name: str, env: dict[str, str] = ENV) -> dict:
+    """The file as compose sees it: anchors merged and ${VARS} filled in."""
+    cli = compose_cli()
+    if cli is None:
+        if os.environ.get("OPEVA_REQUIRE_DOCKER") == "1":
+            pytest.fail("no docker-compose in CI: .ci/run installs Debian's docker-compose")
+        return yaml.safe_load((ROOT / name).read_text())  # merge keys resolved, variables left as written
+    out = subprocess.run([*cli, "-f", str(ROOT / name), "config"], capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)
+
+
+def image_dirs() -> set[str]:
+    """Top-level source directories the Dockerfile copies into the image."""
+    return set(re.findall(r"^COPY (\w+)/ \1/", (ROOT / "Dockerfile").read_text(), flags=re.M))
+
+
+def mounted_dirs(service: dict) -> set[str]:
+    dirs = set()
+    for volume in service.get("volumes", []):
+        source, target = (volume["source"], volume["target"]) if isinstance(volume, dict) else volume.split(":")[:2]
+        if target.startswith(IN_IMAGE + "/"):
+            assert Path(source).resolve() == (ROOT / Path(target).relative_to(IN_IMAGE)).resolve() or source.startswith("./"), volume
+            dirs.add(Path(target).relative_to(IN_IMAGE).parts[0])
+    return dirs
+
+
+def command_module(command: str | list[str]) -> str | None:
+    argv = shlex.split(command) if isinstance(command, str) else command
+    if argv[:2] == ["python", "-m"]:
+        return argv[2]
+    if argv[0] == "uvicorn":
+        return argv[1].split(":")[0]
+    assert argv[0] == "prefect", f"unexpected command {argv}"
+    return None
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.host.yml"])
+def test_every_opeva_service_has_its_image_its_code_and_host_networking(name):
+    spec = resolved(name)
+    for service_name, service in spec["services"].items():
+        assert service.get("network_mode") == "host", service_name
+        if service_name == "postgres":
+            continue
+        assert service["image"] in (f"opeva-runtime:{project_version()}", "${OPEVA_IMAGE:-opeva-runtime:%s}" % project_version()), service_name
+        module = command_module(service["command"])
+        if module:
+            top = module.split(".")[0]
+            assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), f"{service_name}: no module {module}"
+            assert top in image_dirs() | mounted_dirs(service), f"{service_name}: {top}/ is neither in the image nor mounted"
+        assert service["restart"] == "unless-stopped", service_name
+
+
+def test_prefect_server_runs_on_the_compose_postgres_with_make_ups_settings():
+    spec = resolved("docker-compose.yml")["services"]
+    pg, server = spec["postgres"], spec["prefect-server"]
+    url = urlsplit(server["environment"]["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
+    assert url.scheme == "postgresql+asyncpg" and url.hostname == "127.0.0.1" and (url.port or 5432) == 5432
+    assert url.username == pg["environment"]["POSTGRES_USER"] and url.path == "/" + pg["environment"]["POSTGRES_DB"]
+    if compose_cli():
+        assert url.password == ENV["POSTGRES_PASSWORD"]
+    embedded = Platform(home=ROOT, prefect_port=1, mongo_port=1, api_port=1, data_dir=ROOT, database_url="postgresql+asyncpg://x").server_env()
+    for key in ("PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE", "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW"):
+        assert str(server["environment"][key]) == embedded[key], key
+    assert server["depends_on"]["postgres"]["condition"] == "service_healthy" if isinstance(server["depends_on"], dict) else False
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+
+
+def test_every_client_points_at_the_prefect_server_and_workers_at_known_pools():
+    spec = resolved("docker-compose.yml")["services"]
+    port = shlex.split(spec["prefect-server"]["command"])[-1] if isinstance(spec["prefect-server"]["command"], str) else spec["prefect-server"]["command"][-1]
+    hosts = {h["name"] for h in yaml.safe_load((ROOT / "deployments" / "hosts.yaml").read_text())["hosts"]}
+    for name, service in spec.items():
+        if name == "postgres":
+            continue
+        assert service["environment"]["PREFECT_API_URL"] == f"http://127.0.0.1:{port}/api", name
+        argv = shlex.split(service["command"]) if isinstance(service["command"], str) else service["command"]
+        if argv[:2] == ["prefect", "worker"]:
+            assert argv[argv.index("--pool") + 1] in hosts, name
+            mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in service["volumes"]]
+            assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), name
+    hosts_file = Path(spec["api"]["environment"]["OPEVA_HOSTS_FILE"])
+    assert hosts_file.relative_to(IN_IMAGE).parts[0] in mounted_dirs(spec["api"])
+
+
+def test_compute_host_compose_requires_its_pool_and_server():
+    spec = resolved("docker-compose.host.yml")["services"]["worker"]
+    argv = shlex.split(spec["command"]) if isinstance(spec["command"], str) else spec["command"]
+    if compose_cli():
+        assert argv[argv.index("--pool") + 1] == ENV["OPEVA_HOST"]
+        assert spec["environment"]["PREFECT_API_URL"] == ENV["PREFECT_API_URL"]
+        missing = subprocess.run([*compose_cli(), "-f", str(ROOT / "docker-compose.host.yml"), "config"], capture_output=True, text=True,
+                                 env={k: v for k, v in os.environ.items() if k not in ENV}, cwd=ROOT)
+        assert missing.returncode != 0 and "OPEVA_HOST" in missing.stderr
