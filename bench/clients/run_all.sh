@@ -5,6 +5,7 @@
 #   bash bench/clients/run_all.sh            # everything; prints the table at the end
 #   CLIENTS=postman bash bench/clients/run_all.sh   # or CLIENTS=ui
 #   KEEP=1 ...                               # leave the platform running afterwards (prints how to stop it)
+#   STRICT=1 ...                             # exit 1 when any client has a failure
 #
 # Needs: Docker engine (as make up), Debian's chromium, npm registry access the first time
 # (newman, playwright-core and the UI's own dependencies are cached in /var/cache/opeva/clients).
@@ -96,5 +97,9 @@ for r in rows:
         print(f"\n{r['client']} failures:")
         for f in r["failures"]:
             print(f"  - {f}")
+if any(r["failures"] for r in rows) and __import__("os").environ.get("STRICT") == "1":
+    sys.exit(1)
 PY
+RC=$?
 echo "details: $STATE (platform.log, postman/newman.log, ui-results.json, ui-shots/)"
+exit $RC
