@@ -151,15 +151,16 @@ export const journeys = [
     await launch(page, 'ui_quick.yaml');
     await reloadUntil(page, 'Run Simulations', async () => (await card(page, 'ui-quick-r1').count()) > 0, 60, 'card ui-quick-r1');
   } },
-  { name: 'run: the job reaches finished with progress 100%', needs: ['run: launch ui_quick.yaml on local, its card appears'], timeout: 200, run: async (page) => {
-    await waitJob(page, 'ui-quick-r1', ['finished'], 180);
+  { name: 'run: the job reaches finished with progress 100%', needs: ['run: launch ui_quick.yaml on local, its card appears'], timeout: 420, run: async (page) => {
+    await waitJob(page, 'ui-quick-r1', ['finished'], 400);
     const pct = await until(async () => {
       const t = (await card(page, 'ui-quick-r1').first().locator('.progress-bar').textContent()).trim();
       return t === '100%' ? t : null;
     }, 10, 'progress bar 100%').catch(async (e) => { throw new Error(`${e.message}; bar shows ${await card(page, 'ui-quick-r1').first().locator('.progress-bar').textContent()}`); });
     return pct;
   } },
-  { name: 'run: See Results shows the result', needs: ['run: the job reaches finished with progress 100%'], run: async (page) => {
+  { name: 'run: See Results shows the result', needs: ['run: launch ui_quick.yaml on local, its card appears'], timeout: 300, run: async (page) => {
+    await waitJob(page, 'ui-quick-r1', ['finished'], 280);
     await openPage(page, 'Run Simulations');
     await itemsFound(page);
     await card(page, 'ui-quick-r1').first().getByRole('button', { name: 'See Results' }).click();
@@ -168,9 +169,9 @@ export const journeys = [
     const text = await modal.locator('.modal-body').innerText();
     if (!/Status:\s*completed/i.test(text)) throw new Error(`results modal shows: ${text.replace(/\s+/g, ' ').slice(0, 120) || '(empty)'}`);
   } },
-  { name: 'run: a config made in the UI runs to finished', needs: ['configs: create a config from the form'], timeout: 200, run: async (page) => {
+  { name: 'run: a config made in the UI runs to finished', needs: ['configs: create a config from the form'], timeout: 420, run: async (page) => {
     await launch(page, 'ui_created.yaml');
-    await waitJob(page, 'ui-created-r1', ['finished'], 170);
+    await waitJob(page, 'ui-created-r1', ['finished'], 400);
   } },
   { name: 'configs: delete a config', needs: ['configs: create a config from the form'], run: async (page) => {
     await openPage(page, 'Experiment Configs');
@@ -183,9 +184,9 @@ export const journeys = [
     await itemsFound(page);
     if (await page.locator('.card-header a b', { hasText: 'ui_created.yaml' }).count()) throw new Error('ui_created.yaml still listed after reload');
   } },
-  { name: 'run: a long job shows running with progress > 0%', timeout: 240, run: async (page) => {
+  { name: 'run: a long job shows running with progress > 0%', timeout: 420, run: async (page) => {
     await launch(page, 'ui_long.yaml');
-    await waitJob(page, 'ui-long-r1', ['running'], 150);
+    await waitJob(page, 'ui-long-r1', ['running'], 300);
     await reloadUntil(page, 'Run Simulations', async () => {
       const t = (await card(page, 'ui-long-r1').first().locator('.progress-bar').textContent()).trim();
       return parseFloat(t) > 0 ? t : null;
@@ -207,7 +208,7 @@ export const journeys = [
     });
     return got;
   } },
-  { name: 'run: stop the running job, it shows stopped', needs: ['run: a long job shows running with progress > 0%'], timeout: 120, run: async (page) => {
+  { name: 'run: stop the running job, it shows stopped', needs: ['run: a long job shows running with progress > 0%'], timeout: 240, run: async (page) => {
     await openPage(page, 'Run Simulations');
     await itemsFound(page);
     const c = card(page, 'ui-long-r1').first();
@@ -215,9 +216,10 @@ export const journeys = [
     await c.locator('i.fa-pause').click();
     await page.locator('.modal-content', { hasText: 'Confirm Stop' }).getByRole('button', { name: 'Stop', exact: true }).click();
     await expectToast(page, 'Job stopped successfully!');
-    await waitJob(page, 'ui-long-r1', ['stopped'], 90);
+    await waitJob(page, 'ui-long-r1', ['stopped'], 200);
   } },
-  { name: 'run: delete a finished job', needs: ['run: the job reaches finished with progress 100%'], timeout: 60, run: async (page) => {
+  { name: 'run: delete a finished job', needs: ['run: launch ui_quick.yaml on local, its card appears'], timeout: 300, run: async (page) => {
+    await waitJob(page, 'ui-quick-r1', ['finished'], 280);
     await openPage(page, 'Run Simulations');
     await itemsFound(page);
     await card(page, 'ui-quick-r1').first().locator('i.fa-trash').click();
@@ -270,7 +272,7 @@ export const journeys = [
     await itemsFound(page);
     if (await page.locator('.card-header b', { hasText: 'ui-dataset-b' }).count()) throw new Error('ui-dataset-b still listed after reload');
   } },
-  { name: 'datasets: build one from living_lab with the form', timeout: 200, run: async (page, { prepared }) => {
+  { name: 'datasets: build one from living_lab with the form', timeout: 420, run: async (page, { prepared }) => {
     await openPage(page, 'Datasets');
     await itemsFound(page);
     await page.getByRole('button', { name: 'New Dataset' }).click();
@@ -283,7 +285,7 @@ export const journeys = [
     await page.locator('input[name="until"]').fill(localInput(prepared.recent_from, 48));
     await page.getByRole('button', { name: 'Save Dataset' }).click();
     await expectToast(page, 'Dataset created successfully!');
-    await reloadUntil(page, 'Datasets', async () => (await page.locator('.card-header b', { hasText: 'ui-built' }).count()) > 0, 150, 'dataset ui-built in the list');
+    await reloadUntil(page, 'Datasets', async () => (await page.locator('.card-header b', { hasText: 'ui-built' }).count()) > 0, 400, 'dataset ui-built in the list');
     const desc = await page.locator('.card').filter({ hasText: 'ui-built' }).locator('.card-body').innerText();
     if (!desc.includes('built from the UI')) throw new Error(`description shows "${desc.trim()}"`);
   } },
