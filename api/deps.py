@@ -7,22 +7,18 @@ every request.
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Annotated
 
 import pymongo
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from api.gateway import PrefectGateway
+from api.security import CurrentUser, User, authenticate, may_manage  # noqa: F401  (re-exported for routes)
 from core.settings import PlatformSettings
 from core.layout import DataRoot
 from core.hosts import Host, HostsFile, load_hosts
-
-_bearer = HTTPBearer(auto_error=False, description="Needed when OPEVA_API_TOKENS is set.")
-
 
 def get_settings(request: Request) -> PlatformSettings:
     return request.app.state.settings
@@ -71,16 +67,10 @@ def known_host(name: str, hosts: HostsFile) -> Host:
     return host
 
 
-async def require_token(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
-) -> None:
-    tokens = request.app.state.settings.token_set
-    if not tokens:
-        return
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    if not any(secrets.compare_digest(credentials.credentials, t) for t in tokens):
-        raise ApiError(401, "invalid bearer token")
+async def require_token(request: Request) -> User:
+    """Router-level guard: 401 unless the bearer token maps to a user (auth on); the user
+    is kept on the request for ``CurrentUser`` (api.security has the rules)."""
+    return authenticate(request)
 
 
 # Annotated aliases: a route says ``gateway: Gateway`` instead of repeating Depends(get_...).

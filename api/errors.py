@@ -22,7 +22,9 @@ import pymongo.errors
 from api.gateway import DeploymentMissing, JobNotFound
 from core.sites import SchemaNotFound, SiteExists, SiteNotFound
 from core.dataset_build import DatasetBuildError
-from core.layout import UnsafeNameError
+from core.layout import FileTooLarge, InvalidJobId, OutsideDataRoot, UnsafeNameError
+from core.limits import LimitExceeded
+from core.safe_yaml import YamlRefused
 from core.experiment import ExperimentConfigConflict, ExperimentConfigError, ExperimentConfigMissing
 
 log = logging.getLogger("opeva.api")
@@ -93,7 +95,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(UnsafeNameError)
     async def _unsafe(_: Request, exc: UnsafeNameError) -> JSONResponse:
-        return error(400, str(exc))
+        if isinstance(exc, InvalidJobId):
+            return error(404, str(exc), status="not_found")
+        return error(403 if isinstance(exc, OutsideDataRoot) else 400, str(exc))
+
+    install_limits(app)
 
     @app.exception_handler(ExperimentConfigError)
     async def _config(_: Request, exc: ExperimentConfigError) -> JSONResponse:
@@ -138,6 +144,34 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+
+def install_limits(app: FastAPI) -> None:
+    """Inputs over a limit and hostile files: a 4xx that says what was wrong, never a 500."""
+
+    @app.exception_handler(LimitExceeded)
+    async def _limit(_: Request, exc: LimitExceeded) -> JSONResponse:
+        return error(exc.status_code, str(exc))
+
+    @app.exception_handler(YamlRefused)
+    async def _yaml(_: Request, exc: YamlRefused) -> JSONResponse:
+        return error(422, str(exc), line=exc.line, column=exc.column)
+
+    @app.exception_handler(FileTooLarge)
+    async def _too_large(_: Request, exc: FileTooLarge) -> JSONResponse:
+        return error(413, str(exc))
+
+    @app.exception_handler(FileExistsError)
+    async def _exists(_: Request, exc: FileExistsError) -> JSONResponse:
+        return error(409, f"{exc.filename or 'the file'} already exists")
+
+    @app.exception_handler(FileNotFoundError)
+    async def _missing(_: Request, exc: FileNotFoundError) -> JSONResponse:
+        return error(404, "not found")  # no path: it may name the data root
+
+    @app.exception_handler(RecursionError)
+    async def _deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return error(422, "input nested too deeply")
 
 
 class BodySizeLimit:

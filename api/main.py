@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from prefect.client.orchestration import get_client
 
-from api import errors
+from api import errors, security
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
 from api.routers import configs, datasets, health, hosts, job_files, jobs, ops, sites
@@ -53,6 +53,9 @@ def create_app() -> FastAPI:
     for module in (jobs, job_files, configs, hosts, ops, sites, datasets):
         app.include_router(module.router, dependencies=protected)
     install_openapi(app)
+    # Last: its layer is outermost (Host allow-list, docs, JSON limits, users) and its OpenAPI
+    # hook wraps the one above (the bearer scheme is declared only when tokens are on).
+    security.install(app, max_body_bytes=MAX_BODY_BYTES)
     return app
 
 
@@ -75,8 +78,8 @@ def install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         tokens_on = bool(PlatformSettings().token_set)
-        for ops in spec.get("paths", {}).values():
-            for op in ops.values():
+        for path_ops in spec.get("paths", {}).values():
+            for op in path_ops.values():
                 _errors_as_json(op)
                 if not isinstance(op, dict) or "security" not in op:
                     continue

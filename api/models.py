@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.layout import safe_name
 
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?")
+# Used as pydantic `pattern`s (Rust regex: `$` is the very end, a trailing newline is refused).
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -28,7 +29,7 @@ class ResourceRequest(BaseModel):
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
-        if v is not None and not _MEMORY.match(v):
+        if v is not None and not _MEMORY.fullmatch(v):
             raise ValueError("memory must look like '512m' or '2g'")
         return v
 
@@ -40,8 +41,11 @@ class RunSimulationRequest(BaseModel):
         extra="forbid",
         strict=True,
         json_schema_extra={
-            "oneOf": [{"required": ["config"]}, {"required": ["config_path"]}],
-            "dependentRequired": {"save_as": ["config"]},
+            # exactly one of config / config_path (the other absent or null); save_as only with config
+            "oneOf": [
+                {"required": ["config"], "properties": {"config": {"type": "object"}, "config_path": {"type": "null"}}},
+                {"required": ["config_path"], "properties": {"config_path": {"type": "string"}, "config": {"type": "null"}, "save_as": {"type": "null"}}},
+            ],
             "examples": [
                 {"config": EXAMPLE_CONFIG, "save_as": "flex-demo.yaml", "target_host": "local", "job_name": "flex-demo-1", "submitted_by": "alice"},
                 {"config_path": "ui_demo.yaml", "target_host": "local", "image_tag": "v0.2.5", "target_worker_profile": "cpu"},
@@ -50,9 +54,9 @@ class RunSimulationRequest(BaseModel):
         },
     )
 
-    config: dict[str, Any] = Field(None, description="Inline experiment config (YAML as JSON).")  # type: ignore[assignment]
-    config_path: str = Field(None, min_length=1, max_length=1024, description="A file name under configs/ (ui_demo.yaml) or a path relative to the shared data root (configs/x.yaml).")  # type: ignore[assignment]
-    save_as: str = Field(None, pattern=FILE_NAME_PATTERN, max_length=128, description="Also keep an inline config as configs/<save_as> (never over a different file: 409).")  # type: ignore[assignment]
+    config: dict[str, Any] | None = Field(None, description="Inline experiment config (YAML as JSON).")
+    config_path: str | None = Field(None, min_length=1, max_length=1024, description="A file name under configs/ (ui_demo.yaml) or a path relative to the shared data root (configs/x.yaml).")
+    save_as: str | None = Field(None, pattern=FILE_NAME_PATTERN, max_length=128, description="Also keep an inline config as configs/<save_as> (never over a different file: 409).")
     target_host: str = Field("local", max_length=63, description="Compute host (a work pool) to run on.")
     job_name: str | None = Field(None, max_length=200, description="Display name; default metadata.experiment_name-metadata.run_name, else experiment.name-experiment.run_name.")
     submitted_by: str | None = Field(None, max_length=200)

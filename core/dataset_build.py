@@ -111,34 +111,76 @@ def plan(client: pymongo.MongoClient, request: BuildRequest) -> Plan:
     db = client[request.site_id]
     names = db.list_collection_names()
     buildings: dict[str, tuple[BuildingSpec, str]] = {}
-    ranges = {}
     for b in selected:
-        spec = schema.buildings[b]
-        coll = _collection(names, b, spec)
-        rng = collection_range(db[coll], spec.timestamp_field) if coll else None
-        if rng is None:
-            warnings.append(f"building {b} skipped: " + (f"no collection building_{b}*" if not coll else f"collection {coll} has no timestamped documents"))
-            continue
-        buildings[b], ranges[b] = (spec, coll), rng
-    if not buildings:
-        raise DatasetError(f"no building of site {request.site_id!r} has data ({'; '.join(warnings)})", 422)
+        coll = _collection(names, b, schema.buildings[b])
+        if coll is None:
+            warnings.append(f"building {b} skipped: no collection {schema.buildings[b].collection or f'building_{b}'}*")
+        else:
+            buildings[b] = (schema.buildings[b], coll)
     period_s = request.period * 60
+    if start and until:
+        start, until = floor_to(start, period_s), floor_to(until, period_s)
+        _check_size(request, start, until)
+        buildings = _with_data_in(db, buildings, start, until, warnings)
+    else:
+        start, until = _common_range(db, buildings, start, until, period_s, warnings)
+    if not buildings:
+        raise DatasetError(f"no data for building(s) {', '.join(selected)} of site {request.site_id!r} between {start.isoformat()} and {until.isoformat()}", 422)
+    steps = int((until - start).total_seconds() // period_s)
+    return Plan(raw, schema, configs, buildings, Grid(start, period_s, steps), warnings)
+
+
+def _check_size(request: BuildRequest, start: datetime, until: datetime) -> None:
+    if until <= start:
+        raise DatasetError(f"no time range: from {start.isoformat()} until {until.isoformat()} (site {request.site_id!r})", 422)
+    steps = int((until - start).total_seconds() // (request.period * 60))
+    if steps > MAX_ROWS:
+        raise DatasetError(f"{steps} time steps of {request.period} min from {start.isoformat()} to {until.isoformat()} exceed the limit of "
+                           f"{MAX_ROWS} rows per file; shorten the range or raise period", 422)
+
+
+def _with_data_in(db: pymongo.database.Database, buildings: dict, start: datetime, until: datetime, warnings: list[str]) -> dict:
+    """Buildings with at least one document in the range: one indexed find_one each (cheap
+    everywhere, where first/last lookups cost a scan on some servers)."""
+    kept = {}
+    for b, (spec, coll) in buildings.items():
+        ts = spec.timestamp_field
+        if db[coll].find_one({ts: {"$gte": start, "$lt": until}}, {ts: 1, "_id": 0}) is None:
+            warnings.append(f"building {b} skipped: no document in {coll} between {start.isoformat()} and {until.isoformat()}")
+        else:
+            kept[b] = (spec, coll)
+    return kept
+
+
+def _common_range(db: pymongo.database.Database, buildings: dict, start: datetime | None, until: datetime | None, period_s: int,
+                  warnings: list[str]) -> tuple[datetime, datetime]:
+    """A missing end is the one every building covers (latest first, earliest last), floored."""
+    ranges = {}
+    for b, (spec, coll) in list(buildings.items()):
+        rng = collection_range(db[coll], spec.timestamp_field)
+        if rng is None:
+            warnings.append(f"building {b} skipped: {coll} has no timestamped documents")
+            del buildings[b]
+        else:
+            ranges[b] = rng
+    if not ranges:
+        now = datetime.now(timezone.utc)
+        return start or now, until or now
     start = floor_to(start or max(r[0] for r in ranges.values()), period_s)
     until = floor_to(until or min(r[1] for r in ranges.values()) + timedelta(seconds=period_s), period_s)
     if until <= start:
-        raise DatasetError(f"the selected buildings of site {request.site_id!r} share no time range (from {start.isoformat()} until {until.isoformat()})", 422)
+        raise DatasetError(f"the selected buildings of site {db.name!r} share no time range (from {start.isoformat()} until {until.isoformat()})", 422)
     steps = int((until - start).total_seconds() // period_s)
     if steps > MAX_ROWS:
-        raise DatasetError(f"{steps} time steps of {request.period} min from {start.isoformat()} to {until.isoformat()} exceed the limit of {MAX_ROWS} rows per file; shorten the range or raise period", 422)
-    for b, (first, last) in list(ranges.items()):
+        raise DatasetError(f"{steps} time steps from {start.isoformat()} to {until.isoformat()} exceed the limit of {MAX_ROWS} rows per file; "
+                           "shorten the range or raise period", 422)
+    for b, (first, last) in ranges.items():
         if first >= until or last < start:
             warnings.append(f"building {b} skipped: no data between {start.isoformat()} and {until.isoformat()} (it has {first.isoformat()} .. {last.isoformat()})")
             del buildings[b]
         elif first > start or last < until - timedelta(seconds=period_s):
             warnings.append(f"building {b}: data covers {first.isoformat()} .. {last.isoformat()}, less than the range; the rest is filled")
-    if not buildings:
-        raise DatasetError(f"no data for building(s) {', '.join(ranges)} of site {request.site_id!r} between {start.isoformat()} and {until.isoformat()}", 422)
-    return Plan(raw, schema, configs, buildings, Grid(start, period_s, steps), warnings)
+    return start, until
 
 
 def calendar(grid: Grid, tz: str) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from core.layout import DataRoot, safe_name
+from core.layout import DataRoot, UnsafeNameError, safe_name
 
 TMP_PREFIX = ".tmp-"
 METADATA_FILE = "dataset.json"
@@ -68,7 +68,11 @@ def list_datasets(storage: DataRoot) -> list[dict[str, Any]]:
     for path in sorted(storage.datasets_dir.iterdir()):
         if not path.is_dir() or path.name.startswith("."):
             continue
-        meta = read_metadata(path)
+        try:  # links out of the root (a job can make them) are neither listed nor read through
+            storage.inside(path)
+            meta = storage.read_json_object(path / METADATA_FILE)
+        except UnsafeNameError:
+            continue
         created = meta.get("created") or datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat()
         out.append({
             "name": path.name,
@@ -86,7 +90,7 @@ def list_datasets(storage: DataRoot) -> list[dict[str, Any]]:
 
 def require_dataset(storage: DataRoot, name: str) -> Path:
     path = storage.dataset_dir(name)
-    if not path.is_dir():
+    if not path.is_dir() and not path.is_symlink():
         raise DatasetError(f"no dataset named {name!r}", 404)
     return path
 
@@ -110,14 +114,16 @@ class _Sink(io.RawIOBase):
         return data
 
 
-def iter_zip(folder: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """The folder as a zip, produced piece by piece (never whole in memory)."""
+def iter_zip(storage: DataRoot, folder: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """The folder as a zip, produced piece by piece (never whole in memory).
+
+    Files come from ``storage.iter_files``: links are neither stored nor followed,
+    so a link a job left in a dataset cannot pull outside files into the zip.
+    """
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file():
-                continue
-            with open(path, "rb") as src, archive.open(f"{folder.name}/{path.relative_to(folder)}", "w") as dst:
+        for relative, src in storage.iter_files(folder):
+            with archive.open(f"{folder.name}/{relative}", "w") as dst:
                 while block := src.read(chunk_size):
                     dst.write(block)
                     if data := sink.take():

@@ -22,14 +22,15 @@ required here: what a simulator needs, the simulator checks.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.layout import DataRoot, safe_name
+from core.layout import DataRoot, FileTooLarge, safe_name
+from core.limits import LIMITS
+from core.safe_yaml import YamlRefused, load_yaml
 
 
 class ExperimentConfigError(ValueError):
@@ -106,23 +107,22 @@ def config_source(root: DataRoot, config_path: str) -> Path:
     return root.resolve(config_path, what="config_path")
 
 
-def load_yaml_mapping(path: Path, what: str) -> tuple[dict[str, Any], str]:
+def load_config_file(root: DataRoot, path: Path, what: str) -> tuple[dict[str, Any], str]:
+    """A config file read only when really inside the data root, parsed with limits.
+
+    Errors name the line and column, never the file's content (a link out of the
+    root is refused before anything is read).
+    """
     try:
-        text = path.read_text()
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ExperimentConfigError(what, f"{what!r} is not valid YAML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExperimentConfigError(what, f"cannot read {path.name}: {exc}") from exc
+        text = root.read_text_inside(path, max_bytes=LIMITS.max_yaml_bytes, what=what)
+        data = load_yaml(text)
+    except YamlRefused as exc:
+        raise ExperimentConfigError(what, f"{path.name}: {exc}") from None
+    except FileTooLarge as exc:
+        raise ExperimentConfigError(what, str(exc)) from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ExperimentConfigError(what, f"cannot read {path.name}: {exc.strerror}") from None
     return check_experiment(data), text
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def save_exclusive(root: DataRoot, save_as: str, config: dict[str, Any], text: str) -> Path:
@@ -130,14 +130,12 @@ def save_exclusive(root: DataRoot, save_as: str, config: dict[str, Any], text: s
     path = root.config_file(safe_name(save_as, what="save_as"))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(path, "x") as f:
-            f.write(text)
-        return path
+        return root.create_exclusive(path, text)
     except FileExistsError:
         pass
     try:
-        same = yaml.safe_load(path.read_text()) == config
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        same = load_yaml(root.read_text_inside(path, max_bytes=LIMITS.max_yaml_bytes, what="save_as")) == config
+    except (YamlRefused, OSError, ValueError):
         same = False
     if not same:
         raise ExperimentConfigConflict(save_as)
@@ -161,13 +159,13 @@ def resolve_experiment(
         raise ExperimentConfigError("config", "give either 'config' or 'config_path', not both")
     job_copy = root.job(job_id).config_file if job_id else None
     if job_copy is not None and job_copy.is_file():  # a retry runs what the first attempt ran
-        data, _ = load_yaml_mapping(job_copy, "config")
+        data, _ = load_config_file(root, job_copy, "config")
         return ResolvedExperiment(data, job_copy, _source_of(root, config_path, save_as))
     if config_path:
         src = config_source(root, config_path)
         if not src.is_file():
             raise ExperimentConfigMissing("config_path", f"no config file {config_path!r} under configs/ or the shared data root")
-        data, text = load_yaml_mapping(src, "config_path")
+        data, text = load_config_file(root, src, "config_path")
         path: Path | None = src
     else:
         data = check_experiment(config if config is not None else default_experiment())
@@ -176,7 +174,7 @@ def resolve_experiment(
     if save_as:
         path = save_exclusive(root, save_as, data, text)
     if job_copy is not None:
-        _write_atomic(job_copy, text)
+        root.write_atomic(job_copy, text)
         path = job_copy
     return ResolvedExperiment(data, path, _source_of(root, config_path, save_as))
 

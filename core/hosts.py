@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HOST_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class GpuRequest(BaseModel):

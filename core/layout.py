@@ -21,20 +21,49 @@ simulator and the tools use this module too.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
+import stat
 import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# fullmatch everywhere: with re.match, "$" also matches before a trailing newline.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class UnsafeNameError(ValueError):
     """A user-supplied name that could escape its directory or is not a plain file name."""
+
+
+class OutsideDataRoot(UnsafeNameError):
+    """A path that, links followed, points outside the data root (or at no regular file)."""
+
+
+class InvalidJobId(UnsafeNameError):
+    """A job id that is not a UUID (job ids are Prefect flow-run ids)."""
+
+
+def canonical_job_id(job_id: Any) -> str:
+    """The one spelling of a job id: a lower-case, hyphenated UUID.
+
+    Prefect accepts any case, so ``/job/<UPPER>`` finds the run; the files live
+    under ``jobs/<canonical>/``, so every path is built from this form.
+    """
+    try:
+        text = str(job_id)
+        if len(text) > 64:
+            raise ValueError
+        return str(uuid.UUID(text))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidJobId(f"job id {str(job_id)[:80]!r} is not a UUID") from None
 
 
 def safe_name(name: str, *, what: str = "name") -> str:
@@ -49,7 +78,7 @@ def safe_name(name: str, *, what: str = "name") -> str:
         raise UnsafeNameError(f"{what} {name!r} must be a plain name, without '/' or an absolute path")
     if ".." in name:
         raise UnsafeNameError(f"{what} {name!r} must not contain '..'")
-    if not _SAFE_NAME.match(name):
+    if not _SAFE_NAME.fullmatch(name):
         raise UnsafeNameError(
             f"{what} {name!r} may only use letters, digits, '.', '_' and '-', "
             "start with a letter or digit, and be at most 128 characters"
@@ -141,7 +170,9 @@ class DataRoot:
             d.mkdir(parents=True, exist_ok=True)
 
     def job(self, job_id: str) -> JobPaths:
-        return JobPaths(job_id=safe_name(str(job_id), what="job id"), dir=self.jobs_dir / str(job_id))
+        """The job's files, under its canonical id whatever case the caller used."""
+        canonical = canonical_job_id(job_id)
+        return JobPaths(job_id=canonical, dir=self.jobs_dir / canonical)
 
     def config_file(self, file_name: str) -> Path:
         return self.configs_dir / safe_name(file_name, what="config file name")
@@ -159,12 +190,188 @@ class DataRoot:
         if os.path.isabs(relative):
             raise UnsafeNameError(f"{what} {relative!r} must be relative to the shared data root, not absolute")
         parts = [p for p in relative.split("/") if p not in ("", ".")]
+        if not parts:
+            raise UnsafeNameError(f"{what} must name a file under the shared data root")
         for part in parts:
             safe_name(part, what=f"{what} segment")
-        return self.root.joinpath(*parts)
+        path = self.root.joinpath(*parts)
+        self.inside(path, what=what)
+        return path
 
     def relative(self, path: Path) -> str:
-        return str(Path(path).relative_to(self.root))
+        try:
+            return str(Path(path).relative_to(self.root))
+        except ValueError:
+            return str(Path(path).relative_to(self.real_root))
+
+
+    # -- confinement: every file the API reads, serves, zips or deletes goes through here --
+
+    @property
+    def real_root(self) -> Path:
+        return Path(os.path.realpath(self.root))
+
+    def inside(self, path: str | Path, *, what: str = "path") -> Path:
+        """``path`` with every link followed; refused unless it stays under the data root.
+
+        A relative ``path`` is taken from the root. The answer never names the
+        link's target, so a refusal leaks nothing about the outside.
+        """
+        p = Path(path)
+        if not p.is_absolute():
+            p = self.root / p
+        real, root = os.path.realpath(p), str(self.real_root)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise OutsideDataRoot(f"{what} {self._shown(p)!r} points outside the shared data root; refused")
+        return Path(real)
+
+    def _shown(self, p: Path) -> str:
+        try:
+            return self.relative(p)
+        except ValueError:
+            return p.name
+
+    def open_inside(self, path: str | Path, *, what: str = "file") -> IO[bytes]:
+        """Open a regular file for reading, refusing links out, FIFOs and devices.
+
+        The check is made again on the open descriptor (``/proc/self/fd``), so a
+        job swapping a link between the check and the open gains nothing.
+        """
+        real = self.inside(path, what=what)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(real, flags)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR):
+                raise OutsideDataRoot(f"{what} {self._shown(Path(path))!r} is not a regular file") from None
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutsideDataRoot(f"{what} {self._shown(Path(path))!r} is not a regular file")
+            proc = f"/proc/self/fd/{fd}"
+            if os.path.exists(proc):
+                self.inside(os.readlink(proc), what=what)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read_bytes_inside(self, path: str | Path, *, max_bytes: int | None = None, what: str = "file") -> bytes:
+        with self.open_inside(path, what=what) as f:
+            data = f.read(-1 if max_bytes is None else max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise FileTooLarge(f"{what} {self._shown(Path(path))!r} is over {max_bytes} bytes")
+        return data
+
+    def read_text_inside(self, path: str | Path, *, max_bytes: int | None = None, what: str = "file") -> str:
+        return self.read_bytes_inside(path, max_bytes=max_bytes, what=what).decode("utf-8", errors="replace")
+
+    def read_json(self, path: str | Path, *, max_bytes: int = 16 << 20) -> Any | None:
+        """Like ``read_json`` but confined: None when absent, mid-write or not JSON; refused when linked out."""
+        try:
+            return json.loads(self.read_bytes_inside(path, max_bytes=max_bytes))
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            if isinstance(exc, UnsafeNameError):
+                raise
+            return None
+
+    def read_json_object(self, path: str | Path) -> dict[str, Any]:
+        """A JSON object file a job may have written (or replaced by anything): {} unless an object."""
+        data = self.read_json(path)
+        return data if isinstance(data, dict) else {}
+
+    def iter_files(self, folder: str | Path) -> Iterator[tuple[str, IO[bytes]]]:
+        """(relative name, open file) for every regular file under ``folder``.
+
+        Links are neither stored nor followed (a dataset may hold a link a job
+        made); only regular files that are really inside the root are opened.
+        """
+        top = self.inside(folder, what="folder")
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                if os.path.islink(full) or not os.path.isfile(full):
+                    continue
+                try:
+                    handle = self.open_inside(full)
+                except (OutsideDataRoot, FileNotFoundError):
+                    continue
+                with handle:
+                    yield os.path.relpath(full, top), handle
+
+    def remove_inside(self, path: str | Path, *, what: str = "path") -> None:
+        """Delete a file or folder under the root; a link is removed, never its target."""
+        p = Path(path) if Path(path).is_absolute() else self.root / path
+        self.inside(p.parent, what=what)
+        if p.is_symlink():
+            p.unlink()
+            return
+        real = self.inside(p, what=what)
+        if real.is_dir():
+            shutil.rmtree(real)  # fd-based on Linux: links inside are removed, not followed
+        else:
+            real.unlink()
+
+    def write_atomic(self, path: str | Path, data: bytes | str) -> Path:
+        """Replace ``path`` in one step (temp file + ``os.replace``); a link there is replaced, not followed."""
+        p = Path(path) if Path(path).is_absolute() else self.root / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self.inside(p.parent, what="folder")
+        tmp = self._temp_with(p, data)
+        try:
+            os.replace(tmp, p)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return p
+
+    def create_exclusive(self, path: str | Path, data: bytes | str) -> Path:
+        """Create ``path`` with its whole content, or raise FileExistsError if anything is there.
+
+        Hard-linking a complete temp file is atomic and exclusive at once: of
+        concurrent creators exactly one wins, and no reader sees half a file.
+        """
+        p = Path(path) if Path(path).is_absolute() else self.root / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self.inside(p.parent, what="folder")
+        tmp = self._temp_with(p, data)
+        try:
+            os.link(tmp, p)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise FileExistsError(errno.EEXIST, "exists", p.name) from None
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)  # no hard links here
+            with os.fdopen(fd, "wb") as f, open(tmp, "rb") as src:
+                shutil.copyfileobj(src, f)
+        finally:
+            _unlink_quietly(tmp)
+        return p
+
+    @staticmethod
+    def _temp_with(p: Path, data: bytes | str) -> str:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+            os.chmod(tmp, 0o644)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return tmp
+
+
+class FileTooLarge(ValueError):
+    """A file over the size the reader accepts (a config, a job file)."""
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def data_root_from_env() -> DataRoot:

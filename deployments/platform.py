@@ -326,36 +326,6 @@ def worker_online(api_url: str, pool: str, worker_name: str | None = None, auth:
     return any(w["status"] == "ONLINE" and (worker_name is None or w["name"] == worker_name) for w in r.json())
 
 
-def ensure_docker_engine() -> bool:
-    """Start an engine when we can (root, Debian); False means use process pools
-    (also when OPEVA_DOCKER=0)."""
-    from deployments.setup import docker_available
-
-    if os.environ.get("OPEVA_DOCKER", "1") == "0":
-        return False
-    if docker_available():
-        return True
-    script = PROJECT_ROOT / "deployments" / "docker_engine.sh"
-    return subprocess.run(["bash", str(script)]).returncode == 0 and docker_available()
-
-
-def ensure_image(image: str) -> None:
-    """Build the runtime image, or bring it up to date with the code.
-
-    Always built, not only when missing: runs execute the flow code inside the image,
-    so an image left from an older checkout would run old code. Docker's layer cache
-    makes this a few seconds when nothing changed.
-    """
-    import docker
-
-    try:
-        docker.from_env().images.get(image)
-        print(f"Refreshing the runtime image {image} with the current code (seconds)...", flush=True)
-    except docker.errors.ImageNotFound:
-        print(f"Building the runtime image {image} (first start only; a few minutes offline)...", flush=True)
-    subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "build_image.sh")], check=True, env={**os.environ, "IMAGE": image})
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the OPEVA platform in the foreground (Ctrl-C stops it).")
     parser.parse_args()
@@ -374,6 +344,8 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        from deployments.runtime import ensure_docker_engine, ensure_image
+
         use_docker = ensure_docker_engine()
         if use_docker:
             ensure_image(settings.runtime_image)

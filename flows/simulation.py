@@ -44,23 +44,27 @@ class SimulatorFailed(RuntimeError):
     """The simulator exited non-zero; the message carries the tail of its output."""
 
 
-def _experiment_names(config: dict[str, Any]) -> tuple[str, str]:
+def _experiment_names(config: dict[str, Any]) -> tuple[str | None, str | None]:
     """(experiment name, run name): ``metadata.experiment_name``/``run_name``, else
-    ``experiment.name``/``run_name``. The one call to replace by core.experiment's
-    resolver once it exists."""
+    ``experiment.name``/``run_name``; neither is required (the simulator checks its config)."""
     meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
     exp = config.get("experiment") if isinstance(config.get("experiment"), dict) else {}
-    name = meta.get("experiment_name") or exp.get("name")
-    run = meta.get("run_name") or exp.get("run_name")
-    if not isinstance(name, str) or not name.strip():
-        raise ExperimentConfigError("metadata.experiment_name", "name the experiment (or experiment.name in older configs)")
-    return name, run if isinstance(run, str) and run.strip() else "run"
+    return meta.get("experiment_name") or exp.get("name"), meta.get("run_name") or exp.get("run_name")
 
 
 def _resolve_config(
     storage: DataRoot, job: JobPaths, config: dict[str, Any] | None, config_path: str | None, save_as: str | None
 ) -> tuple[dict[str, Any], Path]:
-    """Load or store the experiment config and return it with the file the simulator reads."""
+    """The config the job runs and the file the simulator reads: the one call into the
+    experiment contract (core.experiment.resolve_experiment, shared with the REST API,
+    when this tree has it; else the same rules, written here)."""
+    try:
+        from core.experiment import resolve_experiment
+    except ImportError:
+        resolve_experiment = None
+    if resolve_experiment is not None:
+        resolved = resolve_experiment(storage, config=config, config_path=config_path, save_as=save_as, job_id=job.job_id)
+        return resolved.config, resolved.path
     if config is not None and config_path:
         raise ExperimentConfigError("config", "give either 'config' or 'config_path', not both")
     if config_path:

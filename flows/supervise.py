@@ -23,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Protocol
 
 from core.layout import JobPaths, read_json
@@ -225,6 +224,3 @@ def subprocess_env(contract: Mapping[str, str]) -> dict[str, str]:
     keep = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "HOME", "TMPDIR")
     return {**{k: os.environ[k] for k in keep if k in os.environ}, **contract}
 
-
-def job_dir_exists(job: JobPaths) -> bool:
-    return Path(job.dir).is_dir()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 # The shared-storage rule for names (blocks.storage.safe_name), restated here so
 # that validating a config does not import Prefect.
-_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class ConfigError(ValueError):
@@ -198,7 +198,7 @@ def validate_config(config: Any, data_dir: Path | None = None) -> SimulatorConfi
         raise error from exc
 
     if raw.dataset is not None:
-        if not _DATASET_NAME.match(raw.dataset) or ".." in raw.dataset:
+        if not _DATASET_NAME.fullmatch(raw.dataset) or ".." in raw.dataset:
             raise ConfigError("dataset", f"{raw.dataset!r} must be a plain folder name under datasets/")
         if data_dir is not None:
             _check_dataset_folder(raw.dataset, data_dir)

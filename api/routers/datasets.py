@@ -10,7 +10,6 @@ validation, as the upstream backend did.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ from api.gateway import DATASET_FLOW, PrefectGateway, opeva_status
 from api.routers.sites import check_site_name, errors
 from core.dataset_build import BuildRequest, plan
 from core.dataset_schema import CityLearnConfigs
+from core.limits import check_dataset_rows
 from core.datasets import DatasetError, extract_upload, iter_zip, list_datasets, parse_ts, read_metadata, require_dataset
 from core.hosts import HostsFile
 from core.layout import DataRoot, safe_name
@@ -176,6 +176,7 @@ async def create_dataset(
     params["citylearn_configs"] = body.citylearn_configs.model_dump(exclude_none=True)
     request = BuildRequest(**params)
     p = await asyncio.to_thread(_mapped, plan, client, request)
+    check_dataset_rows(p.grid.start, p.grid.until, body.period)  # 422 over the row cap (memory and disk of one build)
     run = await gateway.submit(DATASET_FLOW, host.name, params, name=f"dataset-{body.name}")
     answer = {"message": "Dataset build submitted", "job_id": str(run.id), "status": opeva_status(run), "host": host.name, "name": body.name,
               "description": body.description, "time_steps": p.grid.steps, "from": p.grid.start.isoformat(), "until": p.grid.until.isoformat(),
@@ -200,12 +201,13 @@ def datasets(storage: DataRoot = Depends(get_storage)) -> list[dict[str, Any]]:
             responses={**errors(400, 404), 200: {"content": {"application/zip": {}}, "description": "the zip"}})
 def download(name: str, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
     path = _mapped(require_dataset, storage, name)
-    return StreamingResponse(iter_zip(path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
+    storage.inside(path, what="dataset")  # a dataset linked outside the root: refused
+    return StreamingResponse(iter_zip(storage, path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
 @router.delete("/dataset/{name}", summary="Delete a dataset", response_model=Message, responses=errors(400, 404))
 def delete(name: str, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    shutil.rmtree(_mapped(require_dataset, storage, name))
+    storage.remove_inside(_mapped(require_dataset, storage, name))  # a linked dataset: the link goes, never its target
     return {"message": f"Dataset {name} deleted"}
 
 

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
 from api.deps import Gateway, Storage
 from api.models import SimulationDataFileRequest, SimulationDataIndexRequest
 from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex, errors, text_response
 from api.usecases import job_files
+from core.layout import canonical_job_id
 
 router = APIRouter(tags=["job files"])
 
 LOG_EXAMPLE = "[INFO] Simulation started\n[INFO] episode 1/5\n"
 TEXT = "text/plain; charset=utf-8"
 Follow = Query(False, description="Keep streaming until the job ends (default: the log as it is now, once).")
+
+
+async def _held(request: Request, job_id: str, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream inside a follower slot: ``?follow=true`` readers are capped per job and in all
+    (each polls Prefect twice a second while connected); past the caps the answer is 429."""
+    lease = request.app.state.followers.lease(canonical_job_id(job_id), follow=True)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        with lease.held():
+            async for chunk in stream:
+                yield chunk
+
+    return chunks()
 
 
 @router.get("/progress/{job_id}", response_model=ProgressOut, responses=errors(404), summary="Latest progress (200 with a placeholder before any)")
@@ -28,17 +44,17 @@ async def result(job_id: str, gateway: Gateway, storage: Storage) -> ResultOut:
 
 
 @router.get("/logs/{job_id}", response_class=PlainTextResponse, response_model=None, responses=text_response("text/plain", LOG_EXAMPLE, 404), summary="The job's Prefect logs, once (or ?follow=true)")
-async def logs(job_id: str, gateway: Gateway, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
+async def logs(job_id: str, request: Request, gateway: Gateway, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
     if follow:
-        return StreamingResponse(await job_files.logs_follow(gateway, job_id), media_type=TEXT)
+        return StreamingResponse(await _held(request, job_id, await job_files.logs_follow(gateway, job_id)), media_type=TEXT)
     return PlainTextResponse(await job_files.logs_once(gateway, job_id))
 
 
 @router.get("/file-logs/{job_id}", response_class=PlainTextResponse, response_model=None, responses=text_response("text/plain", LOG_EXAMPLE, 404), summary="The job's log file, once (or ?follow=true)")
 @router.get("/logs/file/{job_id}", response_model=None, include_in_schema=False)
-async def file_logs(job_id: str, gateway: Gateway, storage: Storage, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
+async def file_logs(job_id: str, request: Request, gateway: Gateway, storage: Storage, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
     if follow:
-        return StreamingResponse(await job_files.file_log_follow(gateway, storage, job_id), media_type=TEXT)
+        return StreamingResponse(await _held(request, job_id, await job_files.file_log_follow(gateway, storage, job_id)), media_type=TEXT)
     return PlainTextResponse(await job_files.file_log_once(gateway, storage, job_id))
 
 

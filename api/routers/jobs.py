@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 from api.deps import Gateway, Hosts, Storage
 from api.models import RunSimulationRequest
 from api.responses import JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, QueueItem, errors
+from api.security import CurrentUser, require_runtime_choice, submitter
 from api.stopper import ensure_container_gone
 from api.usecases import jobs
 from core.states import FILTERABLE
@@ -19,9 +20,12 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 
 @router.post("/run-simulation", response_model=JobSubmitted, responses=errors(400, 404, 409, 413), summary="Launch a simulation job")
-async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, idempotency_key: IdempotencyKey = None) -> JobSubmitted:
+async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, user: CurrentUser, idempotency_key: IdempotencyKey = None) -> JobSubmitted:
     """``config`` inline or ``config_path``; 404 for an unknown host, 409 when ``save_as`` names a
-    different existing file, 422 for a config the reference simulator would refuse."""
+    different existing file, 422 for a config the reference simulator would refuse. With auth on,
+    ``submitted_by`` is the token's user, and ``command``/``image`` need a runner (else 403)."""
+    require_runtime_choice(user, command=body.command, image=body.image)
+    body.submitted_by = submitter(user, body.submitted_by)
     return await jobs.submit_simulation(gateway, storage, hosts, body, idempotency_key)
 
 
@@ -53,16 +57,16 @@ async def job_info(job_id: str, gateway: Gateway, storage: Storage) -> JobInfoOu
 
 
 @router.post("/stop/{job_id}", response_model=JobMessage, responses=errors(404), summary="Stop a job (200 in every state, with a message)")
-async def stop(job_id: str, background: BackgroundTasks, gateway: Gateway) -> JobMessage:
-    answer, asked = await jobs.stop(gateway, job_id)
+async def stop(job_id: str, background: BackgroundTasks, gateway: Gateway, user: CurrentUser) -> JobMessage:
+    answer, asked = await jobs.stop(gateway, job_id, user=user)
     if asked is not None:
         background.add_task(ensure_container_gone, gateway, asked.id)
     return answer
 
 
 @router.delete("/job/{job_id}", response_model=Message, responses=errors(404, 409), summary="Delete a finished job and its files")
-async def delete_job(job_id: str, gateway: Gateway, storage: Storage) -> Message:
-    return await jobs.delete(gateway, storage, job_id)
+async def delete_job(job_id: str, gateway: Gateway, storage: Storage, user: CurrentUser) -> Message:
+    return await jobs.delete(gateway, storage, job_id, user=user)
 
 
 @router.get("/queue", response_model=list[QueueItem], responses=errors(), summary="Queued simulation jobs (Prefect Scheduled/Late runs), oldest first")

@@ -23,7 +23,7 @@ from core.sites import REALTIME_CAP, SYSTEM_DATABASES, create_schema, get_schema
 
 router = APIRouter(tags=["sites"])
 
-_SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 SEED_000_SITES = {"living-lab": "living_lab", "icharging-headquarters": "i-charging_headquarters"}
 
 
@@ -40,7 +40,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def check_site_name(site: str) -> str:
-    if not _SITE.match(site):
+    if not _SITE.fullmatch(site):
         raise ApiError(422, f"site name {site!r} may only use letters, digits, '_' and '-' (at most 63 characters)")
     return site
 
@@ -61,7 +61,7 @@ class SchemaCreate(BaseModel):
     @field_validator("site")
     @classmethod
     def _site(cls, v: str) -> str:
-        if not _SITE.match(v) or v in SYSTEM_DATABASES:
+        if not _SITE.fullmatch(v) or v in SYSTEM_DATABASES:
             raise ValueError("site names use letters, digits, '_' and '-' (at most 63 characters), and are not admin, local or config")
         return v
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,36 +10,27 @@ import yaml
 from api.errors import ApiError
 from api.responses import ConfigSaved, ConfigView, Message
 from core.layout import DataRoot
+from core.limits import LIMITS
+from core.safe_yaml import YamlRefused, load_yaml, load_yaml_mapping
 
 
 def parse_yaml(content: dict[str, Any] | str) -> tuple[dict[str, Any], str]:
-    """(mapping, text to store). Text is kept as sent, so comments survive."""
+    """(mapping, text to store). Text is kept as sent, so comments survive. The loader has
+    limits (size, depth, aliases, JSON types only): YamlRefused is a 422 saying where."""
     if isinstance(content, dict):
         return content, yaml.safe_dump(content, sort_keys=False)
-    try:
-        parsed = yaml.safe_load(content)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ApiError(422, f"Invalid YAML{where}: {problem}") from exc
-    if not isinstance(parsed, dict):
-        raise ApiError(422, "the config must be a mapping (a YAML object at the top level)")
+    parsed = load_yaml_mapping(content)
     return parsed, content if content.endswith("\n") else content + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def list_configs(storage: DataRoot) -> list[str]:
+    """Plain files only: a link (which could point anywhere) is never listed."""
     if not storage.configs_dir.is_dir():
         return []
-    return sorted(p.name for p in storage.configs_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p.name for p in storage.configs_dir.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.is_file() and not p.is_symlink() and not p.name.startswith(".")
+    )
 
 
 def existing(storage: DataRoot, file: str) -> Path:
@@ -55,12 +44,10 @@ def create(storage: DataRoot, file_name: str, content: dict[str, Any] | str, ove
     _, text = parse_yaml(content)
     path = storage.config_file(file_name)
     if overwrite:
-        _write(path, text)
+        storage.write_atomic(path, text)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(path, "x") as f:
-                f.write(text)
+            storage.create_exclusive(path, text)  # of concurrent creators exactly one wins
         except FileExistsError:
             raise ApiError(409, f"config {file_name!r} already exists; send \"overwrite\": true or PUT /experiment-config/{file_name} to replace it") from None
     return ConfigSaved(message="Config saved", file=file_name, file_name=file_name, config_path=storage.relative(path))
@@ -69,23 +56,24 @@ def create(storage: DataRoot, file_name: str, content: dict[str, Any] | str, ove
 def update(storage: DataRoot, file: str, content: dict[str, Any] | str) -> ConfigSaved:
     path = existing(storage, file)
     _, text = parse_yaml(content)
-    _write(path, text)
+    storage.write_atomic(path, text)
     return ConfigSaved(message="Config updated", file=file, file_name=file, config_path=storage.relative(path))
 
 
 def view(storage: DataRoot, file: str) -> ConfigView:
-    text = existing(storage, file).read_text(errors="replace")
+    text = raw(storage, file)
     try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
+        parsed = load_yaml(text)  # a stored alias bomb, !!binary or 300-deep file is not served parsed
+    except YamlRefused:
         parsed = None
     return ConfigView(file_name=file, config=parsed, yaml=text)
 
 
 def raw(storage: DataRoot, file: str) -> str:
-    return existing(storage, file).read_text(errors="replace")
+    """The file's text; a link out of the data root is refused (403), never followed."""
+    return storage.read_text_inside(existing(storage, file), max_bytes=LIMITS.max_yaml_bytes, what="config")
 
 
 def delete(storage: DataRoot, file: str) -> Message:
-    existing(storage, file).unlink()
+    storage.remove_inside(existing(storage, file))  # a link is removed, never its target
     return Message(message=f"Config {file} deleted successfully")

@@ -18,7 +18,8 @@ from api.errors import ApiError
 from api.gateway import PrefectGateway, opeva_status
 from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex, SimulationFile
 from core.experiment import config_source, default_experiment
-from core.layout import DataRoot, UnsafeNameError, read_json, safe_name
+from core.layout import DataRoot, UnsafeNameError, safe_name
+from core.limits import LIMITS
 from core.states import ACTIVE
 
 FOLLOW_POLL_SECONDS = 0.5
@@ -36,7 +37,7 @@ def _percent(value: Any) -> float | None:
 async def progress(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> ProgressOut:
     run = await gateway.read_run(job_id)
     status = opeva_status(run)
-    data = await asyncio.to_thread(read_json, storage.job(str(run.id)).progress_file)
+    data = await asyncio.to_thread(storage.read_json, storage.job(str(run.id)).progress_file)
     if isinstance(data, dict):
         extra = {k: v for k, v in data.items() if k not in ("job_id", "status", "percent", "progress_pct", "source")}
         pct = _percent(data.get("percent", data.get("progress_pct")))
@@ -52,7 +53,7 @@ async def progress(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> P
 
 async def result(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> ResultOut:
     run = await gateway.read_run(job_id)
-    data = await asyncio.to_thread(read_json, storage.job(str(run.id)).result_file)
+    data = await asyncio.to_thread(storage.read_json, storage.job(str(run.id)).result_file)
     if isinstance(data, dict):
         return ResultOut(**{"status": "unknown", **data}) if not isinstance(data.get("status"), str) else ResultOut(**data)
     if data is not None:
@@ -83,9 +84,10 @@ async def logs_follow(gateway: PrefectGateway, job_id: str) -> AsyncIterator[byt
     return lines()
 
 
-def _read_from(path: Path, offset: int, limit: int = 1 << 20) -> bytes:
+def _read_from(storage: DataRoot, path: Path, offset: int, limit: int = 1 << 20) -> bytes:
+    """Bytes of a job file a job may have replaced by a link: read only when really inside the root."""
     try:
-        with open(path, "rb") as f:
+        with storage.open_inside(path, what="log file") as f:
             f.seek(offset)
             return f.read(limit)
     except FileNotFoundError:
@@ -96,7 +98,7 @@ async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str)
     run = await gateway.read_run(job_id)
     path = storage.job(str(run.id)).log_file
     try:
-        return await asyncio.to_thread(path.read_text, errors="replace")
+        return await asyncio.to_thread(storage.read_text_inside, path, what="log file")
     except FileNotFoundError:
         return _placeholder(str(run.id), opeva_status(run))
 
@@ -109,12 +111,12 @@ async def file_log_follow(gateway: PrefectGateway, storage: DataRoot, job_id: st
         offset = 0
         while True:
             active = opeva_status(await gateway.read_run(job_id)) in ACTIVE
-            data = await asyncio.to_thread(_read_from, path, offset)
+            data = await asyncio.to_thread(_read_from, storage, path, offset)
             offset += len(data)
             if data:
                 yield data
             if not active:
-                while rest := await asyncio.to_thread(_read_from, path, offset):
+                while rest := await asyncio.to_thread(_read_from, storage, path, offset):
                     offset += len(rest)
                     yield rest
                 return
@@ -123,7 +125,7 @@ async def file_log_follow(gateway: PrefectGateway, storage: DataRoot, job_id: st
     return chunks()
 
 
-def _chunk(path: Path, tail_lines: int | None, offset: int, max_bytes: int) -> tuple[str, int, bool, bool]:
+def _chunk(storage: DataRoot, path: Path, tail_lines: int | None, offset: int, max_bytes: int) -> tuple[str, int, bool, bool]:
     """(text, next_offset, truncated, available) of the log file."""
     try:
         size = path.stat().st_size
@@ -131,20 +133,20 @@ def _chunk(path: Path, tail_lines: int | None, offset: int, max_bytes: int) -> t
         return "", offset, False, False
     if tail_lines is not None:
         start = max(0, size - max_bytes)
-        data = _read_from(path, start, size - start)
+        data = _read_from(storage, path, start, size - start)
         lines = data.decode(errors="replace").splitlines(keepends=True)
         if start > 0 and lines:
             lines = lines[1:]  # a partial first line
         kept = lines[-tail_lines:] if tail_lines else []
         return "".join(kept), size, len(kept) < len(lines) or start > 0, True
-    data = _read_from(path, min(offset, size), max_bytes)
+    data = _read_from(storage, path, min(offset, size), max_bytes)
     nxt = min(offset, size) + len(data)
     return data.decode(errors="replace"), nxt, nxt < size, True
 
 
 async def logs_chunk(gateway: PrefectGateway, storage: DataRoot, job_id: str, *, tail_lines: int | None, offset: int, max_bytes: int) -> LogsChunk:
     run = await gateway.read_run(job_id)
-    text, nxt, truncated, available = await asyncio.to_thread(_chunk, storage.job(str(run.id)).log_file, tail_lines, offset, max_bytes)
+    text, nxt, truncated, available = await asyncio.to_thread(_chunk, storage, storage.job(str(run.id)).log_file, tail_lines, offset, max_bytes)
     message = None if available else _placeholder(str(run.id), opeva_status(run)).strip()
     return LogsChunk(job_id=str(run.id), text=text, next_offset=nxt, truncated=truncated, available=available, message=message)
 
@@ -152,12 +154,12 @@ async def logs_chunk(gateway: PrefectGateway, storage: DataRoot, job_id: str, *,
 def _config_text(storage: DataRoot, job_dir: Path, params: dict[str, Any]) -> str:
     for name in ("config.resolved.yaml", "config.yaml"):
         if (job_dir / name).is_file():
-            return (job_dir / name).read_text(errors="replace")
+            return storage.read_text_inside(job_dir / name, max_bytes=LIMITS.max_yaml_bytes, what="config")
     if isinstance(params.get("config"), dict):
         return yaml.safe_dump(params["config"], sort_keys=False)
     if params.get("config_path"):
         try:
-            return config_source(storage, params["config_path"]).read_text(errors="replace")
+            return storage.read_text_inside(config_source(storage, params["config_path"]), max_bytes=LIMITS.max_yaml_bytes, what="config")
         except (OSError, UnsafeNameError) as exc:
             raise ApiError(404, f"the job's config file {params['config_path']!r} is gone: {exc}") from exc
     return yaml.safe_dump(default_experiment(), sort_keys=False)
@@ -185,6 +187,7 @@ def _session_dir(storage: DataRoot, job_id: str, session: str) -> tuple[Path, st
 
 def _index(storage: DataRoot, job_id: str, session: str) -> SimulationDataIndex:
     folder, name, sessions = _session_dir(storage, job_id, session)
+    storage.inside(folder, what="session folder")
     files = sorted((p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()), key=lambda p: str(p))
     rel = [SimulationFile(relative_path=str(p.relative_to(folder)), size_bytes=p.stat().st_size) for p in files]
     days = sorted({m.group(1) for f in rel if (m := _DAY.search(f.relative_path))})
@@ -208,7 +211,7 @@ def _data_file(storage: DataRoot, job_id: str, session: str, relative_path: str)
         raise UnsafeNameError(f"relative_path {relative_path!r} leaves the session folder")
     if not path.is_file():
         raise ApiError(404, f"no file {relative_path!r} in the simulation data of job {job_id}")
-    return path
+    return storage.inside(path, what="relative_path")
 
 
 async def simulation_file(gateway: PrefectGateway, storage: DataRoot, job_id: str, session: str, relative_path: str) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +13,7 @@ from api.deps import known_host
 from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, PrefectGateway, Resources, opeva_status
 from api.models import RunSimulationRequest
+from api.security import User, require_manage
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
 from core.hosts import Host, HostsFile
@@ -158,9 +158,12 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> J
     )
 
 
-async def stop(gateway: PrefectGateway, job_id: str, reason: str | None = None) -> tuple[JobMessage, FlowRun | None]:
-    """Upstream's answers in every state; the run to watch (its container must go) when one was asked to stop."""
+async def stop(gateway: PrefectGateway, job_id: str, reason: str | None = None, user: User | None = None) -> tuple[JobMessage, FlowRun | None]:
+    """Upstream's answers in every state; the run to watch (its container must go) when one was asked to stop.
+    With a ``user``, only the job's owner or an admin may stop it (403)."""
     run = await gateway.read_run(job_id)
+    if user is not None:
+        require_manage(user, (run.parameters or {}).get("submitted_by"), str(run.id))
     jid = str(run.id)
     note = f": {reason}" if reason else ""
     if run.state and run.state.type in QUEUED_TYPES:
@@ -176,12 +179,17 @@ async def stop(gateway: PrefectGateway, job_id: str, reason: str | None = None) 
     return JobMessage(message=f"Job already finished ({current})", job_id=jid, status=current), None
 
 
-async def delete(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> Message:
+async def delete(gateway: PrefectGateway, storage: DataRoot, job_id: str, user: User | None = None) -> Message:
+    """Run and files; the job folder is removed without following links a job left in it."""
     run = await gateway.read_run(job_id)
+    if user is not None:
+        require_manage(user, (run.parameters or {}).get("submitted_by"), str(run.id))
     current = opeva_status(run)
     if not run.state or not run.state.is_final():
         raise ApiError(409, f"job {job_id} is {current}; stop it before deleting it", status=current, job_id=str(run.id))
-    await asyncio.to_thread(shutil.rmtree, storage.job(str(run.id)).dir, ignore_errors=True)
+    job_dir = storage.job(str(run.id)).dir
+    if job_dir.exists() or job_dir.is_symlink():
+        await asyncio.to_thread(storage.remove_inside, job_dir)
     await gateway.delete(str(run.id))
     return Message(message=f"Job {job_id} deleted successfully")
 

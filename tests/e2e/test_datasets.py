@@ -28,7 +28,7 @@ def test_rest_build_waits_and_answers_with_validation(api, ev_site, needs_docker
     name = f"rest-{ev_site}"
     r = api.post("/dataset", json={"name": name, "site_id": ev_site, "description": "e2e build", "period": 30,
                                    "from_ts": "2026-03-28 00:00:00", "until_ts": "2026-03-29 00:00:00",
-                                   "citylearn_configs": {"random_seed": 3, "central_agent": True}, "wait": 240})
+                                   "citylearn_configs": {"random_seed": 3, "central_agent": True}, "wait": 240}, timeout=300)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["message"] == "Dataset created" and body["status"] == "finished" and body["time_steps"] == 48

@@ -179,7 +179,8 @@ def test_stop_of_a_command_ignoring_sigterm_ends_cancelled_and_removes_its_conta
     gateway_call(lambda g: _stop(g, job_id))
     run = wait_final(job_id, timeout=60)
     assert run.state.is_cancelled(), run.state
-    time.sleep(3)
+    wait_for(lambda: not client.containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}),
+             20, what="the simulator's container to be removed (SIGKILL after the stop timeout)")
+    time.sleep(2)
     history = [s.type.value for s in gateway_call(lambda g: g.client.read_flow_run_states(run.id))]
     assert history[-1] == "CANCELLED" and "CRASHED" not in history and "FAILED" not in history, history
-    assert client.containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}) == []

@@ -38,7 +38,8 @@ def test_a_job_cannot_escape_its_container(api, storage, platform, upstream_imag
     for where in ("write_configs", "write_root", "write_other_job"):
         assert "Read-only file system" in probe[where], (where, probe[where])
     assert probe["write_own_job"] == "allowed"
-    assert not (storage.configs_dir / "escape.yaml").exists() and not (storage.root / "escape.txt").exists()
+    for outside in ("configs/written-by-a-job.yaml", "written-by-a-job.txt", "jobs/written-by-a-job.txt"):
+        assert not (storage.root / outside).exists(), outside
 
 
 @pytest.mark.parametrize(
@@ -80,7 +81,7 @@ def test_work_pool_accepts_the_resources_a_job_may_set(platform):
 
 
 def test_prefect_server_requires_credentials_also_on_its_websockets(platform):
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
     from websockets.sync.client import connect
 
     url = platform.prefect_api_url
@@ -91,13 +92,14 @@ def test_prefect_server_requires_credentials_also_on_its_websockets(platform):
     assert httpx.get(f"{url}/health").status_code == 200  # probes stay open
 
     ws = url.replace("http://", "ws://") + "/events/in"
-    with pytest.raises(ConnectionClosed):  # no 'prefect' subprotocol: refused when auth is on (Prefect #17687)
+    refused = (ConnectionClosed, InvalidStatus)
+    with pytest.raises(refused):  # no 'prefect' subprotocol: refused when auth is on (Prefect #17687: not in 3.2)
         with connect(ws, open_timeout=5) as sock:
             sock.recv(timeout=5)
     for token in (None, "opeva:wrong"):
         with connect(ws, subprotocols=["prefect"], open_timeout=5) as sock:
             sock.send(json.dumps({"type": "auth", "token": token}))
-            with pytest.raises(ConnectionClosed):
+            with pytest.raises(refused):
                 sock.recv(timeout=5)
     with connect(ws, subprotocols=["prefect"], open_timeout=5) as sock:
         sock.send(json.dumps({"type": "auth", "token": platform.prefect_auth_string}))

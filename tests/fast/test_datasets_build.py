@@ -129,7 +129,7 @@ def test_build_refusals(mongo, site, storage, monkeypatch):
 
     refused("unknown building", citylearn_configs={"selected_buildings": ["B9"]})
     refused("2025-02-30", from_ts="2025-02-30 00:00:00", until_ts="2025-03-01 00:00:00")
-    refused("share no time range", from_ts="2025-01-07T00:00:00Z", until_ts="2025-01-06T00:00:00Z")
+    refused("no time range", from_ts="2025-01-07T00:00:00Z", until_ts="2025-01-06T00:00:00Z")
     refused("exceed the limit of 1000000 rows", period=1, from_ts="2020-01-01T00:00:00Z", until_ts="2025-01-01T00:00:00Z")
     with pytest.raises(ValueError, match=r"\.\."):
         build(mongo, storage, BuildRequest(name="../escape", site_id=site), smoke=False)
