@@ -29,7 +29,8 @@ function watch(page, log) {
   page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('ERR_BLOCKED_BY_CLIENT')) log.console.push(m.text().split('\n')[0].slice(0, 200)); });
   page.on('requestfailed', (r) => {
     const u = new URL(r.url());
-    if (u.hostname === '127.0.0.1') log.requests.push(`${r.method()} ${u.pathname} failed: ${r.failure()?.errorText}`);
+    // ERR_ABORTED: a fetch cancelled by our own reload/navigation, not an answer.
+    if (u.hostname === '127.0.0.1' && r.failure()?.errorText !== 'net::ERR_ABORTED') log.requests.push(`${r.method()} ${u.pathname} failed: ${r.failure()?.errorText}`);
   });
   page.on('response', async (r) => {
     const u = new URL(r.url());
