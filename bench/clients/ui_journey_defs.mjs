@@ -339,7 +339,9 @@ export const journeys = [
   } },
   { name: 'use cases: living lab building production chart', run: async (page) => {
     await openPage(page, 'Use Cases');
+    const answer = page.waitForResponse((r) => r.url().includes('/real-time-data/living_lab'), { timeout: 20000 });
     await page.getByRole('tab', { name: 'Living Lab' }).click();
+    const docs = (await (await answer).json())['building_R-H-01'] || [];
     const b = page.locator('.list-group-item', { hasText: 'building_R-H-01' });
     await until(async () => (await b.count()) > 0, 20, 'building_R-H-01 in the Living Lab tree').catch(async (e) => {
       const items = await page.locator('.list-group-item:visible').allInnerTexts();
@@ -348,7 +350,12 @@ export const journeys = [
     await b.first().click();
     await page.locator('.list-group-item:visible', { hasText: 'Production' }).first().click();
     await page.locator('.recharts-surface').first().waitFor({ timeout: 10000 });
+    await sleep(1000);
     const bars = await page.locator('.recharts-bar-rectangle').count();
-    if (!bars) throw new Error('chart has no bars');
+    if (!bars) {
+      const [first, last] = [docs[0]?.timestamp, docs[docs.length - 1]?.timestamp];
+      const order = first && last && Date.parse(first) > Date.parse(last) ? ' (the answer lists documents newest first; the chart takes its range from the first to the last document)' : '';
+      throw new Error(`chart has no bars: ${docs.length} documents, first ${first}, last ${last}${order}`);
+    }
   } },
 ];
