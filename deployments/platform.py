@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from core.settings import PROJECT_ROOT, PlatformSettings
+from deployments.postgres import drop_to
 
 WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5-15 s; see bench/submit_latency.py
 
@@ -182,7 +183,7 @@ class Platform:
         with open(service.log_path, "ab") as log:
             service.proc = subprocess.Popen(
                 service.cmd, env=service.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=str(PROJECT_ROOT), start_new_session=True, user=service.user,
+                cwd=str(PROJECT_ROOT), start_new_session=True, **drop_to(service.user),
             )
         self.write_pids()
         deadline = time.monotonic() + service.timeout

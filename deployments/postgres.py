@@ -60,6 +60,14 @@ def run_as() -> str | None:
     raise RuntimeError("running as root and no unprivileged 'postgres' account exists")
 
 
+def drop_to(user: str | None) -> dict:
+    """Popen arguments that run a child as ``user`` with that user's own group only
+    (``user=`` alone keeps root's groups, and group bits then deny what "other" allows)."""
+    if not user:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 class LocalPostgres:
     """One cluster: ``initdb`` once, then ``postgres`` as a supervised child of the platform."""
 
@@ -78,7 +86,7 @@ class LocalPostgres:
         return f"postgresql+asyncpg://{DB_USER}@127.0.0.1:{self.port}/{DB_NAME}"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), capture_output=True, text=True, user=self.user, cwd="/",
+        return subprocess.run(list(args), capture_output=True, text=True, cwd="/", **drop_to(self.user),
                               env={**os.environ, "LC_ALL": "C.UTF-8", "PGHOST": "127.0.0.1", "PGPORT": str(self.port)})
 
     def init(self) -> None:

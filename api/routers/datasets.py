@@ -172,6 +172,8 @@ async def create_dataset(
     if storage.dataset_dir(body.name).exists():
         raise ApiError(409, f"dataset {body.name!r} already exists; delete it first or choose another name")
     check_site_name(body.site_id)
+    if body.from_ts and body.until_ts:  # the size of what was asked is refused before any site lookup
+        check_dataset_rows(parse_ts(body.from_ts, "from_ts"), parse_ts(body.until_ts, "until_ts"), body.period)
     params = body.model_dump(exclude={"target_host", "wait"}, exclude_none=True)
     params["citylearn_configs"] = body.citylearn_configs.model_dump(exclude_none=True)
     request = BuildRequest(**params)

@@ -38,7 +38,7 @@ async def progress(job_id: str, gateway: Gateway, storage: Storage) -> ProgressO
     return await job_files.progress(gateway, storage, job_id)
 
 
-@router.get("/result/{job_id}", response_model=ResultOut, responses=errors(404), summary="Final result (200 with status 'pending' before it exists)")
+@router.get("/result/{job_id}", response_model=ResultOut, response_model_exclude_unset=True, responses=errors(404), summary="Final result (200 with status 'pending' before it exists)")
 async def result(job_id: str, gateway: Gateway, storage: Storage) -> ResultOut:
     return await job_files.result(gateway, storage, job_id)
 

@@ -17,7 +17,7 @@ from api.security import User, require_manage
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
 from core.hosts import Host, HostsFile
-from core.layout import DataRoot, read_json
+from core.layout import DataRoot
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
 REQUEUED_FROM = "opeva.requeued_from"
@@ -144,8 +144,7 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> J
     run = await gateway.read_run(job_id)
     names = await gateway.flow_names()
     item = job_item(run, names.get(run.flow_id))
-    info = read_json(storage.job(str(run.id)).job_info_file)
-    info = info if isinstance(info, dict) else {}
+    info = await asyncio.to_thread(storage.read_json_object, storage.job(str(run.id)).job_info_file)  # confined: a link out reads as {}
     params = dict(run.parameters or {})
     reserved = set(JobInfoOut.model_fields) - {"config_path", "submitted_by"}
     return JobInfoOut(

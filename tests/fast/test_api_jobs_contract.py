@@ -126,7 +126,7 @@ def test_progress_and_result_answer_placeholders_then_the_files(api, storage):
     assert p["percent"] == p["progress_pct"] == 42.5 and p["episode"] == 2 and p["global_step"] == 300
     assert p["status"] == "queued" and p["simulator_status"] == "training"  # the job's status is Prefect's
     job.result_file.write_text(json.dumps({"status": "completed", "kpis": {"cost": None}}))
-    assert api.get(f"/result/{job_id}").json() == {"status": "completed", "message": None, "kpis": {"cost": None}}
+    assert api.get(f"/result/{job_id}").json() == {"status": "completed", "kpis": {"cost": None}}  # as the job wrote it
 
 
 def test_logs_once_file_logs_and_chunks(api, storage):

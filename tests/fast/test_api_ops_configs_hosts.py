@@ -198,5 +198,5 @@ def test_openapi_declares_models_examples_and_no_security_when_auth_is_off(api, 
             if "{job_id}" in path:
                 assert "404" in op["responses"], (method, path)
     secured = httpx.get(f"{secured_api_url}/openapi.json").json()
-    assert "HTTPBearer" in secured["components"]["securitySchemes"]
+    assert "bearerAuth" in secured["components"]["securitySchemes"]
     assert "401" in secured["paths"]["/jobs"]["get"]["responses"]

@@ -9,6 +9,9 @@ from core.hosts import GpuRequest, Host
 from core.layout import DataRoot, UnsafeNameError
 
 
+J1, J2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"  # job ids are canonical UUIDs
+
+
 def test_job_resources_keep_a_gpu_hosts_device_requests():
     from api.gateway import Resources
     from api.usecases.jobs import job_variables_for
@@ -29,15 +32,15 @@ def test_resolve_experiment_one_rule(tmp_path):
     (root.configs_dir / "ui.yaml").write_text("metadata: {experiment_name: e, run_name: r}\n# kept\n")
     bare = resolve_experiment(root, config=None, config_path="ui.yaml", save_as=None, job_id=None)
     assert bare.source == "configs/ui.yaml" and job_name_of(bare.config) == "e-r"
-    job = resolve_experiment(root, config=None, config_path="configs/ui.yaml", save_as=None, job_id="j1")
-    assert job.path == root.job("j1").config_file and job.path.read_text().endswith("# kept\n")
+    job = resolve_experiment(root, config=None, config_path="configs/ui.yaml", save_as=None, job_id=J1)
+    assert job.path == root.job(J1).config_file and job.path.read_text().endswith("# kept\n")
     (root.configs_dir / "ui.yaml").write_text("metadata: {experiment_name: changed, run_name: r}\n")
-    retry = resolve_experiment(root, config=None, config_path="ui.yaml", save_as=None, job_id="j1")
+    retry = resolve_experiment(root, config=None, config_path="ui.yaml", save_as=None, job_id=J1)
     assert job_name_of(retry.config) == "e-r"  # a retry runs what the first attempt ran
 
     saved = resolve_experiment(root, config={"a": 1}, config_path=None, save_as="s.yaml", job_id=None)
     assert saved.path == root.config_file("s.yaml") and job_name_of(saved.config) is None
-    assert resolve_experiment(root, config={"a": 1}, config_path=None, save_as="s.yaml", job_id="j2").path == root.job("j2").config_file
+    assert resolve_experiment(root, config={"a": 1}, config_path=None, save_as="s.yaml", job_id=J2).path == root.job(J2).config_file
     with pytest.raises(ExperimentConfigConflict) as conflict:
         resolve_experiment(root, config={"a": 2}, config_path=None, save_as="s.yaml", job_id=None)
     assert conflict.value.file == "configs/s.yaml"
