@@ -65,11 +65,12 @@ async function runOne(context, j) {
   try {
     const blocker = (j.needs || []).find((n) => failed.has(n));
     if (blocker) throw new Error(`not run: needs "${blocker}", which failed`);
+    let timer;
     await Promise.race([
       j.run(page, { UI, prepared, state: STATE }),
       crashed,
-      new Promise((_, rej) => setTimeout(() => rej(new Error(`journey timed out after ${j.timeout || 60} s`)), (j.timeout || 60) * 1000)),
-    ]);
+      new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`journey timed out after ${j.timeout || 60} s`)), (j.timeout || 60) * 1000); }),
+    ]).finally(() => clearTimeout(timer));
     if (log.crash.length) error = new Error(`page crashed (uncaught ${log.crash[0].split('\n')[0]})`);
   } catch (e) {
     error = e;
@@ -112,4 +113,5 @@ async function main() {
   console.log(`ui-journeys: ${verdict.passed}/${verdict.total}`);
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+// Exit at once: a journey left mid-way (timed out, crashed) may still hold timers.
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
