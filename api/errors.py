@@ -175,15 +175,37 @@ def install_limits(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413, also when no Content-Length is sent."""
+    """Refuse bodies over ``max_bytes`` with 413, also when no Content-Length is sent.
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    ``streamed`` names routes that take big bodies (a dataset upload): they get their own
+    limit and are not buffered here; past it the stream ends as a disconnect, so the route
+    never sees more than its limit.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, streamed: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = streamed or {}
+
+    async def _streamed(self, scope: dict, receive: Any, send: Any, limit: int) -> None:
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await error(413, f"request body too large: the limit of {scope['path']} is {limit} bytes")(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return {"type": "http.disconnect"} if received > limit else message
+
+        await self.app(scope, counted, send)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope.get("path") in self.streamed:
+            return await self._streamed(scope, receive, send, self.streamed[scope["path"]])
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         too_big = error(413, f"request body too large: the limit is {self.max_bytes} bytes")

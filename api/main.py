@@ -21,6 +21,7 @@ from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024  # a zipped dataset (core.datasets also caps what it extracts)
 
 
 @asynccontextmanager
@@ -47,7 +48,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES, streamed={"/dataset/upload": MAX_UPLOAD_BYTES})
     app.include_router(health.router)
     protected = [Depends(require_token)]
     for module in (jobs, job_files, configs, hosts, ops, sites, datasets):
@@ -78,8 +79,8 @@ def install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         tokens_on = bool(PlatformSettings().token_set)
-        for path_ops in spec.get("paths", {}).values():
-            for op in path_ops.values():
+        for path_item in spec.get("paths", {}).values():
+            for op in path_item.values():
                 _errors_as_json(op)
                 if not isinstance(op, dict) or "security" not in op:
                     continue

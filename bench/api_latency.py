@@ -93,14 +93,14 @@ async def main(requests: int, runs: int) -> None:
                 print(f"measuring {name}", flush=True)
                 await timed_pair(raw, via_api, 10)  # warm-up
                 results[name] = await timed_pair(raw, via_api, requests)
-            total = (await http.get("/jobs?limit=1")).json()["total"]
+            total = int((await http.get("/jobs?limit=1")).headers["X-Total-Count"])
 
             print("measuring log delay", flush=True)
             # log delay: container line -> GET /logs stream
             r = await http.post("/run-simulation", json={"config": EXPERIMENT, "command": TICKER})
             job_id = r.json()["job_id"]
             delays = []
-            async with http.stream("GET", f"/logs/{job_id}", timeout=120) as stream:
+            async with http.stream("GET", f"/logs/{job_id}", params={"follow": "true"}, timeout=120) as stream:
                 async for line in stream.aiter_lines():
                     if line.startswith("[INFO] t="):
                         delays.append(time.time() - float(line.split("=", 1)[1]))

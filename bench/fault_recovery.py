@@ -76,8 +76,10 @@ def kill_container(api: httpx.Client) -> float:
 
     job_id = api.post("/run-simulation", json=LONG_JOB).json()["job_id"]
     until(lambda: api.get(f"/status/{job_id}").json()["status"] == "running", 180)
-    container_id = api.get(f"/job-info/{job_id}").json()["container_id"]
-    docker.from_env().containers.get(container_id).kill()
+    engine = docker.from_env()
+    found = []
+    until(lambda: found.extend(engine.containers.list(filters={"label": f"io.prefect.flow-run-id={job_id}"})) or found, 60)
+    found[0].kill()
     return until(lambda: api.get(f"/status/{job_id}").json()["status"] == "failed", 180)
 
 

@@ -5,4 +5,4 @@
 # Extra arguments go to `st run` (e.g. --max-examples 20, --include-path-regex '^/ops').
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python3 bench/_schemathesis.py "$@"
+exec python3 bench/schemathesis/run.py "$@"

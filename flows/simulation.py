@@ -23,14 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run as current_run
 
 from blocks.storage import load_storage
-from core.experiment import ExperimentConfigError, default_experiment
+from core.experiment import ExperimentConfigError, names_of, resolve_experiment
 from core.hosts import Host, repository_of, simulator_limits
 from core.layout import DataRoot, JobPaths, read_json, write_json_atomic
 from flows.supervise import SubprocessSource, contract_env, mirror, subprocess_env
@@ -44,52 +43,13 @@ class SimulatorFailed(RuntimeError):
     """The simulator exited non-zero; the message carries the tail of its output."""
 
 
-def _experiment_names(config: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(experiment name, run name): ``metadata.experiment_name``/``run_name``, else
-    ``experiment.name``/``run_name``; neither is required (the simulator checks its config)."""
-    meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
-    exp = config.get("experiment") if isinstance(config.get("experiment"), dict) else {}
-    return meta.get("experiment_name") or exp.get("name"), meta.get("run_name") or exp.get("run_name")
-
-
 def _resolve_config(
     storage: DataRoot, job: JobPaths, config: dict[str, Any] | None, config_path: str | None, save_as: str | None
 ) -> tuple[dict[str, Any], Path]:
-    """The config the job runs and the file the simulator reads: the one call into the
-    experiment contract (core.experiment.resolve_experiment, shared with the REST API,
-    when this tree has it; else the same rules, written here)."""
-    try:
-        from core.experiment import resolve_experiment
-    except ImportError:
-        resolve_experiment = None
-    if resolve_experiment is not None:
-        resolved = resolve_experiment(storage, config=config, config_path=config_path, save_as=save_as, job_id=job.job_id)
-        return resolved.config, resolved.path
-    if config is not None and config_path:
-        raise ExperimentConfigError("config", "give either 'config' or 'config_path', not both")
-    if config_path:
-        rel = config_path if "/" in config_path else f"configs/{config_path}"
-        path = storage.resolve(rel, what="config_path")
-        if not path.is_file():
-            raise ExperimentConfigError("config_path", f"no config file at {config_path!r} under the shared data root")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ExperimentConfigError("config_path", f"{config_path!r} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ExperimentConfigError("config_path", "an experiment config must be a mapping")
-        return loaded, path
-    data = config if config is not None else default_experiment()
-    if not isinstance(data, dict):
-        raise ExperimentConfigError("config", "an experiment config must be a mapping (YAML object)")
-    path = storage.config_file(save_as) if save_as else job.config_file
-    text = yaml.safe_dump(data, sort_keys=False)
-    if path.exists() and path.read_text() != text and save_as:
-        # A retry re-enters here with the same text; a different file is someone else's.
-        raise ExperimentConfigError("save_as", f"configs/{save_as} already exists with other content")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return data, path
+    """The config the job runs and the file the simulator reads: the experiment contract
+    (core.experiment.resolve_experiment), the same rules the REST API applies at submit."""
+    resolved = resolve_experiment(storage, config=config, config_path=config_path, save_as=save_as, job_id=job.job_id)
+    return resolved.config, resolved.path
 
 
 def _host_settings(target_host: str) -> Host:
@@ -219,7 +179,7 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
     try:
         sim_image = _choose_image(host, image, image_tag)
         experiment, cfg_file = _resolve_config(storage, job, config, config_path, save_as)
-        exp_name, run_name = _experiment_names(experiment)
+        exp_name, run_name = names_of(experiment)
         if sim_image is None and cmd is None:
             from simulator.config import ConfigError, validate_config
 

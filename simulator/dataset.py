@@ -33,6 +33,15 @@ CHARGER_COLUMNS = (
     "electric_vehicle_estimated_arrival_time",
     "electric_vehicle_estimated_soc_arrival",
 )
+# OPEVA's builder writes these six (CityLearn 2.5 and OPEVA's fork read them by position).
+UPSTREAM_CHARGER_COLUMNS = (
+    "electric_vehicle_charger_state",
+    "electric_vehicle_id",
+    "electric_vehicle_departure_time",
+    "electric_vehicle_required_soc_departure",
+    "electric_vehicle_estimated_arrival_time",
+    "electric_vehicle_estimated_soc_arrival",
+)
 PLUGGED, ARRIVING, AWAY = 1, 2, 3
 
 
@@ -279,22 +288,29 @@ def _ev_initial_soc(ev_defs: Mapping[str, Any], ev_id: Any) -> float:
 
 
 def _charger_sessions(frame: pd.DataFrame, steps: int, ev_defs: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
-    """Per-step session arrays of one charger CSV (columns read by position).
+    """Per-step session arrays of one charger CSV, columns read by name.
 
-    SoC percentages may also be written as fractions (0-1): a file whose SoC
-    columns never exceed 1 is read that way. Blanks are NaN or negative.
+    Both layouts are read: OPEVA's six columns and CityLearn 2.4's eight (which add
+    the battery capacity and current SoC). A file without those headers is read by
+    position, its width telling the layout. SoC percentages may also be written as
+    fractions (0-1): a file whose SoC columns never exceed 1 is read that way.
+    Blanks are NaN or negative.
     """
+    if frame.shape[1] and str(frame.columns[0]) != CHARGER_COLUMNS[0]:
+        names = CHARGER_COLUMNS if frame.shape[1] >= len(CHARGER_COLUMNS) else UPSTREAM_CHARGER_COLUMNS
+        frame = frame.set_axis(list(names[: frame.shape[1]]) + [f"extra_{i}" for i in range(frame.shape[1] - len(names))], axis=1)
 
-    def col(i: int) -> np.ndarray:
-        if i >= frame.shape[1]:
+    def col(name: str) -> np.ndarray:
+        if name not in frame.columns:
             return np.full(steps, np.nan)
-        values = pd.to_numeric(frame.iloc[:, i], errors="coerce").to_numpy(dtype=float)
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
         return np.concatenate([values, np.full(steps - len(values), np.nan)]) if len(values) < steps else values
 
-    state = col(0)
-    ids = frame.iloc[:, 1].astype(str).to_numpy() if frame.shape[1] > 1 else np.full(len(frame), "")
+    state = col("electric_vehicle_charger_state")
+    ids = frame["electric_vehicle_id"].astype(str).to_numpy() if "electric_vehicle_id" in frame.columns else np.full(len(frame), "")
     ids = np.concatenate([ids, np.full(steps - len(ids), "")]) if len(ids) < steps else ids
-    capacity_col, current, required, estimated = col(2), col(3), col(5), col(7)
+    capacity_col, current = col("electric_vehicle_battery_capacity_khw"), col("current_soc")
+    required, estimated = col("electric_vehicle_required_soc_departure"), col("electric_vehicle_estimated_soc_arrival")
     percents = np.concatenate([required[required >= 0], estimated[estimated >= 0]])
     soc_scale = 100.0 if percents.size and percents.max() > 1.0 else 1.0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,31 @@ hosts:
     concurrency_limit: 1
     volumes: ["{data_dir}:{data_dir}"]
 """
+
+
+@contextmanager
+def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = ()) -> Iterator[Platform]:
+    """A platform of the three test hosts on free ports, this process pointed at it.
+
+    ``docker`` picks Docker or process pools; ``workers`` names the hosts that get a
+    worker (none: jobs stay queued, which the fast tier relies on).
+    """
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    platform = new_platform(home)
+    hosts_file = home / "hosts.yaml"
+    hosts_file.write_text(hosts_yaml(platform.data_dir))
+    with pointed_at(platform, hosts_file):
+        try:
+            platform.start_prefect_server()
+            platform.start_mongo()
+            types = platform.setup_pools(hosts_file, docker=docker)
+            platform.pool_types = types  # type: ignore[attr-defined]
+            for host in workers:
+                platform.start_worker(host, types[host])
+            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+            yield platform
+        finally:
+            platform.stop()
 
 
 def new_platform(home: Path) -> Platform:

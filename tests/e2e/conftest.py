@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from deployments.platform import PROJECT_ROOT, Platform
-from helpers import hosts_yaml, new_platform, pointed_at
+from helpers import running_platform
 
 REQUIRE_DOCKER = os.environ.get("OPEVA_REQUIRE_DOCKER") == "1"
 
@@ -44,22 +42,8 @@ def docker_ready() -> bool:
 
 @pytest.fixture(scope="session")
 def platform(docker_ready: bool) -> Iterator[Platform]:
-    home = Path(tempfile.mkdtemp(prefix="opeva-tests-"))
-    platform = new_platform(home)
-    hosts_file = home / "hosts.yaml"
-    hosts_file.write_text(hosts_yaml(platform.data_dir))
-    with pointed_at(platform, hosts_file):
-        try:
-            platform.start_prefect_server()
-            platform.start_mongo()
-            types = platform.setup_pools(hosts_file, docker=docker_ready)
-            platform.pool_types = types  # type: ignore[attr-defined]
-            for host in ("local", "second"):
-                platform.start_worker(host, types[host])
-            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
-            yield platform
-        finally:
-            platform.stop()
+    with running_platform("opeva-tests-", docker=docker_ready, workers=("local", "second")) as platform:
+        yield platform
 
 
 @pytest.fixture

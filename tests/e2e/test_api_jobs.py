@@ -190,7 +190,8 @@ def test_saved_config_and_config_path(api, storage):
     assert (storage.configs_dir / "saved-exp.yaml").is_file()
     job_id = r.json()["job_id"]
     wait_status(api, job_id, {"finished"})
-    assert api.get(f"/job-info/{job_id}").json()["config_path"] == "configs/saved-exp.yaml"
+    # The job runs its own copy (two jobs with one save_as never share a file); configs/ keeps the saved one.
+    assert api.get(f"/job-info/{job_id}").json()["config_path"] == f"jobs/{job_id}/config.yaml"
     again = api.post("/run-simulation", json={"config_path": "configs/saved-exp.yaml", "command": ["true"], "target_host": "second"})
     assert again.status_code == 200 and again.json()["job_name"] == "saved-s1"
 
@@ -215,3 +216,15 @@ def test_httpx_client_sees_plain_text_logs(api):
     r = api.get(f"/logs/{job_id}")
     assert r.headers["content-type"].startswith("text/plain")
     assert isinstance(r, httpx.Response) and "[INFO] one" in r.text
+
+
+def test_requeued_job_runs_again_as_a_linked_run(api):
+    first = launch(api, sh('echo "[INFO] attempt"'), submitted_by="dave", resources={"memory": "300m"})
+    assert wait_status(api, first, {"finished", "failed"}) == "finished"
+    r = api.post(f"/ops/jobs/{first}/requeue", json={})
+    assert r.status_code == 200, r.text
+    again = r.json()["job_id"]
+    assert wait_status(api, again, {"finished", "failed"}) == "finished"
+    info = api.get(f"/job-info/{again}").json()
+    assert info["requeued_from"] == first and info["submitted_by"] == "dave" and info["job_variables"]["mem_limit"] == "300m"
+    assert "[INFO] attempt" in api.get(f"/logs/{again}").text

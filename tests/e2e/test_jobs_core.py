@@ -126,7 +126,9 @@ def test_cancelling_a_running_job_kills_its_container_and_keeps_files(storage):
 
 
 async def _stop(g, job_id):
-    return await g.stop(await g.read_run(job_id))
+    """Prefect's own cancellation (what POST /stop, the Prefect UI and the CLI all ask for)."""
+    run = await g.read_run(job_id)
+    return await g.request_cancel(run.id, "Stop requested by the test")
 
 
 def test_two_hosts_each_run_their_own_jobs(storage):

@@ -24,7 +24,7 @@ from core.settings import project_version
 from deployments.platform import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"POSTGRES_PASSWORD": "pw", "OPEVA_HOST": "gpu-1", "PREFECT_API_URL": "http://main:4200/api"}
+ENV = {"POSTGRES_PASSWORD": "pw", "OPEVA_HOST": "gpu-1", "PREFECT_API_URL": "http://main:4200/api", "OPEVA_PREFECT_AUTH_STRING": "opeva:pw"}
 IN_IMAGE = "/opt/opeva"
 
 
@@ -43,7 +43,8 @@ def resolved(name: str, env: dict[str, str] = ENV) -> dict:
         if os.environ.get("OPEVA_REQUIRE_DOCKER") == "1":
             pytest.fail("no docker-compose in CI: .ci/run installs Debian's docker-compose")
         return yaml.safe_load((ROOT / name).read_text())  # merge keys resolved, variables left as written
-    out = subprocess.run([*cli, "-f", str(ROOT / name), "config"], capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT)
+    clean = {k: v for k, v in os.environ.items() if k != "OPEVA_IMAGE"}  # the files' own default image
+    out = subprocess.run([*cli, "-f", str(ROOT / name), "config"], capture_output=True, text=True, env={**clean, **env}, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
 
@@ -130,3 +131,18 @@ def test_compute_host_compose_requires_its_pool_and_server():
         missing = subprocess.run([*compose_cli(), "-f", str(ROOT / "docker-compose.host.yml"), "config"], capture_output=True, text=True,
                                  env={k: v for k, v in os.environ.items() if k not in ENV}, cwd=ROOT)
         assert missing.returncode != 0 and "OPEVA_HOST" in missing.stderr
+        assert spec["environment"]["PREFECT_API_AUTH_STRING"] == ENV["OPEVA_PREFECT_AUTH_STRING"]
+
+
+def test_production_prefect_server_requires_credentials_that_every_client_holds():
+    """The server's auth string is the one the API and the worker send; without it compose refuses to start."""
+    spec = resolved("docker-compose.yml")["services"]
+    if not compose_cli():
+        return
+    assert spec["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == ENV["OPEVA_PREFECT_AUTH_STRING"]
+    for name in ("api", "worker-local"):
+        assert spec[name]["environment"]["PREFECT_API_AUTH_STRING"] == ENV["OPEVA_PREFECT_AUTH_STRING"], name
+    env = {k: v for k, v in os.environ.items() if k != "OPEVA_IMAGE"} | {k: v for k, v in ENV.items() if k != "OPEVA_PREFECT_AUTH_STRING"}
+    env.pop("OPEVA_PREFECT_AUTH_STRING", None)
+    missing = subprocess.run([*compose_cli(), "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert missing.returncode != 0 and "OPEVA_PREFECT_AUTH_STRING" in missing.stderr

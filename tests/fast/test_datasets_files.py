@@ -4,6 +4,7 @@ and the site lists the dataset page reads."""
 from __future__ import annotations
 
 import io
+import os
 import stat
 import uuid
 import zipfile
@@ -94,3 +95,13 @@ def test_dataset_sites_and_dates_from_the_seeded_sites(api, mongo):
     assert dates == [{"installation": "building_i-charging_headquarters_3Phase", "oldest_record": "2026-03-28T00:00:00+00:00",
                       "newest_record": "2026-03-29T23:45:00+00:00"}]
     assert api.get("/dataset/dates-available/nowhere").status_code == 404
+
+
+def test_upload_over_the_json_body_limit_is_accepted_whole(api, storage):
+    """A real dataset zip is bigger than the 5 MiB cap on other bodies: uploads have their own."""
+    name = f"big-{uuid.uuid4().hex[:6]}"
+    payload = os.urandom(7 * 1024 * 1024)  # incompressible: the zip stays over 7 MiB
+    r = _upload(api, name, _zip({"schema.json": b'{"buildings": {}}', "blob.bin": payload}))
+    assert r.status_code == 200, r.text
+    assert (storage.dataset_dir(name) / "blob.bin").read_bytes() == payload
+    assert api.post("/experiment-config/create", json={"file_name": "x.yaml", "yaml_content": "a: " + "b" * (6 * 1024 * 1024)}).status_code == 413

@@ -342,3 +342,22 @@ def test_module_run_without_files_to_write_is_a_usage_error(tmp_path: Path) -> N
     proc = subprocess.run([sys.executable, "-m", "simulator"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "OPEVA_LOG_FILE" in proc.stderr and "--out" in proc.stderr
+
+
+def test_upstream_six_column_charger_files_are_read_by_name() -> None:
+    """OPEVA's builder writes six charger columns (no capacity, no current SoC); read by name,
+    not by the 2.4 positions, the session's arrival SoC and departure target are the file's."""
+    import pandas as pd
+
+    from simulator.dataset import UPSTREAM_CHARGER_COLUMNS, _charger_sessions
+
+    rows = [[3, "", -1, -1, 1, 40.0], [1, "EV_1", 2, 80.0, -1, 40.0], [1, "EV_1", 1, 80.0, -1, 40.0], [3, "", -1, -1, -1, -1]]
+    frame = pd.DataFrame(rows, columns=list(UPSTREAM_CHARGER_COLUMNS))
+    ev_defs = {"EV_1": {"battery": {"attributes": {"capacity": 50.0}}}}
+    plugged, arriving, arrival, target, capacity, departing, left = _charger_sessions(frame, 4, ev_defs)
+    assert plugged.tolist() == [False, True, True, False] and arriving.tolist() == [False, True, False, False]
+    assert capacity[1] == 50.0 and arrival[1] == 20.0 and target[1] == 40.0  # 40 % and 80 % of 50 kWh
+    assert left[1:3].tolist() == [2, 1] and departing.tolist() == [False, False, True, False]
+    headerless = frame.copy()
+    headerless.columns = [f"c{i}" for i in range(6)]
+    assert _charger_sessions(headerless, 4, ev_defs)[2][1] == 20.0  # by position, the width tells the layout
