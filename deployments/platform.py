@@ -8,7 +8,6 @@ tests exercise exactly what users run.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import os
@@ -328,88 +327,10 @@ def worker_online(api_url: str, pool: str, worker_name: str | None = None, auth:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Run the OPEVA platform in the foreground (Ctrl-C stops it).")
-    parser.parse_args()
-    settings = PlatformSettings()
-    platform = Platform.from_settings(settings)
-    if port_open(settings.api_port) and http_ok(f"{platform.api_url}/health") and http_ok(f"{platform.prefect_api_url}/health"):
-        print(f"The platform is already running: API {platform.api_url}, Prefect UI http://127.0.0.1:{settings.prefect_port}")
-        return 0
+    """``make up``: start everything in the foreground (deployments/up.py says how)."""
+    from deployments.up import run
 
-    stop_requested = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        from deployments.runtime import ensure_docker_engine, ensure_image
-
-        use_docker = ensure_docker_engine()
-        if use_docker:
-            ensure_image(settings.runtime_image)
-        else:
-            reason = "OPEVA_DOCKER=0" if os.environ.get("OPEVA_DOCKER") == "0" else "no Docker engine answers (docker info failed)"
-            print(
-                f"{reason}: falling back to PROCESS work pools of the same names.\n"
-                "Jobs run as local processes, without container isolation. Start an engine and run make up again for Docker pools."
-            )
-        from deployments.postgres import DatabaseSettings
-
-        db = DatabaseSettings()
-        if db.prefect_db_url:
-            platform.database_url = db.prefect_db_url
-        elif db.database == "postgres":
-            print("Starting PostgreSQL for the Prefect server (OPEVA_DATABASE=postgres)...", flush=True)
-            platform.start_postgres(int(os.environ.get("OPEVA_POSTGRES_PORT", "0")) or None)
-        print(f"Starting the Prefect server on {'PostgreSQL' if platform.database_url else 'SQLite'} (first start runs migrations, ~15 s)...", flush=True)
-        platform.start_prefect_server()
-        platform.start_mongo()
-        os.environ.update({"PREFECT_API_URL": platform.prefect_api_url})
-        types = platform.setup_pools(docker=use_docker)
-        from core.hosts import load_hosts
-
-        for host in load_hosts().hosts:
-            if host.start_worker:
-                platform.start_worker(host.name, types[host.name])
-        platform.start_api()
-        ui = f"http://127.0.0.1:{settings.prefect_port}"
-        print(
-            f"\nOPEVA platform is up.\n"
-            f"  Prefect UI:   {ui}\n"
-            f"  Prefect API:  {platform.prefect_api_url}   (export PREFECT_API_URL={platform.prefect_api_url})\n"
-            f"  OPEVA API:    {platform.api_url}   (docs: {platform.api_url}/docs)\n"
-            f"  MongoDB:      {platform.mongo_uri}\n"
-            f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}\n"
-            f"  Shared data:  {platform.data_dir}\n"
-            f"  Logs:         {platform.logs_dir}\n"
-            f"Try: PREFECT_API_URL={platform.prefect_api_url} prefect deployment run 'run-simulation/local'\n"
-            f"A child that dies is restarted (see Logs); Ctrl-C stops everything started here.",
-            flush=True,
-        )
-        from deployments.supervisor import ChildKeepsDying, supervise
-
-        try:
-            supervise(platform)  # restarts dead children with back-off; returns only by an exception
-        except ChildKeepsDying as exc:
-            print(f"Stopping the platform: {exc}", file=sys.stderr, flush=True)
-            return 1
-    except KeyboardInterrupt:
-        print("\nStopping...", flush=True)
-        return 0
-    except StartupError as exc:
-        print(f"Start-up failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        # A second Ctrl-C or a SIGTERM must not interrupt the clean-up half way;
-        # stop() itself escalates to SIGKILL for children that linger.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        platform.stop()
-        print("Stopped.", flush=True)
-
+    return run()
 
 if __name__ == "__main__":
     sys.exit(main())
