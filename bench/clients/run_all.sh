@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Judge our API with the real OPEVA clients: the upstream Postman suite (newman) and the
+# OPEVA UI (chromium + playwright-core), on a throw-away platform started like `make up`.
+#
+#   bash bench/clients/run_all.sh            # everything; prints the table at the end
+#   CLIENTS=postman bash bench/clients/run_all.sh   # or CLIENTS=ui
+#   KEEP=1 ...                               # leave the platform running afterwards (prints how to stop it)
+#   STRICT=1 ...                             # exit 1 when any client has a failure
+#
+# Needs: Docker engine (as make up), Debian's chromium, npm registry access the first time
+# (newman, playwright-core and the UI's own dependencies are cached in /var/cache/opeva/clients).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE="$ROOT/bench/clients"
+CACHE=${OPEVA_CLIENTS_CACHE:-/var/cache/opeva/clients}
+CLIENTS=${CLIENTS:-postman,ui}
+export OPEVA_IMAGE=${OPEVA_IMAGE:-opeva-runtime:clients}
+export OPEVA_CLIENTS_CACHE=$CACHE
+
+# -- tools -------------------------------------------------------------------
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+if [ ! -x "$CACHE/node_modules/.bin/newman" ] || [ ! -d "$CACHE/node_modules/playwright-core" ]; then
+  mkdir -p "$CACHE" && { [ -f "$CACHE/package.json" ] || echo '{"name":"opeva-clients-cache","private":true}' > "$CACHE/package.json"; }
+  npm install --prefix "$CACHE" --no-audit --no-fund --loglevel=error newman@6.2.2 playwright-core@1.65.1 || exit 1
+fi
+if [[ $CLIENTS == *ui* ]]; then
+  echo "UI build (cached per UI commit; first time ~10 min)..."
+  BUILD=$(bash "$HERE/ui_build.sh") || { echo "UI build failed"; exit 1; }
+fi
+
+# -- platform: what `make up` runs (python -m deployments.platform), on free ports -------
+STATE=$(mktemp -d /tmp/opeva-clients-XXXXXX)
+read -r PREFECT_PORT API_PORT MONGO_PORT UI_PORT < <(python3 -c '
+import socket
+ss=[socket.socket() for _ in range(4)]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(*[s.getsockname()[1] for s in ss])')
+export OPEVA_HOME="$STATE/home" OPEVA_DATA_DIR="$STATE/home/data" OPEVA_HOSTS_FILE="$STATE/hosts.yaml"
+export OPEVA_PREFECT_PORT=$PREFECT_PORT OPEVA_API_PORT=$API_PORT OPEVA_MONGO_PORT=$MONGO_PORT
+unset MONGO_URI PREFECT_API_URL
+mkdir -p "$OPEVA_DATA_DIR"
+# local: the host the UI picks; worker-a: the host Postman's "Run Simulation (Config Path)"
+# names, with no worker (a remote host that is down), so its job stays queued.
+cat > "$OPEVA_HOSTS_FILE" <<HOSTS
+hosts:
+  - name: local
+    concurrency_limit: 3
+    volumes: ["$OPEVA_DATA_DIR:$OPEVA_DATA_DIR"]
+    start_worker: true
+  - name: worker-a
+    concurrency_limit: 1
+    volumes: ["$OPEVA_DATA_DIR:$OPEVA_DATA_DIR"]
+    start_worker: false
+HOSTS
+API="http://127.0.0.1:$API_PORT"
+echo "state: $STATE  API $API  Prefect :$PREFECT_PORT  Mongo :$MONGO_PORT  image $OPEVA_IMAGE  code $(git -C "$ROOT" log -1 --format='%h %s' | cut -c1-70)"
+( cd "$ROOT" && PYTHONPATH="$ROOT" exec setsid python3 -m deployments.platform ) > "$STATE/platform.log" 2>&1 &
+PLATFORM_PID=$!
+UI_PID=""
+cleanup() {
+  [ -n "$UI_PID" ] && kill "$UI_PID" 2>/dev/null
+  if [ "${KEEP:-0}" = 1 ]; then echo "platform left running: kill $PLATFORM_PID"; return; fi
+  kill -TERM "$PLATFORM_PID" 2>/dev/null
+  for _ in $(seq 60); do kill -0 "$PLATFORM_PID" 2>/dev/null || break; sleep 1; done
+}
+trap cleanup EXIT
+for i in $(seq 900); do
+  grep -q "OPEVA platform is up" "$STATE/platform.log" 2>/dev/null && break
+  if ! kill -0 "$PLATFORM_PID" 2>/dev/null; then echo "platform exited:"; tail -30 "$STATE/platform.log"; exit 1; fi
+  sleep 1
+done
+grep -q "OPEVA platform is up" "$STATE/platform.log" || { echo "platform not up after 900 s"; tail -30 "$STATE/platform.log"; exit 1; }
+echo "platform up after ${i} s"
+
+python3 "$HERE/prepare_state.py" --mongo-uri "mongodb://127.0.0.1:$MONGO_PORT" --data-dir "$OPEVA_DATA_DIR" --state-dir "$STATE" || exit 1
+VERDICTS="$STATE/verdicts.jsonl"
+if [[ $CLIENTS == *postman* ]]; then
+  echo "== Postman suite (newman) =="
+  timeout 900 python3 "$HERE/postman.py" --base-url "$API" --state-dir "$STATE" --out "$VERDICTS"
+fi
+if [[ $CLIENTS == *ui* ]]; then
+  echo "== OPEVA UI journeys (chromium) =="
+  python3 "$HERE/ui_serve.py" --build "$BUILD" --backend "$API" --port "$UI_PORT" > "$STATE/ui-serve.log" 2>&1 &
+  UI_PID=$!
+  for _ in $(seq 30); do curl -sf "http://127.0.0.1:$UI_PORT/" >/dev/null && break; sleep 0.5; done
+  timeout 1800 node "$HERE/ui_journeys.mjs" --ui "http://127.0.0.1:$UI_PORT" --state "$STATE" --out "$VERDICTS"
+fi
+
+python3 - "$VERDICTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])] if __import__("os").path.exists(sys.argv[1]) else []
+print("\n| client | passed/total |\n|---|---|")
+for r in rows:
+    print(f"| {r['client']} | {r['passed']}/{r['total']} |")
+for r in rows:
+    if r["failures"]:
+        print(f"\n{r['client']} failures:")
+        for f in r["failures"]:
+            print(f"  - {f}")
+if any(r["failures"] for r in rows) and __import__("os").environ.get("STRICT") == "1":
+    sys.exit(1)
+PY
+RC=$?
+echo "details: $STATE (platform.log, postman/newman.log, ui-results.json, ui-shots/)"
+exit $RC
