@@ -16,7 +16,7 @@ from uuid import UUID
 
 from prefect.client.schemas.objects import StateType
 
-from api.gateway import PrefectGateway
+from api.gateway import JobNotFound, PrefectGateway
 
 log = logging.getLogger("opeva.api.stopper")
 
@@ -25,8 +25,11 @@ POLL_SECONDS = 1.0
 
 
 def _split_pid(infrastructure_pid: str) -> tuple[str, str]:
+    """(Docker base URL, container id). prefect-docker writes docker-py's own name for the
+    local socket, ``http+docker://localhost``, which no client accepts as a base URL: that
+    means the local engine ("")."""
     base_url, _, container_id = infrastructure_pid.rpartition(":")
-    return base_url, container_id
+    return ("" if base_url.startswith("http+docker://") else base_url), container_id
 
 
 def kill_container(infrastructure_pid: str) -> bool:
@@ -50,6 +53,15 @@ def kill_container(infrastructure_pid: str) -> bool:
 
 
 async def ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: float = GRACE_SECONDS) -> None:
+    """Runs after the stop's answer; a job deleted meanwhile (clients delete right after a
+    stop, and the delete kills the container itself) leaves nothing to do."""
+    try:
+        await _ensure_container_gone(gateway, run_id, grace)
+    except JobNotFound:
+        log.info("run %s was deleted while its stop was checked", run_id)
+
+
+async def _ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     run = await gateway.read_run(str(run_id))
@@ -66,6 +78,9 @@ async def ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: fl
 
 async def kill_now(gateway: PrefectGateway, run_id: UUID) -> None:
     """Kill the run's container at once (an operator failed or cancelled a started run)."""
-    run = await gateway.read_run(str(run_id))
+    try:
+        run = await gateway.read_run(str(run_id))
+    except JobNotFound:  # deleted meanwhile
+        return
     if run.infrastructure_pid and await asyncio.to_thread(kill_container, run.infrastructure_pid):
         log.warning("run %s: killed its container after an operator ended the run", run_id)
