@@ -32,6 +32,19 @@ def _split_pid(infrastructure_pid: str) -> tuple[str, str]:
     return ("" if base_url.startswith("http+docker://") else base_url), container_id
 
 
+def container_running(infrastructure_pid: str) -> bool:
+    """True while the run's container runs (False when gone, stopped or unreachable)."""
+    import docker
+    from docker.errors import DockerException
+
+    base_url, container_id = _split_pid(infrastructure_pid)
+    try:
+        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        return client.containers.get(container_id).status == "running"
+    except DockerException:
+        return False
+
+
 def kill_container(infrastructure_pid: str) -> bool:
     """Kill the container if it still runs; True when it had to be killed."""
     import docker
@@ -70,8 +83,14 @@ async def _ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: f
             break
         await asyncio.sleep(POLL_SECONDS)
         run = await gateway.read_run(str(run_id))
-    if run.infrastructure_pid and await asyncio.to_thread(kill_container, run.infrastructure_pid):
-        log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, grace)
+    if run.infrastructure_pid:
+        # A cancelled supervisor removes its simulator's container, then exits: give it the
+        # same grace before killing it (killed mid-clean-up, it would leave that container).
+        exit_by = loop.time() + grace
+        while loop.time() < exit_by and await asyncio.to_thread(container_running, run.infrastructure_pid):
+            await asyncio.sleep(POLL_SECONDS)
+        if await asyncio.to_thread(kill_container, run.infrastructure_pid):
+            log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, 2 * grace)
     if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
         await gateway.force_cancelled(run_id, "Stopped: the container was killed by the OPEVA API")
 
