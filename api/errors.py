@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 import pymongo.errors
 
-from api.gateway import DeploymentMissing, JobNotFound
+from api.gateway import DeploymentMissing, JobNotFound, RunRefused
 from core.sites import SchemaNotFound, SiteExists, SiteNotFound
 from core.dataset_build import DatasetBuildError
 from core.layout import FileTooLarge, InvalidJobId, OutsideDataRoot, UnsafeNameError
@@ -134,6 +134,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DeploymentMissing)
     async def _deployment(_: Request, exc: DeploymentMissing) -> JSONResponse:
         return error(503, str(exc))
+
+    @app.exception_handler(RunRefused)
+    async def _refused(_: Request, exc: RunRefused) -> JSONResponse:
+        return error(422, f"Prefect refused the job: {exc}")
 
     @app.exception_handler(httpx.HTTPError)
     async def _prefect_down(_: Request, exc: httpx.HTTPError) -> JSONResponse:

@@ -35,12 +35,15 @@ from prefect.client.schemas.filters import (
     WorkPoolFilter,
     WorkPoolFilterName,
 )
+from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.objects import Artifact, FlowRun, FlowRunPolicy, Log, StateType, WorkPool, Worker
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Failed
+from prefect.utilities.names import generate_slug
 
+from api.group_commit import GroupCommit
 from core.states import PREFECT_TYPES, opeva_status_of
 
 log = logging.getLogger("opeva.api")
@@ -63,6 +66,46 @@ class JobNotFound(LookupError):
 
 class DeploymentMissing(LookupError):
     pass
+
+
+class RunRefused(ValueError):
+    """Prefect would not create the run (its parameters or job variables do not fit the deployment)."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One flow run to create from a deployment."""
+
+    parameters: dict[str, Any]
+    name: str | None = None
+    job_variables: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+    labels: dict[str, str] | None = None
+    retries: int = 0
+    retry_delay_seconds: int = 5
+
+    def body(self) -> dict[str, Any]:
+        # Flow retries are Prefect's own: the server's retry rule reads the run's policy.
+        policy = FlowRunPolicy(retries=self.retries, retry_delay=self.retry_delay_seconds) if self.retries else FlowRunPolicy()
+        create = DeploymentFlowRunCreate(
+            parameters=self.parameters, name=self.name, job_variables=self.job_variables or None, tags=list(self.tags),
+            idempotency_key=self.idempotency_key, labels=self.labels or {}, empirical_policy=policy,
+        )
+        return create.model_dump(mode="json", exclude_unset=True)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A created run's id and name; ``earlier`` is the run when its Idempotency-Key had made one before."""
+
+    id: UUID
+    name: str
+    earlier: FlowRun | None = None
+
+    @property
+    def status(self) -> str:
+        return opeva_status(self.earlier) if self.earlier else "queued"
 
 
 @dataclass(frozen=True)
@@ -115,6 +158,7 @@ class PrefectGateway:
         self.client = client
         self._deployments: dict[str, tuple[UUID, frozenset[str]]] = {}
         self._flow_names: dict[UUID, str] = {}
+        self._creates: GroupCommit[UUID, RunRequest, Submitted] = GroupCommit(self._create_batch)
 
     # -- submitting ------------------------------------------------------
 
@@ -147,29 +191,49 @@ class PrefectGateway:
         tags: list[str] | None = None,
         idempotency_key: str | None = None,
         labels: dict[str, str] | None = None,
-    ) -> FlowRun:
-        """Create a flow run of ``<flow_name>/<host>``. A repeated ``idempotency_key``
-        returns the run made the first time (Prefect's own idempotency)."""
+    ) -> Submitted:
+        """Create a flow run of ``<flow_name>/<host>``, in a group commit with the
+        submissions made meanwhile (see ``api/group_commit.py``). A repeated
+        ``idempotency_key`` returns the run made the first time."""
         deployment_id, _ = await self.deployment(flow_name, host)
         variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
+        request = RunRequest(
+            parameters=parameters, name=name or generate_slug(2),  # named here, as Prefect would, to answer without a read job_variables=variables or None, tags=tuple(tags or ()),
+            idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds,
+        )
         try:
-            run = await self.client.create_flow_run_from_deployment(
-                deployment_id,
-                parameters=parameters,
-                name=name,
-                job_variables=variables or None,
-                tags=tags or [],
-                idempotency_key=idempotency_key,
-                labels=labels or None,
-            )
-        except ObjectNotFound:  # deployment removed since we cached its id
-            self._deployments.pop(f"{flow_name}/{host}", None)
+            return await self._creates.submit(deployment_id, request)
+        except DeploymentMissing:
+            self._deployments.pop(f"{flow_name}/{host}", None)  # removed since we cached its id
             raise
-        if retries and run.empirical_policy.retries != retries:
-            # Flow retries are Prefect's own: the server's retry rule reads the run's policy,
-            # and the engine keeps it because it is not None. Set before a worker can start it.
-            await self.client.update_flow_run(run.id, empirical_policy=FlowRunPolicy(retries=retries, retry_delay=retry_delay_seconds))
-        return run
+
+    async def _create_batch(self, deployment_id: UUID, requests: list[RunRequest]) -> list[Submitted | Exception]:
+        """Runs an earlier submission made with the same key are answered from one read;
+        the others are created in one bulk call (one transaction on the server)."""
+        keys = sorted({r.idempotency_key for r in requests if r.idempotency_key})
+        earlier: dict[str, FlowRun] = {}
+        if keys:
+            found = await self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=keys), deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])),
+                limit=len(keys),
+            )
+            earlier = {r.idempotency_key: r for r in found if r.idempotency_key}
+        new = [r for r in requests if r.idempotency_key not in earlier]
+        created: list[Submitted | Exception] = []
+        if new:
+            try:
+                response = await self.client.request("POST", f"/deployments/{deployment_id}/create_flow_run/bulk", json=[r.body() for r in new])  # type: ignore[arg-type]
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code == 404:
+                    raise DeploymentMissing(f"deployment {deployment_id} no longer exists; run `python -m deployments.setup`") from None
+                raise
+            for r, result in zip(new, response.json()["results"]):
+                ok = result.get("status") == "CREATED" and result.get("flow_run_id")
+                created.append(Submitted(UUID(result["flow_run_id"]), r.name or "") if ok else RunRefused(result.get("error") or "Prefect refused the run"))
+            if len(created) != len(new):
+                raise RuntimeError(f"Prefect answered {len(created)} results for {len(new)} runs")
+        answers = iter(created)
+        return [Submitted(earlier[r.idempotency_key].id, earlier[r.idempotency_key].name, earlier[r.idempotency_key]) if r.idempotency_key in earlier else next(answers) for r in requests]
 
     async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> FlowRun:
         """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy."""
@@ -225,12 +289,6 @@ class PrefectGateway:
             return matching[offset:end], len(matching)
         runs, total = await asyncio.gather(self._all_runs(limit, offset, **kwargs, sort=sort), self.client.count_flow_runs(**kwargs))
         return runs, total
-
-    async def runs_with_key(self, deployment_id: UUID, idempotency_key: str) -> list[FlowRun]:
-        return await self.client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key]), deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])),
-            limit=1,
-        )
 
     async def queued_runs(self, flows: list[str]) -> list[FlowRun]:
         """Scheduled (and Late) runs of ``flows``, oldest expected start first."""

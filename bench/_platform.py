@@ -15,6 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from deployments.platform import Platform, free_port  # noqa: E402
 
 # Prefect reads its settings when first imported: point it at the bench server now.
+# One server credential for every platform this bench starts (each gets a fresh home, and
+# the client below is configured once).
+os.environ.setdefault("OPEVA_PREFECT_AUTH_STRING", f"opeva:bench-{os.urandom(12).hex()}")
 _HOME = Path(tempfile.mkdtemp(prefix="opeva-bench-"))
 PLATFORM = Platform(home=_HOME, prefect_port=free_port(), mongo_port=free_port(), api_port=free_port(), data_dir=_HOME / "data")
 HOSTS_FILE = _HOME / "hosts.yaml"

@@ -183,7 +183,7 @@ async def create_dataset(
     p = await asyncio.to_thread(_mapped, plan, client, request)
     check_dataset_rows(p.grid.start, p.grid.until, body.period)  # 422 over the row cap (memory and disk of one build)
     run = await gateway.submit(DATASET_FLOW, host.name, params, name=f"dataset-{body.name}")
-    answer = {"message": "Dataset build submitted", "job_id": str(run.id), "status": opeva_status(run), "host": host.name, "name": body.name,
+    answer = {"message": "Dataset build submitted", "job_id": str(run.id), "status": run.status, "host": host.name, "name": body.name,
               "description": body.description, "time_steps": p.grid.steps, "from": p.grid.start.isoformat(), "until": p.grid.until.isoformat(),
               "warnings": p.warnings, "validation": {"status": "pending", "detail": "checked when the build ends (dataset.json, the run's artifact)"}}
     if body.wait:

@@ -98,10 +98,7 @@ async def submit_simulation(
     gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, body: RunSimulationRequest, idempotency_key: str | None
 ) -> JobSubmitted:
     host = known_host(body.target_host, hosts)
-    deployment_id, accepted = await gateway.deployment(SIMULATION_FLOW, host.name)
-    if idempotency_key:
-        for run in await gateway.runs_with_key(deployment_id, idempotency_key):
-            return _submitted(run, "Job already submitted with this Idempotency-Key")
+    _, accepted = await gateway.deployment(SIMULATION_FLOW, host.name)
     resolved = await asyncio.to_thread(
         resolve_experiment, storage, config=body.config, config_path=body.config_path, save_as=body.save_as, job_id=None
     )
@@ -122,12 +119,15 @@ async def submit_simulation(
     if unknown:
         raise ApiError(422, f"the simulation deployment of host {host.name!r} does not take {', '.join(unknown)}; re-run `make setup` with this version")
     resources = Resources(**body.resources.model_dump()) if body.resources else None
-    run = await gateway.submit(
+    submitted = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
         job_variables=job_variables_for(host, resources), idempotency_key=idempotency_key, labels=_labels(body),
         tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
-    return _submitted(run, "Job submitted")
+    if submitted.earlier is not None:  # a client's retry: the job its first attempt made
+        return _submitted(submitted.earlier, "Job already submitted with this Idempotency-Key")
+    return JobSubmitted(job_id=str(submitted.id), status=submitted.status, host=host.name, job_name=submitted.name,
+                        image=parameters.get("image"), image_tag=parameters.get("image_tag"), message="Job submitted")
 
 
 async def status(gateway: PrefectGateway, job_id: str) -> JobStatusOut:
