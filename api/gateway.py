@@ -197,8 +197,8 @@ class PrefectGateway:
         ``idempotency_key`` returns the run made the first time."""
         deployment_id, _ = await self.deployment(flow_name, host)
         variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
-        request = RunRequest(
-            parameters=parameters, name=name or generate_slug(2),  # named here, as Prefect would, to answer without a read job_variables=variables or None, tags=tuple(tags or ()),
+        request = RunRequest(  # named here, as Prefect would, to answer without reading the run back
+            parameters=parameters, name=name or generate_slug(2), job_variables=variables or None, tags=tuple(tags or ()),
             idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds,
         )
         try:

@@ -3,7 +3,9 @@
 
 - worker kill -> a worker polling again (a heartbeat newer than the kill),
 - Prefect server kill -> the API answering a Prefect-backed request (GET /jobs),
-- a job's container killed -> the job `failed` on GET /status.
+- a job's container killed -> the job `failed` on GET /status,
+- the Docker engine restarted under a running job (once per backend, last) -> the job
+  `failed`, and -> a new job `finished`.
 
 Usage: python bench/fault_recovery.py [--repeat 3] [--backends sqlite,postgres]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import threading
 import time
 from datetime import datetime, timezone
@@ -20,6 +23,7 @@ from datetime import datetime, timezone
 import httpx
 
 from _platform import pct, running_platform
+from deployments.platform import PROJECT_ROOT
 
 LONG_JOB = {"config": {"experiment": {"name": "faults", "run_name": "r"}}, "command": ["sh", "-c", "sleep 120"], "target_host": "local"}
 
@@ -53,7 +57,8 @@ def supervised(platform) -> threading.Event:
 
 
 def heartbeat_after(api_url: str, since: datetime) -> bool:
-    r = httpx.post(f"{api_url}/work_pools/local/workers/filter", json={}, timeout=5)
+    auth = tuple(os.environ["PREFECT_API_AUTH_STRING"].split(":", 1))  # the bench platforms' server credentials
+    r = httpx.post(f"{api_url}/work_pools/local/workers/filter", json={}, timeout=5, auth=auth)
     return any(w["last_heartbeat_time"] and datetime.fromisoformat(w["last_heartbeat_time"]) > since for w in r.json())
 
 
@@ -83,8 +88,21 @@ def kill_container(api: httpx.Client) -> float:
     return until(lambda: api.get(f"/status/{job_id}").json()["status"] == "failed", 180)
 
 
+def restart_engine(api: httpx.Client) -> tuple[float, float]:
+    job_id = api.post("/run-simulation", json=LONG_JOB).json()["job_id"]
+    until(lambda: api.get(f"/status/{job_id}").json()["status"] == "running", 180)
+    t0 = time.perf_counter()
+    subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "docker_engine.sh"), "--restart"], check=True, timeout=300)
+    until(lambda: api.get(f"/status/{job_id}").json()["status"] == "failed", 300)
+    failed = time.perf_counter() - t0
+    new = api.post("/run-simulation", json={**LONG_JOB, "command": ["true"]}).json()["job_id"]
+    until(lambda: api.get(f"/status/{new}").json()["status"] == "finished", 300)
+    return failed, time.perf_counter() - t0
+
+
 def one_backend(database: str, repeat: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"worker kill -> worker polling again": [], "server kill -> API answering": [], "container kill -> job failed": []}
+    out: dict[str, list[float]] = {"worker kill -> worker polling again": [], "server kill -> API answering": [], "container kill -> job failed": [],
+                                   "engine restart -> running job failed": [], "engine restart -> a new job finished": []}
     with running_platform({"local": True}, api=True, database=database) as platform, httpx.Client(base_url=platform.api_url, timeout=10) as api:
         stop = supervised(platform)
         try:
@@ -93,6 +111,9 @@ def one_backend(database: str, repeat: int) -> dict[str, list[float]]:
                 out["server kill -> API answering"].append(kill_server(platform, api))
                 until(lambda: platform.services and all(s.proc.poll() is None for s in platform.services), 120)
                 out["container kill -> job failed"].append(kill_container(api))
+            failed, next_job = restart_engine(api)
+            out["engine restart -> running job failed"].append(failed)
+            out["engine restart -> a new job finished"].append(next_job)
         finally:
             stop.set()
     return out

@@ -6,8 +6,24 @@
 # here use the host's network (loopback only) and must never get another route.
 # Exit 0 when an engine answers, 1 when none could be started (callers then
 # fall back to a process work pool, or fail when OPEVA_REQUIRE_DOCKER=1).
+# With --restart, a running dockerd is stopped first (SIGTERM, as a service manager
+# would: it takes its containers down) and started again (the fault tests use this).
 set -u
 log=${OPEVA_DOCKERD_LOG:-/var/log/opeva-dockerd.log}
+
+if [ "${1:-}" = "--restart" ]; then
+  pids=$(pgrep -x dockerd || true)
+  [ -n "$pids" ] || { echo "docker_engine: --restart: no dockerd process runs here" >&2; exit 1; }
+  kill -TERM $pids
+  for _ in $(seq 1 120); do
+    alive=0
+    for p in $pids; do [ -e "/proc/$p" ] && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 1
+  done
+  [ $alive = 0 ] || { echo "docker_engine: dockerd did not exit within 120 s of SIGTERM" >&2; exit 1; }
+  echo "docker_engine: dockerd stopped; starting it again" >&2
+fi
 
 if docker info >/dev/null 2>&1; then
   exit 0

@@ -192,3 +192,27 @@ def test_full_data_disk_fails_the_job_clearly_and_damages_nothing_else(api, plat
     after = submit(api, sh("echo after"))
     assert wait_final(after, 300).state.is_completed()
     assert api.get("/health").status_code == 200
+
+
+# -- the Docker engine restarted under a running job ---------------------------------------
+
+
+def test_docker_engine_restarted_mid_run_fails_the_job_readably_and_new_jobs_run(api, platform):
+    job_id = submit(api, sh('for i in $(seq 1 300); do echo "[INFO] tick $i"; sleep 1; done'))
+    wait_for(lambda: read_run(job_id).state.is_running(), 300, what="the job to run")
+    wait_for(lambda: "tick 2" in api.get(f"/logs/{job_id}", params={"follow": False}).text, 60, what="the job's first lines")
+    worker = service(platform, "worker-local")
+
+    subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "docker_engine.sh"), "--restart"], check=True, timeout=300)
+
+    # The engine took the job's containers down with it: the job must end, not stay "running".
+    final = wait_final(job_id, 240)
+    assert final.state.type.value in ("FAILED", "CRASHED"), final.state
+    status = api.get(f"/status/{job_id}").json()
+    assert status["status"] == "failed" and status["prefect_state"]["message"], status
+    assert "tick 2" in api.get(f"/logs/{job_id}", params={"follow": False}).text, "a failed job keeps its logs"
+    assert worker.proc.poll() is None, "the worker outlives the engine's restart"
+
+    after = submit(api, sh("echo after-engine-restart"))
+    assert wait_final(after, 300).state.is_completed()
+    assert "after-engine-restart" in api.get(f"/logs/{after}", params={"follow": False}).text
