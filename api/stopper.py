@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect.client.schemas.objects import StateType
 
 from api.gateway import JobNotFound, PrefectGateway
+from core import containers
 
 log = logging.getLogger("opeva.api.stopper")
 
 GRACE_SECONDS = 30.0
 POLL_SECONDS = 1.0
+T = TypeVar("T")
 
 
 def _split_pid(infrastructure_pid: str) -> tuple[str, str]:
@@ -32,37 +36,62 @@ def _split_pid(infrastructure_pid: str) -> tuple[str, str]:
     return ("" if base_url.startswith("http+docker://") else base_url), container_id
 
 
-def container_running(infrastructure_pid: str) -> bool:
-    """True while the run's container runs (False when gone, stopped or unreachable)."""
+def _on_engine(infrastructure_pid: str, act: Callable[[Any, str], T], fallback: T) -> T:
+    """``act(client, container_id)`` against the Docker engine that runs the container; the
+    client is closed after, and an engine that cannot be reached gives ``fallback``."""
     import docker
     from docker.errors import DockerException
 
     base_url, container_id = _split_pid(infrastructure_pid)
+    client = None
     try:
         client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
-        return client.containers.get(container_id).status == "running"
-    except DockerException:
-        return False
-
-
-def kill_container(infrastructure_pid: str) -> bool:
-    """Kill the container if it still runs; True when it had to be killed."""
-    import docker
-    from docker.errors import DockerException, NotFound
-
-    base_url, container_id = _split_pid(infrastructure_pid)
-    try:
-        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
-        container = client.containers.get(container_id)
-        if container.status != "running":
-            return False
-        container.kill()
-        return True
-    except NotFound:
-        return False
+        return act(client, container_id)
     except DockerException as exc:  # a remote host's daemon may not be reachable from here
-        log.warning("could not check container %s: %s", container_id, exc)
-        return False
+        log.warning("could not reach the engine of container %s: %s", container_id, exc)
+        return fallback
+    finally:
+        if client is not None:
+            client.close()
+
+
+def container_running(infrastructure_pid: str) -> bool:
+    """True while the run's container runs (False when gone, stopped or unreachable)."""
+    from docker.errors import NotFound
+
+    def running(client: Any, container_id: str) -> bool:
+        try:
+            return client.containers.get(container_id).status == "running"
+        except NotFound:
+            return False
+
+    return _on_engine(infrastructure_pid, running, False)
+
+
+def kill_job_containers(infrastructure_pid: str, run_id: UUID) -> bool:
+    """Kill the run's supervisor container if it still runs, and remove its simulator
+    containers (a killed supervisor cannot remove them itself). True when the supervisor
+    had to be killed."""
+    from docker.errors import APIError, NotFound
+
+    def kill(client: Any, container_id: str) -> bool:
+        killed = False
+        try:
+            container = client.containers.get(container_id)
+            if container.status == "running":
+                container.kill()
+                killed = True
+        except NotFound:
+            pass
+        for sim in client.containers.list(all=True, filters=containers.simulators_of(str(run_id))):
+            try:
+                sim.remove(force=True)
+                log.warning("run %s: removed its simulator container %s", run_id, sim.name)
+            except (NotFound, APIError) as exc:  # removed meanwhile by the supervisor or a reap
+                log.info("run %s: simulator container %s: %s", run_id, sim.name, exc)
+        return killed
+
+    return _on_engine(infrastructure_pid, kill, False)
 
 
 async def ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: float = GRACE_SECONDS) -> None:
@@ -89,17 +118,18 @@ async def _ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: f
         exit_by = loop.time() + grace
         while loop.time() < exit_by and await asyncio.to_thread(container_running, run.infrastructure_pid):
             await asyncio.sleep(POLL_SECONDS)
-        if await asyncio.to_thread(kill_container, run.infrastructure_pid):
+        if await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run_id):
             log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, 2 * grace)
     if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
         await gateway.force_cancelled(run_id, "Stopped: the container was killed by the OPEVA API")
 
 
 async def kill_now(gateway: PrefectGateway, run_id: UUID) -> None:
-    """Kill the run's container at once (an operator failed or cancelled a started run)."""
+    """Kill the run's containers at once (an operator failed or cancelled a started run, or a
+    client deleted a job whose stop was under way)."""
     try:
         run = await gateway.read_run(str(run_id))
     except JobNotFound:  # deleted meanwhile
         return
-    if run.infrastructure_pid and await asyncio.to_thread(kill_container, run.infrastructure_pid):
+    if run.infrastructure_pid and await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run.id):
         log.warning("run %s: killed its container after an operator ended the run", run_id)

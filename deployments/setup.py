@@ -22,6 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from prefect.utilities.callables import parameter_schema
 
+from core import containers
 from core.settings import PROJECT_ROOT, PlatformSettings
 from blocks.storage import DEFAULT_BLOCK_NAME, SharedStorage
 from core.hosts import Host, HostsFile, load_hosts
@@ -142,7 +143,7 @@ def job_template(host: Host, *, docker: bool, image: str, api_url: str) -> dict[
         template["job_configuration"] = {
             "command": CONTAINER_COMMAND,
             "env": {**env, **docker_env},
-            "labels": {"opeva.role": "supervisor", "opeva.host": host.name},
+            "labels": {containers.ROLE: containers.SUPERVISOR_ROLE, containers.HOST: host.name},
             "name": None,
             "image": host.image or image,
             "registry_credentials": None,

@@ -36,7 +36,8 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
-ROLE_LABEL = "opeva.role"
+from core import containers
+
 STOP_TIMEOUT_SECONDS = 3  # docker stop: SIGTERM, then SIGKILL after this
 EXITED_KEEP_SECONDS = 60  # exited containers older than this are removed by reap()
 
@@ -90,11 +91,11 @@ class SimulatorSpec:
                 self.job_dir: {"bind": job_in_container, "mode": "rw"},
             },
             "labels": {
-                ROLE_LABEL: "simulator",
-                "opeva.job_id": self.job_id,
-                "opeva.flow_run_id": self.flow_run_id,
-                "opeva.host": self.host,
-                "opeva.supervisor": self.supervisor_id or "",
+                containers.ROLE: containers.SIMULATOR_ROLE,
+                containers.JOB_ID: self.job_id,
+                containers.FLOW_RUN_ID: self.flow_run_id,
+                containers.HOST: self.host,
+                containers.SUPERVISOR: self.supervisor_id or "",
             },
             "detach": True,
             "stdin_open": False,
@@ -225,7 +226,7 @@ def _remove_quietly(client: docker.DockerClient, name_or_id: str) -> None:
 
 def remove_for_run(client: docker.DockerClient, flow_run_id: str) -> int:
     """Force-remove every simulator container of one flow run (the supervisor's last act)."""
-    found = client.containers.list(all=True, filters={"label": [f"{ROLE_LABEL}=simulator", f"opeva.flow_run_id={flow_run_id}"]})
+    found = client.containers.list(all=True, filters=containers.simulators_of(flow_run_id))
     for c in found:
         _remove_quietly(client, c.id)
     return len(found)
@@ -249,11 +250,11 @@ def reap(client: docker.DockerClient) -> list[str]:
       (supervisors are not auto-removed, so the worker always reads their exit code).
     """
     removed = []
-    for c in client.containers.list(all=True, filters={"label": ROLE_LABEL}):
-        role = c.labels.get(ROLE_LABEL)
+    for c in client.containers.list(all=True, filters={"label": containers.ROLE}):
+        role = c.labels.get(containers.ROLE)
         running = c.status in ("running", "restarting", "paused", "created")
         if role == "simulator" and running:
-            sup = c.labels.get("opeva.supervisor")
+            sup = c.labels.get(containers.SUPERVISOR)
             if sup and _running(client, sup):
                 continue
             if not sup:

@@ -160,3 +160,16 @@ def test_killed_supervisor_fails_the_job_and_takes_the_simulator_with_it(api, st
     assert time.monotonic() - started < 10
     # the kernel ended the simulator with its supervisor's PID namespace: nothing left running
     wait_for(lambda: not containers_of(job_id, all_=False), 10, what="no container of the job left running")
+
+
+def test_an_operator_failing_a_running_job_leaves_none_of_its_containers(api, storage, upstream_image):
+    """/ops fail kills the supervisor at once; the simulator beside it must go too (a killed
+    supervisor cannot remove it, and it would run on, unseen, using the host)."""
+    job_id, _sim = _running_sim(api, storage, "ops-fail")
+    r = api.post(f"/ops/jobs/{job_id}/fail", json={"reason": "operator test"})
+    assert r.status_code == 200, r.text
+    assert status(api, job_id)["status"] == "failed"
+    wait_for(lambda: not containers_of(job_id, all_=False), 30, what="the job's containers to stop")
+    wait_for(lambda: not [c for c in containers_of(job_id) if c.labels.get("opeva.role") == "simulator"], 30,
+             what="the simulator container to be removed")
+    assert "operator test" in (status(api, job_id)["prefect_state"]["message"] or "")
