@@ -235,14 +235,15 @@ class PrefectGateway:
         answers = iter(created)
         return [Submitted(earlier[r.idempotency_key].id, earlier[r.idempotency_key].name, earlier[r.idempotency_key]) if r.idempotency_key in earlier else next(answers) for r in requests]
 
-    async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> FlowRun:
-        """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy."""
-        new = await self.client.create_flow_run_from_deployment(
-            deployment_id, parameters=parameters, name=run.name, job_variables=run.job_variables or None, tags=tags, labels=labels,
+    async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> Submitted:
+        """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy
+        (through the same group commit as every submission)."""
+        policy = run.empirical_policy
+        request = RunRequest(
+            parameters=parameters, name=run.name, job_variables=run.job_variables or None, tags=tuple(tags), labels=labels,
+            retries=policy.retries or 0, retry_delay_seconds=policy.retry_delay if policy.retry_delay is not None else 5,
         )
-        if run.empirical_policy.retries:
-            await self.client.update_flow_run(new.id, empirical_policy=run.empirical_policy)
-        return new
+        return await self._creates.submit(deployment_id, request)
 
     async def add_tags(self, run: FlowRun, tags: list[str]) -> None:
         await self.client.update_flow_run(run.id, tags=[*run.tags, *(t for t in tags if t not in run.tags)])

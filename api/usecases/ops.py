@@ -66,7 +66,7 @@ async def requeue(gateway: PrefectGateway, hosts: HostsFile, job_id: str, body: 
     new = await gateway.resubmit(run, deployment_id, params, tags=[*run.tags, f"requeued-from:{run.id}"],
                                  labels={**dict(run.labels or {}), REQUEUED_FROM: str(run.id)})
     await gateway.add_tags(run, [f"requeued-as:{new.id}"])
-    return RequeueOut(message="Job requeued as a new run", job_id=str(new.id), status=opeva_status(new), previous_job_id=str(run.id), host=host), stopped
+    return RequeueOut(message="Job requeued as a new run", job_id=str(new.id), status=new.status, previous_job_id=str(run.id), host=host), stopped
 
 
 async def fail(gateway: PrefectGateway, job_id: str, body: FailRequest) -> tuple[JobMessage, FlowRun | None]:

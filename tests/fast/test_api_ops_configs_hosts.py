@@ -30,7 +30,7 @@ def raw_get(api, target: str) -> httpx.Response:
 
 
 def test_requeue_makes_a_linked_run(api):
-    old = submit(api, submitted_by="carol")
+    old = submit(api, submitted_by="carol", retries=2, job_name="carol-job")
     active = api.post(f"/ops/jobs/{old}/requeue", json={})
     assert active.status_code == 409 and active.json()["status"] == "queued" and "force" in active.json()["detail"]
     api.post(f"/stop/{old}")
@@ -40,6 +40,7 @@ def test_requeue_makes_a_linked_run(api):
     assert body["previous_job_id"] == old and body["job_id"] != old and body["status"] == "queued" and body["host"] == "offline"
     new_info = api.get(f"/job-info/{body['job_id']}").json()
     assert new_info["requeued_from"] == old and new_info["parameters"]["submitted_by"] == "carol"
+    assert new_info["job_name"] == "carol-job" and new_info["retries"] == 2  # its name and retry policy carried over
     assert f"requeued-as:{body['job_id']}" in api.get(f"/job-info/{old}").json()["tags"]
     moved = api.post(f"/ops/jobs/{body['job_id']}/requeue", json={"force": True, "preferred_host": "second"})
     assert moved.status_code == 200 and moved.json()["host"] == "second"
