@@ -91,7 +91,9 @@ def test_make_up_restarts_a_killed_worker_and_api_and_stops_on_sigterm(tmp_path)
 
 
 def test_worker_killed_mid_run_job_keeps_its_state_host_offline_new_worker_takes_jobs(api, platform):
-    job_id = submit(api, sh('for i in $(seq 1 40); do echo "[INFO] step $i"; sleep 1; done'), host="second")
+    # Long enough to outlast the offline detection (3 missed 10 s heartbeats plus the server's
+    # check interval, up to 90 s below): a 40 s job sometimes finished first (a CI run caught it).
+    job_id = submit(api, sh('for i in $(seq 1 150); do echo "[INFO] step $i"; sleep 1; done'), host="second")
     wait_for(lambda: read_run(job_id).state.is_running(), 300, what="the job to run")
     worker = service(platform, "worker-second")
     os.kill(worker.proc.pid, signal.SIGKILL)
@@ -100,7 +102,7 @@ def test_worker_killed_mid_run_job_keeps_its_state_host_offline_new_worker_takes
     # Prefect marks a worker OFFLINE after 3 missed heartbeats (10 s each here).
     wait_for(lambda: api.get("/hosts").json()["hosts"]["second"]["online"] is False, 90, what="host 'second' to show offline")
     assert api.get(f"/status/{job_id}").json()["status"] == "running"
-    run = wait_final(job_id, 240)  # the container reports to the server by itself
+    run = wait_final(job_id, 300)  # the container reports to the server by itself
     assert run.state.is_completed(), run.state
     assert "Crashed" not in state_names(job_id)
 
