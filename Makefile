@@ -11,7 +11,7 @@ var/.installed: pyproject.toml
 	mkdir -p var && touch var/.installed
 
 up: install  ## Prefect server, MongoDB-compatible server, work pools + workers, REST API (foreground; Ctrl-C stops)
-	$(PYTHON) -m deployments.platform
+	$(PYTHON) -m deployments.up
 
 check: install  ## The fast tier: domain, API and flows logic against real in-process services; no Docker engine (< 2 min)
 	$(PYTHON) -m pytest -q tests/fast

@@ -324,13 +324,3 @@ def worker_online(api_url: str, pool: str, worker_name: str | None = None, auth:
     except httpx.HTTPError:
         return False
     return any(w["status"] == "ONLINE" and (worker_name is None or w["name"] == worker_name) for w in r.json())
-
-
-def main() -> int:
-    """``make up``: start everything in the foreground (deployments/up.py says how)."""
-    from deployments.up import run
-
-    return run()
-
-if __name__ == "__main__":
-    sys.exit(main())

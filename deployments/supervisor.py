@@ -97,4 +97,4 @@ def supervise(platform: Platform, policy: RestartPolicy = RestartPolicy(), inter
 
 
 if __name__ == "__main__":  # pragma: no cover - a usage hint only
-    sys.exit("run `python -m deployments.platform` (make up); this module is its supervisor")
+    sys.exit("run `python -m deployments.up` (make up); this module is its supervisor")

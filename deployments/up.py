@@ -111,3 +111,7 @@ def run() -> int:
         platform.stop()
         print("Stopped.", flush=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -28,7 +28,7 @@ if [[ $CLIENTS == *ui* ]]; then
   BUILD=$(bash "$HERE/ui_build.sh") || { echo "UI build failed"; exit 1; }
 fi
 
-# -- platform: what `make up` runs (python -m deployments.platform), on free ports -------
+# -- platform: what `make up` runs (python -m deployments.up), on free ports -------
 STATE=$(mktemp -d /tmp/opeva-clients-XXXXXX)
 read -r PREFECT_PORT API_PORT MONGO_PORT UI_PORT < <(python3 -c '
 import socket
@@ -54,7 +54,7 @@ hosts:
 HOSTS
 API="http://127.0.0.1:$API_PORT"
 echo "state: $STATE  API $API  Prefect :$PREFECT_PORT  Mongo :$MONGO_PORT  image $OPEVA_IMAGE  code $(git -C "$ROOT" log -1 --format='%h %s' | cut -c1-70)"
-( cd "$ROOT" && PYTHONPATH="$ROOT" exec setsid python3 -m deployments.platform ) > "$STATE/platform.log" 2>&1 &
+( cd "$ROOT" && PYTHONPATH="$ROOT" exec setsid python3 -m deployments.up ) > "$STATE/platform.log" 2>&1 &
 PLATFORM_PID=$!
 UI_PID=""
 cleanup() {

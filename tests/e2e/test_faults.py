@@ -53,7 +53,7 @@ def test_make_up_restarts_a_killed_worker_and_api_and_stops_on_sigterm(tmp_path)
     env.update(ports, OPEVA_HOME=str(home), OPEVA_HOSTS_FILE=str(home / "hosts.yaml"), OPEVA_DATA_DIR=str(data),
                OPEVA_IMAGE=os.environ.get("OPEVA_IMAGE", ""), PYTHONPATH=str(PROJECT_ROOT))
     out = open(tmp_path / "make-up.out", "w+")
-    up = subprocess.Popen([sys.executable, "-m", "deployments.platform"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
+    up = subprocess.Popen([sys.executable, "-m", "deployments.up"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
     api_url = f"http://127.0.0.1:{ports['OPEVA_API_PORT']}"
     prefect_url = f"http://127.0.0.1:{ports['OPEVA_PREFECT_PORT']}/api"
     printed = lambda: (tmp_path / "make-up.out").read_text()  # noqa: E731
