@@ -61,7 +61,7 @@ def check_folder_name(name: str) -> str:
 
 
 def empty_organization() -> dict[str, Any]:
-    return {"folder_id": None, "archived": False, "archived_at": None, "archived_by": None}
+    return {"folder_id": None, "archived": False, "archived_at": None, "archived_by": None, "owner": None, "updated_at": None}
 
 
 class OrganizationStore:
@@ -160,9 +160,9 @@ class OrganizationStore:
         """Every job's organization (for a listing: one read)."""
         return {job: {**empty_organization(), **org} for job, org in self._read()["jobs"].items()}
 
-    def _set(self, job_id: str, **changes: Any) -> dict[str, Any]:
+    def _set(self, job_id: str, owner: str, **changes: Any) -> dict[str, Any]:
         with self._changing() as data:
-            org = {**empty_organization(), **data["jobs"].get(job_id, {}), **changes}
+            org = {**empty_organization(), **data["jobs"].get(job_id, {}), **changes, "owner": owner, "updated_at": now_iso()}
             data["jobs"][job_id] = org
         return org
 
@@ -171,17 +171,17 @@ class OrganizationStore:
         if folder_id is not None:
             with self._changing() as data:  # the folder must be the owner's, checked under the lock
                 self._own(data, owner, folder_id)
-                org = {**empty_organization(), **data["jobs"].get(job_id, {}), "folder_id": folder_id}
+                org = {**empty_organization(), **data["jobs"].get(job_id, {}), "folder_id": folder_id, "owner": owner, "updated_at": now_iso()}
                 data["jobs"][job_id] = org
             return org
-        return self._set(job_id, folder_id=None)
+        return self._set(job_id, owner, folder_id=None)
 
     def archive(self, owner: str, job_id: str) -> dict[str, Any]:
-        return self._set(job_id, archived=True, archived_at=now_iso(), archived_by=check_owner(owner))
+        owner = check_owner(owner)
+        return self._set(job_id, owner, archived=True, archived_at=now_iso(), archived_by=owner)
 
     def restore(self, owner: str, job_id: str) -> dict[str, Any]:
-        check_owner(owner)
-        return self._set(job_id, archived=False, archived_at=None, archived_by=None)
+        return self._set(job_id, check_owner(owner), archived=False, archived_at=None, archived_by=None)
 
     def forget(self, job_id: str) -> None:
         """A deleted job leaves no organization behind."""

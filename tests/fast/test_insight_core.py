@@ -235,7 +235,7 @@ def test_folders_are_their_owners_alone(tmp_path):
 def test_jobs_move_archive_restore_and_folder_delete(tmp_path):
     store = OrganizationStore(tmp_path / "platform")
     f = store.create_folder("alice", "A")
-    assert store.organization("j1") == {"folder_id": None, "archived": False, "archived_at": None, "archived_by": None}
+    assert store.organization("j1") == {"folder_id": None, "archived": False, "archived_at": None, "archived_by": None, "owner": None, "updated_at": None}
     assert store.move("alice", "j1", f["folder_id"])["folder_id"] == f["folder_id"]
     archived = store.archive("alice", "j1")
     assert archived["archived"] and archived["archived_by"] == "alice" and archived["folder_id"] == f["folder_id"]
