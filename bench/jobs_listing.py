@@ -1,9 +1,9 @@
 """GET /jobs with 1,000 jobs and their ETAs, start estimates and failure codes; GET /hosts.
 
-1,000 flow runs are created straight through Prefect's API (bulk create, then state changes),
-none of them run: 4 hosts with concurrency 2, 8 running jobs with progress files (so their
-ETAs compute), 40 queued behind them (so every start estimate has work to do), 60 failed with
-their failure texts, the rest finished with run times (the hosts' usual durations). A worker
+1,000 flow runs are created straight through Prefect's API (bulk create in their final
+states), none of them run: 4 hosts with concurrency 2, 8 running jobs with progress files (so
+their ETAs compute), 40 queued behind them (so every start estimate has work to do), 60 failed
+with their failure texts and result files, the rest finished. A worker
 heartbeat per host makes the hosts online. The baseline, in the same run: Prefect's own
 read of the same 1,000 runs (the pages the API reads) and a bare /health round trip.
 
@@ -16,71 +16,65 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from deployments.platform import Platform, free_port  # noqa: E402
+# _platform points this process (Prefect's client) at its bench platform when imported.
+from _platform import HEADER, HOSTS_FILE, PLATFORM, pct, row
 
 HOSTS = ("h1", "h2", "h3", "h4")
-os.environ.setdefault("OPEVA_PREFECT_AUTH_STRING", f"opeva:bench-{os.urandom(12).hex()}")
-HOME = Path(tempfile.mkdtemp(prefix="opeva-bench-jobs-"))
-PLATFORM = Platform(home=HOME, prefect_port=free_port(), mongo_port=free_port(), api_port=free_port(), data_dir=HOME / "data")
-HOSTS_FILE = HOME / "hosts.yaml"
-os.environ.update(PLATFORM.env(OPEVA_HOSTS_FILE=str(HOSTS_FILE)))
 
-from _platform import HEADER, pct, row  # noqa: E402
+
+def _kind(k: int) -> str:
+    """Per host: 2 running, 10 queued, 15 failed, the rest finished."""
+    return "running" if k < 2 else "queued" if k < 12 else "failed" if k < 27 else "finished"
+
+
+STATES = {
+    "running": {"type": "SCHEDULED", "name": "Scheduled"},
+    "queued": {"type": "SCHEDULED", "name": "Scheduled"},
+    "failed": {"type": "FAILED", "name": "Failed", "message": "Flow run encountered an exception: SimulatorFailed: simulator exited with code 137"},
+    "finished": {"type": "COMPLETED", "name": "Completed"},
+}
 
 
 async def populate(client, jobs: int) -> None:
-    """``jobs`` runs in the shapes described above, through Prefect's API only."""
-    from prefect.states import Completed, Crashed, Failed, Pending, Running, Scheduled
+    """``jobs`` runs in the shapes described above, through Prefect's API only: created in
+    their final state by the bulk create (one call per 100 runs), the running ones moved on."""
+    from prefect.states import Pending, Running
 
     from api.gateway import PrefectGateway, RunRequest
     from core.layout import DataRoot
 
     gateway = PrefectGateway(client)
     storage = DataRoot(PLATFORM.data_dir)
-    ids: dict[str, list[str]] = {}
+    later = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()  # queued a day ahead: no late-run noise
     per_host = jobs // len(HOSTS)
+    now = time.time()
     for host in HOSTS:
         deployment = await gateway.deployment_id("run-simulation", host)
+        kinds = [_kind(k) for k in range(per_host)]
         made: list[str] = []
         while len(made) < per_host:
-            n = min(100, per_host - len(made))
-            body = [RunRequest(parameters={"config": {"experiment": {"name": "bench", "run_name": str(i)}}, "command": ["true"],
-                                           "target_host": host, "submitted_by": "bench"}, name=f"bench-{host}-{len(made) + i}").body()
-                    for i in range(n)]
+            body = []
+            for k in range(len(made), min(per_host, len(made) + 100)):
+                request = RunRequest(parameters={"config": {"experiment": {"name": "bench", "run_name": str(k)}}, "command": ["true"],
+                                                 "target_host": host, "submitted_by": "bench"}, name=f"bench-{host}-{k}").body()
+                request["state"] = {**STATES[kinds[k]], "state_details": {"scheduled_time": later} if kinds[k] == "queued" else {}}
+                body.append(request)
             r = await client.request("POST", f"/deployments/{deployment}/create_flow_run/bulk", json=body)
             made += [x["flow_run_id"] for x in r.json()["results"]]
-        ids[host] = made
-    now = time.time()
-    later = datetime.now(timezone.utc) + timedelta(days=1)  # queued runs a day ahead: no late-run noise
-    for host, runs in ids.items():
-        for k, run_id in enumerate(runs):
-            if k < 2:  # running, with progress
+        for run_id, kind in zip(made, kinds):
+            if kind == "running":
                 await client.set_flow_run_state(run_id, Pending(), force=True)
                 await client.set_flow_run_state(run_id, Running(), force=True)
                 path = storage.job(run_id).progress_file
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({"progress_pct": 20 + 10 * k, "global_step": 200, "total_global_steps": 1000, "timestamp": now + 30}))
-            elif k < 12:
-                await client.set_flow_run_state(run_id, Scheduled(scheduled_time=later), force=True)
-            elif k < 27:
-                await client.set_flow_run_state(run_id, Running(), force=True)
-                end = (Crashed if k % 3 == 0 else Failed)(message="Flow run encountered an exception: SimulatorFailed: simulator exited with code 137")
-                await client.set_flow_run_state(run_id, end, force=True)
+                path.write_text(json.dumps({"progress_pct": 20, "global_step": 200, "total_global_steps": 1000, "timestamp": now + 30}))
+            elif kind == "failed":
                 result = storage.job(run_id).result_file
                 result.parent.mkdir(parents=True, exist_ok=True)
                 result.write_text(json.dumps({"status": "failed", "error": "MemoryError", "traceback": "Traceback ...\nMemoryError"}))
-            else:
-                await client.set_flow_run_state(run_id, Running(), force=True)
-                await client.set_flow_run_state(run_id, Completed(), force=True)
         await client.send_worker_heartbeat(host, f"bench-worker-{host}", heartbeat_interval_seconds=3600)
 
 

@@ -29,6 +29,9 @@ BOOK = SampleBook()  # readings seen by this process, per job (core/eta.py says 
 LOG_TAIL_BYTES = 8192
 RUNNING = ("running", "setup", "stop_requested", "dispatched")
 PROFILE_LABEL = "opeva.target_worker_profile"
+HOST_FACTS_SECONDS = 2.0
+FINISHED_SAMPLE = 100  # recent finished runs read for the hosts' usual run times
+ACTIVE_TYPES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"})
 CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -41,10 +44,11 @@ def _json(storage: DataRoot, path: Any) -> Any:
         return None
 
 
-def read_progress_file(storage: DataRoot, job_id: str) -> tuple[Any, float | None]:
-    """The progress file's content and its modification time."""
+def read_progress_file(storage: DataRoot, job_id: str, *, strict: bool = False) -> tuple[Any, float | None]:
+    """The progress file's content and its modification time; ``strict``: a file linked out of
+    the data root is refused (``/progress`` answers 4xx) rather than read as absent."""
     path = storage.job(job_id).progress_file
-    data = _json(storage, path)
+    data = storage.read_json(path) if strict else _json(storage, path)
     try:
         return data, path.lstat().st_mtime
     except OSError:
@@ -109,18 +113,43 @@ def eta_fields(eta: Eta) -> dict[str, Any]:
 
 # -- queued-start estimates ----------------------------------------------------------------------
 
-async def start_estimates(gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile) -> dict[str, dict[str, Any]]:
-    """``queued_start_estimate`` of every queued job, by job id: a handful of Prefect reads in all."""
-    active = await gateway.active_runs()
+_FACTS: dict[str, tuple[float, int | None, bool]] = {}
+
+
+async def _host_facts(gateway: PrefectGateway, names: list[str]) -> dict[str, tuple[int | None, bool]]:
+    """Each host's pool concurrency limit and whether a worker is online, kept HOST_FACTS_SECONDS:
+    workers heartbeat every few seconds, and the UI polls /jobs and /queue every few seconds too."""
+    now = time.monotonic()
+    stale = [h for h in names if _FACTS.get(h, (0.0,))[0] < now]
+    if stale:
+        pools, workers = await asyncio.gather(asyncio.gather(*(gateway.pool(h) for h in stale)),
+                                              asyncio.gather(*(gateway.workers(h) for h in stale), return_exceptions=True))
+        for h, pool, found in zip(stale, pools, workers):
+            online = not isinstance(found, BaseException) and any(w.status == "ONLINE" for w in found)
+            # an offline host is asked again next time: a worker that just started shows at once
+            _FACTS[h] = (now + HOST_FACTS_SECONDS if online else 0.0, pool.concurrency_limit if pool is not None else None, online)
+    return {h: _FACTS[h][1:] for h in names}
+
+
+async def _finished(gateway: PrefectGateway) -> list[FlowRun]:
+    return (await gateway.list_runs(status="finished", limit=FINISHED_SAMPLE, flows=[SIMULATION_FLOW]))[0]
+
+
+async def start_estimates(gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, every_run: list[FlowRun] | None = None) -> dict[str, dict[str, Any]]:
+    """``queued_start_estimate`` of every queued job, by job id: a handful of Prefect reads in all.
+    ``every_run``: the caller already read every job (an unfiltered ``/jobs``), so active and
+    finished runs are taken from it instead of being read again."""
+    if every_run is not None:
+        active = sorted((r for r in every_run if r.state and r.state.type.value in ACTIVE_TYPES),
+                        key=lambda r: (r.expected_start_time or r.created or datetime.min.replace(tzinfo=timezone.utc)))
+    else:
+        active = await gateway.active_runs()
     queued = [r for r in active if opeva_status(r) == "queued"]
     if not queued:
         return {}
     names = sorted({r.work_pool_name or "" for r in queued})
-    finished, pools, workers = await asyncio.gather(
-        gateway.list_runs(status="finished", limit=200, flows=[SIMULATION_FLOW]),
-        asyncio.gather(*(gateway.pool(h) for h in names)),
-        asyncio.gather(*(gateway.workers(h) for h in names), return_exceptions=True),
-    )
+    completed = [r for r in every_run if r.state and r.state.type.value == "COMPLETED"] if every_run is not None else None
+    finished, facts = await asyncio.gather(_finished(gateway) if completed is None else asyncio.sleep(0, completed), _host_facts(gateway, names))
     running = [r for r in active if opeva_status(r) in RUNNING and (r.work_pool_name or "") in names]
 
     def etas() -> dict[str, float | None]:
@@ -134,16 +163,16 @@ async def start_estimates(gateway: PrefectGateway, storage: DataRoot, hosts: Hos
     running_eta = await asyncio.to_thread(etas)
     now = time.time()
     out: dict[str, dict[str, Any]] = {}
-    for name, pool, found in zip(names, pools, workers):
+    for name in names:
         host = hosts.get(name)
-        limit = pool.concurrency_limit if pool is not None and pool.concurrency_limit else (host.concurrency_limit if host else None)
-        online = not isinstance(found, BaseException) and any(w.status == "ONLINE" for w in found)
+        pool_limit, online = facts[name]
+        limit = pool_limit or (host.concurrency_limit if host else None)
         mine = [r for r in running if r.work_pool_name == name]
         queue = HostQueue(
             host=name, limit=limit, online=online,
             running=[RunningJob(str(r.id), (now - epoch(r.start_time)) if r.start_time else 0.0, running_eta.get(str(r.id))) for r in mine],
             queued=[str(r.id) for r in queued if (r.work_pool_name or "") == name],
-            usual_seconds=usual_duration([r.total_run_time.total_seconds() for r in finished[0] if r.work_pool_name == name][:20]),
+            usual_seconds=usual_duration([r.total_run_time.total_seconds() for r in finished if r.work_pool_name == name][:20]),
             profiles={str(r.id): (r.labels or {}).get(PROFILE_LABEL) for r in queued},
         )
         out.update({job: est.as_dict() for job, est in estimate_starts(queue, now).items()})

@@ -46,7 +46,7 @@ async def progress(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> P
         canonical = canonical_job_id(job_id)  # InvalidJobId (404) for what is no UUID
         return ProgressOut(job_id=canonical, status="not_found", progress=NO_PROGRESS, percent=0, progress_pct=0, source="none")
     status = opeva_status(run)
-    data, modified = await asyncio.to_thread(insight.read_progress_file, storage, str(run.id))
+    data, modified = await asyncio.to_thread(lambda: insight.read_progress_file(storage, str(run.id), strict=True))
     if isinstance(data, dict):
         eta = insight.eta_fields(insight.eta_of(run, status, data, modified))
         skip = ("job_id", "status", "percent", "progress_pct", "source", *EtaFields.model_fields)

@@ -143,7 +143,8 @@ async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | 
     names = await gateway.flow_names()
     items = [job_item(r, names.get(r.flow_id)) for r in runs]
     if storage is not None and hosts is not None:  # estimates, failures, folders: a few batched reads in all
-        estimates, failed, orgs = await asyncio.gather(insight.start_estimates(gateway, storage, hosts), insight.failures(storage, runs),
+        every = runs if status is None and host is None and offset == 0 and len(runs) == total else None
+        estimates, failed, orgs = await asyncio.gather(insight.start_estimates(gateway, storage, hosts, every), insight.failures(storage, runs),
                                                        organization.organizations(storage))
         items = [insight.with_failure(insight.with_estimate(i, estimates), failed.get(i.job_id)) for i in items]
         items = [i.model_copy(update={"organization": orgs[i.job_id]}) if i.job_id in orgs else i for i in items]
