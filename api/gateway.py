@@ -40,7 +40,7 @@ from prefect.client.schemas.objects import Artifact, FlowRun, FlowRunPolicy, Log
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.states import Cancelled, Cancelling, Failed
+from prefect.states import Cancelled, Cancelling, Completed, Failed
 from prefect.utilities.names import generate_slug
 
 from api.group_commit import GroupCommit
@@ -368,11 +368,11 @@ class PrefectGateway:
         result = await self.client.set_flow_run_state(run_id, Cancelling(message=message))
         return result.status == SetStateStatus.ACCEPT
 
+    async def mark_completed(self, run_id: UUID, message: str) -> None:  # recover: the results are complete
+        await self.client.set_flow_run_state(run_id, Completed(message=message), force=True)
+
     async def mark_failed(self, run_id: UUID, message: str) -> None:
         await self.client.set_flow_run_state(run_id, Failed(message=message), force=True)
-
-    async def force_cancelled(self, run_id: UUID, message: str) -> None:
-        await self.cancel_now(run_id, message)
 
     async def delete(self, job_id: str) -> None:
         try:

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from api import errors, security
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
-from api.routers import configs, datasets, health, hosts, job_files, jobs, ops, sites
+from api.routers import configs, datasets, health, hosts, job_files, jobs, ops, organization, sites
 from core.settings import PlatformSettings, project_version
 from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
@@ -51,7 +51,7 @@ def create_app() -> FastAPI:
     app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES, streamed={"/dataset/upload": MAX_UPLOAD_BYTES})
     app.include_router(health.router)
     protected = [Depends(require_token)]
-    for module in (jobs, job_files, configs, hosts, ops, sites, datasets):
+    for module in (jobs, job_files, configs, hosts, ops, sites, datasets, organization):
         app.include_router(module.router, dependencies=protected)
     install_openapi(app)
     # Last: its layer is outermost (Host allow-list, docs, JSON limits, users) and its OpenAPI

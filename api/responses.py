@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.responses_insight import EtaFields, FailureFields, JobInfoExtras, OrganizationFields, StartFields
 from core.states import OPEVA_STATES
 
 JobStatus = Literal[OPEVA_STATES]  # type: ignore[valid-type]
@@ -74,7 +75,7 @@ class JobSubmitted(BaseModel):
     message: str = "Job submitted"
 
 
-class JobStatusOut(BaseModel):
+class JobStatusOut(FailureFields):
     model_config = _example(job_id=JOB_ID, status="running", prefect_state={"type": "RUNNING", "name": "Running", "message": None}, host="local", job_name="flex-demo-q1")
     job_id: str
     status: JobStatus
@@ -93,7 +94,7 @@ class JobInfoBrief(BaseModel):
     image_tag: str | None = None
 
 
-class JobItem(BaseModel):
+class JobItem(FailureFields, StartFields, OrganizationFields):
     """One job in ``GET /jobs``: the UI reads ``job_id``, ``status`` and ``job_info.job_name``."""
 
     model_config = _example(
@@ -119,7 +120,7 @@ class JobItem(BaseModel):
     requeued_from: str | None = Field(None, description="The job this one requeued (POST /ops/jobs/{id}/requeue).")
 
 
-class JobInfoOut(JobItem):
+class JobInfoOut(JobInfoExtras, JobItem):
     """``job_info.json`` as the job wrote it, over Prefect's view of the run."""
 
     model_config = ConfigDict(extra="allow")
@@ -135,7 +136,7 @@ class JobInfoOut(JobItem):
     tags: list[str] = Field(default_factory=list)
 
 
-class ProgressOut(BaseModel):
+class ProgressOut(EtaFields):
     """The progress file as the simulator wrote it (its own ``status`` is ``simulator_status``)."""
 
     model_config = _open_example(job_id=JOB_ID, status="running", progress="episode 2/5", percent=40.0, progress_pct=40.0, stage="training", episode=2, step=100, global_step=300, simulator_status="running", source="file")
@@ -182,7 +183,7 @@ class RequeueOut(JobMessage):
     host: str | None
 
 
-class QueueItem(BaseModel):
+class QueueItem(StartFields):
     model_config = _example(job_id=JOB_ID, job_name="flex-demo-q1", preferred_host="offline", require_host=True, enqueued_at="2026-11-23T10:00:00+00:00", submitted_by="alice", late=True, status="queued")
     job_id: str
     job_name: str | None

@@ -121,7 +121,7 @@ async def _ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: f
         if await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run_id):
             log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, 2 * grace)
     if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
-        await gateway.force_cancelled(run_id, "Stopped: the container was killed by the OPEVA API")
+        await gateway.cancel_now(run_id, "Stopped: the container was killed by the OPEVA API")
 
 
 async def kill_now(gateway: PrefectGateway, run_id: UUID) -> None:

@@ -116,6 +116,11 @@ class DataRoot:
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
 
+    @property
+    def platform_dir(self) -> Path:
+        """The platform's own small stores (job folders); no job, config or dataset lives here."""
+        return self.root / "platform"
+
     def ensure_layout(self) -> None:
         for d in (self.configs_dir, self.datasets_dir, self.jobs_dir):
             d.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,7 @@ class SimulatorContainer:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.exit_code: int | None = None
         self.wait_error: str | None = None
+        self.oom_killed = False
         self._done = threading.Event()
         try:
             client.images.get(spec.image)
@@ -175,6 +176,7 @@ class SimulatorContainer:
         """The exit code, read from the container we did not auto-remove (no race)."""
         try:
             self.exit_code = int(self.container.wait()["StatusCode"])
+            self.oom_killed = self._oom_killed()
         except NotFound:
             self.wait_error = "the simulator's container was removed before it ended"
             self.exit_code = -1
@@ -183,6 +185,14 @@ class SimulatorContainer:
             self.exit_code = self._exit_code_after_error()
         finally:
             self._done.set()
+
+    def _oom_killed(self) -> bool:
+        """Docker's mark that the kernel killed it for memory (the exit code alone, 137, says only "killed")."""
+        try:
+            self.container.reload()
+            return bool(self.container.attrs["State"].get("OOMKilled"))
+        except Exception:
+            return False
 
     def _exit_code_after_error(self) -> int:
         for _ in range(10):

@@ -282,6 +282,8 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
         if container.wait_error:
             run.note = f" ({container.wait_error})"
+        if container.oom_killed:  # core/failures.py reads this mark as out_of_memory
+            run.note = f"{run.note or ''} (OOMKilled: the container ran out of memory)"
         return run
     finally:
         container.stop_and_remove()

@@ -30,8 +30,8 @@ async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: 
 
 
 @router.get("/status/{job_id}", response_model=JobStatusOut, responses=errors(404), summary="OPEVA status and Prefect state of a job")
-async def status(job_id: str, gateway: Gateway) -> JobStatusOut:
-    return await jobs.status(gateway, job_id)
+async def status(job_id: str, gateway: Gateway, storage: Storage) -> JobStatusOut:
+    return await jobs.status(gateway, job_id, storage)
 
 
 @router.get(
@@ -41,19 +41,21 @@ async def status(job_id: str, gateway: Gateway) -> JobStatusOut:
 async def list_jobs(
     response: Response,
     gateway: Gateway,
+    storage: Storage,
+    hosts: Hosts,
     status: Literal[FILTERABLE] | None = Query(None, description="Only jobs in this status."),  # type: ignore[valid-type]
     host: str | None = Query(None, max_length=63),
     limit: int | None = Query(None, ge=1, le=10_000, description="At most this many (default: all)."),
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> list[JobItem]:
-    items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset)
+    items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset, storage=storage, hosts=hosts)
     response.headers["X-Total-Count"] = str(total)
     return items
 
 
 @router.get("/job-info/{job_id}", response_model=JobInfoOut, responses=errors(404), summary="A job's metadata (job_info.json over Prefect's view)")
-async def job_info(job_id: str, gateway: Gateway, storage: Storage) -> JobInfoOut:
-    return await jobs.job_info(gateway, storage, job_id)
+async def job_info(job_id: str, gateway: Gateway, storage: Storage, hosts: Hosts) -> JobInfoOut:
+    return await jobs.job_info(gateway, storage, job_id, hosts)
 
 
 @router.post("/stop/{job_id}", response_model=JobMessage, responses=errors(404), summary="Stop a job (200 in every state, with a message)")
@@ -70,5 +72,5 @@ async def delete_job(job_id: str, gateway: Gateway, storage: Storage, user: Curr
 
 
 @router.get("/queue", response_model=list[QueueItem], responses=errors(), summary="Queued simulation jobs (Prefect Scheduled/Late runs), oldest first")
-async def queue(gateway: Gateway) -> list[QueueItem]:
-    return await jobs.queue(gateway)
+async def queue(gateway: Gateway, storage: Storage, hosts: Hosts) -> list[QueueItem]:
+    return await jobs.queue(gateway, storage, hosts)

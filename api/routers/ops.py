@@ -50,6 +50,11 @@ async def stop(job_id: str, background: BackgroundTasks, gateway: Gateway, body:
     return answer
 
 
+@router.post("/jobs/{job_id}/recover", response_model=JobMessage, responses=errors(404, 409), summary="Mark Completed a lost job whose host came back with its results")
+async def recover(job_id: str, gateway: Gateway, storage: Storage) -> JobMessage:
+    return await ops.recover(gateway, storage, job_id)
+
+
 @router.post("/queue/cleanup", response_model=CleanupOut, responses=errors(400, 413), summary="Cancel queued jobs that can never start (all with force)")
 async def queue_cleanup(gateway: Gateway, hosts: Hosts, body: QueueCleanupRequest | None = None) -> CleanupOut:
     return await ops.queue_cleanup(gateway, hosts, body or QueueCleanupRequest())

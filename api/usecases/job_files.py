@@ -16,6 +16,8 @@ import yaml
 
 from api.errors import ApiError
 from api.gateway import JobNotFound, PrefectGateway, opeva_status
+from api.responses_insight import EtaFields
+from api.usecases import insight
 from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex, SimulationFile
 from core.experiment import config_source, default_experiment
 from core.layout import DataRoot, UnsafeNameError, canonical_job_id, safe_name
@@ -44,18 +46,22 @@ async def progress(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> P
         canonical = canonical_job_id(job_id)  # InvalidJobId (404) for what is no UUID
         return ProgressOut(job_id=canonical, status="not_found", progress=NO_PROGRESS, percent=0, progress_pct=0, source="none")
     status = opeva_status(run)
-    data = await asyncio.to_thread(storage.read_json, storage.job(str(run.id)).progress_file)
+    data, modified = await asyncio.to_thread(lambda: insight.read_progress_file(storage, str(run.id), strict=True))
     if isinstance(data, dict):
-        extra = {k: v for k, v in data.items() if k not in ("job_id", "status", "percent", "progress_pct", "source")}
+        eta = insight.eta_fields(insight.eta_of(run, status, data, modified))
+        skip = ("job_id", "status", "percent", "progress_pct", "source", *EtaFields.model_fields)
+        extra = {k: v for k, v in data.items() if k not in skip}
         pct = _percent(data.get("percent", data.get("progress_pct")))
         raw = data.get("progress_pct", data.get("percent"))
         return ProgressOut(job_id=str(run.id), status=status, percent=pct or 0.0, progress_pct=_percent(raw),
-                           simulator_status=data.get("status"), source="file", **extra)
+                           simulator_status=data.get("status"), source="file", **extra, **eta)
     art = await gateway.progress_artifact(run.id)
     if art is not None and _percent(art.data) is not None:
         pct = _percent(art.data)
-        return ProgressOut(job_id=str(run.id), status=status, percent=pct, progress_pct=pct, progress=art.description, source="prefect-artifact")
-    return ProgressOut(job_id=str(run.id), status=status, progress=NO_PROGRESS, percent=0, progress_pct=0, source="none")
+        eta = insight.eta_fields(insight.eta_of(run, status, {"percent": pct}, (art.updated or art.created).timestamp() if (art.updated or art.created) else None))
+        return ProgressOut(job_id=str(run.id), status=status, percent=pct, progress_pct=pct, progress=art.description, source="prefect-artifact", **eta)
+    eta = insight.eta_fields(insight.eta_of(run, status, None, None))
+    return ProgressOut(job_id=str(run.id), status=status, progress=NO_PROGRESS, percent=0, progress_pct=0, source="none", **eta)
 
 
 async def result(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> ResultOut:

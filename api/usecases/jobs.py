@@ -19,6 +19,7 @@ from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStat
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
 from core.hosts import Host, HostsFile
 from core.layout import DataRoot
+from api.usecases import insight, organization
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
 REQUEUED_FROM = "opeva.requeued_from"
@@ -130,26 +131,38 @@ async def submit_simulation(
                         image=parameters.get("image"), image_tag=parameters.get("image_tag"), message="Job submitted")
 
 
-async def status(gateway: PrefectGateway, job_id: str) -> JobStatusOut:
+async def status(gateway: PrefectGateway, job_id: str, storage: DataRoot | None = None) -> JobStatusOut:
     run = await gateway.read_run(job_id)
-    return JobStatusOut(job_id=str(run.id), status=opeva_status(run), prefect_state=state_of(run), host=run.work_pool_name, job_name=run.name)
+    out = JobStatusOut(job_id=str(run.id), status=opeva_status(run), prefect_state=state_of(run), host=run.work_pool_name, job_name=run.name)
+    return insight.with_failure(out, (await insight.failures(storage, [run])).get(out.job_id)) if storage is not None else out
 
 
-async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | None, limit: int | None, offset: int) -> tuple[list[JobItem], int]:
+async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | None, limit: int | None, offset: int,
+                    storage: DataRoot | None = None, hosts: HostsFile | None = None) -> tuple[list[JobItem], int]:
     runs, total = await gateway.list_runs(status=status, host=host, limit=limit, offset=offset)
     names = await gateway.flow_names()
-    return [job_item(r, names.get(r.flow_id)) for r in runs], total
+    items = [job_item(r, names.get(r.flow_id)) for r in runs]
+    if storage is not None and hosts is not None:  # estimates, failures, folders: a few batched reads in all
+        every = runs if status is None and host is None and offset == 0 and len(runs) == total else None
+        estimates, failed, orgs = await asyncio.gather(insight.start_estimates(gateway, storage, hosts, every), insight.failures(storage, runs),
+                                                       organization.organizations(storage))
+        items = [insight.with_failure(insight.with_estimate(i, estimates), failed.get(i.job_id)) for i in items]
+        items = [i.model_copy(update={"organization": orgs[i.job_id]}) if i.job_id in orgs else i for i in items]
+    return items, total
 
 
-async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> JobInfoOut:
+async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str, hosts: HostsFile | None = None) -> JobInfoOut:
     run = await gateway.read_run(job_id)
     names = await gateway.flow_names()
     item = job_item(run, names.get(run.flow_id))
     info = await asyncio.to_thread(storage.read_json_object, storage.job(str(run.id)).job_info_file)  # confined: a link out reads as {}
     params = dict(run.parameters or {})
     reserved = set(JobInfoOut.model_fields) - {"config_path", "submitted_by"}
+    extras = await asyncio.to_thread(insight.job_info_extras, storage, run, item.status, info.get("container_name"))
+    estimate = (await insight.start_estimates(gateway, storage, hosts)).get(item.job_id) if hosts is not None and item.status == "queued" else None
+    org = await asyncio.to_thread(organization.store_of(storage).organization, item.job_id)
     return JobInfoOut(
-        **item.model_dump(),
+        **{**item.model_dump(), **extras, **insight.as_fields(estimate), "organization": org},
         config_path=info.get("config_path") or params.get("config_path"),
         target_host=run.work_pool_name, submitted_by=params.get("submitted_by"), parameters=params,
         deployment_id=str(run.deployment_id) if run.deployment_id else None, infrastructure_pid=run.infrastructure_pid,
@@ -197,15 +210,17 @@ async def delete(gateway: PrefectGateway, storage: DataRoot, job_id: str, user: 
     if job_dir.exists() or job_dir.is_symlink():
         await asyncio.to_thread(storage.remove_inside, job_dir)
     await gateway.delete(str(run.id))
+    await organization.forget(storage, str(run.id))
     return Message(message=f"Job {job_id} deleted successfully")
 
 
-async def queue(gateway: PrefectGateway) -> list[QueueItem]:
-    runs = await gateway.queued_runs([SIMULATION_FLOW])
-    return [
+async def queue(gateway: PrefectGateway, storage: DataRoot | None = None, hosts: HostsFile | None = None) -> list[QueueItem]:
+    runs, estimates = await asyncio.gather(gateway.queued_runs([SIMULATION_FLOW]),
+                                           insight.start_estimates(gateway, storage, hosts) if storage is not None and hosts is not None else asyncio.sleep(0, {}))
+    return [insight.with_estimate(item, estimates) for item in [
         QueueItem(
             job_id=str(r.id), job_name=r.name, preferred_host=r.work_pool_name, require_host=True, enqueued_at=iso(r.created),
             submitted_by=(r.parameters or {}).get("submitted_by"), late=bool(r.state and r.state.name == "Late"), status=opeva_status(r),
         )
         for r in runs
-    ]
+    ]]

@@ -134,3 +134,20 @@ async def jobs_cleanup(gateway: PrefectGateway, storage: DataRoot, body: JobsCle
             pass
         removed.append(jid)
     return CleanupOut(removed=removed, count=len(removed), kept_active=active)
+
+
+async def recover(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> JobMessage:
+    """A job whose host was lost (Prefect: Crashed or Failed) but whose folder holds a completed
+    ``results/result.json`` (the host came back with its results) becomes Completed; 409 otherwise."""
+    run = await gateway.read_run(job_id)
+    jid, current = str(run.id), opeva_status(run)
+    lost = bool(run.state and run.state.type in (StateType.CRASHED, StateType.FAILED))
+    try:
+        result = await asyncio.to_thread(storage.read_json, storage.job(jid).result_file)
+    except ValueError:  # linked out of the data root: not a result
+        result = None
+    if not lost or not (isinstance(result, dict) and result.get("status") == "completed"):
+        why = "it did not fail or crash" if not lost else "its results/result.json is not a completed result"
+        raise ApiError(409, f"job {jid} is {current}; nothing to recover: {why}", status=current, job_id=jid)
+    await gateway.mark_completed(run.id, _why("Recovered (results/result.json is complete)", None))
+    return JobMessage(message="Job recovered: its results are complete", job_id=jid, status="finished")
