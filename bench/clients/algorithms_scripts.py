@@ -64,7 +64,7 @@ def scripts_from_mirror(mirror: Path, commit: str, dest: Path) -> Path:
 def scripts_python() -> str:
     """A venv of the scripts' own (PyYAML), made once and cached."""
     python = VENV / "bin" / "python"
-    if subprocess.run([str(python), "-c", "import yaml"], capture_output=True).returncode != 0:
+    if not python.exists() or subprocess.run([str(python), "-c", "import yaml"], capture_output=True).returncode != 0:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "PyYAML==6.0.2"], check=True)
     return str(python)
