@@ -174,6 +174,21 @@ class Generated(BaseModel):
     failed: list[FailedDataset]
 
 
+class GenerateFailure(BaseModel):
+    message: str
+    site_ids: list[str]
+    failed: list[FailedDataset] = Field(default_factory=list)
+
+
+class GenerateNotFound(BaseModel):
+    """404 of ``POST /datasets/generate``: upstream's object detail when sites cannot be built
+    (text for an unknown ``target_host``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"detail": {"message": "cannot generate datasets for 1 site(s): no_such_site: no site 'no_such_site'", "site_ids": ["no_such_site"], "failed": []}}]})
+    detail: GenerateFailure | str
+
+
 class DatasetEntry(_Formats):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "living-lab-june", "description": "hourly", "size": 120433, "created": "2025-06-09T10:00:00+00:00",
                                                                "site": "living_lab_sample", "from": "2025-06-01T00:00:00+00:00", "until": "2025-06-08T00:00:00+00:00",

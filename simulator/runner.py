@@ -144,12 +144,7 @@ def run_experiment(
     if tracker:
         tracker.log_metrics(metrics, step=episodes)
 
-    summary = (
-        f"{config.algorithm} on {data.name} ({data.buildings} buildings, {data.steps} steps), {episodes} training episodes: "
-        f"electricity cost {_change(metrics['electricity_cost'], metrics['electricity_cost_vs_baseline'], ' $')}, "
-        f"peak demand {_change(metrics['peak_demand'], metrics['peak_demand_vs_baseline'], ' kW')}, "
-        f"EV energy unmet {metrics['ev_unmet_energy']:.2f} kWh"
-    )
+    summary = _summary(config, data, episodes, metrics)
     log.info("Result: %s", summary)
     exported = _export(results_dir, data, final_record, baseline_record, episodes, log)
     progress.report("completed", progress.units, episodes)
@@ -182,6 +177,15 @@ def _export(results_dir: Path | None, data: Dataset, record: Any, baseline: Any,
         return {"simulation_data_available": False}
     log.info("Simulation data exported: session %s, %d files", exported["simulation_data_session_default"], len(exported["simulation_data_files"]))
     return exported
+
+
+def _summary(config: SimulatorConfig, data: Dataset, episodes: int, metrics: dict[str, Any]) -> str:
+    return (
+        f"{config.algorithm} on {data.name} ({data.buildings} buildings, {data.steps} steps), {episodes} training episodes: "
+        f"electricity cost {_change(metrics['electricity_cost'], metrics['electricity_cost_vs_baseline'], ' $')}, "
+        f"peak demand {_change(metrics['peak_demand'], metrics['peak_demand_vs_baseline'], ' kW')}, "
+        f"EV energy unmet {metrics['ev_unmet_energy']:.2f} kWh"
+    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import get_gateway, get_hosts, get_mongo, get_storage, known_host
 from api.errors import ApiError
-from api.dataset_models import DatasetCreated, DatasetEntry, DatasetRequest, Generated, GenerateRequest, Uploaded
+from api.dataset_models import DatasetCreated, DatasetEntry, DatasetRequest, Generated, GenerateNotFound, GenerateRequest, Uploaded
 from api.gateway import PrefectGateway
 from api.models import FILE_NAME_PATTERN
 from api.routers.sites import SiteName, check_site_name, errors
@@ -76,7 +76,8 @@ async def create_dataset(
 
 
 @router.post("/datasets/generate", summary="Build one dataset per site: <prefix>_<site>_all_buildings (dry run, continue on error)",
-             response_model=Generated, response_model_by_alias=True, responses=errors(404, 413))
+             response_model=Generated, response_model_by_alias=True,
+             responses={**errors(413), 404: {"model": GenerateNotFound, "description": "Sites that cannot be built ({message, site_ids}), or an unknown host"}})
 async def generate_datasets(
     body: GenerateRequest,
     gateway: PrefectGateway = Depends(get_gateway),
