@@ -12,7 +12,7 @@ scripts) read what CityLearn's exporter writes, by file name and column name:
   ``Energy Production from PV-kWh``;
 - ``exported_data_<building>_battery_ep<k>.csv``: ``timestamp``, ``Battery Soc-%``,
   ``Battery (Dis)Charge-kWh``;
-- ``exported_data_<building>_charger_<j>_ep<k>.csv``: ``timestamp``, ``Charger Consumption-kWh``,
+- ``exported_data_<building>_charger_<n>_<j>_ep<k>.csv`` (building number, charger number in it): ``timestamp``, ``Charger Consumption-kWh``,
   ``Charging Action-kWh``, ``Is EV Connected``, ``EV SOC-%``;
 - ``exported_data_pricing_ep<k>.csv``: ``timestamp``, ``electricity_pricing-$/kWh``;
 - ``exported_kpis.csv``: one row per KPI (column ``KPI``), one column per building and
@@ -37,6 +37,7 @@ from simulator.dataset import Dataset
 from simulator.environment import EpisodeRecord
 
 KPI_FILE = "exported_kpis.csv"
+KPI_SOURCE = "simulation_data_csv"  # upstream's value: KPIs come from the exported CSV
 DEFAULT_START = "2024-01-01T00:00:00"
 
 
@@ -108,11 +109,14 @@ def _series(folder: Path, data: Dataset, record: EpisodeRecord, episode: int) ->
         out(f"exported_data_{b}_battery_ep{episode}.csv", {"Battery Soc-%": soc, "Battery (Dis)Charge-kWh": flows[:, i]})
     ev = data.chargers
     ev_energy = record.ev_energy if record.ev_energy is not None else np.zeros((steps, ev.count))
+    ordinal: dict[int, int] = {}
     for j in range(ev.count):
-        b = names[int(ev.building[j])]
+        i = int(ev.building[j])
+        ordinal[i] = ordinal.get(i, 0) + 1
+        b = names[i]
         cap = ev.capacity[:steps, j]
         soc = np.divide(ev_energy[:, j], cap, out=np.zeros(steps), where=cap > 0) * 100
-        out(f"exported_data_{b}_charger_{j + 1}_ep{episode}.csv", {
+        out(f"exported_data_{b}_charger_{i + 1}_{ordinal[i]}_ep{episode}.csv", {  # CityLearn's charger ids: charger_<building>_<k>
             "Charger Consumption-kWh": np.maximum(flows[:, n + j], 0.0), "Charging Action-kWh": flows[:, n + j],
             "Is EV Connected": ev.plugged[:steps, j], "EV SOC-%": soc,
         })
@@ -185,4 +189,4 @@ def export_session(results_dir: Path, data: Dataset, record: EpisodeRecord, base
     files = _series(folder, data, record, episode)
     _write_kpis(folder / KPI_FILE, data, record, baseline)
     return {"simulation_data_available": True, "simulation_data_dir": "results/simulation_data", "simulation_data_session_default": name,
-            "simulation_data_files": [*files, KPI_FILE], "kpi_source": KPI_FILE}
+            "simulation_data_files": [*files, KPI_FILE], "kpi_source": KPI_SOURCE}

@@ -36,11 +36,11 @@ def test_scripts_sequence_reads_what_it_needs(api, storage):
     (session / "exported_data_community_ep2.csv").write_text("timestamp,Net Electricity Consumption-kWh\n2024-01-01T00:00:00,2.0\n")
     (session / "exported_data_pricing_ep2.csv").write_text("timestamp,electricity_pricing-$/kWh\n2024-01-01T00:00:00,0.2\n")
     storage.job(job_id).result_file.write_text(json.dumps({"status": "completed", "simulation_data_session_default": "20260101T000000Z",
-                                                           "simulation_data_available": True, "kpi_source": "exported_kpis.csv"}))
+                                                           "simulation_data_available": True, "kpi_source": "simulation_data_csv"}))
     row = collect(api, job_id)
     assert row["index_status"] == 200 and row["simulation_data_session"] == "20260101T000000Z"
     assert all(isinstance(f, str) for f in row["files"]) and "exported_kpis.csv" in row["files"]
     assert row["kpis"]["district_cost_total_control_eur"]["District"] == "1.5"
     assert row["community"].endswith("2.0\n") and row["pricing"].startswith("timestamp,electricity_pricing-$/kWh")  # the latest episode's
-    assert row["simulation_data_available"] is True and row["kpi_source"] == "exported_kpis.csv"
+    assert row["simulation_data_available"] is True and row["kpi_source"] == "simulation_data_csv"
     api.post(f"/stop/{job_id}")

@@ -25,7 +25,7 @@ def test_a_finished_run_exports_time_series_and_kpis(tmp_path):
     config = {"experiment": {"name": "x", "run_name": "y"}, "algorithm": "rule_based", "simulation": {"buildings": 2, "days": 2}}
     result, session = _run(tmp_path, config)
     names = sorted(p.name for p in session.iterdir())
-    assert result["simulation_data_available"] is True and result["kpi_source"] == "exported_kpis.csv"
+    assert result["simulation_data_available"] is True and result["kpi_source"] == "simulation_data_csv"
     assert sorted(result["simulation_data_files"]) == names
     assert {"exported_kpis.csv", "exported_data_community_ep0.csv", "exported_data_pricing_ep0.csv",
             "exported_data_building_1_ep0.csv", "exported_data_building_2_battery_ep0.csv"} <= set(names)
