@@ -33,14 +33,15 @@ log = logging.getLogger("opeva.api")
 class ApiError(Exception):
     """Raise from a route to answer ``status_code`` with ``detail`` and extra fields."""
 
-    def __init__(self, status_code: int, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
+    def __init__(self, status_code: int, detail: str | dict[str, Any], **extra: Any) -> None:
+        """``detail`` is text, or an object where an upstream answer has one (noted at the raise)."""
+        super().__init__(detail if isinstance(detail, str) else str(detail.get("message", detail)))
         self.status_code = status_code
         self.detail = detail
         self.extra = extra
 
 
-def error(status_code: int, detail: str, **extra: Any) -> JSONResponse:
+def error(status_code: int, detail: str | dict[str, Any], **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=status_code)
 
 

@@ -277,11 +277,15 @@ class SimulationFile(BaseModel):
 
 
 class SimulationDataIndex(BaseModel):
+    """``files`` are relative-path strings, as upstream answers (the maintainers' collector keeps
+    only strings); sizes are in ``file_details``."""
     model_config = _example(job_id=JOB_ID, root_path=f"jobs/{JOB_ID}/results/simulation_data/2026-11-23", session="2026-11-23", sessions=["2026-11-23"],
-                            files=[{"relative_path": "building_1.csv", "size_bytes": 2048}], available_days=[])
+                            files=["exported_data_community_ep0.csv", "exported_kpis.csv"],
+                            file_details=[{"relative_path": "exported_kpis.csv", "size_bytes": 2048}], available_days=[])
     job_id: str
     root_path: str
     session: str
     sessions: list[str]
-    files: list[SimulationFile]
+    files: list[str]
+    file_details: list[SimulationFile]
     available_days: list[str]

@@ -9,9 +9,13 @@ share an environment with the platform. Standard library and CityLearn only here
 Prints one JSON line: {"status": "passed"|"failed", "version", "steps", "seconds", "detail"}.
 """
 
+import csv
+import inspect
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 
@@ -45,9 +49,39 @@ def offline_sizing_data() -> str:
     return "placeholder (offline): " + ", ".join(wrote) if wrote else "cached"
 
 
+def columns_for_this_citylearn(folder: str, schema: dict) -> tuple:
+    """(folder to load, note): the 2026 building CSV carries ``seconds`` (OPEVA's CityLearn fork
+    reads it); CityLearn 2.5 from PyPI passes every column to ``EnergySimulation`` by name and
+    refuses one it does not know. Then a copy without the unknown columns is loaded, and the
+    report says so: the folder itself is never changed."""
+    from citylearn.data import EnergySimulation
+
+    known = set(inspect.signature(EnergySimulation.__init__).parameters)
+    files = {b.get("energy_simulation") for b in (schema.get("buildings") or {}).values() if isinstance(b, dict)}
+    unknown = set()
+    for name in filter(None, files):
+        with open(os.path.join(folder, name), newline="") as f:
+            unknown |= set(next(csv.reader(f), [])) - known
+    if not unknown:
+        return folder, None
+    copy = tempfile.mkdtemp(prefix="opeva-smoke-")
+    shutil.copytree(folder, copy, dirs_exist_ok=True)
+    for name in filter(None, files):
+        path = os.path.join(copy, name)
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        header = [c for c in (rows[0].keys() if rows else []) if c not in unknown]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return copy, f"this CityLearn does not take column(s) {sorted(unknown)} (OPEVA's fork does): loaded a copy without them"
+
+
 def main(folder: str, max_steps: int) -> dict:
     started = time.time()
     out = {"status": "failed", "version": None, "steps": 0, "seconds": 0.0, "detail": ""}
+    root = folder
     try:
         import citylearn
         from citylearn.agents.base import BaselineAgent
@@ -57,7 +91,10 @@ def main(folder: str, max_steps: int) -> dict:
         out["sizing_data"] = offline_sizing_data()
         with open(os.path.join(folder, "schema.json")) as f:
             schema = json.load(f)
-        schema["root_directory"] = os.path.abspath(folder)
+        root, note = columns_for_this_citylearn(folder, schema)
+        if note:
+            out["adapted"] = note
+        schema["root_directory"] = os.path.abspath(root)
         start = int(schema.get("simulation_start_time_step") or 0)
         end = int(schema.get("simulation_end_time_step") or start)
         schema["simulation_end_time_step"] = min(end, start + max_steps - 1)
@@ -80,6 +117,8 @@ def main(folder: str, max_steps: int) -> dict:
         out["detail"] = f"{type(exc).__name__}: {exc}"[:1000]
         out["traceback"] = tb[-8:]
     out["seconds"] = round(time.time() - started, 2)
+    if out.get("adapted") and root != folder:
+        shutil.rmtree(root, ignore_errors=True)
     return out
 
 

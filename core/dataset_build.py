@@ -6,8 +6,9 @@ answer ``POST /dataset`` at once with errors and warnings. :func:`build` then st
 every building's documents (core/dataset_read.py), writes the files and checks them
 (core/dataset_check.py).
 
-Files (what CityLearn 2.5 and OPEVA's simulator load): ``Building_<n>.csv`` (calendar
-in the site's zone, Europe/Lisbon by default; hour 1-24, the hour ending),
+Files (what CityLearn 2.5 and OPEVA's simulator load): ``Building_<n>.csv`` (the 2026
+header: ``month,hour,minutes,seconds,day_type,...``, calendar in the site's zone,
+Europe/Lisbon by default; hour 1-24, the hour ending),
 ``weather.csv`` and ``pricing.csv`` with ``_predicted_1..3`` (the values 6/12/24 h
 ahead), ``carbon_intensity.csv``, ``charger_<n>_<k>.csv`` (6 columns), ``schema.json``
 and ``dataset.json`` (our metadata, with ``warnings`` and ``validation``).
@@ -44,7 +45,7 @@ from core.layout import DataRoot, safe_name, write_json_atomic
 from core.site_spec import BUILDING_COLUMNS, SITE_COLUMNS, SUMMED, WEATHER_COLUMNS, BuildingSpec, SiteSchema
 from core.sites import collection_range, get_schema
 
-BUILDING_CSV_COLUMNS = ["month", "hour", "minutes", "day_type", "daylight_savings_status", "indoor_dry_bulb_temperature",
+BUILDING_CSV_COLUMNS = ["month", "hour", "minutes", "seconds", "day_type", "daylight_savings_status", "indoor_dry_bulb_temperature",
                         "average_unmet_cooling_setpoint_difference", "indoor_relative_humidity", "non_shiftable_load",
                         "dhw_demand", "cooling_demand", "heating_demand", "solar_generation"]
 DEFAULTS: dict[str, float] = {
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, float] = {
 }
 FORECAST_HOURS = (6, 12, 24)
 MAX_ROWS = int(os.environ.get("OPEVA_DATASET_MAX_ROWS", 1_000_000))
+MAX_STEP_SECONDS = 86_400
 CITYLEARN_TARGET = "2.5"
 
 Progress = Callable[[float, str], None]
@@ -72,6 +74,11 @@ class BuildRequest:
     period: int = 60
     from_ts: str | None = None
     until_ts: str | None = None
+    seconds_per_time_step: int | None = None  # overrides period (minutes), as upstream; allows sub-minute steps
+
+    @property
+    def step_seconds(self) -> int:
+        return int(self.seconds_per_time_step or self.period * 60)
 
 
 @dataclass
@@ -98,8 +105,8 @@ def plan(client: pymongo.MongoClient, request: BuildRequest, *, probe: bool = Tr
     ``probe``: with a given range, look for one document per building in it (the API's
     pre-flight). The build itself skips that: it finds empty buildings while reading, and
     on some servers (secantus) a ranged find_one costs a scan of the range."""
-    if not 1 <= request.period <= 1440:
-        raise DatasetError("period must be between 1 and 1440 minutes", 422)
+    if not 1 <= request.step_seconds <= MAX_STEP_SECONDS:
+        raise DatasetError(f"the time step must be between 1 and {MAX_STEP_SECONDS} seconds (period 1-1440 minutes); got {request.step_seconds} s", 422)
     start = parse_ts(request.from_ts, "from_ts") if request.from_ts else None
     until = parse_ts(request.until_ts, "until_ts") if request.until_ts else None
     configs = CityLearnConfigs.model_validate(request.citylearn_configs or {})
@@ -121,7 +128,7 @@ def plan(client: pymongo.MongoClient, request: BuildRequest, *, probe: bool = Tr
             warnings.append(f"building {b} skipped: no collection {schema.buildings[b].collection or f'building_{b}'}*")
         else:
             buildings[b] = (schema.buildings[b], coll)
-    period_s = request.period * 60
+    period_s = request.step_seconds
     if start and until:
         start, until = floor_to(start, period_s), floor_to(until, period_s)
         _check_size(request, start, until)
@@ -138,9 +145,9 @@ def plan(client: pymongo.MongoClient, request: BuildRequest, *, probe: bool = Tr
 def _check_size(request: BuildRequest, start: datetime, until: datetime) -> None:
     if until <= start:
         raise DatasetError(f"no time range: from {start.isoformat()} until {until.isoformat()} (site {request.site_id!r})", 422)
-    steps = int((until - start).total_seconds() // (request.period * 60))
+    steps = int((until - start).total_seconds() // request.step_seconds)
     if steps > MAX_ROWS:
-        raise DatasetError(f"{steps} time steps of {request.period} min from {start.isoformat()} to {until.isoformat()} exceed the limit of "
+        raise DatasetError(f"{steps} time steps of {request.step_seconds} s from {start.isoformat()} to {until.isoformat()} exceed the limit of "
                            f"{MAX_ROWS} rows per file; shorten the range or raise period", 422)
 
 
@@ -191,7 +198,7 @@ def _common_range(db: pymongo.database.Database, buildings: dict, start: datetim
 def calendar(grid: Grid, tz: str) -> pd.DataFrame:
     starts = pd.date_range(grid.start, periods=grid.steps, freq=pd.Timedelta(seconds=grid.period_s)).tz_convert(tz)
     dst = np.fromiter((bool(t.dst()) for t in starts), bool, grid.steps) if grid.steps else np.zeros(0, bool)
-    return pd.DataFrame({"month": starts.month, "hour": starts.hour + 1, "minutes": starts.minute,
+    return pd.DataFrame({"month": starts.month, "hour": starts.hour + 1, "minutes": starts.minute, "seconds": starts.second,
                          "day_type": starts.day_of_week + 1, "daylight_savings_status": dst.astype(int)})
 
 
@@ -228,7 +235,10 @@ def _building_files(tmp: Path, n: int, b: str, spec: BuildingSpec, sums: Sums, g
 
 def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest, *, batch_size: int = 5000,
           progress: Progress | None = None, smoke: bool | None = None) -> dict[str, Any]:
-    """Write ``datasets/<name>/`` and return its metadata (with warnings and validation)."""
+    """Write ``datasets/<name>/`` and return its metadata (with warnings and validation).
+
+    ``smoke``: None = as the request's ``citylearn_configs.validation.smoke_check`` asks
+    (default no); True/False force it (tests)."""
     name = safe_name(request.name, what="dataset name")
     final = storage.dataset_dir(name)
     if final.exists():
@@ -277,9 +287,10 @@ def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest,
         cl_schema["buildings"] = entries
         (tmp / "schema.json").write_text(json.dumps(cl_schema, indent=2))
         report(95, "validation")
-        validation = validate(tmp, smoke=smoke)
+        validation = validate(tmp, smoke=p.configs.smoke_check if smoke is None else smoke)
         metadata = {
-            "name": name, "site": request.site_id, "description": request.description, "period": request.period,
+            "name": name, "site": request.site_id, "description": request.description, "period": request.step_seconds // 60 if request.step_seconds % 60 == 0 else request.step_seconds / 60,
+            "seconds_per_time_step": request.step_seconds,
             "from": grid.start.isoformat(), "until": grid.until.isoformat(), "time_steps": grid.steps, "timezone": zone,
             "buildings": {b: entry["energy_simulation"] for b, entry in entries.items()}, "documents": documents,
             "ev_times": ev_counts, "created": datetime.now(timezone.utc).isoformat(), "citylearn_version": CITYLEARN_TARGET,

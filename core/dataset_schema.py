@@ -3,7 +3,8 @@
 Why merged in layers: a real site schema is itself a CityLearn schema template
 (device specs, sometimes observations or a reward), the OPEVA UI sends CityLearn's
 own keys in ``citylearn_configs``, and older clients send the structured form
-(``selected_buildings``, ``schema_overrides``, ``building_overrides``, ``defaults``).
+(``selected_buildings``, ``schema_overrides``, ``building_overrides``, ``defaults``), plus
+``validation`` (build options, never written into schema.json).
 Precedence, lowest first: our defaults, the site schema's top-level keys,
 ``schema_overrides``, the CityLearn keys of ``citylearn_configs``. Device specs pass
 from the site schema into ``schema.json`` unchanged; only file names are ours.
@@ -15,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-STRUCTURED_KEYS = ("selected_buildings", "schema_overrides", "building_overrides", "defaults")
+STRUCTURED_KEYS = ("selected_buildings", "schema_overrides", "building_overrides", "defaults", "validation")
 SITE_ONLY_KEYS = ("buildings", "evs", "electric_vehicles_def", "timezone", "root_directory")
 EXTENSION_KEYS = ("collection", "timestamp_field", "fields", "pv_nominal_power")
 BUILDER_KEYS = ("root_directory", "seconds_per_time_step", "simulation_end_time_step", "start_date", "buildings")
@@ -23,6 +24,13 @@ EV_BATTERY = {"capacity": 50.0, "nominal_power": 50.0, "initial_soc": 0.5, "dept
 DEFAULT_OBSERVATIONS = ["month", "hour", "day_type", "daylight_savings_status", "outdoor_dry_bulb_temperature",
                         "electricity_pricing", "carbon_intensity", "non_shiftable_load", "solar_generation",
                         "electrical_storage_soc", "net_electricity_consumption"]
+
+
+class ValidationOptions(BaseModel):
+    """``citylearn_configs.validation``: what to check after the build (static checks always)."""
+
+    model_config = ConfigDict(extra="forbid")
+    smoke_check: bool = Field(False, description="Load the folder in CityLearn and step one episode (needs OPEVA_CITYLEARN_PYTHON)")
 
 
 class CityLearnConfigs(BaseModel):
@@ -41,6 +49,7 @@ class CityLearnConfigs(BaseModel):
     schema_overrides: dict[str, Any] = Field(default_factory=dict, description="Top-level schema.json keys for this build")
     building_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per building id, keys merged into its schema.json entry")
     defaults: dict[str, float] = Field(default_factory=dict, description="Column -> value for what the site lacks")
+    validation: ValidationOptions | None = Field(None, description="Build options, not a CityLearn key (the OPEVA UI always sends it)")
     random_seed: int | None = None
     central_agent: bool | None = None
     simulation_start_time_step: int | None = Field(None, ge=0)
@@ -65,6 +74,10 @@ class CityLearnConfigs(BaseModel):
 
     def unknown_keys(self) -> list[str]:
         return sorted(self.model_extra or {})
+
+    @property
+    def smoke_check(self) -> bool:
+        return bool(self.validation and self.validation.smoke_check)
 
 
 def base_schema(steps: int, period_s: int, start_date: str) -> dict[str, Any]:

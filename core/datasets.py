@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from core.dataset_formats import describe_folder
 from core.layout import DataRoot, UnsafeNameError, safe_name
 
 TMP_PREFIX = ".tmp-"
@@ -84,6 +85,7 @@ def list_datasets(storage: DataRoot) -> list[dict[str, Any]]:
             "until": meta.get("until"),
             "period": meta.get("period"),
             "source": meta.get("source", "build" if meta else "unknown"),
+            **describe_folder(path),
         })
     return out
 
@@ -211,4 +213,4 @@ def extract_upload(storage: DataRoot, name: str, upload: BinaryIO) -> dict[str, 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"message": "Dataset uploaded", "name": name, "size_bytes": folder_size(final), "files": len(members)}
+    return {"message": "Dataset uploaded", "name": name, "size_bytes": folder_size(final), "files": len(members), **describe_folder(final)}

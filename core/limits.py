@@ -115,15 +115,15 @@ def check_depth(value: object, limits: Limits = LIMITS, what: str = "value") -> 
 
 # -- dataset ranges --------------------------------------------------------------
 
-def check_dataset_rows(start: datetime, until: datetime, period_minutes: int, limits: Limits = LIMITS) -> int:
-    """Rows a dataset of that range and period would have; LimitExceeded when over the cap."""
+def check_dataset_rows(start: datetime, until: datetime, step_seconds: int, limits: Limits = LIMITS) -> int:
+    """Rows a dataset of that range and time step would have; LimitExceeded when over the cap."""
     if until <= start:
         raise LimitExceeded("until_ts must be after from_ts")
-    rows = int((until - start).total_seconds() // (period_minutes * 60))
+    rows = int((until - start).total_seconds() // step_seconds)
     if rows > limits.max_dataset_rows:
         raise LimitExceeded(
-            f"the range gives {rows} rows at {period_minutes}-minute steps; the limit is {limits.max_dataset_rows} "
-            "(shorten the range or use a longer period)"
+            f"the range gives {rows} rows at {step_seconds}-second steps; the limit is {limits.max_dataset_rows} "
+            "(shorten the range or use a longer time step)"
         )
     return rows
 

@@ -39,9 +39,12 @@ def build_dataset(
     period: int = 60,
     from_ts: str | None = None,
     until_ts: str | None = None,
+    seconds_per_time_step: int | None = None,
 ) -> dict[str, Any]:
     """Build datasets/<name> from site <site_id>: one CSV per building, chargers, weather,
-    pricing and carbon intensity, and CityLearn's schema.json."""
+    pricing and carbon intensity, and CityLearn's schema.json. ``seconds_per_time_step``
+    overrides ``period`` (minutes); ``citylearn_configs.validation.smoke_check`` asks for the
+    CityLearn load check."""
     logger = get_run_logger()
     safe_name(name, what="dataset name")
     storage = load_storage()
@@ -55,7 +58,7 @@ def build_dataset(
         except Exception as exc:  # progress is best effort; the build goes on
             logger.warning("[WARNING] could not update the progress artifact: %s", exc)
 
-    request = BuildRequest(name, site_id, citylearn_configs or {}, description, period, from_ts, until_ts)
+    request = BuildRequest(name, site_id, citylearn_configs or {}, description, period, from_ts, until_ts, seconds_per_time_step)
     with sites.client() as client:
         meta = build(client, storage, request, batch_size=sites.batch_size, progress=on_progress)
     logger.info("[INFO] dataset %s: %s time steps, %s documents, %s .. %s", name, meta["time_steps"], meta["documents"], meta["from"], meta["until"])

@@ -73,7 +73,8 @@ def _choose_image(host: Host, image: str | None, image_tag: str | None) -> str |
     if image_tag:
         if not host.simulator_image:
             raise ExperimentConfigError("image_tag", f"host {host.name!r} names no simulator_image for image_tag to complete")
-        return f"{host.simulator_image}:{image_tag}"
+        composed = f"{host.simulator_image}:{image_tag}"
+        return None if runtime and composed == runtime else composed  # the runtime image's tag: the reference simulator
     return None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ class Dataset:
     batteries: Batteries
     chargers: Chargers
     notes: tuple[str, ...] = ()
+    first_timestamp: str | None = None  # ISO time of the first step (schema start_date), for exported time series
 
     @property
     def steps(self) -> int:
@@ -222,6 +224,7 @@ class _Parser:
             batteries=self.batteries(included),
             chargers=self.chargers(included, window, steps, hours_per_step),
             notes=tuple(dict.fromkeys(self.notes)),
+            first_timestamp=_first_timestamp(self.schema.get("start_date"), start, hours_per_step),
             **{key: np.ascontiguousarray(np.column_stack(arrays)) for key, arrays in columns.items()},
         )
 
@@ -349,6 +352,15 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         return pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
         raise DatasetError(f"{path.name} is not a readable CSV: {exc}") from exc
+
+
+def _first_timestamp(start_date: Any, start_step: int, hours_per_step: float) -> str | None:
+    """The schema's ``start_date`` (a day, local time) moved to the window's first step; None when absent or unreadable."""
+    try:
+        day = datetime.fromisoformat(str(start_date)) if start_date else None
+    except ValueError:
+        return None
+    return None if day is None else (day + timedelta(hours=start_step * hours_per_step)).isoformat()
 
 
 def load_dataset(folder: Path) -> Dataset:

@@ -28,6 +28,9 @@ class EpisodeRecord:
     net: np.ndarray  # (steps, buildings) kWh imported (+) or exported (-)
     ev_unmet: float  # kWh EVs lacked at departure, summed
     ev_charged: float  # kWh delivered into EV batteries
+    flows: np.ndarray | None = None  # (steps, buildings + chargers) grid-side kWh into (+) or out of (-) each unit
+    battery_energy: np.ndarray | None = None  # (steps, buildings) kWh stored after each step
+    ev_energy: np.ndarray | None = None  # (steps, chargers) kWh in the plugged EV after each step
 
 
 class DistrictEnv:
@@ -85,6 +88,7 @@ class DistrictEnv:
         self._net = np.empty_like(self.base)
         self._flows = np.zeros((self.data.steps, len(self._energy)))
         self._ev_energies = np.zeros((self.data.steps, self.data.chargers.count))  # after each step's charging
+        self._battery_energies = np.zeros((self.data.steps, self.data.buildings))  # for the exported time series
         self._plug_in(0)
 
     @property
@@ -123,6 +127,7 @@ class DistrictEnv:
         flow = np.minimum(np.maximum(self._action * self._in_limit, most_out), most_in, out=self._flows[t])
         energy += flow * self._inv_eta_out + np.maximum(flow, 0.0) * self._eta_gain
         self._ev_energies[t] = self.ev_energy
+        self._battery_energies[t] = self.soc
 
         net = self._net[t]
         np.add(self.base[t], np.bincount(self._unit_building, flow, minlength=self.data.buildings), out=net)
@@ -137,4 +142,7 @@ class DistrictEnv:
             net=self._net[: self.t].copy(),
             ev_unmet=float(shortfall[ev.departing].sum()),
             ev_charged=float((self._flows[:, n:] * ev.efficiency).sum()),
+            flows=self._flows[: self.t].copy(),
+            battery_energy=self._battery_energies[: self.t].copy(),
+            ev_energy=self._ev_energies[: self.t].copy(),
         )

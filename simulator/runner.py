@@ -31,6 +31,7 @@ from simulator.config import ConfigError, SimulatorConfig, validate_config
 from simulator.dataset import Dataset, DatasetError, load_dataset
 from simulator.sample import sample_dataset
 from simulator.environment import DistrictEnv
+from simulator.export import export_session
 from simulator.metrics import episode_metrics, rounded, with_baseline
 from simulator.mlflow_client import MlflowRun
 
@@ -91,10 +92,13 @@ def run_experiment(
     log: logging.Logger,
     on_progress: ProgressCallback | None = None,
     tracker: MlflowRun | None = None,
+    results_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Baseline, training (learning algorithms), greedy evaluation; returns result.json's content.
 
-    ``metrics`` depends only on the config and the data, so a seed reproduces it.
+    ``metrics`` depends only on the config and the data, so a seed reproduces it. With
+    ``results_dir`` the evaluated episode's time series and KPIs are exported under
+    ``results_dir/simulation_data/<session>/`` (simulator/export.py), as OPEVA's simulator does.
     """
     started = time.monotonic()
     episodes = config.episodes if config.learns else 0
@@ -112,7 +116,8 @@ def run_experiment(
         )
 
     env = DistrictEnv(data)
-    baseline = episode_metrics(data, run_episode(env, NoControl(data)))
+    baseline_record = run_episode(env, NoControl(data))
+    baseline = episode_metrics(data, baseline_record)
     log.info("Baseline (no control): electricity cost %.2f, peak %.2f kW", baseline["electricity_cost"], baseline["peak_demand"])
 
     controller = make_controller(config.algorithm, data, config.params, config.seed)
@@ -133,20 +138,18 @@ def run_experiment(
         log.info("%s does not learn: one evaluation episode", config.algorithm)
 
     progress.report("evaluation", 1 + episodes, episodes)
-    final = baseline if config.algorithm == "no_control" else episode_metrics(data, run_episode(env, controller))
+    final_record = baseline_record if config.algorithm == "no_control" else run_episode(env, controller)
+    final = baseline if config.algorithm == "no_control" else episode_metrics(data, final_record)
     metrics = rounded(with_baseline(final, baseline))
     if tracker:
         tracker.log_metrics(metrics, step=episodes)
 
-    summary = (
-        f"{config.algorithm} on {data.name} ({data.buildings} buildings, {data.steps} steps), {episodes} training episodes: "
-        f"electricity cost {_change(metrics['electricity_cost'], metrics['electricity_cost_vs_baseline'], ' $')}, "
-        f"peak demand {_change(metrics['peak_demand'], metrics['peak_demand_vs_baseline'], ' kW')}, "
-        f"EV energy unmet {metrics['ev_unmet_energy']:.2f} kWh"
-    )
+    summary = _summary(config, data, episodes, metrics)
     log.info("Result: %s", summary)
+    exported = _export(results_dir, data, final_record, baseline_record, episodes, log)
     progress.report("completed", progress.units, episodes)
     return {
+        **exported,
         "status": "completed",
         "summary": summary,
         "metrics": metrics,
@@ -161,6 +164,28 @@ def run_experiment(
         "seed": config.seed,
         "runtime_seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _export(results_dir: Path | None, data: Dataset, record: Any, baseline: Any, episode: int, log: logging.Logger) -> dict[str, Any]:
+    """The simulation data export; a failure is logged and said in result.json, never fails the job."""
+    if results_dir is None:
+        return {}
+    try:
+        exported = export_session(results_dir, data, record, baseline, episode)
+    except Exception as exc:
+        log.warning("Simulation data not exported: %s: %s", type(exc).__name__, exc)
+        return {"simulation_data_available": False}
+    log.info("Simulation data exported: session %s, %d files", exported["simulation_data_session_default"], len(exported["simulation_data_files"]))
+    return exported
+
+
+def _summary(config: SimulatorConfig, data: Dataset, episodes: int, metrics: dict[str, Any]) -> str:
+    return (
+        f"{config.algorithm} on {data.name} ({data.buildings} buildings, {data.steps} steps), {episodes} training episodes: "
+        f"electricity cost {_change(metrics['electricity_cost'], metrics['electricity_cost_vs_baseline'], ' $')}, "
+        f"peak demand {_change(metrics['peak_demand'], metrics['peak_demand_vs_baseline'], ' kW')}, "
+        f"EV energy unmet {metrics['ev_unmet_energy']:.2f} kWh"
+    )
 
 
 @dataclass(frozen=True)
@@ -243,7 +268,7 @@ def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
         data = load_data(config, data_dir)
         if os.environ.get("MLFLOW_TRACKING_URI"):
             tracker = MlflowRun.start(os.environ["MLFLOW_TRACKING_URI"], config.experiment_name, job_id or config.run_name, log)
-        result = run_experiment(config, data, log=log, on_progress=progress, tracker=tracker)
+        result = run_experiment(config, data, log=log, on_progress=progress, tracker=tracker, results_dir=files.result.parent)
     except ConfigError as exc:
         fail(str(exc))
         return 2

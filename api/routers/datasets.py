@@ -9,33 +9,28 @@ validation, as the upstream backend did.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated, Any
 
 import pymongo
 from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict
 
 from api.deps import get_gateway, get_hosts, get_mongo, get_storage, known_host
 from api.errors import ApiError
-from api.gateway import DATASET_FLOW, PrefectGateway, opeva_status
+from api.dataset_models import DatasetCreated, DatasetEntry, DatasetRequest, Generated, GenerateNotFound, GenerateRequest, Uploaded
+from api.gateway import PrefectGateway
 from api.models import FILE_NAME_PATTERN
 from api.routers.sites import SiteName, check_site_name, errors
-from core.dataset_build import BuildRequest, plan
-from core.dataset_schema import CityLearnConfigs
-from core.limits import check_dataset_rows
-from core.datasets import DatasetError, extract_upload, iter_zip, list_datasets, parse_ts, read_metadata, require_dataset
+from api.usecases import datasets as datasets_usecase
+from core.datasets import DatasetError, extract_upload, iter_zip, list_datasets, require_dataset
 from core.hosts import HostsFile
-from core.layout import DataRoot, safe_name
+from core.layout import DataRoot
 from core.sites import dataset_sites, dates_available
 
 router = APIRouter(tags=["datasets"])
 # Path parameters say in the OpenAPI document what a name may be (a safe folder name).
 DatasetName = Annotated[str, Path(pattern=FILE_NAME_PATTERN, max_length=128, description="A dataset folder under datasets/")]
-POLL_SECONDS = 1.0
-TERMINAL = {"finished", "failed", "stopped", "canceled"}
 
 
 def _mapped(fn: Any, *args: Any) -> Any:
@@ -45,93 +40,8 @@ def _mapped(fn: Any, *args: Any) -> Any:
         raise ApiError(exc.status, str(exc)) from None
 
 
-class DatasetRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [
-            {"name": "living-lab-june", "site_id": "living_lab_sample", "description": "hourly, UI form", "period": 60,
-             "from_ts": "2025-06-01 00:00:00", "until_ts": "2025-06-08 00:00:00",
-             "citylearn_configs": {"random_seed": 0, "central_agent": False, "episode_time_steps": 24}},
-            {"name": "hq-15min", "site_id": "i_charging_sample", "period": 15, "citylearn_configs": {"selected_buildings": ["i-charging_headquarters"]}, "wait": 120},
-        ]},
-    )
-    name: str
-    site_id: str
-    citylearn_configs: CityLearnConfigs = Field(default_factory=CityLearnConfigs)
-    description: str = Field("", max_length=2000)
-    period: int = Field(60, ge=1, le=1440, description="Minutes per time step")
-    from_ts: str | None = Field(None, description="ISO 8601 or YYYY-MM-DD HH:mm:ss; naive means UTC")
-    until_ts: str | None = None
-    target_host: str = "local"
-    wait: float = Field(0, ge=0, le=600, description="Seconds to wait for the build to end (0: answer at once)")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return safe_name(v, what="name")
-
-    @field_validator("from_ts", "until_ts")
-    @classmethod
-    def _ts(cls, v: str | None, info: Any) -> str | None:
-        if v:
-            try:
-                parse_ts(v, info.field_name)
-            except DatasetError as exc:
-                raise ValueError(str(exc)) from None
-        return v
-
-
-class Validation(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    status: str = Field(description="passed | failed | pending")
-    static: dict[str, Any] | None = None
-    citylearn: dict[str, Any] | None = None
-    detail: str | None = None
-
-
-class DatasetCreated(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "message": "Dataset build submitted", "job_id": "0f6c6a3e-...", "status": "queued", "host": "local", "name": "living-lab-june",
-        "description": "hourly, UI form", "time_steps": 168, "from": "2025-06-01T00:00:00+00:00", "until": "2025-06-08T00:00:00+00:00",
-        "warnings": ["building O-03 skipped: no collection building_O-03*"],
-        "validation": {"status": "pending", "detail": "checked when the build ends"}}]})
-    message: str
-    job_id: str
-    status: str
-    host: str
-    name: str
-    description: str
-    time_steps: int
-    from_: str = Field(alias="from", serialization_alias="from")
-    until: str
-    warnings: list[str]
-    validation: Validation
-
-
-class DatasetEntry(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "living-lab-june", "description": "hourly", "size": 120433, "created": "2025-06-09T10:00:00+00:00",
-                                                               "site": "living_lab_sample", "from": "2025-06-01T00:00:00+00:00", "until": "2025-06-08T00:00:00+00:00", "period": 60, "source": "build"}]})
-    name: str
-    description: str = ""
-    size: int
-    created: str
-    site: str | None = None
-    from_: str | None = Field(None, alias="from", serialization_alias="from")
-    until: str | None = None
-    period: int | None = None
-    source: str
-
-
 class Message(BaseModel):
     message: str
-
-
-class Uploaded(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"message": "Dataset uploaded", "name": "my-dataset", "size_bytes": 52311, "files": 7}]})
-    message: str
-    name: str
-    size_bytes: int
-    files: int
 
 
 class SiteBuildings(BaseModel):
@@ -151,17 +61,6 @@ class DatesEntry(BaseModel):
     newest_record: str
 
 
-async def _wait_for_build(gateway: PrefectGateway, job_id: str, seconds: float) -> tuple[str, str]:
-    """(OPEVA status, state message) once the run ends or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while True:
-        run = await gateway.read_run(job_id)
-        status = opeva_status(run)
-        if status in TERMINAL or time.monotonic() >= deadline:
-            return status, (run.state.message if run.state else "") or ""
-        await asyncio.sleep(POLL_SECONDS)
-
-
 @router.post("/dataset", summary="Build a CityLearn dataset from a site (a build-dataset flow run)", response_model=DatasetCreated,
              response_model_by_alias=True, responses=errors(404, 409, 413, 422))
 async def create_dataset(
@@ -171,30 +70,24 @@ async def create_dataset(
     client: pymongo.MongoClient = Depends(get_mongo),
     hosts: HostsFile = Depends(get_hosts),
 ) -> dict[str, Any]:
-    host = known_host(body.target_host, hosts)
-    if storage.dataset_dir(body.name).exists():
-        raise ApiError(409, f"dataset {body.name!r} already exists; delete it first or choose another name")
-    check_site_name(body.site_id)
-    if body.from_ts and body.until_ts:  # the size of what was asked is refused before any site lookup
-        check_dataset_rows(parse_ts(body.from_ts, "from_ts"), parse_ts(body.until_ts, "until_ts"), body.period)
-    params = body.model_dump(exclude={"target_host", "wait"}, exclude_none=True)
-    params["citylearn_configs"] = body.citylearn_configs.model_dump(exclude_none=True)
-    request = BuildRequest(**params)
-    p = await asyncio.to_thread(_mapped, plan, client, request)
-    check_dataset_rows(p.grid.start, p.grid.until, body.period)  # 422 over the row cap (memory and disk of one build)
-    run = await gateway.submit(DATASET_FLOW, host.name, params, name=f"dataset-{body.name}")
-    answer = {"message": "Dataset build submitted", "job_id": str(run.id), "status": run.status, "host": host.name, "name": body.name,
-              "description": body.description, "time_steps": p.grid.steps, "from": p.grid.start.isoformat(), "until": p.grid.until.isoformat(),
-              "warnings": p.warnings, "validation": {"status": "pending", "detail": "checked when the build ends (dataset.json, the run's artifact)"}}
-    if body.wait:
-        status, message = await _wait_for_build(gateway, str(run.id), body.wait)
-        answer["status"] = status
-        if status == "finished":
-            meta = read_metadata(storage.dataset_dir(body.name))
-            answer.update(message="Dataset created", warnings=meta.get("warnings", p.warnings), validation=meta.get("validation", answer["validation"]))
-        elif status in TERMINAL:
-            raise ApiError(422, f"the build of {body.name!r} ended {status}: {message}", job_id=str(run.id), status=status)
-    return answer
+    """``seconds_per_time_step`` overrides ``period``; ``citylearn_configs.validation.smoke_check``
+    asks for the CityLearn load check (an option, never written into schema.json)."""
+    return await datasets_usecase.create(body, gateway, storage, client, known_host(body.target_host, hosts))
+
+
+@router.post("/datasets/generate", summary="Build one dataset per site: <prefix>_<site>_all_buildings (dry run, continue on error)",
+             response_model=Generated, response_model_by_alias=True,
+             responses={**errors(413), 404: {"model": GenerateNotFound, "description": "Sites that cannot be built ({message, site_ids}), or an unknown host"}})
+async def generate_datasets(
+    body: GenerateRequest,
+    gateway: PrefectGateway = Depends(get_gateway),
+    storage: DataRoot = Depends(get_storage),
+    client: pymongo.MongoClient = Depends(get_mongo),
+    hosts: HostsFile = Depends(get_hosts),
+) -> dict[str, Any]:
+    """Without ``continue_on_error`` a site that cannot be built answers 404 with an object
+    ``detail`` ``{message, site_ids, failed}`` (upstream's shape) and nothing is submitted."""
+    return await datasets_usecase.generate(body, gateway, storage, client, known_host(body.target_host, hosts))
 
 
 @router.get("/datasets", summary="Datasets (a bare array, as the OPEVA UI reads it)", response_model=list[DatasetEntry], response_model_by_alias=True, responses=errors())

@@ -202,9 +202,10 @@ def _index(storage: DataRoot, job_id: str, session: str) -> SimulationDataIndex:
     folder, name, sessions = _session_dir(storage, job_id, session)
     storage.inside(folder, what="session folder")
     files = sorted((p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()), key=lambda p: str(p))
-    rel = [SimulationFile(relative_path=str(p.relative_to(folder)), size_bytes=p.stat().st_size) for p in files]
+    rel = [SimulationFile(relative_path=p.relative_to(folder).as_posix(), size_bytes=p.stat().st_size) for p in files]
     days = sorted({m.group(1) for f in rel if (m := _DAY.search(f.relative_path))})
-    return SimulationDataIndex(job_id=job_id, root_path=storage.relative(folder), session=name, sessions=sessions, files=rel, available_days=days)
+    return SimulationDataIndex(job_id=job_id, root_path=storage.relative(folder), session=name, sessions=sessions,
+                               files=[f.relative_path for f in rel], file_details=rel, available_days=days)
 
 
 async def simulation_index(gateway: PrefectGateway, storage: DataRoot, job_id: str, session: str) -> SimulationDataIndex:

@@ -169,7 +169,7 @@ def test_progress_result_and_simulation_data_from_a_container(api):
     assert progress["percent"] == progress["progress_pct"] == 10 and progress["status"] == "finished" and progress["simulator_status"] == "running"
     assert api.get(f"/result/{job_id}").json() == {"status": "pending", "message": "Result not ready yet.", "job_status": "finished"}  # the command wrote none
     index = api.post("/simulation-data/index", json={"job_id": job_id}).json()
-    assert index["session"] == "s1" and index["files"] == [{"relative_path": "b1.csv", "size_bytes": 16}]
+    assert index["session"] == "s1" and index["files"] == ["b1.csv"] and index["file_details"] == [{"relative_path": "b1.csv", "size_bytes": 16}]
     data = api.post("/simulation-data/file", json={"job_id": job_id, "session": "s1", "relative_path": "b1.csv"})
     assert data.status_code == 200 and data.text == "step,load\n0,1.5\n"
     assert api.post("/simulation-data/file", json={"job_id": job_id, "session": "s1", "relative_path": "../../job_info.json"}).status_code == 400

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from core.dataset_build import BuildRequest, build
+from core.dataset_build import BUILDING_CSV_COLUMNS, BuildRequest, build
 from core.dataset_check import citylearn_python
 from tools.seed_site import seed_ev_site, seed_site
 
@@ -46,6 +46,7 @@ def test_seeded_site_builds_and_loads_in_citylearn(mongo, storage, citylearn, ki
     assert validation["citylearn"]["version"].startswith("2.5") and validation["citylearn"]["steps"] == meta["time_steps"] - 1
     assert validation["status"] == "passed"
     folder = storage.dataset_dir(f"cl-{site}")
+    assert list(pd.read_csv(folder / "Building_1.csv").columns) == BUILDING_CSV_COLUMNS  # the 2026 header (minutes, seconds) loads
     assert set(pd.read_csv(folder / "Building_1.csv")["daylight_savings_status"]) == {0, 1}
     schema = json.loads((folder / "schema.json").read_text())
     chargers = [c for b in schema["buildings"].values() for c in (b.get("chargers") or {}).values()]

@@ -164,7 +164,8 @@ def test_simulation_data_index_and_files(api, storage):
     os.utime(base / "s2", None)
     idx = api.post("/simulation-data/index", json={"job_id": job, "session": "latest"}).json()
     assert idx["session"] == "s2" and idx["sessions"] == ["s1", "s2"] and idx["available_days"] == ["2026-11-23"]
-    assert idx["files"] == [{"relative_path": "day_2026-11-23/building_1.csv", "size_bytes": 21}]
+    assert idx["files"] == ["day_2026-11-23/building_1.csv"]  # strings, as upstream (the maintainers' collector drops anything else)
+    assert idx["file_details"] == [{"relative_path": "day_2026-11-23/building_1.csv", "size_bytes": 21}]
     assert idx["root_path"] == f"jobs/{job}/results/simulation_data/s2"
     f = api.post("/simulation-data/file", json={"job_id": job, "session": "s2", "relative_path": "day_2026-11-23/building_1.csv"})
     assert f.status_code == 200 and f.text == "time_step,load\n0,1.5\n" and f.headers["content-type"].startswith("text/csv")
