@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 import pymongo.errors
 
-from api.gateway import DeploymentMissing, JobNotFound, RunRefused
+from api.gateway import DeploymentMissing, IdempotencyConflict, JobNotFound, RunRefused
 from core.sites import SchemaNotFound, SiteExists, SiteNotFound
 from core.dataset_build import DatasetBuildError
 from core.layout import FileTooLarge, InvalidJobId, OutsideDataRoot, UnsafeNameError
@@ -135,9 +135,17 @@ def install(app: FastAPI) -> None:
     async def _deployment(_: Request, exc: DeploymentMissing) -> JSONResponse:
         return error(503, str(exc))
 
+    @app.exception_handler(IdempotencyConflict)
+    async def _idempotency(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return error(409, str(exc), job_id=str(exc.run_id) if exc.run_id else None)
+
     @app.exception_handler(RunRefused)
     async def _refused(_: Request, exc: RunRefused) -> JSONResponse:
         return error(422, f"Prefect refused the job: {exc}")
+
+    @app.exception_handler(httpx.HTTPStatusError)
+    async def _prefect_answered(_: Request, exc: httpx.HTTPStatusError) -> JSONResponse:
+        return prefect_status_error(exc)
 
     @app.exception_handler(httpx.HTTPError)
     async def _prefect_down(_: Request, exc: httpx.HTTPError) -> JSONResponse:
@@ -148,6 +156,25 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+
+PREFECT_4XX = {404: "not found", 409: "conflict", 422: "refused as invalid"}
+
+
+def prefect_status_error(exc: httpx.HTTPStatusError) -> JSONResponse:
+    """Prefect's 404/409/422 mean what they say (a run deleted meanwhile, a state change it
+    refused, a value it would not take): the same code here, with Prefect's words. Other
+    answers (its auth refused, 5xx) are the platform's fault: 503."""
+    code = exc.response.status_code
+    if code in PREFECT_4XX:
+        try:
+            said = exc.response.json().get("detail")
+        except (ValueError, AttributeError):
+            said = None
+        said = said if isinstance(said, str) else exc.response.text
+        return error(code, f"Prefect: {PREFECT_4XX[code]}: {said[:500]}")
+    log.warning("Prefect API answered %s: %r", code, exc)
+    return error(503, f"the Prefect API failed: HTTP {code}")
 
 
 def install_limits(app: FastAPI) -> None:

@@ -22,6 +22,7 @@ from api.deps import get_gateway, get_hosts, get_mongo, get_storage, known_host
 from api.errors import ApiError
 from api.gateway import DATASET_FLOW, PrefectGateway, opeva_status
 from api.models import FILE_NAME_PATTERN
+from api.owners import Owned
 from api.routers.sites import SiteName, check_site_name, errors
 from core.dataset_build import BuildRequest, plan
 from core.dataset_schema import CityLearnConfigs
@@ -166,6 +167,7 @@ async def _wait_for_build(gateway: PrefectGateway, job_id: str, seconds: float) 
              response_model_by_alias=True, responses=errors(404, 409, 413, 422))
 async def create_dataset(
     body: DatasetRequest,
+    own: Owned,
     gateway: PrefectGateway = Depends(get_gateway),
     storage: DataRoot = Depends(get_storage),
     client: pymongo.MongoClient = Depends(get_mongo),
@@ -183,6 +185,7 @@ async def create_dataset(
     p = await asyncio.to_thread(_mapped, plan, client, request)
     check_dataset_rows(p.grid.start, p.grid.until, body.period)  # 422 over the row cap (memory and disk of one build)
     run = await gateway.submit(DATASET_FLOW, host.name, params, name=f"dataset-{body.name}")
+    await asyncio.to_thread(own.made, "dataset", body.name)
     answer = {"message": "Dataset build submitted", "job_id": str(run.id), "status": run.status, "host": host.name, "name": body.name,
               "description": body.description, "time_steps": p.grid.steps, "from": p.grid.start.isoformat(), "until": p.grid.until.isoformat(),
               "warnings": p.warnings, "validation": {"status": "pending", "detail": "checked when the build ends (dataset.json, the run's artifact)"}}
@@ -198,31 +201,41 @@ async def create_dataset(
 
 
 @router.get("/datasets", summary="Datasets (a bare array, as the OPEVA UI reads it)", response_model=list[DatasetEntry], response_model_by_alias=True, responses=errors())
-def datasets(storage: DataRoot = Depends(get_storage)) -> list[dict[str, Any]]:
-    return list_datasets(storage)
+def datasets(own: Owned, storage: DataRoot = Depends(get_storage)) -> list[dict[str, Any]]:
+    entries = list_datasets(storage)
+    visible = set(own.visible("dataset", [e["name"] for e in entries]))
+    return [e for e in entries if e["name"] in visible]
 
 
 @router.get("/dataset/download/{name}", summary="The dataset as a zip, streamed as it is made", response_class=StreamingResponse,
             responses={**errors(400, 404), 200: {"content": {"application/zip": {}}, "description": "the zip"}})
-def download(name: DatasetName, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
+def download(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
     path = _mapped(require_dataset, storage, name)
+    own.check_read("dataset", name)
     storage.inside(path, what="dataset")  # a dataset linked outside the root: refused
     return StreamingResponse(iter_zip(storage, path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
-@router.delete("/dataset/{name}", summary="Delete a dataset", response_model=Message, responses=errors(400, 404))
-def delete(name: DatasetName, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    storage.remove_inside(_mapped(require_dataset, storage, name))  # a linked dataset: the link goes, never its target
+@router.delete("/dataset/{name}", summary="Delete a dataset (its owner or an admin)", response_model=Message, responses=errors(400, 403, 404))
+def delete(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
+    path = _mapped(require_dataset, storage, name)
+    own.check_change("dataset", name)
+    if path.is_symlink():  # not made by the API: neither the link nor what it points at is ours to delete
+        raise ApiError(403, f"dataset {name!r} is a link, not a folder the platform made; it is not deleted through the API")
+    storage.remove_inside(path)  # links inside are removed, never followed
+    own.gone("dataset", name)
     return {"message": f"Dataset {name} deleted"}
 
 
 @router.post("/dataset/upload", summary="Upload a dataset as a zip (extracted safely into datasets/<name>)", response_model=Uploaded,
              responses=errors(400, 409, 413, 422))
-def upload(file: UploadFile = File(description="A .zip of the dataset folder"), name: str = Form(description="Dataset name"),
+def upload(own: Owned, file: UploadFile = File(description="A .zip of the dataset folder"), name: str = Form(description="Dataset name"),
            storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     """Members must be regular files with relative paths inside the folder (no ``..``, no
     absolute paths, no links); size and member count are bounded. One top folder is dropped."""
-    return _mapped(extract_upload, storage, name, file.file)
+    answer = _mapped(extract_upload, storage, name, file.file)
+    own.made("dataset", answer["name"])
+    return answer
 
 
 @router.get("/dataset/sites", summary="Sites whose schema has buildings with data", response_model=DatasetSites, responses=errors())
