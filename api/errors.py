@@ -19,7 +19,8 @@ from starlette.routing import Match
 
 import pymongo.errors
 
-from api.gateway import DeploymentMissing, IdempotencyConflict, JobNotFound, RunRefused
+from api.gateway import DeploymentMissing, JobNotFound, RunRefused
+from api.idempotency import IdempotencyConflict
 from core.sites import SchemaNotFound, SiteExists, SiteNotFound
 from core.dataset_build import DatasetBuildError
 from core.layout import FileTooLarge, InvalidJobId, OutsideDataRoot, UnsafeNameError
@@ -131,6 +132,17 @@ def install(app: FastAPI) -> None:
         log.warning("MongoDB call failed: %r", exc)
         return error(503, f"MongoDB is unreachable or failed: {type(exc).__name__}")
 
+    install_prefect(app)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+
+def install_prefect(app: FastAPI) -> None:
+    """What Prefect answered, or failed to."""
+
     @app.exception_handler(DeploymentMissing)
     async def _deployment(_: Request, exc: DeploymentMissing) -> JSONResponse:
         return error(503, str(exc))
@@ -151,11 +163,6 @@ def install(app: FastAPI) -> None:
     async def _prefect_down(_: Request, exc: httpx.HTTPError) -> JSONResponse:
         log.warning("Prefect API call failed: %r", exc)
         return error(503, f"the Prefect API is unreachable or failed: {type(exc).__name__}")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error(500, f"internal error ({type(exc).__name__}); the server log has details")
 
 
 PREFECT_4XX = {404: "not found", 409: "conflict", 422: "refused as invalid"}

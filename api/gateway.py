@@ -43,6 +43,7 @@ from prefect.states import Cancelled, Cancelling, Failed
 from prefect.utilities.names import generate_slug
 
 from api.group_commit import GroupCommit
+from api.idempotency import conflicts as key_conflicts
 from core.states import PREFECT_TYPES, opeva_status_of
 
 log = logging.getLogger("opeva.api")
@@ -71,17 +72,6 @@ class RunRefused(ValueError):
     """Prefect would not create the run (its parameters or job variables do not fit the deployment)."""
 
 
-class IdempotencyConflict(ValueError):
-    """An Idempotency-Key the caller used before for a different request body (409)."""
-
-    def __init__(self, run_id: UUID | None) -> None:
-        super().__init__("this Idempotency-Key was used for a different request body; use a new key for a new job")
-        self.run_id = run_id
-
-
-DIGEST_LABEL = "opeva.request_sha256"
-
-
 @dataclass(frozen=True)
 class RunRequest:
     """One flow run to create from a deployment."""
@@ -94,15 +84,13 @@ class RunRequest:
     labels: dict[str, str] | None = None
     retries: int = 0
     retry_delay_seconds: int = 5
-    digest: str | None = None  # of the request that made it: a key reused with another body is a 409
 
     def body(self) -> dict[str, Any]:
         # Flow retries are Prefect's own: the server's retry rule reads the run's policy.
         policy = FlowRunPolicy(retries=self.retries, retry_delay=self.retry_delay_seconds) if self.retries else FlowRunPolicy()
         create = DeploymentFlowRunCreate(
             parameters=self.parameters, name=self.name, job_variables=self.job_variables or None, tags=list(self.tags),
-            idempotency_key=self.idempotency_key, labels={**(self.labels or {}), **({DIGEST_LABEL: self.digest} if self.digest else {})},
-            empirical_policy=policy,
+            idempotency_key=self.idempotency_key, labels=self.labels or {}, empirical_policy=policy,
         )
         return create.model_dump(mode="json", exclude_unset=True)
 
@@ -203,17 +191,15 @@ class PrefectGateway:
         tags: list[str] | None = None,
         idempotency_key: str | None = None,
         labels: dict[str, str] | None = None,
-        digest: str | None = None,
     ) -> Submitted:
         """Create a flow run of ``<flow_name>/<host>``, in a group commit with the
         submissions made meanwhile (see ``api/group_commit.py``). A repeated
-        ``idempotency_key`` returns the run made the first time when ``digest`` (of the
-        request) matches, else IdempotencyConflict. Callers scope the key to their user."""
+        ``idempotency_key`` returns the run made the first time (api/idempotency.py: per user and body)."""
         deployment_id, _ = await self.deployment(flow_name, host)
         variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
         request = RunRequest(  # named here, as Prefect would, to answer without reading the run back
             parameters=parameters, name=name or generate_slug(2), job_variables=variables or None, tags=tuple(tags or ()),
-            idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds, digest=digest,
+            idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds,
         )
         try:
             return await self._creates.submit(deployment_id, request)
@@ -222,10 +208,9 @@ class PrefectGateway:
             raise
 
     async def _create_batch(self, deployment_id: UUID, requests: list[RunRequest]) -> list[Submitted | Exception]:
-        """Runs an earlier submission made with the same key are answered from one read
-        (any deployment: the same key for another host is another body); the others are
-        created in one bulk call (one transaction on the server). A key whose earlier run,
-        or an earlier request of this batch, had another digest is a conflict."""
+        """Runs an earlier submission made with the same key (any deployment) are answered
+        from one read, or are conflicts (another body); the others are created in one bulk
+        call (one transaction on the server)."""
         keys = sorted({r.idempotency_key for r in requests if r.idempotency_key})
         earlier: dict[str, FlowRun] = {}
         if keys:
@@ -233,15 +218,7 @@ class PrefectGateway:
                 flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=keys)), limit=len(keys) * 4,
             )
             earlier = {r.idempotency_key: r for r in found if r.idempotency_key}
-        conflicts: dict[int, IdempotencyConflict] = {}
-        first_digest: dict[str, str | None] = {}
-        for i, r in enumerate(requests):
-            if not r.idempotency_key:
-                continue
-            before = earlier.get(r.idempotency_key)
-            known = (before.labels or {}).get(DIGEST_LABEL) if before else first_digest.setdefault(r.idempotency_key, r.digest)
-            if known and r.digest and known != r.digest:
-                conflicts[i] = IdempotencyConflict(before.id if before else None)
+        conflicts = key_conflicts(requests, earlier)
         new = [r for i, r in enumerate(requests) if r.idempotency_key not in earlier and i not in conflicts]
         created: list[Submitted | Exception] = []
         if new:
@@ -257,16 +234,8 @@ class PrefectGateway:
             if len(created) != len(new):
                 raise RuntimeError(f"Prefect answered {len(created)} results for {len(new)} runs")
         answers = iter(created)
-        out: list[Submitted | Exception] = []
-        for i, r in enumerate(requests):
-            if i in conflicts:
-                out.append(conflicts[i])
-            elif r.idempotency_key in earlier:
-                run = earlier[r.idempotency_key]
-                out.append(Submitted(run.id, run.name, run))
-            else:
-                out.append(next(answers))
-        return out
+        return [conflicts[i] if i in conflicts else Submitted(earlier[r.idempotency_key].id, earlier[r.idempotency_key].name, earlier[r.idempotency_key])
+                if r.idempotency_key in earlier else next(answers) for i, r in enumerate(requests)]
 
     async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> Submitted:
         """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy

@@ -156,6 +156,7 @@ def sqlite_writes_immediate(wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> 
 
 
 def main() -> int:
+    os.umask(0o077)  # prefect.db, its WAL and journal files: the platform's user only
     if os.environ.get("OPEVA_PREFECT_PATCHES", "1") != "0":
         try:
             check_patchable(sys.argv[1:])

@@ -14,6 +14,7 @@ from api.deps import known_host
 from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, PrefectGateway, Resources, opeva_status
 from api.models import RunSimulationRequest
+from api.idempotency import DIGEST_LABEL
 from api.owners import Ownership
 from api.security import User, require_manage
 from api.stopper import kill_now
@@ -144,8 +145,8 @@ async def submit_simulation(
     resources = Resources(**body.resources.model_dump()) if body.resources else None
     submitted = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
-        job_variables=job_variables_for(host, resources), idempotency_key=scoped_key(user, idempotency_key), labels=_labels(body),
-        digest=request_digest(body) if idempotency_key else None,
+        job_variables=job_variables_for(host, resources), idempotency_key=scoped_key(user, idempotency_key),
+        labels={**_labels(body), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
         tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made
