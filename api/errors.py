@@ -228,7 +228,9 @@ class BodySizeLimit:
     async def _streamed(self, scope: dict, receive: Any, send: Any, limit: int) -> None:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            return await error(413, f"request body too large: the limit of {scope['path']} is {limit} bytes")(scope, receive, send)
+            too_big = error(413, f"request body too large: the limit of {scope['path']} is {limit} bytes")
+            too_big.headers["connection"] = "close"  # not drained by the server either
+            return await too_big(scope, receive, send)
         received = 0
 
         async def counted() -> dict:
@@ -247,6 +249,7 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         too_big = error(413, f"request body too large: the limit is {self.max_bytes} bytes")
+        too_big.headers["connection"] = "close"  # the rest of the body is not read (nor drained by the server)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await too_big(scope, receive, send)
         # No trustworthy length: read up to the limit first (memory stays bounded

@@ -196,6 +196,13 @@ def require_runtime_choice(user: User, *, command: Any = None, image: Any = None
 
 # -- ASGI layers ---------------------------------------------------------------------------
 
+def unread(response: Any) -> Any:
+    """An answer given without reading the body: ``Connection: close`` makes the server
+    close the connection after it, instead of draining (reading) the rest of the body."""
+    response.headers["connection"] = "close"
+    return response
+
+
 def host_name(value: str) -> str:
     """``[::1]:8000`` -> ``::1``; ``Example.org.:80`` -> ``example.org``."""
     value = value.strip().lower()
@@ -247,11 +254,11 @@ class SecurityLayer:
             try:
                 user = self.auth.authenticate(headers.get(b"authorization", b"").decode("latin-1") or None)
             except ApiError as exc:
-                return await error(exc.status_code, exc.detail)(scope, receive, send)
+                return await unread(error(exc.status_code, exc.detail))(scope, receive, send)
             scope.setdefault("state", {})["user"] = user  # request.state.user: authenticate() reuses it
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body_bytes and scope.get("path") not in self.streamed:
-            return await error(413, f"request body too large: the limit is {self.max_body_bytes} bytes")(scope, receive, send)
+            return await unread(error(413, f"request body too large: the limit is {self.max_body_bytes} bytes"))(scope, receive, send)
         content_type = headers.get(b"content-type", b"").lower()
         # FastAPI parses a body as JSON when its type says json, and also when no type is sent.
         if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE") and (not content_type or b"json" in content_type):
