@@ -20,6 +20,7 @@ from starlette.routing import Match
 import pymongo.errors
 
 from api.gateway import DeploymentMissing, JobNotFound, RunRefused
+from api.idempotency import IdempotencyConflict
 from core.sites import SchemaNotFound, SiteExists, SiteNotFound
 from core.dataset_build import DatasetBuildError
 from core.layout import FileTooLarge, InvalidJobId, OutsideDataRoot, UnsafeNameError
@@ -132,23 +133,56 @@ def install(app: FastAPI) -> None:
         log.warning("MongoDB call failed: %r", exc)
         return error(503, f"MongoDB is unreachable or failed: {type(exc).__name__}")
 
+    install_prefect(app)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+
+def install_prefect(app: FastAPI) -> None:
+    """What Prefect answered, or failed to."""
+
     @app.exception_handler(DeploymentMissing)
     async def _deployment(_: Request, exc: DeploymentMissing) -> JSONResponse:
         return error(503, str(exc))
 
+    @app.exception_handler(IdempotencyConflict)
+    async def _idempotency(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return error(409, str(exc), job_id=str(exc.run_id) if exc.run_id else None)
+
     @app.exception_handler(RunRefused)
     async def _refused(_: Request, exc: RunRefused) -> JSONResponse:
         return error(422, f"Prefect refused the job: {exc}")
+
+    @app.exception_handler(httpx.HTTPStatusError)
+    async def _prefect_answered(_: Request, exc: httpx.HTTPStatusError) -> JSONResponse:
+        return prefect_status_error(exc)
 
     @app.exception_handler(httpx.HTTPError)
     async def _prefect_down(_: Request, exc: httpx.HTTPError) -> JSONResponse:
         log.warning("Prefect API call failed: %r", exc)
         return error(503, f"the Prefect API is unreachable or failed: {type(exc).__name__}")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+PREFECT_4XX = {404: "not found", 409: "conflict", 422: "refused as invalid"}
+
+
+def prefect_status_error(exc: httpx.HTTPStatusError) -> JSONResponse:
+    """Prefect's 404/409/422 mean what they say (a run deleted meanwhile, a state change it
+    refused, a value it would not take): the same code here, with Prefect's words. Other
+    answers (its auth refused, 5xx) are the platform's fault: 503."""
+    code = exc.response.status_code
+    if code in PREFECT_4XX:
+        try:
+            said = exc.response.json().get("detail")
+        except (ValueError, AttributeError):
+            said = None
+        said = said if isinstance(said, str) else exc.response.text
+        return error(code, f"Prefect: {PREFECT_4XX[code]}: {said[:500]}")
+    log.warning("Prefect API answered %s: %r", code, exc)
+    return error(503, f"the Prefect API failed: HTTP {code}")
 
 
 def install_limits(app: FastAPI) -> None:
@@ -195,7 +229,9 @@ class BodySizeLimit:
     async def _streamed(self, scope: dict, receive: Any, send: Any, limit: int) -> None:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            return await error(413, f"request body too large: the limit of {scope['path']} is {limit} bytes")(scope, receive, send)
+            too_big = error(413, f"request body too large: the limit of {scope['path']} is {limit} bytes")
+            too_big.headers["connection"] = "close"  # not drained by the server either
+            return await too_big(scope, receive, send)
         received = 0
 
         async def counted() -> dict:
@@ -214,6 +250,7 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         too_big = error(413, f"request body too large: the limit is {self.max_bytes} bytes")
+        too_big.headers["connection"] = "close"  # the rest of the body is not read (nor drained by the server)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await too_big(scope, receive, send)
         # No trustworthy length: read up to the limit first (memory stays bounded

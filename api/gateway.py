@@ -25,7 +25,6 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
-    FlowRunFilterDeploymentId,
     FlowRunFilterIdempotencyKey,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -44,6 +43,7 @@ from prefect.states import Cancelled, Cancelling, Completed, Failed
 from prefect.utilities.names import generate_slug
 
 from api.group_commit import GroupCommit
+from api.idempotency import conflicts as key_conflicts
 from core.states import PREFECT_TYPES, opeva_status_of
 
 log = logging.getLogger("opeva.api")
@@ -194,7 +194,7 @@ class PrefectGateway:
     ) -> Submitted:
         """Create a flow run of ``<flow_name>/<host>``, in a group commit with the
         submissions made meanwhile (see ``api/group_commit.py``). A repeated
-        ``idempotency_key`` returns the run made the first time."""
+        ``idempotency_key`` returns the run made the first time (api/idempotency.py: per user and body)."""
         deployment_id, _ = await self.deployment(flow_name, host)
         variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
         request = RunRequest(  # named here, as Prefect would, to answer without reading the run back
@@ -208,17 +208,18 @@ class PrefectGateway:
             raise
 
     async def _create_batch(self, deployment_id: UUID, requests: list[RunRequest]) -> list[Submitted | Exception]:
-        """Runs an earlier submission made with the same key are answered from one read;
-        the others are created in one bulk call (one transaction on the server)."""
+        """Runs an earlier submission made with the same key (any deployment) are answered
+        from one read, or are conflicts (another body); the others are created in one bulk
+        call (one transaction on the server)."""
         keys = sorted({r.idempotency_key for r in requests if r.idempotency_key})
         earlier: dict[str, FlowRun] = {}
         if keys:
             found = await self.client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=keys), deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])),
-                limit=len(keys),
+                flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=keys)), limit=len(keys) * 4,
             )
             earlier = {r.idempotency_key: r for r in found if r.idempotency_key}
-        new = [r for r in requests if r.idempotency_key not in earlier]
+        conflicts = key_conflicts(requests, earlier)
+        new = [r for i, r in enumerate(requests) if r.idempotency_key not in earlier and i not in conflicts]
         created: list[Submitted | Exception] = []
         if new:
             try:
@@ -233,7 +234,8 @@ class PrefectGateway:
             if len(created) != len(new):
                 raise RuntimeError(f"Prefect answered {len(created)} results for {len(new)} runs")
         answers = iter(created)
-        return [Submitted(earlier[r.idempotency_key].id, earlier[r.idempotency_key].name, earlier[r.idempotency_key]) if r.idempotency_key in earlier else next(answers) for r in requests]
+        return [conflicts[i] if i in conflicts else Submitted(earlier[r.idempotency_key].id, earlier[r.idempotency_key].name, earlier[r.idempotency_key])
+                if r.idempotency_key in earlier else next(answers) for i, r in enumerate(requests)]
 
     async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> Submitted:
         """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy

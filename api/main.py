@@ -48,7 +48,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES, streamed={"/dataset/upload": MAX_UPLOAD_BYTES})
+    streamed = {"/dataset/upload": MAX_UPLOAD_BYTES}
+    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES, streamed=streamed)
     app.include_router(health.router)
     protected = [Depends(require_token)]
     for module in (jobs, job_files, configs, hosts, ops, sites, datasets, organization):
@@ -56,7 +57,7 @@ def create_app() -> FastAPI:
     install_openapi(app)
     # Last: its layer is outermost (Host allow-list, docs, JSON limits, users) and its OpenAPI
     # hook wraps the one above (the bearer scheme is declared only when tokens are on).
-    security.install(app, max_body_bytes=MAX_BODY_BYTES)
+    security.install(app, max_body_bytes=MAX_BODY_BYTES, streamed=frozenset(streamed))
     return app
 
 
@@ -78,7 +79,7 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        tokens_on = bool(PlatformSettings().token_set)
+        tokens_on = app.state.auth.enabled  # api.security's parser: the one reading of OPEVA_API_TOKENS
         for path_item in spec.get("paths", {}).values():
             for op in path_item.values():
                 _errors_as_json(op)

@@ -19,11 +19,22 @@ FILE_NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?$"  # a s
 CONFIG_FILE_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.ya?ml$"  # a safe_name ending .yaml/.yml
 
 
+MIN_MEMORY_BYTES = 6 << 20
+MAX_MEMORY_BYTES = 1 << 40
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def memory_bytes(value: str) -> float:
+    """'512m' -> 536870912.0 (Docker's units, binary); the pattern was checked before."""
+    unit = value[-1].lower() if value[-1].isalpha() else ""
+    return float(value[: len(value) - len(unit)]) * _UNITS[unit]
+
+
 class ResourceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU cores for the job's container (Docker nano_cpus).")
-    memory: str | None = Field(None, description="Memory limit in Docker notation, e.g. '2g' or '512m'.")
+    memory: str | None = Field(None, max_length=32, description="Memory limit in Docker notation, e.g. '2g' or '512m' (6m to 1024g).")
     gpus: int | None = Field(None, ge=-1, le=64, description="GPUs to request; -1 for all.")
 
     @field_validator("memory")
@@ -31,6 +42,8 @@ class ResourceRequest(BaseModel):
     def _memory(cls, v: str | None) -> str | None:
         if v is not None and not _MEMORY.fullmatch(v):
             raise ValueError("memory must look like '512m' or '2g'")
+        if v is not None and not MIN_MEMORY_BYTES <= memory_bytes(v) <= MAX_MEMORY_BYTES:
+            raise ValueError("memory must be between 6m (Docker's least) and 1024g")
         return v
 
 

@@ -39,7 +39,8 @@ class ValidationErrorBody(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "Unsafe name or path (``..``, ``/``, absolute), or a body that cannot be parsed", 401: "Missing or wrong bearer token", 404: "Unknown job, file or host",
+    400: "Unsafe name or path (``..``, ``/``, absolute), or a body that cannot be parsed", 401: "Missing or wrong bearer token",
+    403: "Not the owner (nor an admin), or a path leaving the data root", 404: "Unknown job, file or host",
     409: "The current state or an existing file forbids it", 413: "Request body over the size limit",
     422: "Invalid request or config", 503: "Prefect, Docker or MongoDB unreachable",
 }

@@ -27,6 +27,7 @@ from core.limits import LIMITS, FollowerLimiter, json_body_problem
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+PUBLIC_PATHS = ("/health",)
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
@@ -62,20 +63,66 @@ def _names(value: str) -> frozenset[str]:
     return frozenset(n.strip() for n in value.split(",") if n.strip())
 
 
+class TokenConfigError(ValueError):
+    """An ``OPEVA_API_TOKENS`` entry the API will not guess at: start-up is refused, naming it."""
+
+
+_TOKEN = re.compile(r"[!#-&(-+\--9;-~]{1,512}")  # visible ASCII but quotes, comma, colon and spaces
+
+
+def _entry_name(n: int, user: str | None) -> str:
+    return f"entry {n} ({user!r})" if user is not None else f"entry {n}"
+
+
+def parse_tokens(value: str, admins: frozenset[str] = frozenset(), runners: frozenset[str] = frozenset()) -> list[tuple[bytes, User]]:
+    """``OPEVA_API_TOKENS`` -> (token bytes, user). The one parser (the API, its OpenAPI
+    document and the tests all read tokens through it).
+
+    ``user:token`` entries; a bare ``token`` (the old plain list) is a user named
+    ``token<n>`` with every right. Anything else raises :class:`TokenConfigError` naming
+    the entry by position and user (never its token): a user name with ``+``, spaces or
+    quotes, an empty token, a repeated user or token. Why refuse instead of skipping:
+    a guessed entry once became an admin token."""
+    out: list[tuple[bytes, User]] = []
+    if not value.strip():
+        return out
+    seen_users: set[str] = set()
+    seen_tokens: set[str] = set()
+    for n, raw in enumerate(value.split(","), start=1):
+        entry = raw.strip()
+        if not entry:
+            raise TokenConfigError(f"OPEVA_API_TOKENS {_entry_name(n, None)} is empty (a stray comma?)")
+        user, sep, token = entry.partition(":")
+        if sep:
+            if not _USER.fullmatch(user):
+                raise TokenConfigError(f"OPEVA_API_TOKENS {_entry_name(n, user)}: a user name is 1-64 of A-Z a-z 0-9 . _ @ - (starting with a letter or digit)")
+            if not token:
+                raise TokenConfigError(f"OPEVA_API_TOKENS {_entry_name(n, user)}: the token is empty")
+            if not _TOKEN.fullmatch(token):
+                raise TokenConfigError(f"OPEVA_API_TOKENS {_entry_name(n, user)}: a token is 1-512 visible ASCII characters without quotes, spaces, commas or colons")
+            made = User(user, admin=user in admins, runner=user in admins or user in runners)
+        else:
+            if not _TOKEN.fullmatch(entry):
+                raise TokenConfigError(f"OPEVA_API_TOKENS {_entry_name(n, None)}: not 'user:token', and not a plain token "
+                                       "(visible ASCII without quotes, spaces, commas or colons)")
+            user = f"token{n}"  # the old plain list: every holder could do everything
+            token = entry
+            made = User(user, admin=True, runner=True)
+        if user in seen_users:
+            raise TokenConfigError(f"OPEVA_API_TOKENS {_entry_name(n, user)}: user {user!r} is listed twice")
+        if token in seen_tokens:
+            raise TokenConfigError(f"OPEVA_API_TOKENS {_entry_name(n, user)}: the same token as an earlier entry")
+        seen_users.add(user)
+        seen_tokens.add(token)
+        out.append((token.encode(), made))
+    return out
+
+
 class Auth:
     """Bearer tokens -> users. Tokens are compared as bytes in constant time, all of them."""
 
     def __init__(self, settings: SecuritySettings) -> None:
-        admins, runners = _names(settings.api_admins), _names(settings.api_runners)
-        self._tokens: list[tuple[bytes, User]] = []
-        for n, entry in enumerate(e.strip() for e in settings.api_tokens.split(",")):
-            if not entry:
-                continue
-            user, sep, token = entry.partition(":")
-            if sep and _USER.fullmatch(user) and token:
-                self._tokens.append((token.encode(), User(user, admin=user in admins, runner=user in admins or user in runners)))
-            else:  # the old plain list: every holder could do everything
-                self._tokens.append((entry.encode(), User(f"token{n + 1}", admin=True, runner=True)))
+        self._tokens = parse_tokens(settings.api_tokens, _names(settings.api_admins), _names(settings.api_runners))
 
     @property
     def enabled(self) -> bool:
@@ -149,6 +196,13 @@ def require_runtime_choice(user: User, *, command: Any = None, image: Any = None
 
 # -- ASGI layers ---------------------------------------------------------------------------
 
+def unread(response: Any) -> Any:
+    """An answer given without reading the body: ``Connection: close`` makes the server
+    close the connection after it, instead of draining (reading) the rest of the body."""
+    response.headers["connection"] = "close"
+    return response
+
+
 def host_name(value: str) -> str:
     """``[::1]:8000`` -> ``::1``; ``Example.org.:80`` -> ``example.org``."""
     value = value.strip().lower()
@@ -168,9 +222,17 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
 class SecurityLayer:
     """Outermost ASGI layer: Host allow-list, docs visibility, JSON shape limits."""
 
-    def __init__(self, app: Any, *, allowed_hosts: frozenset[str], public_docs: bool, auth: Auth, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, *, allowed_hosts: frozenset[str], public_docs: bool, auth: Auth, max_body_bytes: int,
+                 streamed: frozenset[str] = frozenset()) -> None:
         self.app, self.allowed, self.public_docs, self.auth = app, allowed_hosts, public_docs, auth
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes, self.streamed = max_body_bytes, streamed
+
+    def _needs_token(self, scope: dict) -> bool:
+        """Every route but /health and the public docs; CORS preflights (OPTIONS) carry no token."""
+        path = scope.get("path")
+        if not self.auth.enabled or scope.get("method") == "OPTIONS" or path in PUBLIC_PATHS:
+            return False
+        return not (path in DOCS_PATHS and self.public_docs)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -187,6 +249,16 @@ class SecurityLayer:
                 self.auth.authenticate(headers.get(b"authorization", b"").decode("latin-1") or None)
             except ApiError as exc:
                 return await error(exc.status_code, exc.detail)(scope, receive, send)
+        if scope["type"] == "http" and self._needs_token(scope):
+            # Before any byte of the body is read: an anonymous 2 GiB upload costs nothing.
+            try:
+                user = self.auth.authenticate(headers.get(b"authorization", b"").decode("latin-1") or None)
+            except ApiError as exc:
+                return await unread(error(exc.status_code, exc.detail))(scope, receive, send)
+            scope.setdefault("state", {})["user"] = user  # request.state.user: authenticate() reuses it
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body_bytes and scope.get("path") not in self.streamed:
+            return await unread(error(413, f"request body too large: the limit is {self.max_body_bytes} bytes"))(scope, receive, send)
         content_type = headers.get(b"content-type", b"").lower()
         # FastAPI parses a body as JSON when its type says json, and also when no type is sent.
         if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE") and (not content_type or b"json" in content_type):
@@ -244,10 +316,13 @@ def _openapi_with_scheme(app: FastAPI, auth: Auth) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def install(app: FastAPI, *, max_body_bytes: int) -> None:
+def install(app: FastAPI, *, max_body_bytes: int, streamed: frozenset[str] = frozenset()) -> None:
     """Check the start-up rules, then add the security layer (call after the other middleware)."""
     settings = SecuritySettings()
-    auth = Auth(settings)
+    try:
+        auth = Auth(settings)
+    except TokenConfigError as exc:
+        raise SystemExit(f"OPEVA API refuses to start: {exc}") from None
     if settings.env.lower() == "production" and not auth.enabled and not settings.allow_open:
         raise SystemExit(
             "OPEVA API refuses to start in production without tokens: set OPEVA_API_TOKENS (user:token,...) "
@@ -257,4 +332,4 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     app.state.followers = FollowerLimiter(LIMITS.max_followers_per_job, LIMITS.max_followers)
     _openapi_with_scheme(app, auth)
     allowed = frozenset(LOOPBACK_HOSTS) | frozenset(h.lower().rstrip(".") for h in _names(settings.allowed_hosts))
-    app.add_middleware(SecurityLayer, allowed_hosts=allowed, public_docs=settings.public_docs, auth=auth, max_body_bytes=max_body_bytes)
+    app.add_middleware(SecurityLayer, allowed_hosts=allowed, public_docs=settings.public_docs, auth=auth, max_body_bytes=max_body_bytes, streamed=streamed)

@@ -3,9 +3,13 @@
 Prefect's cancellation asks the worker to kill the container, but a hung
 in-container engine can leave it running (Prefect issue #21616). After a stop
 we wait for the run to be Cancelled; if it is not, or its container still
-runs, we kill the container ourselves through the Docker daemon named in the
-run's ``infrastructure_pid`` (``<docker_base_url>:<container_id>``) and record
-the run as Cancelled.
+runs, we kill the container ourselves and record the run as Cancelled.
+
+Which engine: the run's host's ``docker_url`` in hosts.yaml when it names a
+network engine (a remote host), else the one in the run's ``infrastructure_pid``
+(``<docker_base_url>:<container_id>``, the worker's own view: its local socket
+means *its* machine, which is ours only for local hosts). A job that finishes
+while we wait keeps its final state: the run is read again before it is forced.
 """
 
 from __future__ import annotations
@@ -36,13 +40,31 @@ def _split_pid(infrastructure_pid: str) -> tuple[str, str]:
     return ("" if base_url.startswith("http+docker://") else base_url), container_id
 
 
-def _on_engine(infrastructure_pid: str, act: Callable[[Any, str], T], fallback: T) -> T:
-    """``act(client, container_id)`` against the Docker engine that runs the container; the
-    client is closed after, and an engine that cannot be reached gives ``fallback``."""
+def host_engine(pool: str | None) -> str | None:
+    """The network Docker engine hosts.yaml names for ``pool`` (None: use the run's own)."""
+    if not pool:
+        return None
+    from core.hosts import load_hosts
+    from core.settings import PlatformSettings
+
+    try:
+        host = load_hosts(PlatformSettings().hosts_file).get(pool)
+    except (OSError, ValueError) as exc:
+        log.warning("hosts file unreadable while stopping a run of %s: %s", pool, exc)
+        return None
+    url = host.docker_url if host else None
+    return url if url and not url.startswith("unix://") else None
+
+
+def _on_engine(infrastructure_pid: str, act: Callable[[Any, str], T], fallback: T, engine: str | None = None) -> T:
+    """``act(client, container_id)`` against the Docker engine that runs the container
+    (``engine`` when given); the client is closed after, and an engine that cannot be
+    reached gives ``fallback``."""
     import docker
     from docker.errors import DockerException
 
     base_url, container_id = _split_pid(infrastructure_pid)
+    base_url = engine or base_url
     client = None
     try:
         client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
@@ -55,7 +77,7 @@ def _on_engine(infrastructure_pid: str, act: Callable[[Any, str], T], fallback: 
             client.close()
 
 
-def container_running(infrastructure_pid: str) -> bool:
+def container_running(infrastructure_pid: str, engine: str | None = None) -> bool:
     """True while the run's container runs (False when gone, stopped or unreachable)."""
     from docker.errors import NotFound
 
@@ -65,10 +87,10 @@ def container_running(infrastructure_pid: str) -> bool:
         except NotFound:
             return False
 
-    return _on_engine(infrastructure_pid, running, False)
+    return _on_engine(infrastructure_pid, running, False, engine)
 
 
-def kill_job_containers(infrastructure_pid: str, run_id: UUID) -> bool:
+def kill_job_containers(infrastructure_pid: str, run_id: UUID, engine: str | None = None) -> bool:
     """Kill the run's supervisor container if it still runs, and remove its simulator
     containers (a killed supervisor cannot remove them itself). True when the supervisor
     had to be killed."""
@@ -91,7 +113,7 @@ def kill_job_containers(infrastructure_pid: str, run_id: UUID) -> bool:
                 log.info("run %s: simulator container %s: %s", run_id, sim.name, exc)
         return killed
 
-    return _on_engine(infrastructure_pid, kill, False)
+    return _on_engine(infrastructure_pid, kill, False, engine)
 
 
 async def ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: float = GRACE_SECONDS) -> None:
@@ -115,11 +137,13 @@ async def _ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: f
     if run.infrastructure_pid:
         # A cancelled supervisor removes its simulator's container, then exits: give it the
         # same grace before killing it (killed mid-clean-up, it would leave that container).
+        engine = await asyncio.to_thread(host_engine, run.work_pool_name)
         exit_by = loop.time() + grace
-        while loop.time() < exit_by and await asyncio.to_thread(container_running, run.infrastructure_pid):
+        while loop.time() < exit_by and await asyncio.to_thread(container_running, run.infrastructure_pid, engine):
             await asyncio.sleep(POLL_SECONDS)
-        if await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run_id):
+        if await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run_id, engine):
             log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, 2 * grace)
+        run = await gateway.read_run(str(run_id))  # it may have finished meanwhile: that state stands
     if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
         await gateway.cancel_now(run_id, "Stopped: the container was killed by the OPEVA API")
 
@@ -131,5 +155,6 @@ async def kill_now(gateway: PrefectGateway, run_id: UUID) -> None:
         run = await gateway.read_run(str(run_id))
     except JobNotFound:  # deleted meanwhile
         return
-    if run.infrastructure_pid and await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run.id):
+    engine = await asyncio.to_thread(host_engine, run.work_pool_name) if run.infrastructure_pid else None
+    if run.infrastructure_pid and await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run.id, engine):
         log.warning("run %s: killed its container after an operator ended the run", run_id)

@@ -38,7 +38,6 @@ class PlatformSettings(BaseSettings):
     prefect_port: int = 4200
     api_port: int = 8000
     mongo_port: int = 27017
-    api_tokens: str = Field("", description="Comma-separated bearer tokens; empty turns auth off.")
 
     @property
     def shared_data_dir(self) -> Path:
@@ -51,7 +50,3 @@ class PlatformSettings(BaseSettings):
     @property
     def prefect_api_url(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
-
-    @property
-    def token_set(self) -> frozenset[str]:
-        return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from core.settings import PROJECT_ROOT, PlatformSettings
+from deployments.file_modes import open_private_log, private_dir
 from deployments.postgres import drop_to
 
 WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5-15 s; see bench/submit_latency.py
@@ -136,8 +137,8 @@ class Platform:
         if not path.exists():
             import secrets
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            private_dir(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(f"opeva:{secrets.token_urlsafe(24)}")
         return path.read_text().strip()
@@ -171,7 +172,7 @@ class Platform:
             # they go with us however we exit, a failed start-up or SIGTERM included.
             atexit.register(self.stop)
             stop_on_sigterm()
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.logs_dir)  # logs name the platform's URLs and credentials' users: not world-readable
         service = Service(name, None, self.logs_dir / f"{name}.log", cmd=cmd, env=self.env(**env), ready=ready, timeout=timeout, user=user)  # type: ignore[arg-type]
         self.services.append(service)
         self.spawn(service)
@@ -179,7 +180,7 @@ class Platform:
 
     def spawn(self, service: Service) -> None:
         """(Re)start ``service``'s process and wait until it answers; StartupError if it dies or hangs."""
-        with open(service.log_path, "ab") as log:
+        with open_private_log(service.log_path) as log:
             service.proc = subprocess.Popen(
                 service.cmd, env=service.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=str(PROJECT_ROOT), start_new_session=True, **drop_to(service.user),
@@ -210,7 +211,8 @@ class Platform:
 
         pg = LocalPostgres(self.home / "postgres", port or free_port())
         pg.init()
-        self.start("postgres", pg.command(), pg.ready, timeout=60, user=pg.user)
+        service = self.start("postgres", pg.command(), pg.ready, timeout=60, user=pg.user)
+        pg.require_passwords(service.proc.pid)  # a cluster made with trust by an older version
         pg.create_database()
         self.database_url = pg.url
         return pg.url
@@ -232,7 +234,7 @@ class Platform:
             return
         if port_open(self.prefect_port):
             raise StartupError(f"port {self.prefect_port} is taken by something that is not a Prefect server")
-        (self.home / "prefect").mkdir(parents=True, exist_ok=True)
+        private_dir(self.home / "prefect")  # prefect.db and the auth string
         self.start(
             "prefect-server",
             # Prefect's CLI with the per-run schema re-check memoised (see deployments/prefect_server.py)
@@ -247,7 +249,7 @@ class Platform:
             print(f"MongoDB-compatible server already answers on {self.mongo_uri}; using it")
             return
         store = self.home / "mongo"
-        store.mkdir(parents=True, exist_ok=True)
+        private_dir(store)
         self.start(
             "mongo",
             [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.mongo_port), "--storage-path", str(store), "--log-level", "WARNING"],

@@ -19,16 +19,72 @@ p95 10 s, with thousands of lock errors in the server log. Taking the write lock
 BEGIN makes writers queue on the busy timeout instead. Everything else is Prefect's
 own CLI.
 
+Guards: the patches reach into Prefect's internals, so they are applied only to the
+Prefect versions they were measured on (``PATCHED_VERSIONS``); another version is
+refused with a message (``OPEVA_PREFECT_PATCHES=0`` runs Prefect's CLI unpatched). They
+live in this process only, so ``--workers`` > 1 and ``--background`` (children of their
+own) are refused too. A write waits at most ``OPEVA_SQLITE_LOCK_WAIT`` seconds (default
+60) for the queue, then gets SQLite's own "database is locked", which the server answers
+503 and Prefect's client retries: never a hang.
+
 Usage: python -m deployments.prefect_server server start --host 127.0.0.1 --port 4200
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 MAX_REMEMBERED = 256
+PATCHED_VERSIONS = frozenset({"3.8.8"})
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
+
+
+class PatchRefused(RuntimeError):
+    """The patches do not fit this Prefect or this command line."""
+
+
+def check_patchable(argv: list[str]) -> None:
+    """Refuse, with what to do, before anything is patched."""
+    import prefect
+    from prefect.server.database import configurations
+    from prefect.utilities.schema_tools import validation
+
+    if prefect.__version__ not in PATCHED_VERSIONS:
+        raise PatchRefused(f"deployments.prefect_server patches Prefect {', '.join(sorted(PATCHED_VERSIONS))}, not {prefect.__version__}: "
+                           "pin prefect to that version, or set OPEVA_PREFECT_PATCHES=0 to run Prefect's server unpatched")
+    missing = [name for name, ok in (
+        ("validation._VALIDATOR.check_schema", hasattr(getattr(validation, "_VALIDATOR", None), "check_schema")),
+        ("configurations.SQLITE_BEGIN_MODE", hasattr(configurations, "SQLITE_BEGIN_MODE")),
+        ("AioSqliteConfiguration.begin_transaction", hasattr(getattr(configurations, "AioSqliteConfiguration", None), "begin_transaction")),
+    ) if not ok]
+    if missing:
+        raise PatchRefused(f"Prefect {prefect.__version__} lacks {', '.join(missing)}: the patches do not fit; set OPEVA_PREFECT_PATCHES=0")
+    workers = _option(argv, "--workers")
+    if "--background" in argv or (workers is not None and workers != "1"):
+        raise PatchRefused("the patches apply in this process only: run without --workers/--background "
+                           "(or set OPEVA_PREFECT_PATCHES=0)")
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def lock_wait_seconds() -> float:
+    try:
+        value = float(os.environ.get("OPEVA_SQLITE_LOCK_WAIT", DEFAULT_LOCK_WAIT_SECONDS))
+    except ValueError:
+        raise PatchRefused("OPEVA_SQLITE_LOCK_WAIT must be a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise PatchRefused("OPEVA_SQLITE_LOCK_WAIT must be between 0 and 3600 seconds")
+    return value
 
 
 def memoise_schema_checks() -> None:
@@ -54,18 +110,21 @@ def memoise_schema_checks() -> None:
     validator.check_schema = staticmethod(check_schema)
 
 
-def sqlite_writes_immediate() -> None:
+def sqlite_writes_immediate(wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> None:
     """Write transactions on SQLite begin IMMEDIATE, one at a time per event loop, in
     arrival order. Why the queue: SQLite's busy handler retries a locked BEGIN after
     sleeps growing to 100 ms, so under contention a writer can lose every race for
     seconds (median 0.2 s, p95 2.7 s in the burst bench) while the lock sat idle
     between tries; an asyncio.Lock hands it over at once, first come first served.
     A task already inside a write transaction does not queue again (no self-deadlock);
-    statements outside ``begin_transaction`` still rely on the busy timeout."""
+    statements outside ``begin_transaction`` still rely on the busy timeout. A writer that
+    waits ``wait_seconds`` gets SQLite's "database is locked" (a 503 the client retries)."""
     import asyncio
+    import sqlite3
     from contextlib import asynccontextmanager
     from contextvars import ContextVar
 
+    import sqlalchemy.exc
     from prefect.server.database import configurations
 
     locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
@@ -76,7 +135,12 @@ def sqlite_writes_immediate() -> None:
         loop = asyncio.get_running_loop()
         lock = None if holding.get() else locks.setdefault(loop, asyncio.Lock())
         if lock is not None:
-            await lock.acquire()
+            try:
+                await asyncio.wait_for(lock.acquire(), wait_seconds)
+            except asyncio.TimeoutError:
+                raise sqlalchemy.exc.OperationalError(
+                    "BEGIN IMMEDIATE (OPEVA write queue)", None, sqlite3.OperationalError("database is locked")
+                ) from None
         held = holding.set(True)
         mode = configurations.SQLITE_BEGIN_MODE.set("IMMEDIATE")
         try:
@@ -92,11 +156,16 @@ def sqlite_writes_immediate() -> None:
 
 
 def main() -> int:
-    memoise_schema_checks()
-    sqlite_writes_immediate()
-    import os
-    if os.environ.get('OPEVA_SQL_PROFILE'):
-        sys.path.insert(0, '/tmp/profd'); import sqlprof  # noqa  TEMP
+    os.umask(0o077)  # prefect.db, its WAL and journal files: the platform's user only
+    if os.environ.get("OPEVA_PREFECT_PATCHES", "1") != "0":
+        try:
+            check_patchable(sys.argv[1:])
+            wait = lock_wait_seconds()
+        except PatchRefused as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 2
+        memoise_schema_checks()
+        sqlite_writes_immediate(wait)
     from prefect.cli import app
 
     sys.argv[0] = "prefect"

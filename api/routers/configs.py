@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Storage
+from api.owners import Owned
 from api.models import CONFIG_FILE_PATTERN, ConfigCreateRequest, ConfigUpdateRequest
 from api.responses import ConfigSaved, ConfigView, Message, errors
 from api.usecases import configs
@@ -23,15 +24,15 @@ YAML_TYPES = ("text/yaml", "application/yaml", "application/x-yaml", "text/x-yam
 
 @router.get("/experiment-configs", response_model=list[str], responses=errors(), summary="Config file names (*.yaml, *.yml)")
 @router.get("/configs", response_model=list[str], include_in_schema=False)
-def list_configs(storage: Storage) -> list[str]:
-    return configs.list_configs(storage)
+def list_configs(storage: Storage, own: Owned) -> list[str]:
+    return configs.list_configs(storage, own)
 
 
-@router.post("/experiment-config/create", response_model=ConfigSaved, responses=errors(409, 413), summary="Create a config file (YAML text or an object)")
+@router.post("/experiment-config/create", response_model=ConfigSaved, responses=errors(403, 409, 413), summary="Create a config file (YAML text or an object)")
 @router.post("/experiment-configs/create", response_model=ConfigSaved, include_in_schema=False)
 @router.post("/config/create", response_model=ConfigSaved, include_in_schema=False)
-def create_config(body: ConfigCreateRequest, storage: Storage) -> ConfigSaved:
-    return configs.create(storage, body.file_name, body.content, body.overwrite)
+def create_config(body: ConfigCreateRequest, storage: Storage, own: Owned) -> ConfigSaved:
+    return configs.create(storage, own, body.file_name, body.content, body.overwrite)
 
 
 @router.api_route("/experiment-config/create", methods=["GET", "PUT", "DELETE", "PATCH"], include_in_schema=False)
@@ -49,23 +50,24 @@ def create_other_methods() -> None:
 def view_config(
     file: ConfigFile,
     storage: Storage,
+    own: Owned,
     format: Literal["json", "yaml"] | None = Query(None, description="yaml: answer the file as it is (text/yaml)."),
     accept: str | None = Header(None, include_in_schema=False),
 ) -> ConfigView | PlainTextResponse:
     wants_yaml = format == "yaml" or (format is None and any(t in (accept or "") for t in YAML_TYPES) and "application/json" not in (accept or ""))
     if wants_yaml:
-        return PlainTextResponse(configs.raw(storage, file), media_type="text/yaml")
-    return configs.view(storage, file)
+        return PlainTextResponse(configs.raw(storage, own, file), media_type="text/yaml")
+    return configs.view(storage, own, file)
 
 
-@router.put("/experiment-config/{file}", response_model=ConfigSaved, responses=errors(404, 413), summary="Replace an existing config")
+@router.put("/experiment-config/{file}", response_model=ConfigSaved, responses=errors(403, 404, 413), summary="Replace an existing config")
 @router.put("/experiment-configs/{file}", response_model=ConfigSaved, include_in_schema=False)
-def update_config(file: ConfigFile, body: ConfigUpdateRequest, storage: Storage) -> ConfigSaved:
-    return configs.update(storage, file, body.content)
+def update_config(file: ConfigFile, body: ConfigUpdateRequest, storage: Storage, own: Owned) -> ConfigSaved:
+    return configs.update(storage, own, file, body.content)
 
 
-@router.delete("/experiment-config/{file}", response_model=Message, responses=errors(404), summary="Delete a config")
+@router.delete("/experiment-config/{file}", response_model=Message, responses=errors(403, 404), summary="Delete a config")
 @router.delete("/experiment-configs/{file}", response_model=Message, include_in_schema=False)
 @router.delete("/config/{file}", response_model=Message, include_in_schema=False)
-def delete_config(file: ConfigFile, storage: Storage) -> Message:
-    return configs.delete(storage, file)
+def delete_config(file: ConfigFile, storage: Storage, own: Owned) -> Message:
+    return configs.delete(storage, own, file)

@@ -21,6 +21,7 @@ from api.errors import ApiError
 from api.dataset_models import DatasetCreated, DatasetEntry, DatasetRequest, Generated, GenerateNotFound, GenerateRequest, Uploaded
 from api.gateway import PrefectGateway
 from api.models import FILE_NAME_PATTERN
+from api.owners import Owned
 from api.routers.sites import SiteName, check_site_name, errors
 from api.usecases import datasets as datasets_usecase
 from core.datasets import DatasetError, extract_upload, iter_zip, list_datasets, require_dataset
@@ -65,6 +66,7 @@ class DatesEntry(BaseModel):
              response_model_by_alias=True, responses=errors(404, 409, 413, 422))
 async def create_dataset(
     body: DatasetRequest,
+    own: Owned,
     gateway: PrefectGateway = Depends(get_gateway),
     storage: DataRoot = Depends(get_storage),
     client: pymongo.MongoClient = Depends(get_mongo),
@@ -72,7 +74,9 @@ async def create_dataset(
 ) -> dict[str, Any]:
     """``seconds_per_time_step`` overrides ``period``; ``citylearn_configs.validation.smoke_check``
     asks for the CityLearn load check (an option, never written into schema.json)."""
-    return await datasets_usecase.create(body, gateway, storage, client, known_host(body.target_host, hosts))
+    answer = await datasets_usecase.create(body, gateway, storage, client, known_host(body.target_host, hosts))
+    await asyncio.to_thread(own.made, "dataset", body.name)
+    return answer
 
 
 @router.post("/datasets/generate", summary="Build one dataset per site: <prefix>_<site>_all_buildings (dry run, continue on error)",
@@ -80,6 +84,7 @@ async def create_dataset(
              responses={**errors(413), 404: {"model": GenerateNotFound, "description": "Sites that cannot be built ({message, site_ids}), or an unknown host"}})
 async def generate_datasets(
     body: GenerateRequest,
+    own: Owned,
     gateway: PrefectGateway = Depends(get_gateway),
     storage: DataRoot = Depends(get_storage),
     client: pymongo.MongoClient = Depends(get_mongo),
@@ -87,35 +92,48 @@ async def generate_datasets(
 ) -> dict[str, Any]:
     """Without ``continue_on_error`` a site that cannot be built answers 404 with an object
     ``detail`` ``{message, site_ids, failed}`` (upstream's shape) and nothing is submitted."""
-    return await datasets_usecase.generate(body, gateway, storage, client, known_host(body.target_host, hosts))
+    answer = await datasets_usecase.generate(body, gateway, storage, client, known_host(body.target_host, hosts))
+    for made in answer["created"]:
+        await asyncio.to_thread(own.made, "dataset", made["name"])
+    return answer
 
 
 @router.get("/datasets", summary="Datasets (a bare array, as the OPEVA UI reads it)", response_model=list[DatasetEntry], response_model_by_alias=True, responses=errors())
-def datasets(storage: DataRoot = Depends(get_storage)) -> list[dict[str, Any]]:
-    return list_datasets(storage)
+def datasets(own: Owned, storage: DataRoot = Depends(get_storage)) -> list[dict[str, Any]]:
+    entries = list_datasets(storage)
+    visible = set(own.visible("dataset", [e["name"] for e in entries]))
+    return [e for e in entries if e["name"] in visible]
 
 
 @router.get("/dataset/download/{name}", summary="The dataset as a zip, streamed as it is made", response_class=StreamingResponse,
             responses={**errors(400, 404), 200: {"content": {"application/zip": {}}, "description": "the zip"}})
-def download(name: DatasetName, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
+def download(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
     path = _mapped(require_dataset, storage, name)
+    own.check_read("dataset", name)
     storage.inside(path, what="dataset")  # a dataset linked outside the root: refused
     return StreamingResponse(iter_zip(storage, path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
-@router.delete("/dataset/{name}", summary="Delete a dataset", response_model=Message, responses=errors(400, 404))
-def delete(name: DatasetName, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
-    storage.remove_inside(_mapped(require_dataset, storage, name))  # a linked dataset: the link goes, never its target
+@router.delete("/dataset/{name}", summary="Delete a dataset (its owner or an admin)", response_model=Message, responses=errors(400, 403, 404))
+def delete(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
+    path = _mapped(require_dataset, storage, name)
+    own.check_change("dataset", name)
+    if path.is_symlink():  # not made by the API: neither the link nor what it points at is ours to delete
+        raise ApiError(403, f"dataset {name!r} is a link, not a folder the platform made; it is not deleted through the API")
+    storage.remove_inside(path)  # links inside are removed, never followed
+    own.gone("dataset", name)
     return {"message": f"Dataset {name} deleted"}
 
 
 @router.post("/dataset/upload", summary="Upload a dataset as a zip (extracted safely into datasets/<name>)", response_model=Uploaded,
              responses=errors(400, 409, 413, 422))
-def upload(file: UploadFile = File(description="A .zip of the dataset folder"), name: str = Form(description="Dataset name"),
+def upload(own: Owned, file: UploadFile = File(description="A .zip of the dataset folder"), name: str = Form(description="Dataset name"),
            storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
     """Members must be regular files with relative paths inside the folder (no ``..``, no
     absolute paths, no links); size and member count are bounded. One top folder is dropped."""
-    return _mapped(extract_upload, storage, name, file.file)
+    answer = _mapped(extract_upload, storage, name, file.file)
+    own.made("dataset", answer["name"])
+    return answer
 
 
 @router.get("/dataset/sites", summary="Sites whose schema has buildings with data", response_model=DatasetSites, responses=errors())

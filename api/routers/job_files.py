@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from api.deps import Gateway, Storage
 from api.models import SimulationDataFileRequest, SimulationDataIndexRequest
 from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex, errors, text_response
 from api.usecases import job_files
+from core.safe_open import read_chunks
 from core.layout import canonical_job_id
 
 router = APIRouter(tags=["job files"])
@@ -82,11 +83,14 @@ async def simulation_index(body: SimulationDataIndexRequest, gateway: Gateway, s
 
 
 @router.post(
-    "/simulation-data/file", response_class=FileResponse, summary="One exported file ('..' in relative_path: 400)",
+    "/simulation-data/file", response_class=StreamingResponse, summary="One exported file ('..' in relative_path: 400)",
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}, "example": "time_step,net_electricity_consumption\n0,1.5\n"},
                                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}, "description": "The file"},
-               **errors(400, 404, 413)},
+               **errors(400, 403, 404, 413)},
 )
-async def simulation_file(body: SimulationDataFileRequest, gateway: Gateway, storage: Storage) -> FileResponse:
-    path = await job_files.simulation_file(gateway, storage, body.job_id, body.session, body.relative_path)
-    return FileResponse(path, media_type="text/csv" if path.suffix == ".csv" else "application/octet-stream", filename=path.name)
+async def simulation_file(body: SimulationDataFileRequest, gateway: Gateway, storage: Storage) -> StreamingResponse:
+    opened = await job_files.simulation_file(gateway, storage, body.job_id, body.session, body.relative_path)
+    media = "text/csv" if opened.name.endswith(".csv") else "application/octet-stream"
+    headers = {"Content-Length": str(opened.size), "Content-Disposition": f'attachment; filename="{opened.name}"'}
+    # Served from the descriptor opened above: a link swapped in afterwards changes nothing.
+    return StreamingResponse(read_chunks(opened.fd, opened.size), media_type=media, headers=headers)

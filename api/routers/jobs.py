@@ -8,6 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 
 from api.deps import Gateway, Hosts, Storage
 from api.models import RunSimulationRequest
+from api.owners import Owned
 from api.responses import JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, QueueItem, errors
 from api.security import CurrentUser, require_runtime_choice, submitter
 from api.stopper import ensure_container_gone
@@ -16,17 +17,20 @@ from core.states import FILTERABLE
 
 router = APIRouter(tags=["jobs"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255, description="Same key, same job: a repeated request answers the job made the first time.")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255, description=(
+    "Same key, same body, same user: a repeated request answers the job made the first time; "
+    "the same key with another body is a 409; keys are per user."))]
 
 
-@router.post("/run-simulation", response_model=JobSubmitted, responses=errors(400, 404, 409, 413), summary="Launch a simulation job")
-async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, user: CurrentUser, idempotency_key: IdempotencyKey = None) -> JobSubmitted:
+@router.post("/run-simulation", response_model=JobSubmitted, responses=errors(400, 403, 404, 409, 413), summary="Launch a simulation job")
+async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, user: CurrentUser, own: Owned,
+                         idempotency_key: IdempotencyKey = None) -> JobSubmitted:
     """``config`` inline or ``config_path``; 404 for an unknown host, 409 when ``save_as`` names a
     different existing file, 422 for a config the reference simulator would refuse. With auth on,
     ``submitted_by`` is the token's user, and ``command``/``image`` need a runner (else 403)."""
     require_runtime_choice(user, command=body.command, image=body.image)
     body.submitted_by = submitter(user, body.submitted_by)
-    return await jobs.submit_simulation(gateway, storage, hosts, body, idempotency_key)
+    return await jobs.submit_simulation(gateway, storage, hosts, body, idempotency_key, user=user, own=own)
 
 
 @router.get("/status/{job_id}", response_model=JobStatusOut, responses=errors(404), summary="OPEVA status and Prefect state of a job")
@@ -45,7 +49,7 @@ async def list_jobs(
     hosts: Hosts,
     status: Literal[FILTERABLE] | None = Query(None, description="Only jobs in this status."),  # type: ignore[valid-type]
     host: str | None = Query(None, max_length=63),
-    limit: int | None = Query(None, ge=1, le=10_000, description="At most this many (default: all)."),
+    limit: int | None = Query(None, ge=1, le=1000, description="At most this many, 1 to 1000 (default: all, up to 10,000)."),
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> list[JobItem]:
     items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset, storage=storage, hosts=hosts)

@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import get_mongo
 from api.errors import ApiError
+from api.owners import Owned
 from api.responses import errors
 from core.site_history import MAX_LIMIT, HistoryQueryError, historical_data
 from core.site_spec import EXAMPLE, SiteSchema
-from core.sites import REALTIME_CAP, SYSTEM_DATABASES, create_schema, get_schema, list_sites, realtime_documents, update_schema
+from core.sites import REALTIME_CAP, SYSTEM_DATABASES, create_schema, get_schema, list_sites, realtime_documents, require_site, update_schema
 
 router = APIRouter(tags=["sites"])
 
@@ -179,17 +180,21 @@ def history(
 
 
 @router.post("/schema/create", summary="Create a site with its schema (409 if the site exists)", response_model=SiteMessage, responses=errors(409, 413, 422))
-def schema_create(body: SchemaCreate, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def schema_create(body: SchemaCreate, own: Owned, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
     create_schema(client, body.site, body.schema_)
+    own.made("site", body.site)
     return {"message": f"Site {body.site} created", "site": body.site}
 
 
-@router.put("/schema/update/{site}", summary="Replace a site's schema", response_model=SiteMessage, responses=errors(404, 413, 422))
-def schema_update(site: SiteName, body: SchemaUpdate, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+@router.put("/schema/update/{site}", summary="Replace a site's schema (its owner or an admin)", response_model=SiteMessage, responses=errors(403, 404, 413, 422))
+def schema_update(site: SiteName, body: SchemaUpdate, own: Owned, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+    require_site(client, check_site_name(site))  # 404 for an unknown site before any owner is told
+    own.check_change("site", site)
     update_schema(client, check_site_name(site), body.schema_)
     return {"message": f"Schema of site {site} updated", "site": site}
 
 
 @router.get("/schema/{site}", summary="A site's schema, exactly as stored", response_model=SiteSchemaAnswer, response_model_by_alias=True, responses=errors(404, 422))
-def schema_get(site: SiteName, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def schema_get(site: SiteName, own: Owned, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+    own.check_read("site", site)
     return {"site": site, "schema": get_schema(client, check_site_name(site))}

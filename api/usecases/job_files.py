@@ -7,7 +7,9 @@ before the job wrote anything (upstream's contract): only an unknown job is 404.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+from dataclasses import dataclass
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex
 from core.experiment import config_source, default_experiment
 from core.layout import DataRoot, UnsafeNameError, canonical_job_id, safe_name
 from core.limits import LIMITS
+from core.safe_open import NotARegularFile, open_beneath
 from core.states import ACTIVE
 
 FOLLOW_POLL_SECONDS = 0.5
@@ -213,21 +216,34 @@ async def simulation_index(gateway: PrefectGateway, storage: DataRoot, job_id: s
     return await asyncio.to_thread(_index, storage, str(run.id), session)
 
 
-def _data_file(storage: DataRoot, job_id: str, session: str, relative_path: str) -> Path:
+@dataclass(frozen=True)
+class OpenedFile:
+    """A file opened for serving: its descriptor (the bytes come from it, not from a path
+    opened again), name and size when opened."""
+
+    fd: int
+    name: str
+    size: int
+
+
+def _data_file(storage: DataRoot, job_id: str, session: str, relative_path: str) -> OpenedFile:
     parts = [p for p in relative_path.replace("\\", "/").split("/") if p not in ("", ".")]
     if relative_path.startswith("/") or not parts:
         raise UnsafeNameError(f"relative_path {relative_path!r} must be a path inside the session folder")
     for part in parts:
         safe_name(part, what="relative_path segment")
-    folder, _, _ = _session_dir(storage, job_id, session)
-    path = folder.joinpath(*parts)
-    if not path.resolve().is_relative_to(folder.resolve()):
-        raise UnsafeNameError(f"relative_path {relative_path!r} leaves the session folder")
-    if not path.is_file():
-        raise ApiError(404, f"no file {relative_path!r} in the simulation data of job {job_id}")
-    return storage.inside(path, what="relative_path")
+    _, name, _ = _session_dir(storage, job_id, session)
+    # From the data root's real path, every component below it opened without following links.
+    chain = [*Path(storage.relative(storage.job(job_id).dir)).parts, "results", "simulation_data", name, *parts]
+    try:
+        fd = open_beneath(storage.real_root, chain)
+    except NotARegularFile:
+        raise ApiError(403, f"{relative_path!r} in the simulation data of job {job_id} is a link or not a regular file; not served") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise ApiError(404, f"no file {relative_path!r} in the simulation data of job {job_id}") from None
+    return OpenedFile(fd, parts[-1], os.fstat(fd).st_size)
 
 
-async def simulation_file(gateway: PrefectGateway, storage: DataRoot, job_id: str, session: str, relative_path: str) -> Path:
+async def simulation_file(gateway: PrefectGateway, storage: DataRoot, job_id: str, session: str, relative_path: str) -> OpenedFile:
     run = await gateway.read_run(job_id)
     return await asyncio.to_thread(_data_file, storage, str(run.id), session, relative_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import datetime, timezone
 from typing import Any
@@ -13,6 +14,8 @@ from api.deps import known_host
 from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, PrefectGateway, Resources, opeva_status
 from api.models import RunSimulationRequest
+from api.idempotency import DIGEST_LABEL
+from api.owners import Ownership
 from api.security import User, require_manage
 from api.stopper import kill_now
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
@@ -95,14 +98,35 @@ def _submitted(run: FlowRun, message: str) -> JobSubmitted:
                         job_name=run.name, image=params.get("image"), image_tag=params.get("image_tag"), message=message)
 
 
+def scoped_key(user: User | None, key: str | None) -> str | None:
+    """An Idempotency-Key is the caller's own: the same key from two users is two keys
+    (user names cannot hold ':', so ``alice:k`` is unambiguous)."""
+    if not key:
+        return None
+    return f"{(user.name if user else None) or 'local'}:{key}"
+
+
+def request_digest(body: RunSimulationRequest) -> str:
+    """The request as received (``submitted_by`` already the token's user), canonical JSON."""
+    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _save_as_new(storage: DataRoot, save_as: str | None) -> bool:
+    return bool(save_as) and not storage.config_file(save_as).exists()  # type: ignore[arg-type]
+
+
 async def submit_simulation(
-    gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, body: RunSimulationRequest, idempotency_key: str | None
+    gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, body: RunSimulationRequest, idempotency_key: str | None,
+    user: User | None = None, own: Ownership | None = None,
 ) -> JobSubmitted:
     host = known_host(body.target_host, hosts)
     _, accepted = await gateway.deployment(SIMULATION_FLOW, host.name)
+    saves_new = await asyncio.to_thread(_save_as_new, storage, body.save_as)
     resolved = await asyncio.to_thread(
         resolve_experiment, storage, config=body.config, config_path=body.config_path, save_as=body.save_as, job_id=None
     )
+    if saves_new and own is not None:  # save_as made a config: the caller owns it
+        await asyncio.to_thread(own.made, "config", body.save_as)  # type: ignore[arg-type]
     if body.command is None and body.image is None and body.image_tag is None:
         await asyncio.to_thread(_check_reference_simulator, resolved.config, storage)
     job_name = body.job_name or job_name_of(resolved.config)
@@ -122,7 +146,8 @@ async def submit_simulation(
     resources = Resources(**body.resources.model_dump()) if body.resources else None
     submitted = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
-        job_variables=job_variables_for(host, resources), idempotency_key=idempotency_key, labels=_labels(body),
+        job_variables=job_variables_for(host, resources), idempotency_key=scoped_key(user, idempotency_key),
+        labels={**_labels(body), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
         tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made

@@ -24,7 +24,8 @@ from core.settings import project_version
 from deployments.platform import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"POSTGRES_PASSWORD": "pw", "OPEVA_HOST": "gpu-1", "PREFECT_API_URL": "http://main:4200/api", "OPEVA_PREFECT_AUTH_STRING": "opeva:pw"}
+ENV = {"POSTGRES_PASSWORD": "pw", "OPEVA_HOST": "gpu-1", "PREFECT_API_URL": "http://main:4200/api", "OPEVA_PREFECT_AUTH_STRING": "opeva:pw",
+       "MONGO_URI": "mongodb://opeva:pw@db.example:27017/?authSource=admin"}
 IN_IMAGE = "/opt/opeva"
 
 
@@ -146,3 +147,21 @@ def test_production_prefect_server_requires_credentials_that_every_client_holds(
     env.pop("OPEVA_PREFECT_AUTH_STRING", None)
     missing = subprocess.run([*compose_cli(), "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert missing.returncode != 0 and "OPEVA_PREFECT_AUTH_STRING" in missing.stderr
+
+
+def test_production_mongodb_needs_credentials():
+    """No open default: compose refuses to resolve without MONGO_URI, and no service falls
+    back to an unauthenticated MongoDB (issue 21: MongoDB with auth on in production)."""
+    cli = compose_cli()
+    assert cli is not None or os.environ.get("OPEVA_REQUIRE_DOCKER") != "1"
+    if cli is not None:
+        clean = {k: v for k, v in os.environ.items() if k not in ("OPEVA_IMAGE", "MONGO_URI")}
+        env = {k: v for k, v in ENV.items() if k != "MONGO_URI"}
+        out = subprocess.run([*cli, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, env={**clean, **env}, cwd=ROOT)
+        assert out.returncode != 0 and "MONGO_URI" in out.stderr, out.stderr
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "mongodb://127.0.0.1:27017}" not in text and "${MONGO_URI:?" in text
+    for name, service in resolved("docker-compose.yml")["services"].items():
+        uri = (service.get("environment") or {}).get("MONGO_URI")
+        if uri:
+            assert urlsplit(uri).username and urlsplit(uri).password, name
