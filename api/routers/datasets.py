@@ -9,6 +9,7 @@ validation, as the upstream backend did.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import pymongo
