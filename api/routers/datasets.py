@@ -43,6 +43,7 @@ def _mapped(fn: Any, *args: Any) -> Any:
 
 
 class Message(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"message": "Dataset living-lab-june deleted"}]})
     message: str
 
 
