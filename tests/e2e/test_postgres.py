@@ -41,7 +41,7 @@ def pg_platform(docker_ready) -> Platform:
 
 def psql(platform: Platform, sql: str) -> str:
     pg = LocalPostgres(platform.home / "postgres", int(platform.database_url.rsplit(":", 1)[1].split("/")[0]))
-    out = pg._run(str(pg.bindir / "psql"), "-U", DB_USER, "-d", DB_NAME, "-tAc", sql)
+    out = pg._run(str(pg.bindir / "psql"), "-U", DB_USER, "-d", DB_NAME, "-tAc", sql)  # with the generated password
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -69,3 +69,26 @@ def test_postgres_runs_as_an_unprivileged_user(pg_platform):
     listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
     port = pg_platform.database_url.rsplit(":", 1)[1].split("/")[0]
     assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
+
+
+def test_a_login_without_the_password_is_refused(pg_platform):
+    """Attack 2 of issue 21: any loopback login was a superuser (initdb -A trust). Now a
+    login without the password fails, from the host as root and as PostgreSQL's account,
+    over TCP and the socket, while the platform keeps working with its password."""
+    import os
+    import stat
+
+    from deployments.postgres import drop_to
+
+    port = int(pg_platform.database_url.rsplit(":", 1)[1].split("/")[0])
+    pg = LocalPostgres(pg_platform.home / "postgres", port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    for target in (("-h", "127.0.0.1"), ("-h", str(pg.root))):
+        for user in (None, pg.user):
+            out = subprocess.run([str(pg.bindir / "psql"), "-w", *target, "-p", str(port), "-U", DB_USER, "-d", DB_NAME, "-tAc", "SELECT 1"],
+                                 env=env, capture_output=True, text=True, cwd="/", **drop_to(user))
+            assert out.returncode != 0 and out.stdout.strip() != "1", (target, user, out.stdout)
+    assert stat.S_IMODE(pg.password_file.stat().st_mode) == 0o600
+    assert psql(pg_platform, "SELECT 1") == "1"
+    method = psql(pg_platform, "SELECT string_agg(DISTINCT auth_method, ',') FROM pg_hba_file_rules")
+    assert method == "scram-sha-256", method
