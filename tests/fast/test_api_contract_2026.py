@@ -105,3 +105,16 @@ def test_both_mounts_publish_their_own_truthful_openapi(api):
     for path, item in root["paths"].items():
         for method, op in item.items():
             assert "200" in op["responses"] or "204" in op["responses"], (method, path)
+
+
+def test_ai_manager_ui_mount_runs_the_same_use_cases(api):
+    """Not a second API: a job launched under the prefix is the root's job, and the same rules answer."""
+    r = api.post("/ai-manager-ui/run-simulation", json={"config": experiment("amui", "1"), "command": ["true"], "target_host": "offline"})
+    assert r.status_code == 200, r.text
+    job = r.json()["job_id"]
+    assert api.get(f"/status/{job}").json()["status"] == api.get(f"/ai-manager-ui/status/{job}").json()["status"] == "queued"
+    assert job in {j["job_id"] for j in api.get("/ai-manager-ui/jobs").json()}
+    bad = api.post("/ai-manager-ui/run-simulation", json={"config": experiment("amui", "2"), "target_host": "offline", "image_tag": "a:b"})
+    assert bad.status_code == 400 and bad.json() == {"detail": "Image tag must not contain '/', ':' or '@'"}
+    assert api.post(f"/ai-manager-ui/stop/{job}").json()["status"] == "canceled"
+    assert api.get(f"/ai-manager-ui/status/{uuid.uuid4()}").status_code == 404
