@@ -55,7 +55,6 @@ PAGE = 200  # the Prefect server's largest page
 MAX_SCAN = 10_000
 LOG_GRACE_SECONDS = 3.0
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
-FINAL_TYPES = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 ACTIVE_TYPES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
 
 
@@ -283,8 +282,7 @@ class PrefectGateway:
             "work_pool_filter": WorkPoolFilter(name=WorkPoolFilterName(any_=[host])) if host else None,
         }
         sort = FlowRunSort.EXPECTED_START_TIME_DESC
-        if status in ("stopped", "canceled", "stop_requested", "setup", "running"):
-            # Prefect cannot filter on run_count or a label value: split cancelled (and running) runs here.
+        if status in ("stopped", "canceled", "stop_requested", "setup", "running"):  # Prefect cannot filter on run_count or a label: split here
             runs = await self._all_runs(None, 0, **kwargs, sort=sort)
             matching = [r for r in runs if opeva_status(r) == status]
             end = None if limit is None else offset + limit
@@ -306,13 +304,8 @@ class PrefectGateway:
             sort=FlowRunSort.EXPECTED_START_TIME_ASC,
         )
 
-    async def last_ended_run(self, host: str) -> FlowRun | None:
-        """The host's job run that ended last (``/hosts`` info: last_job_id, last_terminal_status)."""
-        runs = await self.client.read_flow_runs(
-            flow_filter=_flows(JOB_FLOWS), flow_run_filter=FlowRunFilter(state=_types(FINAL_TYPES)),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])), sort=FlowRunSort.END_TIME_DESC, limit=1,
-        )
-        return runs[0] if runs else None
+    async def last_ended_run(self, host: str) -> FlowRun | None:  # /hosts info: last_job_id, last_terminal_status
+        return next(iter(await self._all_runs(1, 0, flow_filter=_flows(JOB_FLOWS), flow_run_filter=FlowRunFilter(state=_types(list(TERMINAL))), work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])), sort=FlowRunSort.END_TIME_DESC)), None)
 
     async def flow_names(self) -> dict[UUID, str]:
         """Flow id -> name of the job flows; flows are few and never renamed, so cached."""

@@ -25,7 +25,7 @@ def check_image_tag(value: str | None) -> str | None:
     """The tag to run, or None (the host's default); empty means None, as upstream."""
     if value is None or not value.strip():
         return None
-    tag = value.strip()
+    tag = value  # not stripped: "v1\n" is refused, never run as "v1" (names are matched in full)
     if len(tag) > MAX_TAG:
         raise SubmissionRefused("Image tag is too long")
     if any(ch.isspace() for ch in tag):
