@@ -121,7 +121,7 @@ async def choose_host(gateway: PrefectGateway, hosts: HostsFile, profile: str | 
 
 async def _placement(gateway: PrefectGateway, hosts: HostsFile, body: RunSimulationRequest, config: dict[str, Any] | None) -> tuple[Host, str | None]:
     """(host, profile) under upstream's rules; ``config`` None: only the request's own checks."""
-    chosen = (body.target_host or "").strip() or None
+    chosen = body.target_host if body.target_host and body.target_host.strip() else None  # matched in full: "local\n" is unknown
     try:
         profile = check_profile_value(body.target_worker_profile)
         host = known_host(chosen, hosts) if chosen else None
