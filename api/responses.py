@@ -59,9 +59,14 @@ def text_response(media_type: str, example: str, *extra: int) -> dict[int | str,
 
 
 class YamlResponse(PlainTextResponse):
-    """YAML text as stored; declared as text/yaml only (not also text/plain) in OpenAPI."""
+    """YAML text as stored, sent as text/yaml. The class declares no media type so FastAPI adds no
+    ``{"type": "string"}`` schema: a client (schemathesis) parses YAML into any value, and the
+    route's ``responses=text_response("text/yaml", ...)`` documents it."""
 
-    media_type = "text/yaml"
+    media_type = None
+
+    def __init__(self, content: str, status_code: int = 200, **kwargs: Any) -> None:
+        super().__init__(content, status_code=status_code, media_type="text/yaml", **kwargs)
 
 
 class PrefectState(BaseModel):
