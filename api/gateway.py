@@ -44,7 +44,8 @@ from prefect.utilities.names import generate_slug
 
 from api.group_commit import GroupCommit
 from api.idempotency import conflicts as key_conflicts
-from core.states import PREFECT_TYPES, opeva_status_of
+from core.limits import Resources
+from core.states import PHASE_LABEL, PREFECT_TYPES, opeva_status_of
 
 log = logging.getLogger("opeva.api")
 
@@ -108,30 +109,8 @@ class Submitted:
         return opeva_status(self.earlier) if self.earlier else "queued"
 
 
-@dataclass(frozen=True)
-class Resources:
-    """Per-job container limits, passed as Docker job variables of the flow run."""
-
-    cpus: float | None = None
-    memory: str | None = None  # Docker notation: "2g", "512m"
-    gpus: int | None = None  # -1 = all
-
-    def job_variables(self) -> dict[str, Any]:
-        variables: dict[str, Any] = {}
-        create: dict[str, Any] = {}
-        if self.cpus:
-            create["nano_cpus"] = int(self.cpus * 1e9)
-        if self.gpus:
-            create["device_requests"] = [{"Driver": "nvidia", "Count": self.gpus, "Capabilities": [["gpu"]]}]
-        if create:
-            variables["container_create_kwargs"] = create
-        if self.memory:
-            variables["mem_limit"] = self.memory
-        return variables
-
-
 def opeva_status(run: FlowRun) -> str:
-    return opeva_status_of(run.state.type.value if run.state else None, run.run_count)
+    return opeva_status_of(run.state.type.value if run.state else None, run.run_count, (run.labels or {}).get(PHASE_LABEL))
 
 
 def parse_job_id(job_id: str) -> UUID:
@@ -284,8 +263,7 @@ class PrefectGateway:
             "work_pool_filter": WorkPoolFilter(name=WorkPoolFilterName(any_=[host])) if host else None,
         }
         sort = FlowRunSort.EXPECTED_START_TIME_DESC
-        if status in ("stopped", "canceled", "stop_requested"):
-            # Prefect cannot filter on run_count: split cancelled runs here.
+        if status in ("stopped", "canceled", "stop_requested", "setup", "running"):  # Prefect cannot filter on run_count or a label: split here
             runs = await self._all_runs(None, 0, **kwargs, sort=sort)
             matching = [r for r in runs if opeva_status(r) == status]
             end = None if limit is None else offset + limit
@@ -306,6 +284,9 @@ class PrefectGateway:
             work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])) if host else None,
             sort=FlowRunSort.EXPECTED_START_TIME_ASC,
         )
+
+    async def last_ended_run(self, host: str) -> FlowRun | None:  # /hosts info: last_job_id, last_terminal_status
+        return next(iter(await self._all_runs(1, 0, flow_filter=_flows(JOB_FLOWS), flow_run_filter=FlowRunFilter(state=_types(list(TERMINAL))), work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])), sort=FlowRunSort.END_TIME_DESC)), None)
 
     async def flow_names(self) -> dict[UUID, str]:
         """Flow id -> name of the job flows; flows are few and never renamed, so cached."""

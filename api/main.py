@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from prefect.client.orchestration import get_client
 
-from api import errors, security
+from api import cors, errors, security
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
-from api.routers import configs, datasets, health, hosts, job_files, jobs, ops, organization, sites
+from api.routers import ai_manager_ui, configs, datasets, health, hosts, job_files, jobs, ops, organization, sites
 from core.settings import PlatformSettings, project_version
 from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
@@ -40,7 +40,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.mongo_client.close()
 
 
+def add_routes(app: FastAPI, *, shapes_2025: bool) -> None:
+    """The one set of routes; ``shapes_2025`` swaps in ai-manager-ui's two re-shaped answers."""
+    app.include_router(health.router)
+    protected = [Depends(require_token)]
+    for module in (jobs, job_files, configs, hosts, ops, sites, datasets, organization):
+        app.include_router(module.router, dependencies=protected)
+    for router in ((ai_manager_ui.router,) if shapes_2025 else (configs.root_router, hosts.root_router)):
+        app.include_router(router, dependencies=protected)
+
+
+def _cors_origins() -> tuple[str, ...]:
+    try:
+        return PlatformSettings().cors_origin_list
+    except ValueError as exc:
+        raise SystemExit(f"OPEVA API refuses to start: OPEVA_CORS_ORIGINS (or CORS_ALLOWED_ORIGINS) is malformed: {exc}") from None
+
+
+def create_ai_manager_ui_app(parent: FastAPI) -> FastAPI:
+    """The mount under /ai-manager-ui: the same routes and use cases, the 2025 shapes where they
+    differ; its own /openapi.json. It shares the parent's state (lifespan objects, auth), and the
+    parent's middleware (CORS, security, size limits) wraps it."""
+    docs = security.SecuritySettings().public_docs
+    sub = FastAPI(title="OPEVA API (ai-manager-ui shapes)", version=parent.version, openapi_url="/openapi.json" if docs else None,
+                  docs_url="/docs" if docs else None, redoc_url=None,
+                  description=f"{parent.description} The 2025 answers ai-manager-ui reads; the root serves today's contract.")
+    sub.state = parent.state
+    errors.install(sub)
+    add_routes(sub, shapes_2025=True)
+    install_openapi(sub)
+    security._openapi_with_scheme(sub, parent.state.auth)  # the bearer scheme, as at the root (set by security.install)
+    return sub
+
+
 def create_app() -> FastAPI:
+    origins = _cors_origins()
     app = FastAPI(
         title="OPEVA API",
         version=project_version(),
@@ -48,16 +82,15 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    streamed = {"/dataset/upload": MAX_UPLOAD_BYTES}
-    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES, streamed=streamed)
-    app.include_router(health.router)
-    protected = [Depends(require_token)]
-    for module in (jobs, job_files, configs, hosts, ops, sites, datasets, organization):
-        app.include_router(module.router, dependencies=protected)
+    uploads = {path: MAX_UPLOAD_BYTES for path in ("/dataset/upload", f"{ai_manager_ui.PREFIX}/dataset/upload")}
+    app.add_middleware(errors.BodySizeLimit, max_bytes=MAX_BODY_BYTES, streamed=uploads)
+    add_routes(app, shapes_2025=False)
     install_openapi(app)
-    # Last: its layer is outermost (Host allow-list, docs, JSON limits, users) and its OpenAPI
+    # Its layer wraps the ones above (Host allow-list, docs, JSON limits, users) and its OpenAPI
     # hook wraps the one above (the bearer scheme is declared only when tokens are on).
-    security.install(app, max_body_bytes=MAX_BODY_BYTES, streamed=frozenset(streamed))
+    security.install(app, max_body_bytes=MAX_BODY_BYTES, streamed=frozenset(uploads))
+    app.mount(ai_manager_ui.PREFIX, create_ai_manager_ui_app(app))
+    cors.install(app, origins)  # last: outermost, so every answer to an allowed page carries CORS headers
     return app
 
 

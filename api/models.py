@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,7 +12,6 @@ from core.layout import safe_name
 _MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?")
 # Used as pydantic `pattern`s (Rust regex: `$` is the very end, a trailing newline is refused).
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 EXAMPLE_CONFIG = {"experiment": {"name": "flex-demo", "run_name": "q-learning-1"}, "algorithm": {"name": "q_learning"}, "episodes": 5, "seed": 1}
 FILE_NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?$"  # a safe_name: no "..", no "/"
@@ -61,7 +60,7 @@ class RunSimulationRequest(BaseModel):
             ],
             "examples": [
                 {"config": EXAMPLE_CONFIG, "save_as": "flex-demo.yaml", "target_host": "local", "job_name": "flex-demo-1", "submitted_by": "alice"},
-                {"config_path": "ui_demo.yaml", "target_host": "local", "image_tag": "v0.2.5", "target_worker_profile": "cpu"},
+                {"config_path": "ui_demo.yaml", "image_tag": "v0.2.5", "target_worker_profile": "cpu"},
                 {"config_path": "configs/flex-demo.yaml", "target_host": "local", "retries": 1, "resources": {"cpus": 2, "memory": "4g"}},
             ]
         },
@@ -70,13 +69,13 @@ class RunSimulationRequest(BaseModel):
     config: dict[str, Any] | None = Field(None, description="Inline experiment config (YAML as JSON).")
     config_path: str | None = Field(None, min_length=1, max_length=1024, description="A file name under configs/ (ui_demo.yaml) or a path relative to the shared data root (configs/x.yaml).")
     save_as: str | None = Field(None, pattern=FILE_NAME_PATTERN, max_length=128, description="Also keep an inline config as configs/<save_as> (never over a different file: 409).")
-    target_host: str = Field("local", max_length=63, description="Compute host (a work pool) to run on.")
+    target_host: str | None = Field(None, max_length=63, description="Compute host (a work pool) to run on; absent or empty: automatic selection (a host with a worker online, of the target_worker_profile).")
     job_name: str | None = Field(None, max_length=200, description="Display name; default metadata.experiment_name-metadata.run_name, else experiment.name-experiment.run_name.")
     submitted_by: str | None = Field(None, max_length=200)
-    image_tag: str | None = Field(None, max_length=128, pattern=_TAG.pattern, description="Tag of the host's simulator image to run.")
+    image_tag: str | None = Field(None, max_length=1024, description="Tag of the host's simulator image to run: [A-Za-z0-9_][A-Za-z0-9_.-]*, at most 128 characters (else 400).")
     image: str | None = Field(None, max_length=255, pattern=_IMAGE.pattern, description="Full simulator image reference (older clients).")
     deucalion_options: dict[str, Any] | None = Field(None, description="Options for HPC (Deucalion) runs; recorded with the job.")
-    target_worker_profile: Literal["cpu", "gpu"] | None = Field(None, description="Worker profile asked for; recorded with the job.")
+    target_worker_profile: str | None = Field(None, max_length=16, description="cpu or gpu: the kind of host to choose; only with automatic host selection (else 400).")
     command: list[str] | None = Field(None, min_length=1, max_length=256, description="Simulator command; default the reference simulator.")
     resources: ResourceRequest | None = None
     retries: int = Field(0, ge=0, le=10, description="Prefect flow retries for this job.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.responses_insight import EtaFields, FailureFields, JobInfoExtras, OrganizationFields, StartFields
@@ -59,6 +60,17 @@ def text_response(media_type: str, example: str, *extra: int) -> dict[int | str,
     return {200: {"content": {media_type: {"schema": schema, "example": example}}, "description": "Text"}, **errors(*extra)}
 
 
+class YamlResponse(PlainTextResponse):
+    """YAML text as stored, sent as text/yaml. The class declares no media type so FastAPI adds no
+    ``{"type": "string"}`` schema: a client (schemathesis) parses YAML into any value, and the
+    route's ``responses=text_response("text/yaml", ...)`` documents it."""
+
+    media_type = None
+
+    def __init__(self, content: str, status_code: int = 200, **kwargs: Any) -> None:
+        super().__init__(content, status_code=status_code, media_type="text/yaml", **kwargs)
+
+
 class PrefectState(BaseModel):
     type: str | None = Field(None, description="Prefect state type, e.g. SCHEDULED, RUNNING, COMPLETED.")
     name: str | None = Field(None, description="Prefect state name, e.g. Late, Running, Cancelled.")
@@ -66,20 +78,30 @@ class PrefectState(BaseModel):
 
 
 class JobSubmitted(BaseModel):
-    model_config = _example(job_id=JOB_ID, status="queued", host="local", job_name="flex-demo-q1", image=None, image_tag="v0.2.5", message="Job submitted")
+    model_config = _example(job_id=JOB_ID, status="queued", host="local", job_name="flex-demo-q1", image=None, image_tag="v0.2.5",
+                            target_worker_profile=None, message="Job submitted")
     job_id: str
     status: JobStatus
     host: str
     job_name: str
     image: str | None = None
     image_tag: str | None = None
+    target_worker_profile: str | None = Field(None, description="cpu or gpu when the host was chosen automatically by profile.")
     message: str = "Job submitted"
 
 
 class JobStatusOut(FailureFields):
-    model_config = _example(job_id=JOB_ID, status="running", prefect_state={"type": "RUNNING", "name": "Running", "message": None}, host="local", job_name="flex-demo-q1")
+    model_config = _example(job_id=JOB_ID, status="running", worker_id="local", target_worker_profile=None, dispatched_image="opeva-runtime:0.1.0",
+                            dispatched_image_tag=None, status_updated_at="2026-11-23T10:00:02+00:00", last_status_at="2026-11-23T10:00:02+00:00",
+                            prefect_state={"type": "RUNNING", "name": "Running", "message": None}, host="local", job_name="flex-demo-q1")
     job_id: str
     status: JobStatus
+    worker_id: str | None = Field(None, description="The host whose worker took the job (None while queued).")
+    target_worker_profile: str | None = None
+    dispatched_image: str | None = Field(None, description="The image the job runs (known once dispatched).")
+    dispatched_image_tag: str | None = None
+    status_updated_at: str | None = Field(None, description="When the current state began (ISO 8601, UTC).")
+    last_status_at: str | None = Field(None, description="Latest state change, as status_updated_at.")
     prefect_state: PrefectState
     host: str | None
     job_name: str | None
@@ -125,7 +147,8 @@ class JobInfoOut(JobInfoExtras, JobItem):
     """``job_info.json`` as the job wrote it, over Prefect's view of the run."""
 
     model_config = ConfigDict(extra="allow")
-    config_path: str | None = None
+    config_path: str | None = Field(None, description="The config file the user chose (configs/x.yaml); inline configs: the job's copy.")
+    resolved_config_path: str | None = Field(None, description="The job's own copy it ran with (jobs/<id>/config.yaml).")
     target_host: str | None = None
     submitted_by: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -185,13 +208,15 @@ class RequeueOut(JobMessage):
 
 
 class QueueItem(StartFields):
-    model_config = _example(job_id=JOB_ID, job_name="flex-demo-q1", preferred_host="offline", require_host=True, enqueued_at="2026-11-23T10:00:00+00:00", submitted_by="alice", late=True, status="queued")
+    model_config = _example(job_id=JOB_ID, job_name="flex-demo-q1", preferred_host="offline", require_host=True, enqueued_at="2026-11-23T10:00:00+00:00",
+                            submitted_by="alice", target_worker_profile=None, queued_start_estimate=None, late=True, status="queued")
     job_id: str
     job_name: str | None
     preferred_host: str | None
     require_host: bool = Field(True, description="Always true: a job runs on the host (work pool) it was queued for.")
     enqueued_at: str | None
     submitted_by: str | None
+    target_worker_profile: str | None = None
     late: bool = Field(description="Prefect's Late: its start time passed and no worker took it.")
     status: JobStatus
 
@@ -223,11 +248,47 @@ class HostRef(BaseModel):
     host: str
 
 
+class ActiveJob(BaseModel):
+    """One active job of a host, as energaize_ui's host card reads it (Slurm fields: null on Docker hosts)."""
+
+    job_id: str
+    job_name: str | None
+    status: JobStatus
+    phase: str | None = Field(None, description="queued, provisioning (dispatched, setup) or running.")
+    slurm_job_id: str | None = None
+    slurm_state: str | None = None
+    slurm_partition: str | None = None
+    slurm_nodes: int | None = None
+    slurm_cpus: int | None = None
+    slurm_gpus: int | None = None
+    queue_pos: int | None = Field(None, description="Position in the host's queue (queued jobs, 1 = next).")
+    ahead: int | None = Field(None, description="Queued jobs ahead of this one on the host.")
+    updated_at: str | None = None
+
+
+class HostInfo(BaseModel):
+    """The worker's report of a host (upstream's heartbeat ``info``), from Prefect's pool, workers and runs."""
+
+    model_config = ConfigDict(extra="allow")
+    executor: str | None = Field(None, description="docker or process (the work pool type).")
+    worker_version: str | None = Field(None, description="Platform version the host's workers run (null with no worker online).")
+    gpu_enabled: bool = False
+    max_active_jobs: int | None = Field(None, description="The host's concurrency limit.")
+    active_job_count: int = 0
+    running_job_count: int = 0
+    provisioning_job_count: int = Field(0, description="Dispatched or in setup.")
+    active_job_ids: list[str] = Field(default_factory=list)
+    active_jobs: list[ActiveJob] = Field(default_factory=list)
+    last_job_id: str | None = Field(None, description="The job that ended last on this host.")
+    last_terminal_status: JobStatus | None = None
+    last_status_at: str | None = None
+
+
 class HostDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
     online: bool
     last_seen: float | None = Field(description="Epoch seconds of the newest worker heartbeat.")
-    info: dict[str, Any] = Field(default_factory=dict)
+    info: HostInfo = Field(default_factory=HostInfo)
     running: int
     queued: int
     active_job_ids: list[str]
@@ -241,13 +302,29 @@ class HostDetail(BaseModel):
     message: str | None = None
 
 
+_HOST_EXAMPLE = {
+    "online": True, "last_seen": 1795000000.0,
+    "info": {"executor": "docker", "worker_version": "0.1.0", "gpu_enabled": False, "max_active_jobs": 2, "active_job_count": 1,
+             "running_job_count": 1, "provisioning_job_count": 0, "active_job_ids": [JOB_ID],
+             "active_jobs": [{"job_id": JOB_ID, "job_name": "flex-demo-q1", "status": "running", "phase": "running", "updated_at": "2026-11-23T10:00:02+00:00"}],
+             "last_job_id": None, "last_terminal_status": None, "last_status_at": None},
+    "running": 1, "queued": 0, "active_job_ids": [JOB_ID], "current_job_id": JOB_ID, "current_job_status": "running", "pool": "local",
+    "pool_type": "docker", "concurrency_limit": 2, "workers": [], "gpus": None, "message": None,
+}
+
+
 class HostsOut(BaseModel):
-    model_config = _example(
-        available_hosts=[{"name": "local", "host": "local"}],
-        hosts={"local": {"online": True, "last_seen": 1795000000.0, "info": {"pool_type": "docker"}, "running": 1, "queued": 0,
-                         "active_job_ids": [JOB_ID], "current_job_id": JOB_ID, "current_job_status": "running", "pool": "local",
-                         "pool_type": "docker", "concurrency_limit": 2, "workers": [], "gpus": None, "message": None}},
-    )
+    """Today's shape (orchestrator d110b5f): host names as strings."""
+
+    model_config = _example(available_hosts=["local"], hosts={"local": _HOST_EXAMPLE})
+    available_hosts: list[str]
+    hosts: dict[str, HostDetail]
+
+
+class HostsOut2025(BaseModel):
+    """ai-manager-ui's shape (served under /ai-manager-ui): hosts as ``{name, host}`` objects."""
+
+    model_config = _example(available_hosts=[{"name": "local", "host": "local"}], hosts={"local": _HOST_EXAMPLE})
     available_hosts: list[HostRef]
     hosts: dict[str, HostDetail]
 

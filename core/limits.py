@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime
 from collections.abc import Iterator
 
@@ -190,3 +191,25 @@ class FollowerLease:
             yield
         finally:
             self.release()
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-job container limits, passed as Docker job variables of the flow run."""
+
+    cpus: float | None = None
+    memory: str | None = None  # Docker notation: "2g", "512m"
+    gpus: int | None = None  # -1 = all
+
+    def job_variables(self) -> dict[str, Any]:
+        variables: dict[str, Any] = {}
+        create: dict[str, Any] = {}
+        if self.cpus:
+            create["nano_cpus"] = int(self.cpus * 1e9)
+        if self.gpus:
+            create["device_requests"] = [{"Driver": "nvidia", "Count": self.gpus, "Capabilities": [["gpu"]]}]
+        if create:
+            variables["container_create_kwargs"] = create
+        if self.memory:
+            variables["mem_limit"] = self.memory
+        return variables

@@ -7,11 +7,13 @@ image tag and the hosts file; each reads them from this model.
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,11 @@ class PlatformSettings(BaseSettings):
     prefect_port: int = 4200
     api_port: int = 8000
     mongo_port: int = 27017
+    cors_origins: str = Field(
+        "", validation_alias=AliasChoices("OPEVA_CORS_ORIGINS", "CORS_ALLOWED_ORIGINS"),
+        description="Browser origins allowed to call the API cross-origin (comma list or JSON list); "
+                    "upstream's CORS_ALLOWED_ORIGINS is read too. Empty: none (same-origin and non-browser clients only).",
+    )
 
     @property
     def shared_data_dir(self) -> Path:
@@ -50,3 +57,47 @@ class PlatformSettings(BaseSettings):
     @property
     def prefect_api_url(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The allowed origins; ValueError (with a message for the operator) when malformed."""
+        return parse_origins(self.cors_origins)
+
+
+_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")
+
+
+def parse_origins(value: str) -> tuple[str, ...]:
+    """``http://ui:5173,https://ui.example.org`` or ``["http://ui:5173"]`` -> normalised origins.
+
+    Why strict: an origin is compared byte for byte with the browser's ``Origin`` header, so a
+    path, a wildcard or a typo would silently allow nothing (or everything); refusing to start
+    says so at once. A trailing ``/`` (as copied from an address bar) is dropped.
+    """
+    text = value.strip()
+    if not text:
+        return ()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list of origins ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError("a JSON list of origins must hold strings only")
+    else:
+        items = text.split(",")
+    origins: list[str] = []
+    for raw in (i.strip() for i in items):
+        if not raw:
+            continue
+        origin = raw[:-1] if raw.endswith("/") and raw.count("/") == 3 else raw
+        match = _ORIGIN.fullmatch(origin)
+        if not match or (match.group(3) and not 0 < int(match.group(3)) < 65536):
+            shown = raw if len(raw) <= 100 else raw[:100] + "..."
+            raise ValueError(f"{shown!r} is not an origin: write scheme://host[:port] (http or https, no path, no wildcard), "
+                             "e.g. http://ui-host:5173")
+        scheme, port = match.group(1), match.group(3)
+        if (scheme, port) in (("http", "80"), ("https", "443")):  # browsers leave a default port out of Origin
+            origin = origin.rsplit(":", 1)[0]
+        origins.append(origin.lower())
+    return tuple(dict.fromkeys(origins))

@@ -6,16 +6,28 @@ so this module needs no Prefect import; the gateway passes ``run.state.type.valu
 A run being cancelled is ``stop_requested``; a cancelled one is ``stopped`` when the run had started and ``canceled`` when it
 never did. ``run_count`` tells (it grows on entering Running); ``start_time``
 does not, because Prefect also sets it when a run that never ran ends.
+
+``setup`` (upstream: between dispatched and running: image check, staging) is a Running run
+whose flow-run label ``opeva.phase`` is ``setup``. The simulation flow sets that label first
+thing (config resolved, job folder made, image checked and the container created) and turns it
+to ``running`` once the simulator's container (or process) has started. A label, not a custom
+state name: a Running -> Running transition with another name is a second state (it would
+reset Prefect's start time and count twice in its timeline), while a label is plain metadata,
+readable in the Prefect UI (flow run > labels) and patched atomically (``PATCH
+/flow_runs/{id}/labels`` merges). A run without the label (older runs, other flows) is running.
 """
 
 from __future__ import annotations
 
-# The upstream OPEVA set (2026); launching and setup are never reported here (a flow run
-# exists from the moment it is submitted, and setup happens inside Running).
+# The upstream OPEVA set (2026); launching is never reported here (a flow run exists from
+# the moment it is submitted).
 OPEVA_STATES = ("launching", "queued", "dispatched", "setup", "running", "stop_requested", "stopped", "finished",
                 "failed", "canceled", "not_found", "unknown")
-FILTERABLE = ("queued", "dispatched", "running", "stop_requested", "stopped", "finished", "failed", "canceled")
-ACTIVE = frozenset({"queued", "dispatched", "running"})
+FILTERABLE = ("queued", "dispatched", "setup", "running", "stop_requested", "stopped", "finished", "failed", "canceled")
+ACTIVE = frozenset({"queued", "dispatched", "setup", "running"})
+STARTED = frozenset({"dispatched", "setup", "running", "stop_requested"})  # holds (or is getting) a host slot
+PHASE_LABEL = "opeva.phase"
+SETUP_PHASE, RUNNING_PHASE = "setup", "running"
 STOPPABLE = ACTIVE
 FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
@@ -33,6 +45,7 @@ _BY_TYPE = {
 PREFECT_TYPES: dict[str, frozenset[str]] = {
     "queued": frozenset({"SCHEDULED", "PAUSED"}),
     "dispatched": frozenset({"PENDING"}),
+    "setup": frozenset({"RUNNING"}),
     "running": frozenset({"RUNNING"}),
     "finished": frozenset({"COMPLETED"}),
     "failed": frozenset({"FAILED", "CRASHED"}),
@@ -42,8 +55,11 @@ PREFECT_TYPES: dict[str, frozenset[str]] = {
 }
 
 
-def opeva_status_of(state_type: str | None, run_count: int) -> str:
-    """The OPEVA status of a run in ``state_type`` that has entered Running ``run_count`` times."""
+def opeva_status_of(state_type: str | None, run_count: int, phase: str | None = None) -> str:
+    """The OPEVA status of a run in ``state_type`` that has entered Running ``run_count`` times
+    (``phase``: its ``opeva.phase`` label)."""
+    if state_type == "RUNNING" and phase == SETUP_PHASE:
+        return "setup"
     if state_type == "CANCELLING":
         return "stop_requested"
     if state_type == "CANCELLED":

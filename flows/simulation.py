@@ -32,6 +32,7 @@ from blocks.storage import load_storage
 from core.experiment import ExperimentConfigError, names_of, resolve_experiment
 from core.hosts import Host, repository_of, simulator_limits
 from core.layout import DataRoot, JobPaths, read_json, write_json_atomic
+from flows.phase import mark_phase
 from flows.supervise import SubprocessSource, contract_env, mirror, subprocess_env
 
 REFERENCE_COMMAND = ["python", "-m", "simulator"]
@@ -170,6 +171,7 @@ def run_simulation(
 def _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag) -> dict[str, Any]:
     logger = get_run_logger()
     job_id = str(current_run.id)
+    mark_phase("setup")  # until the simulator starts (core/states.py: the setup state)
     storage = load_storage()
     storage.ensure_layout()
     job = storage.job(job_id).create()
@@ -279,6 +281,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         logger.error("[ERROR] %s", exc)
         raise
     write_json_atomic(job.dir / "container.json", {"simulator_container_id": container.id, "name": spec.name, "image": image})
+    mark_phase("running")
     try:
         run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
         if container.wait_error:
@@ -300,6 +303,7 @@ def _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logge
     )
     logger.info("[INFO] Job %s on host %s (process): %s", job.job_id, host.name, " ".join(args))
     source = SubprocessSource(args, env, cwd=str(Path(__file__).resolve().parent.parent))
+    mark_phase("running")
     try:
         return mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
     finally:

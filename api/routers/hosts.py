@@ -11,10 +11,11 @@ from api.responses import HostsOut, ImageVersions, errors
 from api.usecases import hosts as usecase
 
 router = APIRouter(tags=["hosts"])
+root_router = APIRouter(tags=["hosts"])  # the routes whose 2025 shape differs (api/routers/ai_manager_ui.py)
 REPOSITORY = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"  # Docker's repository grammar (no registry port)
 
 
-@router.get("/hosts", response_model=HostsOut, responses=errors(), summary="Hosts with their pool, worker liveness and jobs")
+@root_router.get("/hosts", response_model=HostsOut, responses=errors(), summary="Hosts (names as strings) with their worker liveness, info and jobs")
 async def list_hosts(gateway: Gateway, hosts: Hosts) -> HostsOut:
     return await usecase.hosts_overview(gateway, hosts)
 

@@ -25,8 +25,10 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 @router.post("/run-simulation", response_model=JobSubmitted, responses=errors(400, 403, 404, 409, 413), summary="Launch a simulation job")
 async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, user: CurrentUser, own: Owned,
                          idempotency_key: IdempotencyKey = None) -> JobSubmitted:
-    """``config`` inline or ``config_path``; 404 for an unknown host, 409 when ``save_as`` names a
-    different existing file, 422 for a config the reference simulator would refuse. With auth on,
+    """``config`` inline or ``config_path``; no ``target_host``: automatic selection (by
+    ``target_worker_profile``). 400 with upstream's texts for a profile with a chosen host, a GPU
+    config on a CPU choice and a malformed ``image_tag``; 404 for an unknown host, 409 when ``save_as``
+    names a different existing file, 422 for a config the reference simulator would refuse. With auth on,
     ``submitted_by`` is the token's user, and ``command``/``image`` need a runner (else 403)."""
     require_runtime_choice(user, command=body.command, image=body.image)
     body.submitted_by = submitter(user, body.submitted_by)
@@ -35,7 +37,7 @@ async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: 
 
 @router.get("/status/{job_id}", response_model=JobStatusOut, responses=errors(404), summary="OPEVA status and Prefect state of a job")
 async def status(job_id: str, gateway: Gateway, storage: Storage) -> JobStatusOut:
-    return await jobs.status(gateway, job_id, storage)
+    return await jobs.status(gateway, storage, job_id)
 
 
 @router.get(

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import pymongo
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.deps import get_mongo
+from api.deps import Mongo
 from api.errors import ApiError
 from api.owners import Owned
 from api.responses import errors
@@ -117,12 +117,12 @@ REALTIME_EXAMPLE = {"building_R-H-01": [{"_id": "665f1c...", "timestamp": "2025-
 
 
 @router.get("/sites", summary="Sites: every database but admin, local and config", response_model=SitesAnswer, responses=errors())
-def sites(client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def sites(client: Mongo) -> dict[str, Any]:
     return {"sites": list_sites(client)}
 
 
 @router.get("/energy-communities", summary="Energy communities (the sites' databases)", response_model=CommunitiesAnswer, responses=errors())
-def energy_communities(client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def energy_communities(client: Mongo) -> dict[str, Any]:
     return {"energy_communities": list_sites(client)}
 
 
@@ -139,17 +139,16 @@ def _realtime(client: pymongo.MongoClient, site: str, minutes: int | None, respo
     response_model=dict[str, list[dict[str, Any]]], responses={**errors(404, 422), 200: {"content": {"application/json": {"example": REALTIME_EXAMPLE}}}},
 )
 def real_time_data(
-    site: SiteName, response: Response,
+    site: SiteName, response: Response, client: Mongo,
     minutes: int | None = Query(None, ge=1, le=60 * 24 * 366, description="Only documents of the last X minutes"),
-    client: pymongo.MongoClient = Depends(get_mongo),
 ) -> dict[str, list[dict[str, Any]]]:
     """At most 1,000 documents per collection: the newest, in time order. Headers: ``X-OPEVA-Truncated`` lists
     the collections that had more, ``X-OPEVA-Cap-Per-Collection`` the cap."""
     return _realtime(client, check_site_name(site), minutes, response)
 
 
-@router.get("/api/{alias}", include_in_schema=False)
-def seed_000_site(alias: str, response: Response, minutes: int | None = Query(None, ge=1), client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+@router.get("/api/{alias}", response_model=dict[str, list[dict[str, Any]]], include_in_schema=False)
+def seed_000_site(alias: str, response: Response, client: Mongo, minutes: int | None = Query(None, ge=1)) -> dict[str, Any]:
     if alias not in SEED_000_SITES:
         raise ApiError(404, f"unknown path /api/{alias}; seed 000 aliases: {', '.join('/api/' + a for a in SEED_000_SITES)}")
     return _realtime(client, SEED_000_SITES[alias], minutes, response)
@@ -161,13 +160,13 @@ def seed_000_site(alias: str, response: Response, minutes: int | None = Query(No
 )
 def history(
     community: SiteName,
+    client: Mongo,
     limit: int = Query(100, ge=1, le=MAX_LIMIT, description="Items per collection"),
     offset: int = Query(0, ge=0, le=10_000_000),
     minutes: int | None = Query(None, ge=1, le=60 * 24 * 3660, description="The last X minutes (or from_ts/until_ts)"),
     from_ts: datetime | None = Query(None, description="ISO 8601; naive means UTC"),
     until_ts: datetime | None = Query(None, description="ISO 8601; naive means UTC"),
     granularity_minutes: int | None = Query(None, ge=1, le=60 * 24 * 31, description="Bucket size: numeric fields averaged, others first"),
-    client: pymongo.MongoClient = Depends(get_mongo),
 ) -> dict[str, Any]:
     """An unknown community is 404 before anything else; no time filter, or both kinds, is 400."""
     check_site_name(community)
@@ -180,14 +179,14 @@ def history(
 
 
 @router.post("/schema/create", summary="Create a site with its schema (409 if the site exists)", response_model=SiteMessage, responses=errors(409, 413, 422))
-def schema_create(body: SchemaCreate, own: Owned, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def schema_create(body: SchemaCreate, own: Owned, client: Mongo) -> dict[str, Any]:
     create_schema(client, body.site, body.schema_)
     own.made("site", body.site)
     return {"message": f"Site {body.site} created", "site": body.site}
 
 
 @router.put("/schema/update/{site}", summary="Replace a site's schema (its owner or an admin)", response_model=SiteMessage, responses=errors(403, 404, 413, 422))
-def schema_update(site: SiteName, body: SchemaUpdate, own: Owned, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def schema_update(site: SiteName, body: SchemaUpdate, own: Owned, client: Mongo) -> dict[str, Any]:
     require_site(client, check_site_name(site))  # 404 for an unknown site before any owner is told
     own.check_change("site", site)
     update_schema(client, check_site_name(site), body.schema_)
@@ -195,6 +194,6 @@ def schema_update(site: SiteName, body: SchemaUpdate, own: Owned, client: pymong
 
 
 @router.get("/schema/{site}", summary="A site's schema, exactly as stored", response_model=SiteSchemaAnswer, response_model_by_alias=True, responses=errors(404, 422))
-def schema_get(site: SiteName, own: Owned, client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def schema_get(site: SiteName, own: Owned, client: Mongo) -> dict[str, Any]:
     own.check_read("site", site)
     return {"site": site, "schema": get_schema(client, check_site_name(site))}

@@ -16,12 +16,12 @@ from core.safe_yaml import load_yaml, load_yaml_mapping
 
 
 def parse_yaml(content: dict[str, Any] | str) -> tuple[dict[str, Any], str]:
-    """(mapping, text to store). Text is kept as sent, so comments survive. The loader has
-    limits (size, depth, aliases, JSON types only): YamlRefused is a 422 saying where."""
+    """(mapping, text to store). Text is stored byte for byte as sent (comments, order, a missing
+    final newline): energaize_ui reads it back raw and PUTs it again. The loader has limits
+    (size, depth, aliases, JSON types only): YamlRefused is a 422 saying where."""
     if isinstance(content, dict):
         return content, yaml.safe_dump(content, sort_keys=False)
-    parsed = load_yaml_mapping(content)
-    return parsed, content if content.endswith("\n") else content + "\n"
+    return load_yaml_mapping(content), content
 
 
 def list_configs(storage: DataRoot, own: Ownership) -> list[str]:

@@ -8,32 +8,68 @@ from datetime import datetime, timezone
 from typing import Any
 
 from api.errors import ApiError
+from prefect.client.schemas.objects import FlowRun
+
 from api.gateway import PrefectGateway, epoch, opeva_status
-from api.responses import HostDetail, HostRef, HostsOut, ImageTag, ImageVersions
+from api.responses import ActiveJob, HostDetail, HostInfo, HostRef, HostsOut, HostsOut2025, ImageTag, ImageVersions
 from core.hosts import Host, HostsFile
+from core.settings import project_version
+from core.states import STARTED
 
 log = logging.getLogger("opeva.api")
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(timezone.utc).isoformat() if dt else None
 LOCAL_ENGINE = "local"
+
+
+PROVISIONING = ("dispatched", "setup")
+
+
+def _active_jobs(statuses: list[tuple[FlowRun, str]]) -> list[ActiveJob]:
+    """Running first, then provisioning, then the queue in start order (queue_pos 1 = next)."""
+    out: list[ActiveJob] = []
+    queued = [(r, s) for r, s in statuses if s == "queued"]
+    for r, s in statuses:
+        if s != "queued":
+            phase = "provisioning" if s in PROVISIONING else "running"
+            out.append(ActiveJob(job_id=str(r.id), job_name=r.name, status=s, phase=phase, updated_at=iso(r.state.timestamp if r.state else None)))
+    for n, (r, s) in enumerate(queued):
+        out.append(ActiveJob(job_id=str(r.id), job_name=r.name, status=s, phase="queued", queue_pos=n + 1, ahead=n,
+                             updated_at=iso(r.state.timestamp if r.state else None)))
+    return out
 
 
 async def host_detail(gateway: PrefectGateway, host: Host) -> HostDetail:
     gpus = host.gpus.model_dump() if host.gpus else None
     pool = await gateway.pool(host.name)
     if pool is None:
-        return HostDetail(online=False, last_seen=None, running=0, queued=0, active_job_ids=[], current_job_id=None, current_job_status=None,
+        return HostDetail(online=False, last_seen=None, info=HostInfo(gpu_enabled=gpus is not None, max_active_jobs=host.concurrency_limit),
+                          running=0, queued=0, active_job_ids=[], current_job_id=None, current_job_status=None,
                           pool=None, pool_type=None, concurrency_limit=None, workers=[], gpus=gpus,
                           message=f"no work pool named {host.name!r}: run `python -m deployments.setup`")
-    workers, runs = await asyncio.gather(gateway.workers(host.name), gateway.active_runs(host.name))
+    workers, runs, last = await asyncio.gather(gateway.workers(host.name), gateway.active_runs(host.name), gateway.last_ended_run(host.name))
     online = [w for w in workers if w.status == "ONLINE"]
     beats = [w.last_heartbeat_time for w in workers if w.last_heartbeat_time]
     statuses = [(r, opeva_status(r)) for r in runs]
-    running = [(str(r.id), s) for r, s in statuses if s in ("running", "dispatched", "stop_requested")]
+    started = [(str(r.id), s) for r, s in statuses if s in STARTED]
     queued = [str(r.id) for r, s in statuses if s == "queued"]
+    active_ids = [j for j, _ in started] + queued
+    info = HostInfo(
+        executor=pool.type, worker_version=project_version() if online else None, gpu_enabled=gpus is not None,
+        max_active_jobs=pool.concurrency_limit, active_job_count=len(active_ids),
+        running_job_count=sum(1 for _, s in started if s in ("running", "stop_requested")),
+        provisioning_job_count=sum(1 for _, s in started if s in PROVISIONING), active_job_ids=active_ids, active_jobs=_active_jobs(statuses),
+        last_job_id=str(last.id) if last else None, last_terminal_status=opeva_status(last) if last else None,
+        last_status_at=iso(last.state.timestamp if last and last.state else None),
+        pool_type=pool.type, concurrency_limit=pool.concurrency_limit, paused=pool.is_paused, image=host.image,
+    )
     return HostDetail(
-        online=bool(online), last_seen=epoch(max(beats)) if beats else None,
-        info={"pool_type": pool.type, "concurrency_limit": pool.concurrency_limit, "paused": pool.is_paused, "image": host.image},
-        running=len(running), queued=len(queued), active_job_ids=[j for j, _ in running] + queued,
-        current_job_id=running[0][0] if running else None, current_job_status=running[0][1] if running else None,
+        # A host with an active job counts as online (upstream): its worker may be between heartbeats.
+        online=bool(online) or bool(started), last_seen=epoch(max(beats)) if beats else None, info=info,
+        running=len(started), queued=len(queued), active_job_ids=active_ids,
+        current_job_id=started[0][0] if started else None, current_job_status=started[0][1] if started else None,
         pool=pool.name, pool_type=pool.type, concurrency_limit=pool.concurrency_limit, paused=pool.is_paused,
         workers=[{"name": w.name, "status": getattr(w.status, "value", w.status), "last_heartbeat": epoch(w.last_heartbeat_time)} for w in workers],
         gpus=gpus,
@@ -43,7 +79,12 @@ async def host_detail(gateway: PrefectGateway, host: Host) -> HostDetail:
 
 async def hosts_overview(gateway: PrefectGateway, hosts: HostsFile) -> HostsOut:
     details = await asyncio.gather(*(host_detail(gateway, h) for h in hosts.hosts))
-    return HostsOut(available_hosts=[HostRef(name=h.name, host=h.name) for h in hosts.hosts], hosts={h.name: d for h, d in zip(hosts.hosts, details)})
+    return HostsOut(available_hosts=[h.name for h in hosts.hosts], hosts={h.name: d for h, d in zip(hosts.hosts, details)})
+
+
+def hosts_overview_2025(out: HostsOut) -> HostsOut2025:
+    """ai-manager-ui's shape of the same answer: each name as ``{name, host}``."""
+    return HostsOut2025(available_hosts=[HostRef(name=n, host=n) for n in out.available_hosts], hosts=out.hosts)
 
 
 def engines_of(hosts: HostsFile) -> dict[str, list[str]]:

@@ -12,7 +12,8 @@ from prefect.client.schemas.objects import FlowRun, StateType
 
 from api.deps import known_host
 from api.errors import ApiError
-from api.gateway import SIMULATION_FLOW, PrefectGateway, Resources, opeva_status
+from api.gateway import SIMULATION_FLOW, PrefectGateway, opeva_status
+from core.limits import Resources
 from api.models import RunSimulationRequest
 from api.idempotency import DIGEST_LABEL
 from api.owners import Ownership
@@ -23,10 +24,13 @@ from core.experiment import ExperimentConfigError, job_name_of, resolve_experime
 from core.hosts import Host, HostsFile
 from core.layout import DataRoot
 from api.usecases import insight, organization
+from core.states import ACTIVE
+from core.submission import SubmissionRefused, check_image_tag, check_profile, check_profile_value, config_requires_gpu
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
 REQUEUED_FROM = "opeva.requeued_from"
 QUEUED_TYPES = (StateType.SCHEDULED, StateType.PAUSED)
+PROFILE_LABEL = "opeva.target_worker_profile"
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -44,20 +48,27 @@ def state_of(run: FlowRun) -> PrefectState:
     return PrefectState(type=s.type.value if s else None, name=s.name if s else None, message=s.message if s else None)
 
 
+def user_config_path(params: dict[str, Any]) -> str | None:
+    """The config file the user chose (``configs/x.yaml``), never the job's own copy (upstream §1)."""
+    if params.get("config_path"):
+        return params["config_path"]
+    return f"configs/{params['save_as']}" if params.get("save_as") else None
+
+
 def job_item(run: FlowRun, flow_name: str | None) -> JobItem:
     params = dict(run.parameters or {})
     status = opeva_status(run)
     started = run.start_time if run.run_count else None
-    ended = run.end_time if status not in ("queued", "dispatched", "running", "stop_requested") else None
+    ended = run.end_time if status not in ACTIVE and status != "stop_requested" else None
     return JobItem(
         job_id=str(run.id), status=status, job_name=run.name, host=run.work_pool_name, kind=KINDS.get(flow_name or "", flow_name),
         job_info=JobInfoBrief(
             job_name=params.get("job_name") or run.name, submitted_by=params.get("submitted_by"),
-            config_path=params.get("config_path"), target_host=params.get("target_host") or run.work_pool_name,
+            config_path=user_config_path(params), target_host=params.get("target_host") or run.work_pool_name,
             image=params.get("image"), image_tag=params.get("image_tag"),
         ),
         prefect_state=state_of(run), submitted_at=iso(run.created), started_at=iso(started), finished_at=iso(ended),
-        queue_wait_seconds=_seconds(run.created, started) if started or status in ("queued", "dispatched") else None,
+        queue_wait_seconds=_seconds(run.created, started) if started or status in ("queued", "dispatched", "setup") else None,
         run_duration_seconds=_seconds(started, ended) if started else None,
         run_count=run.run_count, requeued_from=(run.labels or {}).get(REQUEUED_FROM),
     )
@@ -83,10 +94,10 @@ def job_variables_for(host: Host, resources: Resources | None) -> dict[str, Any]
     return variables
 
 
-def _labels(body: RunSimulationRequest) -> dict[str, str]:
+def _labels(body: RunSimulationRequest, profile: str | None) -> dict[str, str]:
     labels: dict[str, str] = {}
-    if body.target_worker_profile:
-        labels["opeva.target_worker_profile"] = body.target_worker_profile
+    if profile:
+        labels[PROFILE_LABEL] = profile
     if body.deucalion_options:
         labels["opeva.deucalion_options"] = json.dumps(body.deucalion_options, sort_keys=True)
     return labels
@@ -95,7 +106,37 @@ def _labels(body: RunSimulationRequest) -> dict[str, str]:
 def _submitted(run: FlowRun, message: str) -> JobSubmitted:
     params = run.parameters or {}
     return JobSubmitted(job_id=str(run.id), status=opeva_status(run), host=run.work_pool_name or params.get("target_host") or "",
-                        job_name=run.name, image=params.get("image"), image_tag=params.get("image_tag"), message=message)
+                        job_name=run.name, image=params.get("image"), image_tag=params.get("image_tag"),
+                        target_worker_profile=(run.labels or {}).get(PROFILE_LABEL), message=message)
+
+
+async def choose_host(gateway: PrefectGateway, hosts: HostsFile, profile: str | None) -> Host:
+    """Automatic selection: the first host of the profile (gpu: GPU-capable; cpu: not) in the
+    hosts file's order that has a worker online, else the first of the profile (it waits)."""
+    candidates = [h for h in hosts.hosts if profile is None or (h.gpus is not None) == (profile == "gpu")]
+    if not candidates:
+        kind = "GPU-capable" if profile == "gpu" else "CPU-only"
+        raise ApiError(400, f"no {kind} host is configured for target_worker_profile {profile!r}; hosts: {', '.join(hosts.names)}")
+    online = await asyncio.gather(*(gateway.workers(h.name) for h in candidates))
+    for host, workers in zip(candidates, online):
+        if any(w.status == "ONLINE" for w in workers):
+            return host
+    return candidates[0]
+
+
+async def _placement(gateway: PrefectGateway, hosts: HostsFile, body: RunSimulationRequest, config: dict[str, Any] | None) -> tuple[Host, str | None]:
+    """(host, profile) under upstream's rules; ``config`` None: only the request's own checks."""
+    chosen = body.target_host if body.target_host and body.target_host.strip() else None  # matched in full: "local\n" is unknown
+    try:
+        profile = check_profile_value(body.target_worker_profile)
+        host = known_host(chosen, hosts) if chosen else None
+        needs_gpu = config_requires_gpu(config) if config is not None else False
+        check_profile(profile, chosen, needs_gpu, host.gpus is not None if host else None)
+    except SubmissionRefused as exc:
+        raise ApiError(400, str(exc)) from None
+    if host is None:
+        host = await choose_host(gateway, hosts, profile or ("gpu" if needs_gpu else None))
+    return host, profile
 
 
 def scoped_key(user: User | None, key: str | None) -> str | None:
@@ -119,15 +160,20 @@ async def submit_simulation(
     gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, body: RunSimulationRequest, idempotency_key: str | None,
     user: User | None = None, own: Ownership | None = None,
 ) -> JobSubmitted:
-    host = known_host(body.target_host, hosts)
-    _, accepted = await gateway.deployment(SIMULATION_FLOW, host.name)
+    try:
+        image_tag = check_image_tag(body.image_tag)
+    except SubmissionRefused as exc:
+        raise ApiError(400, str(exc)) from None
+    await _placement(gateway, hosts, body, None)  # a wrong host or profile answers before the config is read
     saves_new = await asyncio.to_thread(_save_as_new, storage, body.save_as)
     resolved = await asyncio.to_thread(
         resolve_experiment, storage, config=body.config, config_path=body.config_path, save_as=body.save_as, job_id=None
     )
     if saves_new and own is not None:  # save_as made a config: the caller owns it
         await asyncio.to_thread(own.made, "config", body.save_as)  # type: ignore[arg-type]
-    if body.command is None and body.image is None and body.image_tag is None:
+    host, profile = await _placement(gateway, hosts, body, resolved.config)
+    _, accepted = await gateway.deployment(SIMULATION_FLOW, host.name)
+    if body.command is None and body.image is None and image_tag is None:
         await asyncio.to_thread(_check_reference_simulator, resolved.config, storage)
     job_name = body.job_name or job_name_of(resolved.config)
     parameters: dict[str, Any] = {"target_host": host.name, "submitted_by": body.submitted_by, "job_name": job_name}
@@ -137,9 +183,9 @@ async def submit_simulation(
             parameters["save_as"] = body.save_as
     else:
         parameters["config_path"] = resolved.source
-    for key in ("image", "image_tag", "command"):
-        if getattr(body, key) is not None:
-            parameters[key] = getattr(body, key)
+    for key, value in (("image", body.image), ("image_tag", image_tag), ("command", body.command)):
+        if value is not None:
+            parameters[key] = value
     unknown = sorted(k for k in parameters if k not in accepted)
     if unknown:
         raise ApiError(422, f"the simulation deployment of host {host.name!r} does not take {', '.join(unknown)}; re-run `make setup` with this version")
@@ -147,19 +193,30 @@ async def submit_simulation(
     submitted = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
         job_variables=job_variables_for(host, resources), idempotency_key=scoped_key(user, idempotency_key),
-        labels={**_labels(body), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
+        labels={**_labels(body, profile), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
         tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made
         return _submitted(submitted.earlier, "Job already submitted with this Idempotency-Key")
     return JobSubmitted(job_id=str(submitted.id), status=submitted.status, host=host.name, job_name=submitted.name,
-                        image=parameters.get("image"), image_tag=parameters.get("image_tag"), message="Job submitted")
+                        image=parameters.get("image"), image_tag=parameters.get("image_tag"), target_worker_profile=profile, message="Job submitted")
 
 
-async def status(gateway: PrefectGateway, job_id: str, storage: DataRoot | None = None) -> JobStatusOut:
+async def status(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> JobStatusOut:
     run = await gateway.read_run(job_id)
-    out = JobStatusOut(job_id=str(run.id), status=opeva_status(run), prefect_state=state_of(run), host=run.work_pool_name, job_name=run.name)
-    return insight.with_failure(out, (await insight.failures(storage, [run])).get(out.job_id)) if storage is not None else out
+    current, params = opeva_status(run), dict(run.parameters or {})
+    taken = current not in ("queued", "canceled", "unknown")  # a worker of the run's pool took it
+    info = await asyncio.to_thread(storage.read_json_object, storage.job(str(run.id)).job_info_file) if taken else {}
+    changed = iso(run.state.timestamp) if run.state else None
+    out = JobStatusOut(
+        job_id=str(run.id), status=current, worker_id=run.work_pool_name if taken else None,
+        target_worker_profile=(run.labels or {}).get(PROFILE_LABEL),
+        dispatched_image=(info.get("image") or params.get("image")) if taken else None,
+        dispatched_image_tag=(info.get("image_tag") or params.get("image_tag")) if taken else None,
+        status_updated_at=changed, last_status_at=changed,
+        prefect_state=state_of(run), host=run.work_pool_name, job_name=run.name,
+    )
+    return insight.with_failure(out, (await insight.failures(storage, [run])).get(out.job_id))
 
 
 async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | None, limit: int | None, offset: int,
@@ -186,13 +243,15 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str, host
     extras = await asyncio.to_thread(insight.job_info_extras, storage, run, item.status, info.get("container_name"))
     estimate = (await insight.start_estimates(gateway, storage, hosts)).get(item.job_id) if hosts is not None and item.status == "queued" else None
     org = await asyncio.to_thread(organization.store_of(storage).organization, item.job_id)
+    job_copy = info.get("config_path")  # the flow records the job's own copy (jobs/<id>/config.yaml)
     return JobInfoOut(
         **{**item.model_dump(), **extras, **insight.as_fields(estimate), "organization": org},
-        config_path=info.get("config_path") or params.get("config_path"),
+        config_path=user_config_path(params) or job_copy,
+        resolved_config_path=job_copy,
         target_host=run.work_pool_name, submitted_by=params.get("submitted_by"), parameters=params,
         deployment_id=str(run.deployment_id) if run.deployment_id else None, infrastructure_pid=run.infrastructure_pid,
         job_variables=run.job_variables, retries=run.empirical_policy.retries or 0, labels=dict(run.labels or {}), tags=list(run.tags),
-        **{k: v for k, v in info.items() if k not in reserved and k not in ("config_path", "submitted_by")},
+        **{k: v for k, v in info.items() if k not in reserved and k not in ("config_path", "submitted_by", "resolved_config_path")},
     )
 
 
@@ -245,7 +304,8 @@ async def queue(gateway: PrefectGateway, storage: DataRoot | None = None, hosts:
     return [insight.with_estimate(item, estimates) for item in [
         QueueItem(
             job_id=str(r.id), job_name=r.name, preferred_host=r.work_pool_name, require_host=True, enqueued_at=iso(r.created),
-            submitted_by=(r.parameters or {}).get("submitted_by"), late=bool(r.state and r.state.name == "Late"), status=opeva_status(r),
+            submitted_by=(r.parameters or {}).get("submitted_by"), target_worker_profile=(r.labels or {}).get(PROFILE_LABEL),
+            late=bool(r.state and r.state.name == "Late"), status=opeva_status(r),
         )
         for r in runs
     ]]

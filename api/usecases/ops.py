@@ -24,6 +24,7 @@ from api.gateway import SIMULATION_FLOW, JobNotFound, PrefectGateway, opeva_stat
 from api.models import CancelRequest, FailRequest, JobsCleanupRequest, QueueCleanupRequest, RequeueRequest
 from api.responses import CleanupOut, JobMessage, RequeueOut
 from api.usecases.jobs import QUEUED_TYPES, REQUEUED_FROM
+from core.states import PHASE_LABEL
 from core.hosts import HostsFile
 from core.layout import DataRoot
 
@@ -64,7 +65,7 @@ async def requeue(gateway: PrefectGateway, hosts: HostsFile, job_id: str, body: 
     if "target_host" in params:
         params["target_host"] = host
     new = await gateway.resubmit(run, deployment_id, params, tags=[*run.tags, f"requeued-from:{run.id}"],
-                                 labels={**dict(run.labels or {}), REQUEUED_FROM: str(run.id)})
+                                 labels={**{k: v for k, v in (run.labels or {}).items() if k != PHASE_LABEL}, REQUEUED_FROM: str(run.id)})
     await gateway.add_tags(run, [f"requeued-as:{new.id}"])
     return RequeueOut(message="Job requeued as a new run", job_id=str(new.id), status=new.status, previous_job_id=str(run.id), host=host), stopped
 

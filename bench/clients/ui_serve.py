@@ -8,7 +8,9 @@ so the prefix is stripped before pathRewrite) sends:
 - ``/admin/<rest>``          -> ``<backend>/<rest>``                 (rewrite '/admin' -> '/')
 - ``/real-time-data/<rest>`` -> ``<backend>/real-time-data/<rest>``  (rewrite '/' -> '/real-time-data/')
 
-We apply the same two rules. One difference: a browser navigation to /admin/<page> (a
+We apply the same two rules, with ``<backend>`` the API's ai-manager-ui mount
+(``<api>/ai-manager-ui``: the 2025 shapes this UI reads; the API's root serves today's contract,
+see docs/api.md). ``--backend`` is the API's address; the prefix is added here. One difference: a browser navigation to /admin/<page> (a
 reload or a deep link) gets index.html here, where the dev server would proxy it to the
 backend; the UI's pages are client-side routes, and a person opening a bookmarked page
 expects the page. Everything else is a file of build/, or index.html.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+AI_MANAGER_UI_PREFIX = "/ai-manager-ui"
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 
 
@@ -112,13 +115,14 @@ def main() -> None:
     ap.add_argument("--build", required=True, type=Path)
     ap.add_argument("--backend", required=True)
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--prefix", default=AI_MANAGER_UI_PREFIX, help="The API mount the UI talks to (default %(default)s).")
     a = ap.parse_args()
     Handler.build = a.build.resolve()
-    Handler.backend = a.backend.rstrip("/")
+    Handler.backend = a.backend.rstrip("/") + a.prefix.rstrip("/")
     Handler.client = httpx.Client(timeout=httpx.Timeout(30.0, read=None))
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     server.daemon_threads = True
-    print(f"UI on http://127.0.0.1:{a.port} -> {a.backend}", flush=True)
+    print(f"UI on http://127.0.0.1:{a.port} -> {Handler.backend}", flush=True)
     threading.Thread(target=server.serve_forever, daemon=False).start()
 
 

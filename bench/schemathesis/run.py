@@ -24,11 +24,20 @@ DEFAULT_ARGS = ["--checks", "all", "--workers", "1", "--max-examples", "10", "--
                 "--suppress-health-check", "all"]
 
 
+# Both mounts (docs/api.md): the root (today's contract) and ai-manager-ui's; each has its own
+# /openapi.json, whose `servers` entry (FastAPI adds the mount's root path) points the calls there.
+MOUNTS = ("", "/ai-manager-ui")
+
+
 def run_st(api_url: str, extra: list[str]) -> int:
     st = shutil.which("st") or "st"
-    cmd = [st, "--config-file", str(ROOT / "bench" / "schemathesis" / "schemathesis.toml"), "run", f"{api_url}/openapi.json", *DEFAULT_ARGS, *extra]
-    print("$", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, env={**os.environ, "NO_COLOR": "1"}).returncode
+    codes = []
+    for mount in (m for m in MOUNTS if m in os.environ.get("OPEVA_ST_MOUNTS", ",".join(MOUNTS)).split(",")):
+        cmd = [st, "--config-file", str(ROOT / "bench" / "schemathesis" / "schemathesis.toml"), "run", f"{api_url}{mount}/openapi.json", *DEFAULT_ARGS, *extra]
+        print(f"== mount {mount or '/'}\n$", " ".join(cmd), flush=True)
+        codes.append(subprocess.run(cmd, env={**os.environ, "NO_COLOR": "1"}).returncode)
+        print(f"== mount {mount or '/'}: exit {codes[-1]}", flush=True)
+    return max(codes, default=0)
 
 
 def main(extra: list[str]) -> int:

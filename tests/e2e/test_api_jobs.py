@@ -56,6 +56,7 @@ def test_simulation_job_lifecycle_over_rest(api, storage):
     assert info["job_id"] == job_id and info["job_name"] == "rest-r1" and info["target_host"] == "local"
     assert info["experiment_name"] == "rest" and info["run_name"] == "r1" and info["submitted_by"] == "alice"
     assert info["container_id"]
+    assert info["labels"]["opeva.phase"] == "running"  # the flow marked setup, then running once the simulator started
 
     logs = api.get(f"/logs/{job_id}", params={"follow": False}).text.splitlines()
     assert "[INFO] Simulation started" in logs and "[INFO] own log line" in logs
@@ -190,8 +191,11 @@ def test_saved_config_and_config_path(api, storage):
     assert (storage.configs_dir / "saved-exp.yaml").is_file()
     job_id = r.json()["job_id"]
     wait_status(api, job_id, {"finished"})
-    # The job runs its own copy (two jobs with one save_as never share a file); configs/ keeps the saved one.
-    assert api.get(f"/job-info/{job_id}").json()["config_path"] == f"jobs/{job_id}/config.yaml"
+    # The job runs its own copy (two jobs with one save_as never share a file); configs/ keeps the saved one,
+    # and job_info.config_path names that file, the one the user chose (upstream §1).
+    info = api.get(f"/job-info/{job_id}").json()
+    assert info["config_path"] == "configs/saved-exp.yaml" and info["job_info"]["config_path"] == "configs/saved-exp.yaml"
+    assert info["resolved_config_path"] == f"jobs/{job_id}/config.yaml"
     again = api.post("/run-simulation", json={"config_path": "configs/saved-exp.yaml", "command": ["true"], "target_host": "second"})
     assert again.status_code == 200 and again.json()["job_name"] == "saved-s1"
 

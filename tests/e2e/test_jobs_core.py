@@ -10,7 +10,7 @@ import docker
 import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from api.gateway import Resources
+from core.limits import Resources
 from helpers import experiment, gateway_call, read_run, sh, wait_final, wait_for
 
 pytestmark = pytest.mark.usefixtures("needs_docker")

@@ -32,19 +32,23 @@ def set_running(job_id: str) -> None:
 
 def test_submit_answers_upstream_fields_names_and_records_options(api, storage):
     body = submit(api, config=UPSTREAM_CONFIG, image="calof/opeva_simulator:v0.2.5", submitted_by="alice",
-                  deucalion_options={"partition": "normal-x86"}, target_worker_profile="gpu")
+                  deucalion_options={"partition": "normal-x86"})
     assert body["status"] == "queued" and body["host"] == "offline" and body["job_name"] == "ui-demo"
-    assert body["image"] == "calof/opeva_simulator:v0.2.5" and body["image_tag"] is None
+    assert body["image"] == "calof/opeva_simulator:v0.2.5" and body["image_tag"] is None and body["target_worker_profile"] is None
     info = api.get(f"/job-info/{body['job_id']}").json()
     assert info["parameters"]["image"] == "calof/opeva_simulator:v0.2.5"
     assert "image" not in (info["job_variables"] or {})  # the flow runs the image; the pool's image stays
-    assert info["labels"]["opeva.target_worker_profile"] == "gpu"
     assert json.loads(info["labels"]["opeva.deucalion_options"]) == {"partition": "normal-x86"}
     assert info["job_info"]["submitted_by"] == "alice" and info["job_info"]["job_name"] == "ui-demo"
     old_style = submit(api, config=experiment("old", "style"))
     assert old_style["job_name"] == "old-style"
+    # target_worker_profile goes with automatic host selection (no target_host): recorded as a label
+    auto = submit(api, config=UPSTREAM_CONFIG, target_host=None, target_worker_profile="CPU")
+    assert auto["target_worker_profile"] == "cpu" and auto["host"] == "local"  # no worker online anywhere: the first CPU host
+    assert api.get(f"/job-info/{auto['job_id']}").json()["labels"]["opeva.target_worker_profile"] == "cpu"
+    api.post(f"/stop/{auto['job_id']}")
     bad = api.post("/run-simulation", json={"config": UPSTREAM_CONFIG, "target_worker_profile": "tpu"})
-    assert bad.status_code == 422 and "target_worker_profile" in bad.json()["detail"]
+    assert bad.status_code == 400 and bad.json() == {"detail": "target_worker_profile must be 'cpu' or 'gpu'"}
 
 
 def test_config_path_may_be_a_bare_file_name(api, storage):

@@ -99,21 +99,42 @@ def test_experiment_config_singular_routes_with_upstream_messages(api, storage):
     assert r.status_code == 200 and r.json()["message"] == "Config saved" and r.json()["file"] == "sing.yaml"
     assert (storage.configs_dir / "sing.yaml").read_text() == text  # kept as sent, comments too
     assert "sing.yaml" in api.get("/experiment-configs").json()
-    view = api.get("/experiment-config/sing.yaml", headers={"Accept": "*/*"})
-    assert view.json()["config"] == {"metadata": {"experiment_name": "cfg", "run_name": "r1"}}
-    for raw in (api.get("/experiment-config/sing.yaml", headers={"Accept": "text/yaml"}), api.get("/experiment-config/sing.yaml?format=yaml")):
+    # root (today's contract): the file as stored, raw, whatever the Accept header says
+    for raw in (api.get("/experiment-config/sing.yaml", headers={"Accept": "*/*"}), api.get("/experiment-config/sing.yaml", headers={"Accept": "application/json"})):
+        assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/yaml") and raw.text == text
+    # /ai-manager-ui (2025): JSON by default, raw YAML when asked
+    view = api.get("/ai-manager-ui/experiment-config/sing.yaml", headers={"Accept": "*/*"})
+    assert view.json()["config"] == {"metadata": {"experiment_name": "cfg", "run_name": "r1"}} and view.json()["yaml"] == text
+    for raw in (api.get("/ai-manager-ui/experiment-config/sing.yaml", headers={"Accept": "text/yaml"}), api.get("/ai-manager-ui/experiment-config/sing.yaml?format=yaml")):
         assert raw.headers["content-type"].startswith("text/yaml") and raw.text == text
-    assert api.get("/experiment-configs/sing.yaml").json()["file_name"] == "sing.yaml"  # plural alias
+    assert api.get("/experiment-configs/sing.yaml").json()["file_name"] == "sing.yaml"  # plural alias (the seeds' view)
 
     bad = api.post("/experiment-config/create", json={"file_name": "bad.yaml", "yaml_content": "a: 1\nb: [unclosed\n"})
     assert bad.status_code == 422 and "Invalid YAML" in bad.json()["detail"] and "line 3" in bad.json()["detail"]
+    assert bad.json()["line"] == 3 and isinstance(bad.json()["column"], int) and not (storage.configs_dir / "bad.yaml").exists()
     put = api.put("/experiment-config/sing.yaml", json={"config": {"metadata": {"experiment_name": "cfg", "run_name": "r2"}}})
-    assert put.status_code == 200 and put.json()["message"] == "Config updated"
-    assert api.get("/experiment-config/sing.yaml").json()["config"]["metadata"]["run_name"] == "r2"
+    assert put.status_code == 200 and put.json()["message"] == "Config updated" and put.json()["file"] == "sing.yaml"
+    assert api.get("/ai-manager-ui/experiment-config/sing.yaml").json()["config"]["metadata"]["run_name"] == "r2"
     assert api.put("/experiment-config/absent.yaml", json={"yaml_content": "a: 1\n"}).status_code == 404
     d = api.delete("/experiment-config/sing.yaml")
     assert d.status_code == 200 and d.json() == {"message": "Config sing.yaml deleted successfully"}
     assert api.delete("/experiment-config/sing.yaml").status_code == 404
+    assert api.get("/experiment-config/sing.yaml").status_code == 404 and api.get("/ai-manager-ui/experiment-config/sing.yaml").status_code == 404
+
+
+def test_energaize_edit_round_trip_stores_exactly_the_text(api, storage):
+    """energaize_ui reads the raw YAML, edits it as text and PUTs it back: the file is that text,
+    byte for byte (no JSON wrapper, no added newline), and a job launched from it runs it."""
+    api.post("/experiment-config/create", json={"file_name": "edit.yaml", "yaml_content": "metadata:\n  experiment_name: ed\n  run_name: r1\n", "overwrite": True})
+    shown = api.get("/experiment-config/edit.yaml").text
+    edited = shown.replace("r1", "r2") + "# tuned by hand\nseed: 3"  # no final newline
+    r = api.put("/experiment-config/edit.yaml", json={"yaml_content": edited})
+    assert r.json() == {"message": "Config updated", "file": "edit.yaml", "file_name": "edit.yaml", "config_path": "configs/edit.yaml"}
+    assert (storage.configs_dir / "edit.yaml").read_bytes() == edited.encode() and api.get("/experiment-config/edit.yaml").text == edited
+    job = submit(api, config=None, config_path="configs/edit.yaml")
+    info = api.get(f"/job-info/{job}").json()
+    assert info["job_name"] == "ed-r2" and info["config_path"] == "configs/edit.yaml" and info["job_info"]["config_path"] == "configs/edit.yaml"
+    api.post(f"/stop/{job}")
 
 
 @pytest.mark.parametrize("target", ["/experiment-config/%2e%2e", "/experiment-config/%2e%2e%2fsecret.yaml", "/experiment-config/..%2Fsecret.yaml",
@@ -126,16 +147,29 @@ def test_config_traversal_raw_paths_never_serve_a_file(api, storage, target):
     assert "secret" not in r.text.replace(target, "").replace("secret.yaml", "") and "detail" in r.json()
 
 
-def test_hosts_answer_available_hosts_objects_and_per_host_fields(api):
+def test_hosts_answer_names_at_the_root_objects_under_ai_manager_ui(api):
     job = submit(api)
     body = api.get("/hosts").json()
-    assert {"name": "offline", "host": "offline"} in body["available_hosts"]
-    assert [h["name"] for h in body["available_hosts"]] == list(body["hosts"])
+    assert body["available_hosts"] == list(body["hosts"]) and all(isinstance(n, str) for n in body["available_hosts"])
+    assert {"local", "second", "offline"} <= set(body["available_hosts"])
     off = body["hosts"]["offline"]
-    assert off["online"] is False and off["last_seen"] is None and off["queued"] >= 1 and off["pool"] == "offline"
+    # no worker in this tier: a host counts as online only while it holds a started job (upstream's rule)
+    assert off["online"] is (off["running"] > 0) and off["last_seen"] is None and off["queued"] >= 1 and off["pool"] == "offline"
     assert job in off["active_job_ids"] and "no worker online" in off["message"]
-    assert (off["current_job_id"] is None) == (off["running"] == 0) and off["current_job_status"] in (None, "dispatched", "running", "stop_requested")
+    assert (off["current_job_id"] is None) == (off["running"] == 0) and off["current_job_status"] in (None, "dispatched", "setup", "running", "stop_requested")
+    info = off["info"]
+    assert info["executor"] == "process" and info["gpu_enabled"] is False and info["max_active_jobs"] == 1 and info["worker_version"] is None
+    assert info["active_job_count"] == len(off["active_job_ids"]) and job in info["active_job_ids"]
+    assert info["running_job_count"] + info["provisioning_job_count"] == off["running"]
+    entry = next(j for j in info["active_jobs"] if j["job_id"] == job)
+    assert entry["status"] == "queued" and entry["phase"] == "queued" and entry["queue_pos"] >= 1 and entry["ahead"] == entry["queue_pos"] - 1
+    assert {"slurm_job_id", "slurm_state", "updated_at", "job_name"} <= set(entry)
+    legacy = api.get("/ai-manager-ui/hosts").json()
+    assert {"name": "offline", "host": "offline"} in legacy["available_hosts"]
+    assert [h["name"] for h in legacy["available_hosts"]] == list(legacy["hosts"]) == body["available_hosts"]
     api.post(f"/stop/{job}")
+    after = api.get("/hosts").json()["hosts"]["offline"]["info"]
+    assert after["last_job_id"] is not None and after["last_terminal_status"] in ("canceled", "stopped", "finished", "failed") and after["last_status_at"]
 
 
 def test_job_image_versions(api):

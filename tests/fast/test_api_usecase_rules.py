@@ -13,7 +13,7 @@ J1, J2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222
 
 
 def test_job_resources_keep_a_gpu_hosts_device_requests():
-    from api.gateway import Resources
+    from core.limits import Resources
     from api.usecases.jobs import job_variables_for
 
     gpu = Host(name="gpu-1", gpus=GpuRequest(count=-1))

@@ -184,10 +184,15 @@ def test_hostile_yaml_is_refused_on_create(api, name):
 @pytest.mark.parametrize("name", ["alias-bomb", "deep-300-map", "binary", "huge-int", "bad-date", "recursive-alias"])
 def test_hostile_yaml_stored_on_disk_is_refused_on_view_and_run(api, storage, name):
     (storage.configs_dir / f"stored-{name}.yaml").write_text(HOSTILE_YAML[name])
-    for route in (f"/experiment-configs/stored-{name}.yaml", f"/experiment-config/stored-{name}.yaml"):
+    # The JSON views parse the file: refused, never expanded.
+    for route in (f"/experiment-configs/stored-{name}.yaml", f"/ai-manager-ui/experiment-config/stored-{name}.yaml"):
         r = api.get(route)
         assert 400 <= r.status_code < 500, (route, r.status_code, r.text[:300])
         assert len(r.content) < 10_000
+    # The root serves the file as stored (today's contract: raw text/yaml, never parsed): its bytes, nothing expanded.
+    raw = api.get(f"/experiment-config/stored-{name}.yaml")
+    assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/yaml")
+    assert raw.content == (storage.configs_dir / f"stored-{name}.yaml").read_bytes()
     r = api.post("/run-simulation", json={"config_path": f"configs/stored-{name}.yaml"})
     assert 400 <= r.status_code < 500 and "detail" in r.json(), r.text[:300]
 

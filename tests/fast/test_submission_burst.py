@@ -9,6 +9,7 @@ client backed off for seconds (bench/submit_burst.py has the figures).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -73,7 +74,7 @@ def test_concurrent_submissions_each_get_their_own_job_once(api, platform):
     tag = uuid.uuid4().hex[:8]
     repeated = f"same-{tag}"
     bodies = [({"config": experiment("burst", str(i)), "command": ["true"], "target_host": "offline", "job_name": f"burst-{tag}-{i}",
-                "submitted_by": tag, "retries": i % 3, "resources": {"memory": f"{100 + i}m"}, "target_worker_profile": ("cpu", "gpu")[i % 2]}, f"k-{tag}-{i}") for i in range(40)]
+                "submitted_by": tag, "retries": i % 3, "resources": {"memory": f"{100 + i}m"}, "deucalion_options": {"partition": f"p{i}"}}, f"k-{tag}-{i}") for i in range(40)]
     bodies += [({"config": experiment("burst", "r"), "command": ["true"], "target_host": "offline", "job_name": f"repeat-{tag}"}, repeated)] * 6
     answers = asyncio.run(_burst(platform.api_url, dict(api.headers), bodies))
 
@@ -86,7 +87,7 @@ def test_concurrent_submissions_each_get_their_own_job_once(api, platform):
         info = api.get(f"/job-info/{ids[i]}").json()
         assert info["job_name"] == f"burst-{tag}-{i}" and info["retries"] == i % 3, info
         assert info["parameters"]["config"]["experiment"]["run_name"] == str(i)
-        assert info["job_variables"]["mem_limit"] == f"{100 + i}m" and info["labels"]["opeva.target_worker_profile"] == ("cpu", "gpu")[i % 2]
+        assert info["job_variables"]["mem_limit"] == f"{100 + i}m" and json.loads(info["labels"]["opeva.deucalion_options"]) == {"partition": f"p{i}"}
         assert any(t.startswith("submitted-by:") for t in info["tags"]), info["tags"]
 
     async def count(gateway) -> int:
