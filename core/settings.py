@@ -39,6 +39,10 @@ class PlatformSettings(BaseSettings):
     api_port: int = 8000
     mongo_port: int = 27017
     api_tokens: str = Field("", description="Comma-separated bearer tokens; empty turns auth off.")
+    mlflow: bool = Field(True, description="Run the platform's MLflow tracking server (docs/mlflow.md); OPEVA_MLFLOW=0 turns it off.")
+    mlflow_port: int = 5000
+    mlflow_ui_url: str = Field("", description="MLflow's address in a user's browser; default http://127.0.0.1:<mlflow_port>.")
+    jobs_network: str = Field("opeva-jobs", description="The Docker network jobs join (docs/sandbox-network.md).")
 
     @property
     def shared_data_dir(self) -> Path:
@@ -51,6 +55,15 @@ class PlatformSettings(BaseSettings):
     @property
     def prefect_api_url(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def mlflow_url(self) -> str:
+        """Where the platform's own processes (the API, set-up) reach MLflow."""
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def mlflow_browser_url(self) -> str:
+        return (self.mlflow_ui_url or self.mlflow_url).rstrip("/")
 
     @property
     def token_set(self) -> frozenset[str]:
