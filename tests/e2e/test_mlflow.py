@@ -52,7 +52,7 @@ def runs_of(platform, job_id: str) -> list[dict]:
 
 
 def finished(api, job_id: str) -> dict:
-    final = wait_status(api, job_id, {"finished", "failed", "stopped"}, timeout=180)
+    final = wait_status(api, job_id, {"finished", "failed", "stopped"}, timeout=420)  # a loaded 2-core machine queues
     assert final["status"] == "finished", (final, api.get(f"/logs/{job_id}").text[-3000:])
     return final
 
