@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: up check test install image seed bench setup clean citylearn
+.PHONY: up check test install image seed bench setup clean citylearn mlflow
 
 install: var/.installed  ## Python dependencies of the platform and its tests
 
@@ -10,7 +10,7 @@ var/.installed: pyproject.toml
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 	mkdir -p var && touch var/.installed
 
-up: install  ## Prefect server, MongoDB-compatible server, work pools + workers, REST API (foreground; Ctrl-C stops)
+up: install mlflow  ## Prefect server, MongoDB-compatible server, MLflow, work pools + workers, REST API (foreground; Ctrl-C stops)
 	$(PYTHON) -m deployments.up
 
 check: install  ## The fast tier: domain, API and flows logic against real in-process services; no Docker engine (< 2 min)
@@ -31,6 +31,9 @@ setup:  ## Re-create pools and deployments after editing deployments/hosts.yaml
 
 citylearn:  ## CityLearn 2.5 in its own venv (/var/cache/opeva/citylearn-venv): built datasets get a CityLearn smoke check
 	bash .ci/install_citylearn.sh
+
+mlflow:  ## MLflow tracking server in its own venv (/var/cache/opeva/mlflow-venv; docs/mlflow.md); OPEVA_MLFLOW=0 skips it
+	@if [ "$${OPEVA_MLFLOW:-1}" != 0 ]; then bash .ci/install_mlflow.sh; fi
 
 bench:  ## Benchmarks (each prints a table)
 	for b in bench/*.py; do $(PYTHON) $$b || exit 1; done

@@ -143,6 +143,21 @@ class JobItem(FailureFields, StartFields, OrganizationFields):
     requeued_from: str | None = Field(None, description="The job this one requeued (POST /ops/jobs/{id}/requeue).")
 
 
+class MlflowLink(BaseModel):
+    """The job's run in the platform's MLflow server, found there by its ``opeva.job_id`` tag (docs/mlflow.md)."""
+
+    available: bool = Field(description="False when MLflow is off, does not answer, or holds no run of this job yet.")
+    reason: str | None = None
+    run_id: str | None = None
+    experiment_id: str | None = None
+    run_name: str | None = None
+    status: str | None = Field(None, description="MLflow's run status: RUNNING, FINISHED, FAILED, KILLED.")
+    url: str | None = Field(None, description="The run's page in MLflow's UI (OPEVA_MLFLOW_UI_URL).")
+    params: int | None = None
+    metrics: int | None = None
+    runs_with_this_tag: int | None = None
+
+
 class JobInfoOut(JobInfoExtras, JobItem):
     """``job_info.json`` as the job wrote it, over Prefect's view of the run."""
 
@@ -158,6 +173,7 @@ class JobInfoOut(JobInfoExtras, JobItem):
     retries: int = 0
     labels: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
+    mlflow: MlflowLink | None = None
 
 
 class ProgressOut(EtaFields):

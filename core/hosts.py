@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -43,6 +43,8 @@ OPEVA_ARGS = ["--config", "{data_mount}/{config_path}", "--job_id", "{job_id}"]
 ARG_FIELDS = frozenset({"config_path", "job_id", "job_name", "data_mount"})
 # The per-job container settings a job may ask for (the work pool's variables allow no others).
 JOB_CREATE_KEYS = frozenset({"nano_cpus", "device_requests"})
+JobNetwork = Literal["internal", "none"]
+_NETWORK_WIDTH = {"none": 0, "internal": 1}
 
 
 class Host(BaseModel):
@@ -73,6 +75,9 @@ class Host(BaseModel):
     cpus: float | None = Field(None, gt=0, description="Default CPU limit of a simulator container.")
     memory: str | None = Field(None, description="Default memory limit of a simulator container, e.g. '8g'.")
     run_as: str = Field("65534:65534", description="uid[:gid] the simulator runs as; never root.")
+    job_network: JobNetwork = Field(
+        "internal", description="internal: the jobs network (only the platform's MLflow on it); none: no network at all."
+    )
 
     @field_validator("name")
     @classmethod
@@ -135,7 +140,7 @@ def simulator_limits(host: Host, job_variables: dict[str, Any] | None = None) ->
     ``container_create_kwargs`` is merged key by key (so a GPU host's ``device_requests``
     survive a job that only sets CPUs), ``mem_limit`` and ``env`` likewise; only
     :data:`JOB_CREATE_KEYS`, ``mem_limit`` and ``env`` are taken from the job, whatever
-    else its variables hold. Returns ``{"env": {...}, "mem_limit": ..., <create kwargs>}``.
+    else its variables hold. Returns ``{"env": {...}, "network": "internal"|"none", "mem_limit": ..., <create kwargs>}``.
     """
     job = dict(job_variables or {})
     merged: dict[str, Any] = {}
@@ -151,8 +156,16 @@ def simulator_limits(host: Host, job_variables: dict[str, Any] | None = None) ->
     merged.update({k: v for k, v in create.items() if k in JOB_CREATE_KEYS and v is not None})
     if job.get("mem_limit"):
         merged["mem_limit"] = _memory_bytes(str(job["mem_limit"]))
+    merged["network"] = narrowest_network(host.job_network, job.get("job_network"))
     merged["env"] = {**host.simulator_env, **{str(k): str(v) for k, v in (job.get("env") or {}).items()}}
     return merged
+
+
+def narrowest_network(host: str, job: str | None) -> str:
+    """A job may narrow its host's network (internal -> none), never widen it."""
+    if job not in _NETWORK_WIDTH:
+        return host
+    return job if _NETWORK_WIDTH[job] < _NETWORK_WIDTH[host] else host
 
 
 class HostsFile(BaseModel):

@@ -45,6 +45,10 @@ class PlatformSettings(BaseSettings):
         description="Browser origins allowed to call the API cross-origin (comma list or JSON list); "
                     "upstream's CORS_ALLOWED_ORIGINS is read too. Empty: none (same-origin and non-browser clients only).",
     )
+    mlflow: bool = Field(True, description="Run the platform's MLflow tracking server (docs/mlflow.md); OPEVA_MLFLOW=0 turns it off.")
+    mlflow_port: int = 5000
+    mlflow_ui_url: str = Field("", description="MLflow's address in a user's browser; default http://127.0.0.1:<mlflow_port>.")
+    jobs_network: str = Field("opeva-jobs", description="The Docker network jobs join (docs/sandbox-network.md).")
 
     @property
     def shared_data_dir(self) -> Path:
@@ -62,6 +66,15 @@ class PlatformSettings(BaseSettings):
     def cors_origin_list(self) -> tuple[str, ...]:
         """The allowed origins; ValueError (with a message for the operator) when malformed."""
         return parse_origins(self.cors_origins)
+
+    @property
+    def mlflow_url(self) -> str:
+        """Where the platform's own processes (the API, set-up) reach MLflow."""
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def mlflow_browser_url(self) -> str:
+        return (self.mlflow_ui_url or self.mlflow_url).rstrip("/")
 
 
 _ORIGIN = re.compile(r"(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")

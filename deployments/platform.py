@@ -90,6 +90,7 @@ class Service:
     user: str | None = None
     deaths: list[float] = field(default_factory=list)  # monotonic times of recent deaths
     restart_at: float | None = None  # set while waiting out the back-off
+    started_at: float = 0.0  # monotonic time of the last spawn
 
 
 @dataclass
@@ -103,10 +104,12 @@ class Platform:
     data_dir: Path
     services: list[Service] = field(default_factory=list)
     database_url: str | None = None  # PostgreSQL for the Prefect server; None = SQLite in <home>/prefect
+    mlflow_port: int = 5000  # deployments/mlflow_server.py
 
     @classmethod
     def from_settings(cls, s: PlatformSettings) -> "Platform":
-        return cls(home=s.home, prefect_port=s.prefect_port, mongo_port=s.mongo_port, api_port=s.api_port, data_dir=s.shared_data_dir)
+        return cls(home=s.home, prefect_port=s.prefect_port, mongo_port=s.mongo_port, api_port=s.api_port, data_dir=s.shared_data_dir,
+                   mlflow_port=s.mlflow_port)
 
     @property
     def logs_dir(self) -> Path:
@@ -159,6 +162,7 @@ class Platform:
                 "OPEVA_PREFECT_PORT": str(self.prefect_port),
                 "OPEVA_API_PORT": str(self.api_port),
                 "OPEVA_MONGO_PORT": str(self.mongo_port),
+                "OPEVA_MLFLOW_PORT": str(self.mlflow_port),
                 "MONGO_URI": env.get("MONGO_URI") or self.mongo_uri,
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
             }
@@ -166,7 +170,9 @@ class Platform:
         env.update(extra)
         return env
 
-    def start(self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, user: str | None = None, **env: str) -> Service:
+    def start(
+        self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, user: str | None = None, wait: bool = True, **env: str
+    ) -> Service:
         if not self.services:
             # Children live in their own sessions (Ctrl-C reaches only us); make sure
             # they go with us however we exit, a failed start-up or SIGTERM included.
@@ -175,18 +181,24 @@ class Platform:
         private_dir(self.logs_dir)  # logs name the platform's URLs and credentials' users: not world-readable
         service = Service(name, None, self.logs_dir / f"{name}.log", cmd=cmd, env=self.env(**env), ready=ready, timeout=timeout, user=user)  # type: ignore[arg-type]
         self.services.append(service)
-        self.spawn(service)
+        self.spawn(service, wait=wait)
         return service
 
-    def spawn(self, service: Service) -> None:
-        """(Re)start ``service``'s process and wait until it answers; StartupError if it dies or hangs."""
+    def spawn(self, service: Service, wait: bool = True) -> None:
+        """(Re)start ``service``'s process and (unless not ``wait``) wait until it answers; StartupError if it dies or hangs."""
         with open_private_log(service.log_path) as log:
             service.proc = subprocess.Popen(
                 service.cmd, env=service.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=str(PROJECT_ROOT), start_new_session=True, **drop_to(service.user),
             )
         self.write_pids()
-        deadline = time.monotonic() + service.timeout
+        service.started_at = time.monotonic()
+        if wait:
+            self.wait_ready(service)
+
+    def wait_ready(self, service: Service) -> None:
+        """Wait until ``service`` answers, counting its timeout from its start."""
+        deadline = service.started_at + service.timeout
         while not service.ready():
             if service.proc.poll() is not None:
                 tail = service.log_path.read_text(errors="replace")[-2000:]

@@ -26,6 +26,7 @@ from core import containers
 from core.settings import PROJECT_ROOT, PlatformSettings
 from blocks.storage import DEFAULT_BLOCK_NAME, SharedStorage
 from core.hosts import Host, HostsFile, load_hosts
+from deployments.mlflow_server import pool_env
 
 log = logging.getLogger("opeva.setup")
 
@@ -81,6 +82,11 @@ JOB_VARIABLES_SCHEMA: dict[str, Any] = {
             "default": None,
             "title": "Memory limit of the simulator",
         },
+        "job_network": {
+            "anyOf": [{"type": "string", "enum": ["internal", "none"]}, {"type": "null"}],
+            "default": None,
+            "title": "Network of the simulator: none narrows the host's (docs/sandbox-network.md)",
+        },
         "container_create_kwargs": {
             "anyOf": [
                 {
@@ -134,6 +140,7 @@ def job_template(host: Host, *, docker: bool, image: str, api_url: str) -> dict[
         **_run_env(api_url),
         "OPEVA_HOST_SETTINGS": host.model_dump_json(),
         "OPEVA_RUNTIME_IMAGE": host.image or image,
+        **pool_env(docker, remote_engine=host.docker_url is not None),  # the jobs network's name, MLflow's addresses (deployments/mlflow_server.py)
     }
     if docker:
         from prefect_docker.worker import DockerWorker

@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 from core.settings import PlatformSettings
 from deployments.platform import Platform, StartupError, http_ok, port_open
@@ -36,6 +37,9 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     from core.hosts import load_hosts
     from deployments.postgres import DatabaseSettings
 
+    from deployments.mlflow_server import start_mlflow, start_relay
+
+    mlflow = start_mlflow(platform)  # slow to import: it starts first and is waited for below
     db = DatabaseSettings()
     if db.prefect_db_url:
         platform.database_url = db.prefect_db_url
@@ -46,7 +50,13 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     platform.start_prefect_server()
     platform.start_mongo()
     os.environ.update({"PREFECT_API_URL": platform.prefect_api_url})
-    types = platform.setup_pools(docker=use_docker)
+    if mlflow is not None:
+        print("Waiting for MLflow...", flush=True)
+        platform.wait_ready(mlflow)
+        print(f"MLflow answered {time.monotonic() - mlflow.started_at:.1f} s after its start", flush=True)
+        if use_docker:
+            start_relay(platform, PlatformSettings().runtime_image)
+    types = platform.setup_pools(docker=use_docker)  # after MLflow: set-up tells the pools whether it answers
     for host in load_hosts().hosts:
         if host.start_worker:
             platform.start_worker(host.name, types[host.name])
@@ -62,6 +72,7 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  Prefect API:  {platform.prefect_api_url}   (export PREFECT_API_URL={platform.prefect_api_url})\n"
         f"  OPEVA API:    {platform.api_url}   (docs: {platform.api_url}/docs)\n"
         f"  MongoDB:      {platform.mongo_uri}\n"
+        f"  MLflow:       {settings.mlflow_browser_url if settings.mlflow else 'off (OPEVA_MLFLOW=0)'}\n"
         f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}\n"
         f"  Shared data:  {platform.data_dir}\n"
         f"  Logs:         {platform.logs_dir}\n"

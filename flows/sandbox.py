@@ -9,9 +9,12 @@ The simulator's container gets none of that:
 
 - runs as an unprivileged uid (the host's ``run_as``), ``no-new-privileges``, no capabilities;
 - no Docker socket, no Prefect URL or credentials, no platform environment: only the
-  contract's ``OPEVA_*`` variables and the host's ``simulator_env`` (MLflow);
+  contract's ``OPEVA_*`` variables, MLflow's addresses and the host's ``simulator_env``;
+- not the host's network: the jobs network, where the only service is the platform's MLflow
+  (flows/job_network.py, docs/sandbox-network.md), or no network at all;
 - the data root mounted **read-only** at the host's ``data_mount`` (``/data``), with only the
-  job's own folder read-write on top, so it cannot write outside its job folder;
+  job's own folder read-write on top (and its ``mlflow/`` over ``<data_mount>/mlflow``),
+  so it cannot write outside its job folder;
 - it joins the supervisor's PID namespace (``pid_mode=container:<supervisor>``): when the
   supervisor's PID 1 dies for any reason (killed, OOM, engine restart), the kernel kills
   every process of that namespace, so no simulator outlives its supervisor. A uid-65534
@@ -68,6 +71,8 @@ class SimulatorSpec:
     command: list[str] | None = None  # None: the image's own CMD
     limits: dict[str, Any] = field(default_factory=dict)  # mem_limit, nano_cpus, device_requests
     supervisor_id: str | None = None  # the supervisor's container id (for pid_mode)
+    network: str = "none"  # the jobs network's name (flows/job_network.py), or "none": no network
+    mlflow_dir: str | None = None  # host path of the job's own folder seen at <data_mount>/mlflow
 
     @property
     def name(self) -> str:
@@ -82,13 +87,14 @@ class SimulatorSpec:
             "name": self.name,
             "user": self.run_as,
             "environment": dict(self.env),
-            "network_mode": "host",  # only loopback exists here; MLflow is on 127.0.0.1
             "security_opt": ["no-new-privileges:true"],
             "cap_drop": ["ALL"],
             "privileged": False,
             "volumes": {
                 self.data_root: {"bind": self.data_mount, "mode": "ro"},
                 self.job_dir: {"bind": job_in_container, "mode": "rw"},
+                # upstream always writes <base>/mlflow/mlruns: the job's own folder, never the shared root
+                **({self.mlflow_dir: {"bind": f"{self.data_mount}/mlflow", "mode": "rw"}} if self.mlflow_dir else {}),
             },
             "labels": {
                 containers.ROLE: containers.SIMULATOR_ROLE,
@@ -101,6 +107,8 @@ class SimulatorSpec:
             "stdin_open": False,
             "tty": False,
         }
+        # Never the host's network: the jobs network (no host address, only MLflow's relay on it) or none
+        kwargs["network_mode" if self.network == "none" else "network"] = self.network
         if self.supervisor_id:
             kwargs["pid_mode"] = f"container:{self.supervisor_id}"
         for key in ("mem_limit", "nano_cpus"):

@@ -252,6 +252,7 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
 
 def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd, supervisor_id, info, logger, on_progress):
     """Start the simulator's sibling container and mirror it until it ends; always remove it."""
+    from flows.job_network import mlflow_env, prepare_job
     from flows.sandbox import SimulatorContainer, SimulatorImageMissing, SimulatorSpec
 
     runtime_image = os.environ.get(RUNTIME_IMAGE_ENV) or host.image
@@ -263,7 +264,9 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         image = sim_image
         args = cmd or host.simulator_arguments(config_path=rel_cfg, job_id=job.job_id, job_name=name)
     limits = simulator_limits(host, current_run.job_variables or {})
+    network, mlflow_dir = prepare_job(client, storage.root, job.dir, limits.pop("network"))
     env = {
+        **mlflow_env(limits["env"], network),
         **limits.pop("env"),
         **contract_env(job, data_dir=host.data_mount, job_dir=job_in, config_path=f"{host.data_mount}/{rel_cfg}", job_name=name),
         "HOME": "/tmp",
@@ -272,9 +275,9 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
     spec = SimulatorSpec(
         image=image, job_id=job.job_id, flow_run_id=str(current_run.id), host=host.name, data_root=str(storage.root),
         data_mount=host.data_mount, job_dir=str(job.dir), run_as=host.run_as, env=env, command=args, limits=limits,
-        supervisor_id=supervisor_id,
+        supervisor_id=supervisor_id, network=network, mlflow_dir=str(mlflow_dir),
     )
-    logger.info("[INFO] Job %s (attempt %s) on host %s: image %s, args %s", job.job_id, info["attempt"], host.name, image, " ".join(args))
+    logger.info("[INFO] Job %s (attempt %s) on host %s: image %s, args %s, network %s", job.job_id, info["attempt"], host.name, image, " ".join(args), network)
     try:
         container = SimulatorContainer(client, spec)
     except SimulatorImageMissing as exc:

@@ -30,9 +30,10 @@ def _now_ms() -> int:
 class MlflowRun:
     """One MLflow run; every method is a no-op once MLflow has failed once."""
 
-    def __init__(self, client: httpx.Client, run_id: str, log: logging.Logger) -> None:
+    def __init__(self, client: httpx.Client, run_id: str, log: logging.Logger, artifact_uri: str = "") -> None:
         self._client = client
         self.run_id = run_id
+        self.artifact_uri = artifact_uri
         self._log = log
         self._ok = True
 
@@ -44,6 +45,7 @@ class MlflowRun:
         run_name: str,
         log: logging.Logger,
         transport: httpx.BaseTransport | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> MlflowRun | None:
         """Create (or reuse) the experiment and start a run in it; None if MLflow cannot be reached.
 
@@ -62,15 +64,19 @@ class MlflowRun:
                 "experiment_id": experiment_id,
                 "run_name": run_name,
                 "start_time": _now_ms(),
-                "tags": [{"key": "mlflow.runName", "value": run_name}, {"key": "mlflow.source.name", "value": "simulator"}],
+                "tags": [
+                    {"key": "mlflow.runName", "value": run_name}, {"key": "mlflow.source.name", "value": "simulator"},
+                    *({"key": k, "value": str(v)} for k, v in (tags or {}).items()),
+                ],
             }
-            run_id = _call(client, "runs/create", body)["run"]["info"]["run_id"]
+            info = _call(client, "runs/create", body)["run"]["info"]
+            run_id = info["run_id"]
         except (httpx.HTTPError, MlflowError, KeyError, TypeError) as exc:
             log.warning("MLflow at %s is not usable, continuing without tracking: %s", tracking_uri, exc)
             client.close()
             return None
         log.info("MLflow run %s in experiment %r (id %s)", run_id, experiment, experiment_id)
-        return cls(client, run_id, log)
+        return cls(client, run_id, log, info.get("artifact_uri", ""))
 
     def _send(self, path: str, body: dict[str, Any]) -> None:
         if not self._ok:
@@ -95,6 +101,24 @@ class MlflowRun:
         ]
         if items:
             self._send("runs/log-batch", {"metrics": items})
+
+    def log_artifact(self, name: str, content: bytes) -> None:
+        """Upload one file through the server's artifact proxy (``mlflow server --serve-artifacts``,
+        the default): the run's ``artifact_uri`` is then ``mlflow-artifacts:/<path>``."""
+        prefix = "mlflow-artifacts:/"
+        if not self._ok:
+            return
+        if not self.artifact_uri.startswith(prefix):
+            self._log.warning("MLflow artifacts not logged: the server does not proxy them (artifact_uri %r)", self.artifact_uri)
+            return
+        path = self.artifact_uri[len(prefix):].strip("/")
+        try:
+            response = self._client.put(f"/api/2.0/mlflow-artifacts/artifacts/{path}/{name}", content=content)
+            if response.status_code >= 400:
+                raise MlflowError(f"artifact {name}: HTTP {response.status_code} {response.text[:200]}")
+        except (httpx.HTTPError, MlflowError) as exc:
+            self._ok = False
+            self._log.warning("MLflow artifact upload failed, no more tracking for this run: %s", exc)
 
     def finish(self, status: str = "FINISHED") -> None:
         """Mark the run ``FINISHED`` or ``FAILED`` and close the connection."""

@@ -267,7 +267,8 @@ def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
         config = validate_config(_read_config(config_path), data_dir)
         data = load_data(config, data_dir)
         if os.environ.get("MLFLOW_TRACKING_URI"):
-            tracker = MlflowRun.start(os.environ["MLFLOW_TRACKING_URI"], config.experiment_name, job_id or config.run_name, log)
+            tags = {"opeva.job_id": job_id} if job_id else {}  # how the platform finds the run (docs/mlflow.md)
+            tracker = MlflowRun.start(os.environ["MLFLOW_TRACKING_URI"], config.experiment_name, job_id or config.run_name, log, tags=tags)
         result = run_experiment(config, data, log=log, on_progress=progress, tracker=tracker, results_dir=files.result.parent)
     except ConfigError as exc:
         fail(str(exc))
@@ -281,6 +282,7 @@ def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
         return 1
     if tracker:
         result["mlflow_run_id"] = tracker.run_id
+        tracker.log_artifact("result.json", json.dumps(result, indent=2, default=str).encode())
         tracker.finish()
     write_json_atomic(files.result, result)
     log.info("Simulation completed in %.1f s", result["runtime_seconds"])

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.settings import PlatformSettings
+from deployments.mlflow_server import start_mlflow, start_relay
 from deployments.platform import Platform, free_port, prefect_cli
 
 API_TOKEN = "test-token-123"
@@ -40,20 +42,31 @@ hosts:
 
 
 @contextmanager
-def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = ()) -> Iterator[Platform]:
+def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = (), mlflow: bool = False) -> Iterator[Platform]:
     """A platform of the three test hosts on free ports, this process pointed at it.
 
     ``docker`` picks Docker or process pools; ``workers`` names the hosts that get a
-    worker (none: jobs stay queued, which the fast tier relies on).
+    worker (none: jobs stay queued, which the fast tier relies on). ``mlflow`` adds the
+    platform's MLflow server and, with Docker, its relay on a jobs network of this platform's own.
     """
     home = Path(tempfile.mkdtemp(prefix=prefix))
     platform = new_platform(home)
+    if mlflow:
+        platform.mlflow_port = free_port()
     hosts_file = home / "hosts.yaml"
     hosts_file.write_text(hosts_yaml(platform.data_dir))
     with pointed_at(platform, hosts_file):
+        # a platform without MLflow must not find another one on the default port; one with MLflow
+        # gets a jobs network of its own (two relays answering as opeva-mlflow on one network would mix)
+        os.environ.update({"OPEVA_MLFLOW": "0"} if not mlflow else {"OPEVA_JOBS_NETWORK": f"opeva-jobs-test-{platform.mlflow_port}"})
         try:
+            server = start_mlflow(platform) if mlflow else None
             platform.start_prefect_server()
             platform.start_mongo()
+            if server is not None:
+                platform.wait_ready(server)
+                if docker:
+                    start_relay(platform, PlatformSettings().runtime_image)
             types = platform.setup_pools(hosts_file, docker=docker)
             platform.pool_types = types  # type: ignore[attr-defined]
             for host in workers:
@@ -62,6 +75,20 @@ def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = ()
             yield platform
         finally:
             platform.stop()
+            if mlflow and docker:
+                _remove_jobs_network()
+
+
+def _remove_jobs_network() -> None:
+    import docker as docker_sdk
+
+    from flows.job_network import network_name, remove_network
+
+    client = docker_sdk.from_env()
+    try:
+        remove_network(client, network_name())
+    finally:
+        client.close()
 
 
 def new_platform(home: Path) -> Platform:

@@ -19,6 +19,7 @@ from api.idempotency import DIGEST_LABEL
 from api.owners import Ownership
 from api.security import User, require_manage
 from api.stopper import kill_now
+from api.usecases.mlflow_link import mlflow_link
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
 from core.hosts import Host, HostsFile
@@ -240,6 +241,9 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str, host
     info = await asyncio.to_thread(storage.read_json_object, storage.job(str(run.id)).job_info_file)  # confined: a link out reads as {}
     params = dict(run.parameters or {})
     reserved = set(JobInfoOut.model_fields) - {"config_path", "submitted_by"}
+    link = await mlflow_link(str(run.id), run.created) if item.kind == "simulation" and run.run_count else None
+    if link and link.available:  # the server's word over what the job wrote in job_info.json
+        info.update(mlflow_run_id=link.run_id, mlflow_experiment_id=link.experiment_id, mlflow_run_url=link.url)
     extras = await asyncio.to_thread(insight.job_info_extras, storage, run, item.status, info.get("container_name"))
     estimate = (await insight.start_estimates(gateway, storage, hosts)).get(item.job_id) if hosts is not None and item.status == "queued" else None
     org = await asyncio.to_thread(organization.store_of(storage).organization, item.job_id)
@@ -251,7 +255,7 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str, host
         target_host=run.work_pool_name, submitted_by=params.get("submitted_by"), parameters=params,
         deployment_id=str(run.deployment_id) if run.deployment_id else None, infrastructure_pid=run.infrastructure_pid,
         job_variables=run.job_variables, retries=run.empirical_policy.retries or 0, labels=dict(run.labels or {}), tags=list(run.tags),
-        **{k: v for k, v in info.items() if k not in reserved and k not in ("config_path", "submitted_by", "resolved_config_path")},
+        mlflow=link, **{k: v for k, v in info.items() if k not in reserved and k not in ("config_path", "submitted_by", "resolved_config_path")},
     )
 
 

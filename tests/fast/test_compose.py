@@ -79,8 +79,10 @@ def command_module(command: str | list[str]) -> str | None:
 def test_every_opeva_service_has_its_image_its_code_and_host_networking(name):
     spec = resolved(name)
     for service_name, service in spec["services"].items():
+        if service_name == "mlflow-relay":  # the one on the jobs network, never the host's (test below)
+            continue
         assert service.get("network_mode") == "host", service_name
-        if service_name == "postgres":
+        if service_name in ("postgres", "mlflow"):  # their own images
             continue
         assert service["image"] in (f"opeva-runtime:{project_version()}", "${OPEVA_IMAGE:-opeva-runtime:%s}" % project_version()), service_name
         module = command_module(service["command"])
@@ -111,7 +113,7 @@ def test_every_client_points_at_the_prefect_server_and_workers_at_known_pools():
     port = shlex.split(spec["prefect-server"]["command"])[-1] if isinstance(spec["prefect-server"]["command"], str) else spec["prefect-server"]["command"][-1]
     hosts = {h["name"] for h in yaml.safe_load((ROOT / "deployments" / "hosts.yaml").read_text())["hosts"]}
     for name, service in spec.items():
-        if name == "postgres":
+        if name in ("postgres", "mlflow", "mlflow-relay"):  # no Prefect client
             continue
         assert service["environment"]["PREFECT_API_URL"] == f"http://127.0.0.1:{port}/api", name
         argv = shlex.split(service["command"]) if isinstance(service["command"], str) else service["command"]
@@ -165,3 +167,16 @@ def test_production_mongodb_needs_credentials():
         uri = (service.get("environment") or {}).get("MONGO_URI")
         if uri:
             assert urlsplit(uri).username and urlsplit(uri).password, name
+
+
+def test_mlflow_on_the_compose_postgres_and_its_relay_alone_on_the_internal_jobs_network():
+    """docs/mlflow.md, docs/sandbox-network.md: jobs reach MLflow only through the relay."""
+    spec = resolved("docker-compose.yml")
+    services, network = spec["services"], spec["networks"]["jobs"]
+    assert "--backend-store-uri postgresql://prefect:" in services["mlflow"]["command"] and "127.0.0.1:5432/mlflow" in services["mlflow"]["command"]
+    assert any("postgres-init" in str(v) for v in services["postgres"]["volumes"])
+    relay = services["mlflow-relay"]
+    assert "network_mode" not in relay and list(relay["networks"]) == ["jobs"] and relay["networks"]["jobs"]["aliases"] == ["opeva-mlflow"]
+    assert relay["user"] == "65534:65534" and relay["cap_drop"] == ["ALL"] and relay["read_only"] is True
+    assert network["internal"] is True and network["driver_opts"]["com.docker.network.bridge.inhibit_ipv4"] == "true"
+    assert not [v for v in relay["volumes"] if "docker.sock" in str(v)]

@@ -16,6 +16,8 @@ import signal
 import socket
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 LOG = None
@@ -81,6 +83,41 @@ def probe(base, job_dir, job_id, prefect_api):
     write_json(f"{job_dir}/probe.json", found)
 
 
+def mlflow_call(uri, path, body=None, query=""):
+    req = urllib.request.Request(f"{uri}/api/2.0/mlflow/{path}{query}", method="GET" if body is None else "POST",
+                                 data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=10).read() or b"{}")
+
+
+def track(base, job_id, experiment, params, metrics):
+    """Like upstream: always <base>/mlflow/mlruns; a run in the server at MLFLOW_TRACKING_URI, else the file store."""
+    os.makedirs(f"{base}/mlflow/mlruns", exist_ok=True)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        write_json(f"{base}/mlflow/mlruns/{job_id}.json", {"params": params, "metrics": metrics})
+        return None
+    try:
+        exp = mlflow_call(uri, "experiments/get-by-name", query=f"?experiment_name={urllib.parse.quote(experiment)}")["experiment"]["experiment_id"]
+    except urllib.error.HTTPError:
+        exp = mlflow_call(uri, "experiments/create", {"name": experiment})["experiment_id"]
+    run = mlflow_call(uri, "runs/create", {"experiment_id": exp, "start_time": int(time.time() * 1000),
+                                           "tags": [{"key": "opeva.job_id", "value": job_id}]})["run"]["info"]["run_id"]
+    now = int(time.time() * 1000)
+    mlflow_call(uri, "runs/log-batch", {"run_id": run, "params": [{"key": k, "value": str(v)} for k, v in params.items()],
+                                        "metrics": [{"key": k, "value": v, "timestamp": now, "step": 0} for k, v in metrics.items()]})
+    mlflow_call(uri, "runs/update", {"run_id": run, "status": "FINISHED", "end_time": int(time.time() * 1000)})
+    return run
+
+
+def reach(targets):
+    """host:port -> 'open' or why not (the network tests read it)."""
+    found = {}
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        found[target] = attempt(lambda: socket.create_connection((host, int(port)), timeout=2).close())
+    return found
+
+
 def main():
     global LOG
     parser = argparse.ArgumentParser()
@@ -106,6 +143,8 @@ def main():
     write_json(info_path, {**info, "simulator": "upstream-style", "mlflow_run_id": None})
     if sim.get("probe"):
         probe(base, job_dir, args.job_id, sim.get("prefect_api", ""))
+    if sim.get("reach"):
+        write_json(f"{job_dir}/reach.json", reach(sim["reach"]))
     steps = int(sim.get("steps", 4))
     for step in range(1, steps + 1):
         time.sleep(float(sim.get("sleep", 0.2)))
@@ -122,7 +161,8 @@ def main():
     os.makedirs(session, exist_ok=True)
     with open(f"{session}/building_1.csv", "w") as f:
         f.write("step,net_load\n1,0.5\n2,0.7\n")
-    write_json(result_file, {"status": "completed", "kpis": {"cost": 1.25, "emissions": None}, "mlflow_url": None})
+    run_id = track(base, args.job_id, config.get("metadata", {}).get("experiment_name", "upstream"), {"steps": steps}, {"cost": 1.25})
+    write_json(result_file, {"status": "completed", "kpis": {"cost": 1.25, "emissions": None}, "mlflow_run_id": run_id})
     log("INFO", f"Experiment finished: {sim.get('last_words', 'done')}")
     return 0
 

@@ -1,0 +1,74 @@
+"""Find a job's MLflow run in the platform's MLflow server, over its REST API (no mlflow package).
+
+Why by tag and from the server: both OPEVA's image and the reference simulator tag their run
+``opeva.job_id = <job id>``; the job's own ``job_info.json`` is written by user code and is not
+trusted for a link the API hands out. MLflow has no per-job credentials, so a hostile job could
+still tag a run of its own with another job's id: among the runs carrying the tag the earliest
+one that started after the job did is taken, and the link says which run it is (docs/mlflow.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+API = "/api/2.0/mlflow"
+TIMEOUT_SECONDS = 3.0
+MAX_EXPERIMENTS = 1000  # one page of experiments/search; older ones are not looked in
+
+
+class MlflowUnavailable(RuntimeError):
+    """The server did not answer, or answered something unexpected."""
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        response = client.post(f"{API}/{path}", json=body)
+    except httpx.HTTPError as exc:
+        raise MlflowUnavailable(f"MLflow does not answer: {exc}") from exc
+    if response.status_code >= 400:
+        raise MlflowUnavailable(f"MLflow {path}: HTTP {response.status_code} {response.text[:200]}")
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise MlflowUnavailable(f"MLflow {path}: not JSON") from exc
+
+
+def _quoted(value: str) -> str:
+    if "'" in value or "\\" in value:
+        raise ValueError("a job id has no quotes")
+    return f"'{value}'"
+
+
+def find_run(tracking_url: str, ui_url: str, job_id: str, not_before_ms: int = 0) -> dict[str, Any] | None:
+    """``{run_id, experiment_id, run_name, status, url, ...}`` of the job's run, or None."""
+    with httpx.Client(base_url=tracking_url.rstrip("/"), timeout=TIMEOUT_SECONDS) as client:
+        experiments = _post(client, "experiments/search", {"max_results": MAX_EXPERIMENTS, "order_by": ["last_update_time DESC"]})
+        ids = [e["experiment_id"] for e in experiments.get("experiments", []) if isinstance(e, dict) and "experiment_id" in e]
+        if not ids:
+            return None
+        found = _post(client, "runs/search", {
+            "experiment_ids": ids, "filter": f"tags.`opeva.job_id` = {_quoted(job_id)}",
+            "order_by": ["attributes.start_time ASC"], "max_results": 20,
+        })
+    runs = [r.get("info", {}) | {"data": r.get("data", {})} for r in found.get("runs", []) if isinstance(r, dict)]
+    runs = [r for r in runs if int(r.get("start_time") or 0) >= not_before_ms] or []
+    if not runs:
+        return None
+    run = runs[0]
+    data = run.get("data") or {}
+    experiment_id, run_id = str(run.get("experiment_id")), str(run.get("run_id"))
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "run_name": run.get("run_name"),
+        "status": run.get("status"),
+        "start_time": run.get("start_time"),
+        "end_time": run.get("end_time"),
+        "params": len(data.get("params") or []),
+        "metrics": len(data.get("metrics") or []),
+        "url": f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}",
+        "tracking_uri": tracking_url,
+        "runs_with_this_tag": len(runs),
+    }
