@@ -49,7 +49,7 @@ const row = (page, name) => rows(page).filter({ hasText: name });
 async function rowStatus(page, name) {
   const r = row(page, name);
   if (!(await r.count())) return null;
-  return (await r.first().locator('.status-pill').innerText()).trim();
+  return (await r.first().locator('.status-pill').textContent()).trim();
 }
 
 /** The job's id, read from its row (the row shows the display name and the id). */
@@ -87,7 +87,15 @@ async function launch(page, { config, jobName, host = 'local' }) {
   await picker.click();
   await picker.fill(config);
   await modal.getByRole('listbox', { name: 'Experiment Config options' }).getByRole('button', { name: config, exact: true }).click({ timeout: 10000 });
-  await modal.getByPlaceholder('Custom job name').fill(jobName);
+  // The UI pre-fills the name from the config it loads after the pick; type ours once it has.
+  const nameInput = modal.getByPlaceholder('Custom job name');
+  await until(async () => (await nameInput.inputValue()) !== '', 10, 'the job name pre-filled from the config').catch(() => {});
+  await sleep(800);
+  await until(async () => {
+    if ((await nameInput.inputValue()) !== jobName) await nameInput.fill(jobName);
+    await sleep(800);
+    return (await nameInput.inputValue()) === jobName;
+  }, 15, `job name ${jobName} kept`);
   await modal.getByRole('button', { name: /^next$/i }).click();
   const hostButton = modal.locator('.run-host-option', { has: page.locator('strong', { hasText: new RegExp(`^${host}$`, 'i') }) });
   await hostButton.first().click({ timeout: 10000 });
@@ -144,6 +152,8 @@ const dsName = (tag) => `eui_built_${tag}`;
 const upName = (tag) => `eui_upload_${tag}`;
 
 const FINISH = ['finished', 'completed'];
+// A log line as the simulator writes it: loguru's `... | INFO | ...` (upstream) or `[INFO] ...`.
+const LOG_LINE = /(\|\s*(INFO|DEBUG|WARNING|SUCCESS|ERROR)\s*\||\[(INFO|DEBUG|WARNING|ERROR)\])/;
 
 export const journeys = [
   // -- signing in ---------------------------------------------------------------------
@@ -272,8 +282,9 @@ export const journeys = [
   { name: 'run: the launched job finishes with progress 100%', needs: ['run: launch eui_quick.yaml on local, its row appears'], timeout: 420, run: async (page, { tag }) => {
     await jobsPage(page);
     await waitStatus(page, quick(tag), FINISH, 400);
-    const pct = (await row(page, quick(tag)).first().locator('td').nth(3).innerText()).trim();
-    if (!pct.startsWith('100')) throw new Error(`progress column shows "${pct}"`);
+    let pct = '';
+    await until(async () => { pct = (await row(page, quick(tag)).first().locator('td').nth(3).innerText()).trim(); return pct.startsWith('100'); }, 20, 'progress 100%')
+      .catch(() => { throw new Error(`progress column shows "${pct}"`); });
   } },
   { name: 'run: a config created in the UI runs to finished', needs: ['configs: create a config in the YAML editor'], timeout: 420, run: async (page, { tag }) => {
     await launch(page, { config: `eui_created_${tag}.yaml`, jobName: second(tag) });
@@ -308,14 +319,14 @@ export const journeys = [
     const done = statusOpts.find((s) => FINISH.includes(s.trim()));
     if (!done) throw new Error(`status filter offers ${statusOpts.join(', ')}`);
     await selects.nth(0).selectOption(done.trim());
-    await until(async () => (await row(page, quick(tag)).count()) > 0 && (await page.locator('.jobs-table .status-pill').allInnerTexts()).every((s) => s.trim() === done.trim()), 10, `only ${done} rows`);
+    await until(async () => (await row(page, quick(tag)).count()) > 0 && (await page.locator('.jobs-table .status-pill').allTextContents()).every((s) => s.trim() === done.trim()), 10, `only ${done} rows`);
     await selects.nth(0).selectOption('all');
     const hostOpts = await selects.nth(1).locator('option').allInnerTexts();
     if (!hostOpts.map((h) => h.trim().toLowerCase()).includes('local')) throw new Error(`host filter offers ${hostOpts.join(', ')}`);
     await selects.nth(1).selectOption({ label: hostOpts.find((h) => h.trim().toLowerCase() === 'local') });
     await until(async () => (await row(page, quick(tag)).count()) > 0, 10, `${quick(tag)} under host local`);
     await selects.nth(1).selectOption('all');
-    await page.getByLabel('Submitted by').selectOption('Tiago Fonseca');
+    await page.locator('select[aria-label="Submitted by"]').selectOption('Tiago Fonseca');
     await until(async () => (await row(page, quick(tag)).count()) > 0, 10, `${quick(tag)} under Tiago Fonseca`);
   } },
 
@@ -327,7 +338,7 @@ export const journeys = [
     await page.getByRole('button', { name: `Open logs for ${id}` }).click();
     const modal = page.locator('.modal', { hasText: `Logs: ` });
     await modal.waitFor({ timeout: 10000 });
-    await until(async () => /\|\s*(INFO|DEBUG|WARNING|SUCCESS)\s*\|/.test(await modal.locator('.modal-body').innerText()), 20, 'log lines in the modal')
+    await until(async () => LOG_LINE.test(await modal.locator('.modal-body').innerText()), 20, 'log lines in the modal')
       .catch(async (e) => { throw new Error(`${e.message}; modal shows: ${(await modal.locator('.modal-body').innerText()).replace(/\s+/g, ' ').slice(0, 160)}`); });
   } },
   { name: 'logs: Download saves the complete log file', needs: ['run: the launched job finishes with progress 100%'], run: async (page, { tag }) => {
@@ -337,10 +348,10 @@ export const journeys = [
     await page.getByRole('button', { name: `Open logs for ${id}` }).click();
     const modal = page.locator('.modal', { hasText: 'Logs: ' });
     await modal.waitFor({ timeout: 10000 });
-    await until(async () => (await modal.locator('.modal-body').innerText()).includes('|'), 20, 'log text');
+    await until(async () => LOG_LINE.test(await modal.locator('.modal-body').innerText()), 20, 'log text');
     const { name, bytes } = await readDownload(page, () => modal.getByRole('button', { name: /^download$/i }).click());
     const text = bytes.toString();
-    if (!/\|\s*INFO\s*\|/.test(text)) throw new Error(`downloaded ${name} (${bytes.length} bytes) has no log lines: ${text.slice(0, 100)}`);
+    if (!LOG_LINE.test(text)) throw new Error(`downloaded ${name} (${bytes.length} bytes) has no log lines: ${text.slice(0, 100)}`);
   } },
 
   // -- job detail -------------------------------------------------------------------------
@@ -350,7 +361,7 @@ export const journeys = [
     await hero.waitFor({ timeout: 10000 });
     const text = (await page.locator('.job-overview-shell').innerText()).replace(/\s+/g, ' ');
     for (const want of [quick(tag), id, 'Tiago Fonseca']) if (!text.includes(want)) throw new Error(`overview lacks "${want}": ${text.slice(0, 200)}`);
-    const status = (await hero.locator('.status-pill').innerText()).trim();
+    const status = (await hero.locator('.status-pill').textContent()).trim();
     if (!FINISH.includes(status)) throw new Error(`status pill shows "${status}"`);
   } },
   { name: 'detail: Configurations opens the experiment config the job ran', needs: ['run: the launched job finishes with progress 100%'], run: async (page, { tag }) => {
@@ -373,8 +384,8 @@ export const journeys = [
     await detail(page, quick(tag));
     await page.locator('.job-subtab', { hasText: 'KPIs' }).click();
     const panel = page.locator('.job-kpis-panel');
-    await until(async () => (await panel.locator('.kpi-layout').count()) > 0 || (await panel.locator('.empty-state, [class*="empty"]').count()) > 0, 30, 'KPIs or an empty state')
-      .catch((e) => { throw e; });
+    await until(async () => (await panel.locator('.kpi-layout').count()) > 0 || !(await panel.locator('.datasets-loader-preview').count()), 30, 'KPIs loaded');
+    await sleep(1000);
     if (!(await panel.locator('.kpi-layout').count())) throw new Error(`KPIs tab shows: ${(await panel.innerText()).replace(/\s+/g, ' ').slice(0, 160)}`);
   } },
   { name: 'detail: the Timeseries tab draws a chart', needs: ['run: the launched job finishes with progress 100%'], timeout: 90, run: async (page, { tag }) => {
@@ -399,7 +410,9 @@ export const journeys = [
       const t = await page.locator('.page').innerText();
       if (/Could not load KPI payload|No comparable KPIs/.test(t)) throw fatal(`compare page shows: ${t.replace(/\s+/g, ' ').match(/(Could not load KPI payload|No comparable KPIs)[^.]*/)[0]}`);
       return (await page.getByRole('columnheader').allInnerTexts()).join(' ').includes(ids[0]);
-    }, 30, 'a KPI table with both jobs as columns');
+    }, 30, 'a KPI table with both jobs as columns').catch(async (e) => {
+      throw new Error(`${e.message}; page shows: ${(await page.locator('.page').innerText()).replace(/\s+/g, ' ').slice(0, 200)}`);
+    });
   } },
 
   // -- running job: ETA, logs, stop --------------------------------------------------------
@@ -506,7 +519,7 @@ export const journeys = [
     await row(page, quick(tag)).first().waitFor({ timeout: 20000 });
     await row(page, quick(tag)).first().click();
     await dragRowTo(page, quick(tag), `Studies ${tag}`);
-    await expectToast(page, 'Jobs organized').catch(() => {});
+    await expectToast(page, 'organized');
     await until(async () => !(await row(page, quick(tag)).count()), 15, `${quick(tag)} gone from General`);
     await page.reload();
     await openTab(page, `Studies ${tag}`);
@@ -543,7 +556,7 @@ export const journeys = [
     await jobsPage(page);
     await openTab(page, `Studies ${tag}`);
     await page.getByRole('button', { name: `Delete Studies ${tag}` }).click();
-    await confirm(page, 'Delete folder', 'Delete');
+    await confirm(page, 'Delete folder', 'Delete folder');
     await expectToast(page, 'Folder deleted');
     await page.reload();
     await page.getByRole('heading', { name: 'Jobs', exact: true, level: 1 }).waitFor({ timeout: 15000 });
@@ -558,12 +571,12 @@ export const journeys = [
     await waitStatus(page, second(tag), FINISH, 60);
     const id = await rowJobId(page, second(tag));
     await page.getByRole('button', { name: `Delete ${id}` }).click();
-    await confirm(page, 'Delete', 'Delete');
+    await confirm(page, 'Delete job', 'Delete');
     await expectToast(page, 'Job deleted');
     await page.reload();
     await page.getByRole('heading', { name: 'Jobs', exact: true, level: 1 }).waitFor({ timeout: 15000 });
     await sleep(2000);
-    if (await row(page, second(tag)).count()) throw new Error(`${second(tag)} still listed after reload`);
+    if (await page.getByRole('button', { name: `Delete ${id}` }).count()) throw new Error(`${second(tag)} (${id}) still listed after reload`);
   } },
 
   // -- datasets -----------------------------------------------------------------------------

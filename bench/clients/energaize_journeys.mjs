@@ -64,16 +64,26 @@ const TOAST_SPY = () => {
   new MutationObserver(() => {
     document.querySelectorAll('.toast.toast-error:not([data-seen])').forEach((el) => {
       el.setAttribute('data-seen', '1');
-      window.__errorToasts.push(el.innerText.replace(/\s+/g, ' ').trim().slice(0, 200));
+      const text = el.innerText.replace(/\s+/g, ' ').trim().slice(0, 200);
+      // "Job x status changed queued -> failed" is the UI's job-watch notice, not an API error:
+      // the journey that waits for that job judges its status itself.
+      if (!/status changed/.test(text)) window.__errorToasts.push(text);
     });
   }).observe(document, { childList: true, subtree: true });
 };
 
 const failed = new Set();
 
-async function runOne(contexts, j) {
-  const context = contexts[j.user || 'manager'];
-  const page = await context.newPage();
+async function runOne(session, j) {
+  let page;
+  try {
+    page = await session.contexts[j.user || 'manager'].newPage();
+  } catch (e) {
+    // Chromium went away (it happens under memory pressure on a shared machine): start it again.
+    console.log(`      (browser restarted: ${String(e.message).split('\n')[0]})`);
+    await session.restart();
+    page = await session.contexts[j.user || 'manager'].newPage();
+  }
   const log = { crash: [], console: [], requests: [], seen: [] };
   watch(page, log);
   const crashed = new Promise((_, rej) => page.on('pageerror', (e) => rej(new Error(`page crashed (uncaught ${String(e.message || e).split('\n')[0].slice(0, 160)})`))));
@@ -85,7 +95,7 @@ async function runOne(contexts, j) {
     if (blocker) throw new Error(`not run: needs "${blocker}", which failed`);
     let timer;
     await Promise.race([
-      j.run(page, { UI, MODE, prepared, state: STATE, tag: { cross: 'x', proxy: 'p', 'proxy-hosts': 'h' }[MODE] || 'z' }),
+      j.run(page, { UI, MODE, prepared, state: STATE, tag: args.tag || { cross: 'x', proxy: 'p', 'proxy-hosts': 'h' }[MODE] || 'z' }),
       crashed,
       new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`journey timed out after ${j.timeout || 60} s`)), (j.timeout || 60) * 1000); }),
     ]).finally(() => clearTimeout(timer));
@@ -122,7 +132,7 @@ async function loggedIn(browser, user) {
   return context;
 }
 
-async function main() {
+async function launchBrowser() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -133,16 +143,25 @@ async function main() {
       '--proxy-server=http://127.0.0.1:9', '--proxy-bypass-list=127.0.0.1;localhost'],
   });
   const contexts = { manager: await loggedIn(browser, USERS.manager), community: await loggedIn(browser, USERS.community) };
+  return { browser, contexts };
+}
+
+async function main() {
+  const session = await launchBrowser();
+  session.restart = async () => {
+    await session.browser.close().catch(() => {});
+    Object.assign(session, await launchBrowser());
+  };
   const results = [];
   for (const j of journeys) {
-    if (args.only && !j.name.includes(args.only)) continue;
-    const r = await runOne(contexts, j);
+    if (args.only && !new RegExp(args.only).test(j.name)) continue;
+    const r = await runOne(session, j);
     results.push(r);
     if (!r.ok) failed.add(r.name);
     console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name} (${r.seconds} s)${r.ok ? '' : ' - ' + r.reason}${r.ui_blocked && !r.ok ? ' [UI: ' + r.ui_blocked + ']' : ''}`);
     if (!r.ok) for (const x of [...r.requests, ...r.console].slice(0, 5)) console.log(`      ${x}`);
   }
-  await browser.close();
+  await session.browser.close().catch(() => {});
   const blocked = results.filter((r) => r.ui_blocked);
   const verdict = {
     client: `energaize-${MODE}`, passed: results.filter((r) => r.ok).length, total: results.length,

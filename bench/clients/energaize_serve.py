@@ -178,7 +178,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.proxy == bool(a.api_port):
         ap.error("give exactly one of --api-port (cross-origin) or --proxy (same-origin)")
-    client = httpx.Client(timeout=httpx.Timeout(60.0, read=None))
+    # No keep-alive: a pooled connection uvicorn has closed answers "disconnected" (a 502 that
+    # is ours, not the API's).
+    client = httpx.Client(timeout=httpx.Timeout(60.0, read=None), limits=httpx.Limits(max_keepalive_connections=0))
     backend = a.backend.rstrip("/")
     UIHandler.build, UIHandler.backend, UIHandler.client, UIHandler.proxy = a.build.resolve(), backend, client, a.proxy
     UIHandler.reshape_hosts = a.reshape_hosts
