@@ -93,7 +93,10 @@ if has postman; then
 fi
 if has ui; then
   echo "== OPEVA UI journeys (chromium) =="
-  python3 "$HERE/ui_serve.py" --build "$BUILD" --backend "$API" --port "$UI_PORT" > "$STATE/ui-serve.log" 2>&1 &
+  # Once the root follows today's contract, ai-manager-ui's 2025 shapes live under /ai-manager-ui.
+  UI_BACKEND="$API"; curl -sf "$API/ai-manager-ui/hosts" >/dev/null && UI_BACKEND="$API/ai-manager-ui"
+  echo "ai-manager-ui proxies to $UI_BACKEND"
+  python3 "$HERE/ui_serve.py" --build "$BUILD" --backend "$UI_BACKEND" --port "$UI_PORT" > "$STATE/ui-serve.log" 2>&1 &
   UI_PID=$!
   for _ in $(seq 30); do curl -sf "http://127.0.0.1:$UI_PORT/" >/dev/null && break; sleep 0.5; done
   timeout 1800 node "$HERE/ui_journeys.mjs" --ui "http://127.0.0.1:$UI_PORT" --state "$STATE" --out "$VERDICTS"
