@@ -55,17 +55,39 @@ def journey_at(results: list[dict], t: float) -> str | None:
     return None
 
 
+def _simple(method: str, ctype: str) -> bool:
+    """A request the browser sends cross-origin without a preflight (CORS "simple")."""
+    return method in ("GET", "HEAD", "POST") and ctype in ("", "multipart/form-data", "text/plain", "application/x-www-form-urlencoded")
+
+
 def build(record: Path, results_file: Path, ui_origin: str) -> dict:
+    """Entries from the cross-origin relay's recording and, for the requests CORS stopped there,
+    from the same-origin run's journeys (``energaize-results-proxy*.json`` next to ``results_file``:
+    the requests the page sent, with their bodies' shapes)."""
     results = json.loads(results_file.read_text()) if results_file.exists() else []
-    rows = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in record.read_text().splitlines() if line.strip()] if record.exists() else []
+    for extra in sorted(results_file.parent.glob("energaize-results-proxy*.json")):
+        for journey in json.loads(extra.read_text()):
+            for seen in journey.get("seen", []):
+                if seen.get("status") == "failed" or "content_type" not in seen:
+                    continue
+                path, _, query = seen["path"].partition("?")
+                ctype = seen["content_type"]
+                headers = {"origin": ui_origin, **({"content-type": ctype} if ctype else {})}
+                if seen["method"] == "GET" and seen.get("answer_type") in ("application/zip", "application/octet-stream") and not ctype:
+                    headers = {}  # a download link: a navigation, which sends no Origin
+                rows.append({"t": None, "journey": journey["name"], "method": seen["method"], "path": path, "query": query,
+                             "headers": headers, "body": seen["body"], "status": seen["status"], "answer_type": seen.get("answer_type", ""),
+                             "source": "same-origin run"})
     entries: dict[tuple, dict] = {}
     preflights: dict[tuple, dict] = {}
     for row in rows:
         route = template(row["path"])
-        headers = {k: (v.replace(ui_origin, "{ui_origin}") if k == "origin" else v) for k, v in row["headers"].items()}
+        headers = {k: (v.replace(ui_origin, "{ui_origin}") if k == "origin" else v) for k, v in row["headers"].items() if k != "accept"}
         if row["method"] == "OPTIONS" and "access-control-request-method" in headers:
             key = (headers["access-control-request-method"], route)
-            preflights[key] = {"headers": headers, "recorded_status": row["status"]}
+            preflights[key] = {"headers": headers, "recorded_status": row["status"], "source": "recorded",
+                               "_query_keys": sorted({kv.split("=", 1)[0] for kv in row["query"].split("&") if kv})}
             continue
         query_keys = sorted({kv.split("=", 1)[0] for kv in row["query"].split("&") if kv})
         ctype = headers.get("content-type", "")
@@ -74,19 +96,31 @@ def build(record: Path, results_file: Path, ui_origin: str) -> dict:
         key = (row["method"], route, tuple(query_keys), json.dumps(row["body"], sort_keys=True))
         entry = entries.setdefault(key, {
             "method": row["method"], "route": route, "query_keys": query_keys, "headers": headers,
-            "body_shape": row["body"], "recorded_status": row["status"], "answer_type": row["answer_type"],
-            "journeys": [],
+            "body_shape": row["body"], "recorded_status": {}, "answer_type": row["answer_type"], "journeys": [],
         })
-        name = journey_at(results, row["t"])
+        entry["recorded_status"][row.get("source", "cross-origin run")] = row["status"]
+        name = row.get("journey") or (journey_at(results, row["t"]) if row["t"] else None)
         if name and name not in entry["journeys"]:
             entry["journeys"].append(name)
+    for (method, route), pre in preflights.items():  # preflighted, never sent, not seen same-origin either
+        if not any(e["method"] == method and e["route"] == route for e in entries.values()):
+            entries[(method, route, tuple(pre["_query_keys"]), "null")] = {
+                "method": method, "route": route, "query_keys": pre["_query_keys"], "headers": {"origin": "{ui_origin}", "content-type": "application/json"},
+                "body_shape": None, "recorded_status": {}, "answer_type": "", "journeys": []}
     out = []
     for (method, route, _q, _b), entry in sorted(entries.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2], kv[0][3])):
-        entry["preflight"] = preflights.get((method, route))
+        pre = dict(preflights.get((method, route)) or {}) or None
+        if pre:
+            pre.pop("_query_keys", None)
+        if pre is None and not _simple(method, entry["headers"].get("content-type", "")) and "origin" in entry["headers"]:
+            pre = {"headers": {"origin": "{ui_origin}", "access-control-request-method": method,
+                               "access-control-request-headers": "content-type"}, "source": "derived (the browser preflights it)"}
+        entry["preflight"] = pre
         out.append(entry)
     return {
-        "about": "Every request energaize_ui 3111ff7 sent in bench/clients/energaize_journeys.mjs (cross-origin run), "
-                 "recorded by energaize_serve.py's relay; values replaced by placeholders. Regenerate with "
+        "about": "Every request energaize_ui 3111ff7 sent in bench/clients/energaize_journeys.mjs: the cross-origin run "
+                 "(recorded by energaize_serve.py's relay, preflights included) and, where CORS stopped the request, the "
+                 "same-origin run (recorded by the page); values replaced by placeholders. Regenerate with "
                  "UPDATE_FIXTURE=1 CLIENTS=energaize bash bench/clients/run_all.sh.",
         "ui": "energaize_ui@3111ff7",
         "requests": out,

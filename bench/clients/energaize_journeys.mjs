@@ -36,6 +36,19 @@ function apiPath(url) {
   return u.origin !== UI ? u.pathname + u.search : null;
 }
 
+/** Field names and JSON types of a request body, never its values (multipart: the part names). */
+function bodyShape(request, ctype) {
+  const data = request.postData();
+  if (!data) return null;
+  if (ctype.startsWith('multipart/form-data')) return { multipart: [...new Set([...data.matchAll(/name="([^"]+)"/g)].map((m) => m[1]))].sort() };
+  try { return shape(JSON.parse(data)); } catch { return `${data.length} bytes ${ctype || 'no content-type'}`; }
+}
+function shape(v) {
+  if (Array.isArray(v)) return v.length ? [shape(v[0])] : [];
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]));
+  return v === null ? 'null' : typeof v === 'number' ? 'number' : typeof v === 'boolean' ? 'bool' : typeof v === 'string' ? 'string' : typeof v;
+}
+
 function watch(page, log) {
   page.on('pageerror', (e) => log.crash.push(String(e.message || e).split('\n')[0].slice(0, 200)));
   page.on('console', (m) => {
@@ -50,7 +63,10 @@ function watch(page, log) {
   page.on('response', async (r) => {
     const p = apiPath(r.url());
     if (!p) return;
-    log.seen.push({ method: r.request().method(), path: p, status: r.status(), t: Date.now() });
+    const q = r.request();
+    const ctype = (q.headers()['content-type'] || '');
+    log.seen.push({ method: q.method(), path: p, status: r.status(), t: Date.now(), content_type: ctype.split(';')[0], body: bodyShape(q, ctype),
+      answer_type: (r.headers()['content-type'] || '').split(';')[0] });
     if (r.status() < 400) return;
     let body = '';
     try { body = (await Promise.race([r.text(), new Promise((res) => setTimeout(() => res(''), 2000))])).replace(/\s+/g, ' ').slice(0, 140); } catch { /* body gone */ }

@@ -29,6 +29,7 @@ REQUESTS = FIXTURE["requests"]
 UI_ORIGIN = "http://energaize-ui.test:3000"
 OWNER = "Tiago Fonseca"  # the UI sends its signed-in user's name as owner and submitted_by
 SITE = "eui_site"
+OFFLINE = "offline"  # the tier's host with no worker: jobs submitted there stay queued
 
 
 # -- what the UI reads in each answer ---------------------------------------------------------
@@ -140,7 +141,7 @@ def http(cors_api) -> Iterator[Any]:
         yield client
 
 
-CONFIG_TEXT = "metadata:\n  experiment_name: eui-contract\n  run_name: r1\nalgorithm:\n  name: rule_based\nsimulation:\n  buildings: 2\n  days: 2\n"
+CONFIG_TEXT = "metadata:\n  experiment_name: eui-contract\n  run_name: r1\nexperiment:\n  name: eui-contract\n  run_name: r1\nalgorithm:\n  name: rule_based\nsimulation:\n  buildings: 2\n  days: 2\n"
 
 
 def _dataset_folder(storage, name: str) -> None:
@@ -163,7 +164,7 @@ def world(http, storage, mongo_module) -> dict[str, str]:
     db["schema"].insert_one({"_id": "schema", "schema": {"buildings": {"R-H-01": {"include": True}}}})
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     db["building_R-H-01"].insert_many([{"timestamp": now - dt.timedelta(minutes=15 * i), "non_shiftable_load": 0.5} for i in range(8)])
-    job = http.post("/run-simulation", json={"config_path": "eui_contract.yaml", "target_host": "offline", "job_name": "eui-contract"})
+    job = http.post("/run-simulation", json={"config_path": "eui_contract.yaml", "target_host": OFFLINE, "job_name": "eui-contract"})
     assert job.status_code == 200, job.text
     job_id = job.json()["job_id"]
     out = storage.job(job_id).simulation_data_dir / "s1"
@@ -190,7 +191,7 @@ QUERY = {"owner": OWNER, "tail_lines": "400", "offset": "0", "max_bytes": "26214
 
 
 def _fresh_job(http, **extra) -> str:
-    r = http.post("/run-simulation", json={"config_path": "eui_contract.yaml", "target_host": "offline",
+    r = http.post("/run-simulation", json={"config_path": "eui_contract.yaml", "target_host": OFFLINE,
                                            "job_name": f"eui-{uuid.uuid4().hex[:6]}", "submitted_by": OWNER, **extra})
     assert r.status_code == 200, f"setup: submit answered {r.status_code} {r.text[:200]}"
     return r.json()["job_id"]
