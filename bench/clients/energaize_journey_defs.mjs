@@ -675,11 +675,17 @@ export const journeys = [
 
   // -- deploy (the serving side; the inference issue owns it) ---------------------------------
   { name: 'deploy: the Deploy page lists inference targets and bundles', run: async (page) => {
+    // The page shows no error of its own when its lists fail to load (it renders them empty),
+    // so its two list requests are judged too.
+    const bad = [];
+    page.on('requestfailed', (r) => { if (/\/deploy\/(inferences|bundles)$/.test(new URL(r.url()).pathname)) bad.push(`${new URL(r.url()).pathname} ${r.failure()?.errorText}`); });
+    page.on('response', (r) => { if (/\/deploy\/(inferences|bundles)$/.test(new URL(r.url()).pathname) && r.status() >= 400) bad.push(`${new URL(r.url()).pathname} ${r.status()}`); });
     await page.goto('/app/ai/deploy');
     await page.locator('.page').first().waitFor({ timeout: 15000 });
     await sleep(4000);
     const text = (await page.locator('.page').first().innerText()).replace(/\s+/g, ' ');
     if (/Request failed|Failed to fetch|Not Found/i.test(text)) throw new Error(`page shows: ${text.match(/.{0,60}(Request failed|Failed to fetch|Not Found).{0,60}/i)[0]}`);
+    if (bad.length) throw new Error(`the target and bundle lists did not load: ${bad.join(', ')}`);
   } },
 
   // -- the community user ---------------------------------------------------------------------

@@ -171,6 +171,11 @@ def world(http, storage, mongo_module) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "exported_kpis.csv").write_text("kpi,community\ncost_total,0.9\n")
     (out / "exported_data_building_1.csv").write_text("timestamp,net_electricity_consumption\n2026-01-01T00:00:00,1.0\n")
+    # What the simulator leaves behind (jobs never run in this tier): its log and resolved config.
+    paths = storage.job(job_id)
+    paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.log_file.write_text("2026-01-01 00:00:00 | INFO | episode 1/1 done\n")
+    paths.resolved_config_file.write_text(CONFIG_TEXT)
     tags = http.get("/job-images/versions").json().get("tags") or [{"name": "latest"}]
     return {"job_id": job_id, "config": "eui_contract.yaml", "dataset": "eui-contract-ds", "site": SITE,
             "image_tag": tags[0]["name"] if isinstance(tags[0], dict) else str(tags[0])}
