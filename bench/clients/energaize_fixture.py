@@ -107,6 +107,14 @@ def build(record: Path, results_file: Path, ui_origin: str) -> dict:
             entries[(method, route, tuple(pre["_query_keys"]), "null")] = {
                 "method": method, "route": route, "query_keys": pre["_query_keys"], "headers": {"origin": "{ui_origin}", "content-type": "application/json"},
                 "body_shape": None, "recorded_status": {}, "answer_type": "", "journeys": []}
+    # A request recorded without its body (stopped by CORS before it was sent, or a body the relay
+    # could not read) is the same request as its sibling recorded with one.
+    for key in [k for k in entries if k[3] == "null"]:
+        siblings = [k for k in entries if k[:3] == key[:3] and k[3] != "null"]
+        if siblings:
+            gone = entries.pop(key)
+            entries[siblings[0]]["recorded_status"].update(gone["recorded_status"])
+            entries[siblings[0]]["journeys"] += [j for j in gone["journeys"] if j not in entries[siblings[0]]["journeys"]]
     out = []
     for (method, route, _q, _b), entry in sorted(entries.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2], kv[0][3])):
         pre = dict(preflights.get((method, route)) or {}) or None

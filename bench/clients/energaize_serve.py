@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -46,14 +47,7 @@ def body_shape(data: bytes | None, content_type: str) -> object:
         except ValueError:
             return "unparsable json"
     if content_type.startswith("multipart/form-data"):
-        names = []
-        for part in data.split(b"\r\n\r\n")[:-1]:
-            head = part.rsplit(b"\r\n--", 1)[-1] if b"Content-Disposition" in part else b""
-            for token in head.split(b";"):
-                token = token.strip()
-                if token.startswith(b"name="):
-                    names.append(token[5:].strip(b'"').decode(errors="replace"))
-        return {"multipart": sorted(set(names))}
+        return {"multipart": sorted({m.decode(errors="replace") for m in re.findall(rb'Content-Disposition: form-data; name="([^"]+)"', data)})}
     return f"{len(data)} bytes {content_type or 'no content-type'}"
 
 
