@@ -248,9 +248,9 @@ def body_for(entry: dict, v: dict) -> tuple[dict | None, dict | None]:
         ("POST", "/job/{job_id}/archive"): {"owner": OWNER},
         ("POST", "/job/{job_id}/restore"): {"owner": OWNER},
         ("POST", "/ops/jobs/{job_id}/stop"): {"reason": "ops_stop"},
-        ("POST", "/ops/jobs/{job_id}/requeue"): {},
-        ("POST", "/ops/jobs/{job_id}/fail"): {},
-        ("POST", "/ops/jobs/{job_id}/cancel"): {},
+        ("POST", "/ops/jobs/{job_id}/requeue"): {"force": False, "preferred_host": None, "require_host": None},
+        ("POST", "/ops/jobs/{job_id}/fail"): {"reason": "ops_fail", "force": False},
+        ("POST", "/ops/jobs/{job_id}/cancel"): {"reason": "ops_cancel", "force": False},
         ("POST", "/simulation-data/index"): {"job_id": v["job_id"], "session": "latest"},
         ("POST", "/simulation-data/file"): {"job_id": v["job_id"], "session": "s1", "relative_path": "exported_kpis.csv"},
     }
