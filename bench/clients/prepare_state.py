@@ -23,6 +23,8 @@ What and why:
 - datasets/: ``okkokoko`` (Postman downloads it), ``adeusola2`` (Postman deletes it),
   ``ui-dataset-a``/``ui-dataset-b`` (the UI downloads one, deletes the other): small
   CityLearn folders.
+- energaize_ui's journeys: ``eui_quick.yaml``/``eui_long.yaml`` (the same runs, named by
+  ``metadata`` as that UI reads them) and ``eui-dataset-a`` (downloaded).
 - ``<state>/sample-dataset.zip``: the zip Postman's "Upload Dataset (ZIP)" sends (the
   collection points at /tmp/sample-dataset.zip; postman.py points it here instead).
 """
@@ -115,6 +117,11 @@ CONFIGS = {
     "demo.yaml": "experiment:\n  name: demo\n  run_name: by-path\n",
     "ui_quick.yaml": "experiment:\n  name: ui-quick\n  run_name: r1\nalgorithm:\n  name: rule_based\nsimulation:\n  buildings: 3\n  days: 7\n",
     "ui_long.yaml": "experiment:\n  name: ui-long\n  run_name: r1\nalgorithm:\n  name: q_learning\nepisodes: 400\nsimulation:\n  buildings: 5\n  days: 120\n",
+    # energaize_ui names a job metadata.experiment_name + "-" + metadata.run_name.
+    "eui_quick.yaml": "metadata:\n  experiment_name: eui-quick\n  run_name: r1\nexperiment:\n  name: eui-quick\n  run_name: r1\n"
+                      "algorithm:\n  name: rule_based\nsimulation:\n  buildings: 3\n  days: 7\n",
+    "eui_long.yaml": "metadata:\n  experiment_name: eui-long\n  run_name: r1\nexperiment:\n  name: eui-long\n  run_name: r1\n"
+                     "algorithm:\n  name: q_learning\nepisodes: 400\nsimulation:\n  buildings: 5\n  days: 120\n",
 }
 
 
@@ -132,7 +139,7 @@ def prepare_files(data_dir: Path, state_dir: Path) -> None:
     configs.mkdir(parents=True, exist_ok=True)
     for name, text in CONFIGS.items():
         (configs / name).write_text(text)
-    for name in ("okkokoko", "adeusola2", "ui-dataset-a", "ui-dataset-b"):
+    for name in ("okkokoko", "adeusola2", "ui-dataset-a", "ui-dataset-b", "eui-dataset-a"):
         _citylearn_folder(data_dir / "datasets" / name)
     src = state_dir / "zip-src"
     _citylearn_folder(src)
@@ -151,7 +158,7 @@ def main() -> None:
     info = prepare_mongo(a.mongo_uri, dt.datetime.now(UTC))
     prepare_files(a.data_dir, a.state_dir)
     (a.state_dir / "prepared.json").write_text(json.dumps(info))
-    print(f"prepared: 2 sites ({info['documents']} documents), {len(CONFIGS)} configs, 4 datasets, sample-dataset.zip")
+    print(f"prepared: 2 sites ({info['documents']} documents), {len(CONFIGS)} configs, 5 datasets, sample-dataset.zip")
 
 
 if __name__ == "__main__":
