@@ -294,6 +294,10 @@ async def setup(
         for host in hosts.hosts:
             use_docker = docker_available(host.docker_url) if docker is None else docker
             types[host.name] = await ensure_pool(client, host, docker=use_docker, image=settings.runtime_image, api_url=api_url)
+            if use_docker:  # the tag the UI offers on a fresh platform (deployments/reference_image.py)
+                from deployments.reference_image import ensure_reference_image
+
+                await asyncio.to_thread(ensure_reference_image, host, host.image or settings.runtime_image)
             for name in await ensure_deployments(client, host, docker=use_docker):
                 log.info("deployment %s on a %s pool", name, types[host.name])
     await ensure_zombie_automation()

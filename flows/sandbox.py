@@ -68,6 +68,7 @@ class SimulatorSpec:
     command: list[str] | None = None  # None: the image's own CMD
     limits: dict[str, Any] = field(default_factory=dict)  # mem_limit, nano_cpus, device_requests
     supervisor_id: str | None = None  # the supervisor's container id (for pid_mode)
+    mlflow_dir: str | None = None  # host path mounted read-write at <data_mount>/mlflow (upstream always writes there)
 
     @property
     def name(self) -> str:
@@ -101,6 +102,8 @@ class SimulatorSpec:
             "stdin_open": False,
             "tty": False,
         }
+        if self.mlflow_dir:  # the job's own, never shared: no job writes where another reads
+            kwargs["volumes"][self.mlflow_dir] = {"bind": f"{self.data_mount}/mlflow", "mode": "rw"}
         if self.supervisor_id:
             kwargs["pid_mode"] = f"container:{self.supervisor_id}"
         for key in ("mem_limit", "nano_cpus"):
@@ -131,7 +134,9 @@ def docker_client() -> docker.DockerClient:
 class SimulatorContainer:
     """One started simulator container: its output lines, its exit code, its stop."""
 
-    def __init__(self, client: docker.DockerClient, spec: SimulatorSpec) -> None:
+    def __init__(self, client: docker.DockerClient, spec: SimulatorSpec, before_start: Any = None) -> None:
+        """``before_start(container_id)`` runs between create and start (the job's files name the container
+        before the simulator can write them)."""
         self.client = client
         self.spec = spec
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -147,6 +152,8 @@ class SimulatorContainer:
             ) from None
         _remove_quietly(client, spec.name)  # a retry of the same job reuses the name
         self.container = client.containers.create(**spec.create_kwargs())
+        if before_start is not None:
+            before_start(self.container.id)
         self.container.start()
         threading.Thread(target=self._pump, daemon=True, name="sim-logs").start()
         threading.Thread(target=self._wait, daemon=True, name="sim-wait").start()

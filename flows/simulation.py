@@ -90,6 +90,15 @@ def _container_identity() -> tuple[str | None, str | None]:
     return (match.group(1), current_run.name) if match else (None, None)
 
 
+def _container_name(client, container_id: str | None) -> str | None:
+    if not container_id:
+        return None
+    try:
+        return client.api.inspect_container(container_id)["Name"].lstrip("/")
+    except Exception:  # the name is informative only
+        return None
+
+
 def _result_markdown(result: dict[str, Any]) -> str:
     metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items()) or "| (none) | |"
@@ -198,8 +207,10 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         "job_name": name,
         "config_path": storage.relative(cfg_file),
         "target_host": target_host,
-        "container_id": supervisor_id,
-        "container_name": supervisor_name,
+        "container_id": None,  # the simulator's container, once made (_run_in_container)
+        "container_name": None,
+        "supervisor_container_id": supervisor_id,
+        "supervisor_container_name": supervisor_name,
         "experiment_name": exp_name,
         "run_name": run_name,
         "submitted_by": submitted_by,
@@ -265,15 +276,22 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         **contract_env(job, data_dir=host.data_mount, job_dir=job_in, config_path=f"{host.data_mount}/{rel_cfg}", job_name=name),
         "HOME": "/tmp",
     }
+    mlflow_dir = job.dir / "mlflow"  # upstream makes <base>/mlflow/mlruns whatever its config says
+    mlflow_dir.mkdir(exist_ok=True)
     _chown_job_dir(job, host.run_as)
     spec = SimulatorSpec(
         image=image, job_id=job.job_id, flow_run_id=str(current_run.id), host=host.name, data_root=str(storage.root),
         data_mount=host.data_mount, job_dir=str(job.dir), run_as=host.run_as, env=env, command=args, limits=limits,
-        supervisor_id=supervisor_id,
+        supervisor_id=supervisor_id, mlflow_dir=str(mlflow_dir),
     )
     logger.info("[INFO] Job %s (attempt %s) on host %s: image %s, args %s", job.job_id, info["attempt"], host.name, image, " ".join(args))
+    def record(container_id: str) -> None:  # job_info names the container that runs the simulator
+        supervisor = _container_name(client, supervisor_id)
+        info.update(container_id=container_id, container_name=spec.name, supervisor_container_name=supervisor or info["supervisor_container_name"])
+        write_json_atomic(job.job_info_file, info)
+
     try:
-        container = SimulatorContainer(client, spec)
+        container = SimulatorContainer(client, spec, before_start=record)
     except SimulatorImageMissing as exc:
         logger.error("[ERROR] %s", exc)
         raise

@@ -36,6 +36,7 @@ hosts:
   - name: offline
     concurrency_limit: 1
     volumes: ["{data_dir}:{data_dir}"]
+    simulator_image: calof/opeva_simulator   # no worker here: its engine is out of reach, only the allow-list is checked
 """
 
 

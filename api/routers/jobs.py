@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 
-from api.deps import Gateway, Hosts, Storage
+from api.deps import Gateway, Hosts, Images, Settings, Storage
 from api.models import RunSimulationRequest
 from api.responses import JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, QueueItem, errors
 from api.security import CurrentUser, require_runtime_choice, submitter
@@ -20,13 +20,16 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 
 @router.post("/run-simulation", response_model=JobSubmitted, responses=errors(400, 404, 409, 413), summary="Launch a simulation job")
-async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, user: CurrentUser, idempotency_key: IdempotencyKey = None) -> JobSubmitted:
+async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, user: CurrentUser,
+                         catalog: Images, settings: Settings, idempotency_key: IdempotencyKey = None) -> JobSubmitted:
     """``config`` inline or ``config_path``; 404 for an unknown host, 409 when ``save_as`` names a
     different existing file, 422 for a config the reference simulator would refuse. With auth on,
-    ``submitted_by`` is the token's user, and ``command``/``image`` need a runner (else 403)."""
+    ``submitted_by`` is the token's user, and ``command``/``image`` need a runner (else 403). 400 when the
+    host may not run ``image``/``image_tag`` or its engine does not hold it (nothing is queued); the answer's
+    ``image`` is the image that will run."""
     require_runtime_choice(user, command=body.command, image=body.image)
     body.submitted_by = submitter(user, body.submitted_by)
-    return await jobs.submit_simulation(gateway, storage, hosts, body, idempotency_key)
+    return await jobs.submit_simulation(gateway, storage, hosts, body, idempotency_key, catalog, settings.runtime_image)
 
 
 @router.get("/status/{job_id}", response_model=JobStatusOut, responses=errors(404), summary="OPEVA status and Prefect state of a job")

@@ -18,6 +18,8 @@ from api.stopper import kill_now
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
 from core.hosts import Host, HostsFile
+from core.images import ImageCatalog
+from api.usecases.images import chosen_image
 from core.layout import DataRoot
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
@@ -95,14 +97,16 @@ def _submitted(run: FlowRun, message: str) -> JobSubmitted:
 
 
 async def submit_simulation(
-    gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, body: RunSimulationRequest, idempotency_key: str | None
+    gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, body: RunSimulationRequest, idempotency_key: str | None,
+    catalog: ImageCatalog, runtime_image: str,
 ) -> JobSubmitted:
     host = known_host(body.target_host, hosts)
+    chosen = await chosen_image(catalog, host, body, runtime_image)  # 400 before anything is queued
     _, accepted = await gateway.deployment(SIMULATION_FLOW, host.name)
     resolved = await asyncio.to_thread(
         resolve_experiment, storage, config=body.config, config_path=body.config_path, save_as=body.save_as, job_id=None
     )
-    if body.command is None and body.image is None and body.image_tag is None:
+    if body.command is None and chosen.reference:
         await asyncio.to_thread(_check_reference_simulator, resolved.config, storage)
     job_name = body.job_name or job_name_of(resolved.config)
     parameters: dict[str, Any] = {"target_host": host.name, "submitted_by": body.submitted_by, "job_name": job_name}
@@ -127,7 +131,7 @@ async def submit_simulation(
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made
         return _submitted(submitted.earlier, "Job already submitted with this Idempotency-Key")
     return JobSubmitted(job_id=str(submitted.id), status=submitted.status, host=host.name, job_name=submitted.name,
-                        image=parameters.get("image"), image_tag=parameters.get("image_tag"), message="Job submitted")
+                        image=chosen.image or host.image or runtime_image, image_tag=parameters.get("image_tag"), message="Job submitted")
 
 
 async def status(gateway: PrefectGateway, job_id: str) -> JobStatusOut:
