@@ -207,10 +207,8 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         "job_name": name,
         "config_path": storage.relative(cfg_file),
         "target_host": target_host,
-        "container_id": None,  # the simulator's container, once made (_run_in_container)
-        "container_name": None,
-        "supervisor_container_id": supervisor_id,
-        "supervisor_container_name": supervisor_name,
+        "container_id": None, "container_name": None,  # the simulator's container, once made (_run_in_container)
+        "supervisor_container_id": supervisor_id, "supervisor_container_name": supervisor_name,
         "experiment_name": exp_name,
         "run_name": run_name,
         "submitted_by": submitted_by,

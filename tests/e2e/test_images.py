@@ -76,7 +76,7 @@ def test_versions_offer_the_tags_on_the_engine_with_readiness(api, upstream_imag
     ({"image": "evil/sim:1"}, "Image 'evil/sim:1' is not allowed on host 'local'"),
     ({"image_tag": "nope"}, f"Image '{REPOSITORY}:nope' is not present on host 'local'"),
     ({"image": "opeva-test/missing:never-built"}, "Image 'opeva-test/missing:never-built' is not present on host 'local'"),
-    ({"image_tag": "1.0", "target_host": "second"}, "host 'second' names no simulator_image"),
+    ({"image_tag": "1.0", "target_host": "second"}, "cannot run on host 'second': the host names no simulator_image"),
 ], ids=["refused-repository", "unknown-tag", "missing-image", "host-without-repository"])
 def test_bad_images_are_refused_at_submit_and_nothing_is_queued(api, storage, upstream_image, fields, says):
     before = run_count()
