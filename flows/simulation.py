@@ -276,6 +276,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
     }
     mlflow_dir = job.dir / "mlflow"  # upstream makes <base>/mlflow/mlruns whatever its config says
     mlflow_dir.mkdir(exist_ok=True)
+    (storage.root / "mlflow").mkdir(exist_ok=True)  # an empty mount point: the read-only root cannot get one made in it
     _chown_job_dir(job, host.run_as)
     spec = SimulatorSpec(
         image=image, job_id=job.job_id, flow_run_id=str(current_run.id), host=host.name, data_root=str(storage.root),

@@ -27,8 +27,8 @@ hosts:
     concurrency_limit: 4
     volumes: ["{data_dir}:{data_dir}"]
     start_worker: true
-    simulator_image: opeva-test/upstream-sim
-    allowed_images: [opeva-test/upstream-sim, opeva-test/missing]
+    simulator_image: opeva-test/opeva-simulator
+    allowed_images: [opeva-test/opeva-simulator, opeva-test/missing]
   - name: second
     concurrency_limit: 2
     volumes: ["{data_dir}:{data_dir}"]

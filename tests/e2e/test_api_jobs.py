@@ -179,7 +179,7 @@ def test_job_image_versions_offers_the_reference_simulator_on_a_fresh_platform(a
     """tests/e2e/test_images.py has the rest; here: what the UI offers by default can run."""
     body = api.get("/job-images/versions", params={"limit": 100}).json()
     mine = next(t for t in body["tags"] if t["name"] == "reference")
-    assert body["repository"] == "opeva-test/upstream-sim" and mine["reference"] is True
+    assert body["repository"] == "opeva-test/opeva-simulator" and mine["reference"] is True
     assert mine["host"] == "local" and mine["hosts"] == ["local"] and mine["digest"] and mine["last_updated"]
 
 

@@ -20,7 +20,7 @@ from helpers import gateway_call, wait_for
 pytestmark = pytest.mark.usefixtures("needs_docker")
 
 IMAGE_DIR = Path(__file__).resolve().parent / "upstream_sim"
-REPOSITORY = "opeva-test/upstream-sim"  # the local host's simulator_image in the test hosts file (tests/helpers.py)
+REPOSITORY = "opeva-test/opeva-simulator"  # the local host's simulator_image in the test hosts file (tests/helpers.py)
 IMAGE = f"{REPOSITORY}:1.0"
 
 
@@ -112,7 +112,7 @@ def test_the_stand_in_with_its_default_config_finishes_and_file_logs_are_its_own
     # MLflow's file store (no tracking URI given) in the job's own <base>/mlflow, not the shared root
     runs = [p for p in (job.dir / "mlflow" / "mlruns").glob("*/*/meta.yaml")]
     assert len(runs) == 1 and "end_status: FINISHED" in runs[0].read_text()
-    assert not (storage.root / "mlflow").exists()
+    assert not any((storage.root / "mlflow").iterdir())  # the shared root's is only the (empty) mount point
     info = api.get(f"/job-info/{job_id}").json()
     assert info["container_name"] == f"opeva-sim-{job_id}" and info["supervisor_container_name"] and info["mlflow_run_id"]
 

@@ -18,7 +18,7 @@ from helpers import gateway_call, wait_for
 pytestmark = pytest.mark.usefixtures("needs_docker")
 
 IMAGE_DIR = Path(__file__).resolve().parent / "upstream_sim"
-REPOSITORY = "opeva-test/upstream-sim"
+REPOSITORY = "opeva-test/opeva-simulator"
 IMAGE = f"{REPOSITORY}:1.0"
 
 

@@ -145,7 +145,7 @@ def test_job_image_versions(api):
     default = api.get("/job-images/versions", params={"limit": 5})
     assert default.status_code == 200, default.text
     body = default.json()
-    assert body["repository"] == "opeva-test/upstream-sim" and body["sif_repository"] == "opeva-test/upstream-sim_sif"  # local's simulator_image
+    assert body["repository"] == "opeva-test/opeva-simulator" and body["sif_repository"] == "opeva-test/opeva-simulator_sif"  # local's simulator_image
     assert body["count"] == len(body["tags"]) <= 5 and body["hosts"] == ["local"]
     offline = api.get("/job-images/versions", params={"repository": "calof/opeva_simulator"}).json()
     assert offline["tags"] == [] and "'offline'" in offline["reason"] and "not reachable" in offline["reason"]
