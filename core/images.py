@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -283,7 +283,3 @@ def _by_digest(listing: EngineListing, ref: str) -> EngineImage | None:
         return None
     repo, digest = ref.split("@", 1)
     return next((i for t, i in listing.tags.items() if repository_of(t) == repo and digest in (i.digest, i.id)), None)
-
-
-def present_tags(images: Iterable[EngineImage], repository: str) -> list[str]:
-    return sorted(_split(t)[1] for i in images for t in i.repo_tags if repository_of(t) == repository)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
-from typing import Any
 
-from api.errors import ApiError
 from api.gateway import PrefectGateway, epoch, opeva_status
 from api.responses import HostDetail, HostRef, HostsOut, ImageTag, ImageVersions
 from core import images
