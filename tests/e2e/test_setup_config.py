@@ -29,7 +29,7 @@ HOSTS = """hosts:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """A shell that has none of the platform's variables (what a user who opens a new terminal has)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPEVA_", "PREFECT_", "MONGO_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPEVA_", "PREFECT_", "MONGO_")) or k == "OPEVA_PREFECT_START_TIMEOUT"}
     return {**env, "PYTHONPATH": str(PROJECT_ROOT), **extra}
 
 
