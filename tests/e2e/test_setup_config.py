@@ -40,7 +40,7 @@ def make_setup(**env: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def made_up(docker_ready):
-    """``python -m deployments.up`` (what ``make up`` runs) on free ports, with a non-default image."""
+    """``deployments.up.run()`` (what ``make up`` runs) on free ports, with a non-default image."""
     assert docker_ready
     home = Path(tempfile.mkdtemp(prefix="opeva-setup-"))
     hosts = home / "hosts.yaml"
@@ -49,7 +49,8 @@ def made_up(docker_ready):
     env = clean_env(OPEVA_HOME=str(home), OPEVA_HOSTS_FILE=str(hosts), OPEVA_IMAGE=image, OPEVA_PREFECT_PORT=str(free_port()),
                     OPEVA_API_PORT=str(free_port()), OPEVA_MONGO_PORT=str(free_port()))
     log = open(home / "up.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "deployments.up"], env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=subprocess.STDOUT,
+    up = "from deployments.up import run; raise SystemExit(run())"  # what `make up` runs
+    proc = subprocess.Popen([sys.executable, "-c", up], env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         wait_for(lambda: (home / "platform.json").exists() or proc.poll() is not None, 400, interval=1, what="make up to start")

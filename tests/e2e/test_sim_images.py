@@ -101,8 +101,8 @@ def test_upstream_image_runs_unchanged_through_the_api(api, storage, upstream_im
 
 def _running_sim(api, storage, name: str, **simulator) -> tuple[str, object]:
     job_id = submit(api, upstream_config(storage, name, steps=600, sleep=0.5, **simulator), image=IMAGE)
-    wait_for(lambda: status(api, job_id)["status"] == "running" and containers_of(job_id, all_=False), 90, what="the simulator to run")
-    wait_for(lambda: storage.job(job_id).progress_file.exists(), 30, what="progress")
+    wait_for(lambda: status(api, job_id)["status"] == "running" and containers_of(job_id, all_=False), 240, what="the simulator to run")
+    wait_for(lambda: storage.job(job_id).progress_file.exists(), 120, what="progress")
     sim = [c for c in containers_of(job_id, all_=False) if c.labels.get("opeva.role") == "simulator"]
     assert len(sim) == 1
     return job_id, sim[0]
