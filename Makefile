@@ -26,8 +26,8 @@ image:  ## Build the runtime image (offline-capable: debootstrap base + wheelhou
 seed:  ## Fill the local MongoDB-compatible server with two sample sites in the real OPEVA layout (make up must be running)
 	$(PYTHON) -m tools.seed_site --uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
 
-setup:  ## Re-create pools and deployments after editing deployments/hosts.yaml
-	$(PYTHON) -m deployments.setup --mongo-uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
+setup:  ## Re-create pools and deployments after editing the hosts file, with the configuration `make up` runs with (docs/images.md)
+	$(PYTHON) -m deployments.setup $${MONGO_URI:+--mongo-uri "$$MONGO_URI"}
 
 citylearn:  ## CityLearn 2.5 in its own venv (/var/cache/opeva/citylearn-venv): built datasets get a CityLearn smoke check
 	bash .ci/install_citylearn.sh

@@ -19,6 +19,7 @@ from api.security import CurrentUser, User, authenticate, may_manage  # noqa: F4
 from core.settings import PlatformSettings
 from core.layout import DataRoot
 from core.hosts import Host, HostsFile, load_hosts
+from core.images import ImageCatalog
 
 def get_settings(request: Request) -> PlatformSettings:
     return request.app.state.settings
@@ -56,6 +57,14 @@ class HostsCache:
         return self._hosts
 
 
+def get_images(request: Request) -> ImageCatalog:
+    """The Docker engines' image listings, cached (core.images): one per app, made on first use."""
+    state = request.app.state
+    if getattr(state, "images", None) is None:
+        state.images = ImageCatalog()
+    return state.images
+
+
 def get_hosts(request: Request) -> HostsFile:
     return request.app.state.hosts.get()
 
@@ -78,4 +87,5 @@ Gateway = Annotated[PrefectGateway, Depends(get_gateway)]
 Storage = Annotated[DataRoot, Depends(get_storage)]
 Hosts = Annotated[HostsFile, Depends(get_hosts)]
 Settings = Annotated[PlatformSettings, Depends(get_settings)]
+Images = Annotated[ImageCatalog, Depends(get_images)]
 Mongo = Annotated[pymongo.MongoClient, Depends(get_mongo)]

@@ -347,22 +347,29 @@ class HostsOut2025(BaseModel):
 
 class ImageTag(BaseModel):
     name: str
-    digest: str | None
-    last_updated: str | None
-    host: str
-    hosts: list[str]
-    size_bytes: int | None = None
+    last_updated: str | None = Field(description="When the image was built (ISO 8601).")
+    digest: str = Field(description="Registry digest, else the image id.")
+    deucalion_ready: bool = Field(description="<repository>_sif:<tag> is present (upstream's Singularity image for HPC).")
+    jetson_ready: bool = Field(description="A <tag>-jetson-* variant is present.")
+    union_ready: bool = Field(description="A <tag>-union-* variant is present.")
+    host: str = Field(description="The first host whose engine holds it.")
+    hosts: list[str] = Field(description="Every host whose engine holds it: the hosts it runs on.")
+    reference: bool = Field(False, description="The reference simulator (the platform's own image).")
 
 
 class ImageVersions(BaseModel):
-    model_config = _example(repository="calof/opeva_simulator", tags=[{"name": "v0.2.5", "digest": "sha256:ab12", "last_updated": "2026-11-20T08:00:00+00:00", "host": "local", "hosts": ["local"], "size_bytes": 1200000}],
-                            count=1, cached=False, fetched_at="2026-11-23T10:00:00+00:00", errors=[])
+    model_config = _example(repository="calof/opeva_simulator", sif_repository="calof/opeva_simulator_sif",
+                            tags=[{"name": "reference", "last_updated": "2026-11-20T08:00:00+00:00", "digest": "sha256:ab12", "deucalion_ready": False,
+                                   "jetson_ready": False, "union_ready": False, "host": "local", "hosts": ["local"], "reference": True}],
+                            count=1, cached=False, fetched_at="2026-11-23T10:00:00+00:00", hosts=["local"], reason=None)
     repository: str
+    sif_repository: str
     tags: list[ImageTag]
     count: int
-    cached: bool = False
-    fetched_at: str
-    errors: list[dict[str, str]] = Field(default_factory=list, description="Engines that did not answer: {host, detail}.")
+    cached: bool = Field(description="Answered from the engine listing cache (a few seconds old, or older while an engine is down).")
+    fetched_at: str | None = Field(description="When the engines were read; null if never.")
+    hosts: list[str] = Field(default_factory=list, description="Hosts that may run this repository.")
+    reason: str | None = Field(None, description="Why tags may be missing: an engine down or out of reach, no host for the repository.")
 
 
 class SimulationFile(BaseModel):

@@ -28,7 +28,7 @@ from core import containers
 log = logging.getLogger("opeva.api.stopper")
 
 GRACE_SECONDS = 30.0
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.25  # a stopped job's containers are gone within about a second of its supervisor's exit
 T = TypeVar("T")
 
 
@@ -116,6 +116,30 @@ def kill_job_containers(infrastructure_pid: str, run_id: UUID, engine: str | Non
     return _on_engine(infrastructure_pid, kill, False, engine)
 
 
+def remove_exited_supervisor(infrastructure_pid: str, run_id: UUID, engine: str | None = None) -> int | None:
+    """Remove the run's supervisor container once it has exited, reading its exit code first (the
+    worker's own read no longer decides anything: the run is already Cancelled). Supervisors are not
+    auto-removed (the worker must read a crashed one's code), so without this a stopped job's would
+    stay until the next reap. Returns the exit code, None when it still runs or is gone."""
+    from docker.errors import APIError, NotFound
+
+    def remove(client: Any, container_id: str) -> int | None:
+        try:
+            container = client.containers.get(container_id)
+        except NotFound:
+            return None
+        state = container.attrs.get("State") or {}
+        if state.get("Running"):
+            return None
+        try:
+            container.remove()
+        except (NotFound, APIError) as exc:  # removed meanwhile, or removal already under way
+            log.info("run %s: supervisor container %s: %s", run_id, container_id[:12], exc)
+        return int(state.get("ExitCode", -1))
+
+    return _on_engine(infrastructure_pid, remove, None, engine)
+
+
 async def ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: float = GRACE_SECONDS) -> None:
     """Runs after the stop's answer; a job deleted meanwhile (clients delete right after a
     stop, and the delete kills the container itself) leaves nothing to do."""
@@ -143,6 +167,9 @@ async def _ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: f
             await asyncio.sleep(POLL_SECONDS)
         if await asyncio.to_thread(kill_job_containers, run.infrastructure_pid, run_id, engine):
             log.warning("run %s: container still ran %.0f s after the stop; killed it", run_id, 2 * grace)
+        code = await asyncio.to_thread(remove_exited_supervisor, run.infrastructure_pid, run_id, engine)
+        if code is not None:
+            log.info("run %s: supervisor exited with %s after the stop; removed it", run_id, code)
         run = await gateway.read_run(str(run_id))  # it may have finished meanwhile: that state stands
     if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
         await gateway.cancel_now(run_id, "Stopped: the container was killed by the OPEVA API")

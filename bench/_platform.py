@@ -25,7 +25,8 @@ os.environ.update(PLATFORM.env(OPEVA_HOSTS_FILE=str(HOSTS_FILE)))
 
 
 @contextmanager
-def running_platform(hosts: dict[str, bool], *, api: bool = False, database: str = "sqlite", concurrency: int = 4) -> Iterator[Platform]:
+def running_platform(hosts: dict[str, bool], *, api: bool = False, database: str = "sqlite", concurrency: int = 4,
+                     host_extra: str = "") -> Iterator[Platform]:
     """``hosts`` maps host name -> start a worker for it; ``database`` is sqlite or postgres.
 
     Each call gets a fresh home (database, data) on the same ports, so one bench can
@@ -37,7 +38,7 @@ def running_platform(hosts: dict[str, bool], *, api: bool = False, database: str
     p = Platform(home=home, prefect_port=PLATFORM.prefect_port, mongo_port=PLATFORM.mongo_port, api_port=PLATFORM.api_port, data_dir=home / "data")
     hosts_file = HOSTS_FILE
     hosts_file.write_text(
-        "hosts:\n" + "".join(f"  - name: {h}\n    concurrency_limit: {concurrency}\n    volumes: ['{p.data_dir}:{p.data_dir}']\n" for h in hosts)
+        "hosts:\n" + "".join(f"  - name: {h}\n    concurrency_limit: {concurrency}\n    volumes: ['{p.data_dir}:{p.data_dir}']\n{host_extra}" for h in hosts)
     )
     os.environ["OPEVA_DATA_DIR"] = str(p.data_dir)
     try:

@@ -114,3 +114,63 @@ def parse_origins(value: str) -> tuple[str, ...]:
             origin = origin.rsplit(":", 1)[0]
         origins.append(origin.lower())
     return tuple(dict.fromkeys(origins))
+
+
+# -- what `make up` runs with, for `make setup` ---------------------------------------------
+# `make setup` (deployments.setup) must re-create pools with the same runtime image, data root,
+# hosts file and ports as the running platform, even when the shell that runs it lacks the
+# OPEVA_* variables `make up` was given: `make up` records them in <home>/platform.json.
+
+RUNNING_FILE = "platform.json"
+RECORDED = ("image", "data_dir", "hosts_file", "prefect_port", "api_port", "mongo_port")
+
+
+class SettingsMismatch(RuntimeError):
+    """``make setup`` cannot know, or would contradict, the configuration ``make up`` runs with."""
+
+
+def record_running(settings: PlatformSettings, **extra: str) -> Path:
+    """Written by ``make up`` once its services answer; removed when it stops."""
+    import json
+    import os
+
+    data = {"image": settings.runtime_image, "data_dir": str(settings.shared_data_dir), "hosts_file": str(Path(settings.hosts_file).resolve()),
+            "prefect_port": settings.prefect_port, "api_port": settings.api_port, "mongo_port": settings.mongo_port, "pid": os.getpid(), **extra}
+    path = settings.home / RUNNING_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def _given(env: dict[str, str], field: str) -> bool:
+    return f"OPEVA_{field.upper()}" in env
+
+
+def running_settings(env: dict[str, str] | None = None) -> tuple[PlatformSettings, dict]:
+    """The settings of the platform ``make up`` runs under ``OPEVA_HOME`` (default var/), and its record.
+
+    SettingsMismatch when nothing is recorded there, or when an ``OPEVA_*`` variable set now
+    differs from what ``make up`` runs with (a pool would silently move to another image)."""
+    import json
+    import os
+
+    env = dict(os.environ if env is None else env)
+    current = PlatformSettings()
+    path = current.home / RUNNING_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise SettingsMismatch(
+            f"no running platform recorded in {path}: start it with `make up` (with the same OPEVA_HOME), "
+            "or, for a platform started otherwise (docker compose), set PREFECT_API_URL and the OPEVA_* variables it uses"
+        ) from None
+    now = {"image": current.runtime_image, "data_dir": str(current.shared_data_dir), "hosts_file": str(Path(current.hosts_file).resolve()),
+           "prefect_port": current.prefect_port, "api_port": current.api_port, "mongo_port": current.mongo_port}
+    differ = [f"OPEVA_{k.upper()}={now[k]} (make up runs with {data.get(k)})" for k in RECORDED if _given(env, k) and str(now[k]) != str(data.get(k))]
+    if differ:
+        raise SettingsMismatch(f"these differ from the platform recorded in {path}: {'; '.join(differ)}. "
+                               "Unset them (make setup reads the running platform's), or restart make up with them")
+    recorded = PlatformSettings(home=current.home, **{k: data[k] for k in RECORDED if k in data})
+    return recorded, data

@@ -252,7 +252,7 @@ class Platform:
             # Prefect's CLI with the per-run schema re-check memoised (see deployments/prefect_server.py)
             [sys.executable, "-m", "deployments.prefect_server", "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
             lambda: http_ok(f"{self.prefect_api_url}/health"),
-            timeout=180,
+            timeout=float(os.environ.get("OPEVA_PREFECT_START_TIMEOUT", "180")),  # first start runs migrations: slow on a busy machine
             **self.server_env(),
         )
 

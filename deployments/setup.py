@@ -301,10 +301,40 @@ async def setup(
         for host in hosts.hosts:
             use_docker = docker_available(host.docker_url) if docker is None else docker
             types[host.name] = await ensure_pool(client, host, docker=use_docker, image=settings.runtime_image, api_url=api_url)
+            if use_docker:  # the tag the UI offers on a fresh platform (deployments/reference_image.py)
+                from deployments.reference_image import ensure_reference_image
+
+                await asyncio.to_thread(ensure_reference_image, host, host.image or settings.runtime_image)
             for name in await ensure_deployments(client, host, docker=use_docker):
                 log.info("deployment %s on a %s pool", name, types[host.name])
     await ensure_zombie_automation()
     return types
+
+
+def setup_as_configured(mongo_uri: str | None, docker: bool | None) -> dict[str, str]:
+    """With PREFECT_API_URL set (the tests, docker compose), the environment is the configuration;
+    without it (``make setup``), the platform ``make up`` runs is (core.settings.running_settings),
+    or a refusal that says what is missing."""
+    import os
+    import sys
+
+    from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
+
+    from core.hosts import load_hosts as load
+    from core.settings import SettingsMismatch, running_settings
+
+    if os.environ.get("PREFECT_API_URL"):
+        return asyncio.run(setup(mongo_uri=mongo_uri, docker=docker))
+    try:
+        settings, recorded = running_settings()
+    except SettingsMismatch as exc:
+        sys.exit(f"make setup: {exc}")
+    auth_file = settings.home / "prefect" / "auth_string"
+    auth = os.environ.get("PREFECT_API_AUTH_STRING") or os.environ.get("OPEVA_PREFECT_AUTH_STRING") or (auth_file.read_text().strip() if auth_file.exists() else None)
+    hosts = load(settings.hosts_file, env={**os.environ, "OPEVA_DATA_DIR": str(settings.shared_data_dir)})
+    print(f"make setup: the platform of {settings.home} (image {settings.runtime_image}, hosts {settings.hosts_file})")
+    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url, PREFECT_API_AUTH_STRING: auth}):
+        return asyncio.run(setup(hosts, settings=settings, mongo_uri=mongo_uri or recorded.get("mongo_uri"), docker=docker))
 
 
 def main() -> None:
@@ -313,7 +343,7 @@ def main() -> None:
     parser.add_argument("--process", action="store_true", help="use process pools even when Docker answers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    types = asyncio.run(setup(mongo_uri=args.mongo_uri, docker=False if args.process else None))
+    types = setup_as_configured(args.mongo_uri, docker=False if args.process else None)
     for host, kind in types.items():
         print(f"host {host}: {kind} work pool '{host}', deployments run-simulation/{host}, build-dataset/{host}")
 

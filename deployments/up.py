@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from core.settings import PlatformSettings
+from core.settings import RUNNING_FILE, PlatformSettings, record_running
 from deployments.platform import Platform, StartupError, http_ok, port_open
 
 
@@ -101,6 +101,7 @@ def run() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         types = _start(platform, _use_docker(settings))
+        record_running(settings, mongo_uri=platform.env()["MONGO_URI"])  # what `make setup` reads
         print(_banner(platform, settings, types), flush=True)
         from deployments.supervisor import ChildKeepsDying, supervise
 
@@ -119,6 +120,7 @@ def run() -> int:
     finally:
         # stop() itself escalates to SIGKILL for children that linger.
         _ignore_stop_signals()
+        (settings.home / RUNNING_FILE).unlink(missing_ok=True)
         platform.stop()
         print("Stopped.", flush=True)
     return 0

@@ -52,7 +52,7 @@ def ensure_network(client, name: str | None = None):
             raise RuntimeError(f"Docker network {name!r} exists but is not an internal network without a host address; remove it")
         return existing
     try:
-        network = client.networks.create(
+        client.networks.create(
             name, driver="bridge", internal=True, options=dict(OPTIONS), check_duplicate=True,
             labels={LABEL: "jobs-network"},
         )

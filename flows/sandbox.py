@@ -139,7 +139,9 @@ def docker_client() -> docker.DockerClient:
 class SimulatorContainer:
     """One started simulator container: its output lines, its exit code, its stop."""
 
-    def __init__(self, client: docker.DockerClient, spec: SimulatorSpec) -> None:
+    def __init__(self, client: docker.DockerClient, spec: SimulatorSpec, before_start: Any = None) -> None:
+        """``before_start(container_id)`` runs between create and start (the job's files name the container
+        before the simulator can write them)."""
         self.client = client
         self.spec = spec
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -147,15 +149,9 @@ class SimulatorContainer:
         self.wait_error: str | None = None
         self.oom_killed = False
         self._done = threading.Event()
-        try:
-            client.images.get(spec.image)
-        except ImageNotFound:
-            raise SimulatorImageMissing(
-                f"image {spec.image!r} is not present on host {spec.host!r}; images are never pulled: "
-                f"build or `docker load` it on {spec.host!r} first"
-            ) from None
-        _remove_quietly(client, spec.name)  # a retry of the same job reuses the name
-        self.container = client.containers.create(**spec.create_kwargs())
+        self.container = _create(client, spec)  # one engine call on the way to the first line (bench/overhead.py)
+        if before_start is not None:
+            before_start(self.container.id)
         self.container.start()
         threading.Thread(target=self._pump, daemon=True, name="sim-logs").start()
         threading.Thread(target=self._wait, daemon=True, name="sim-wait").start()
@@ -222,6 +218,9 @@ class SimulatorContainer:
 
     def stop_and_remove(self) -> None:
         """SIGTERM, SIGKILL after STOP_TIMEOUT_SECONDS, then remove: a stopped job leaves no container."""
+        if self.ended:  # exited by itself: nothing to stop, remove at once
+            _remove_quietly(self.client, self.container.id)
+            return
         try:
             self.container.stop(timeout=STOP_TIMEOUT_SECONDS)
         except NotFound:
@@ -230,6 +229,23 @@ class SimulatorContainer:
             log.warning("could not stop %s: %s", self.spec.name, exc)
         self._done.wait(timeout=5)
         _remove_quietly(self.client, self.container.id)
+
+
+def _create(client: docker.DockerClient, spec: SimulatorSpec) -> Any:
+    """Create the container; the missing image and a retry's leftover of the same name are
+    handled when the engine says so, not looked up before every start."""
+    try:
+        return client.containers.create(**spec.create_kwargs())
+    except ImageNotFound:
+        raise SimulatorImageMissing(
+            f"image {spec.image!r} is not present on host {spec.host!r}; images are never pulled: "
+            f"build or `docker load` it on {spec.host!r} first"
+        ) from None
+    except APIError as exc:
+        if exc.status_code != 409:
+            raise
+    _remove_quietly(client, spec.name)  # a retry of the same job reuses the name
+    return client.containers.create(**spec.create_kwargs())
 
 
 def _remove_quietly(client: docker.DockerClient, name_or_id: str) -> None:

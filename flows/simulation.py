@@ -92,6 +92,15 @@ def _container_identity() -> tuple[str | None, str | None]:
     return (match.group(1), current_run.name) if match else (None, None)
 
 
+def _container_name(client, container_id: str | None) -> str | None:
+    if not container_id:
+        return None
+    try:
+        return client.api.inspect_container(container_id)["Name"].lstrip("/")
+    except Exception:  # the name is informative only
+        return None
+
+
 def _result_markdown(result: dict[str, Any]) -> str:
     metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items()) or "| (none) | |"
@@ -201,8 +210,8 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         "job_name": name,
         "config_path": storage.relative(cfg_file),
         "target_host": target_host,
-        "container_id": supervisor_id,
-        "container_name": supervisor_name,
+        "container_id": None, "container_name": None,  # the simulator's container, once made (_run_in_container)
+        "supervisor_container_id": supervisor_id, "supervisor_container_name": supervisor_name,
         "experiment_name": exp_name,
         "run_name": run_name,
         "submitted_by": submitted_by,
@@ -278,8 +287,13 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         supervisor_id=supervisor_id, network=network, mlflow_dir=str(mlflow_dir),
     )
     logger.info("[INFO] Job %s (attempt %s) on host %s: image %s, args %s, network %s", job.job_id, info["attempt"], host.name, image, " ".join(args), network)
+    def record(container_id: str) -> None:  # job_info names the container that runs the simulator
+        supervisor = _container_name(client, supervisor_id)
+        info.update(container_id=container_id, container_name=spec.name, supervisor_container_name=supervisor or info["supervisor_container_name"])
+        write_json_atomic(job.job_info_file, info)
+
     try:
-        container = SimulatorContainer(client, spec)
+        container = SimulatorContainer(client, spec, before_start=record)
     except SimulatorImageMissing as exc:
         logger.error("[ERROR] %s", exc)
         raise

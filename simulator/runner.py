@@ -208,7 +208,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="experiment YAML (default: $OPEVA_CONFIG_PATH)")
     parser.add_argument("--out", type=Path, help="write simulator.log, progress.json and result.json here "
                         "(default: $OPEVA_LOG_FILE, $OPEVA_PROGRESS_FILE, $OPEVA_RESULT_FILE)")
-    parser.add_argument("--data-dir", type=Path, help="shared data root holding datasets/ (default: $OPEVA_DATA_DIR)")
+    parser.add_argument("--data-dir", "--base-dir", type=Path, help="shared data root holding datasets/ (default: $OPEVA_DATA_DIR)")
+    # upstream's command line (calof/opeva_simulator), so this image runs with a host's simulator_args
+    parser.add_argument("--job_id", help="the job's id (default: $OPEVA_JOB_ID)")
     return parser.parse_args(argv)
 
 
@@ -245,7 +247,7 @@ def _read_config(path: Path | None) -> Any:
 
 
 def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
-    job_id = os.environ.get("OPEVA_JOB_ID")
+    job_id = os.environ.get("OPEVA_JOB_ID") or args.job_id
     env_data_dir = os.environ.get("OPEVA_DATA_DIR")
     data_dir = args.data_dir or (Path(env_data_dir) if env_data_dir else None)
     config_path = args.config or (Path(os.environ["OPEVA_CONFIG_PATH"]) if os.environ.get("OPEVA_CONFIG_PATH") else None)

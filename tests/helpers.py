@@ -29,8 +29,8 @@ hosts:
     concurrency_limit: 4
     volumes: ["{data_dir}:{data_dir}"]
     start_worker: true
-    simulator_image: opeva-test/upstream-sim
-    allowed_images: [opeva-test/upstream-sim, opeva-test/missing]
+    simulator_image: opeva-test/opeva-simulator
+    allowed_images: [opeva-test/opeva-simulator, opeva-test/missing]
   - name: second
     concurrency_limit: 2
     volumes: ["{data_dir}:{data_dir}"]
@@ -38,6 +38,7 @@ hosts:
   - name: offline
     concurrency_limit: 1
     volumes: ["{data_dir}:{data_dir}"]
+    simulator_image: calof/opeva_simulator   # no worker here: its engine is out of reach, only the allow-list is checked
 """
 
 

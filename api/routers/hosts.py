@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Query
 
-from api.deps import Gateway, Hosts, Settings
+from api.deps import Gateway, Hosts, Images
 from api.responses import HostsOut, ImageVersions, errors
 from api.usecases import hosts as usecase
 
@@ -20,12 +20,13 @@ async def list_hosts(gateway: Gateway, hosts: Hosts) -> HostsOut:
     return await usecase.hosts_overview(gateway, hosts)
 
 
-@router.get("/job-images/versions", response_model=ImageVersions, responses=errors(), summary="Tags of a simulator image repository on the hosts' Docker engines")
+@router.get("/job-images/versions", response_model=ImageVersions, responses=errors(), summary="Runtime versions: tags of a simulator repository present on the hosts' Docker engines")
 async def image_versions(
     hosts: Hosts,
-    settings: Settings,
-    repository: str | None = Query(None, max_length=255, pattern=REPOSITORY, description="Default: the runtime image's repository."),
+    catalog: Images,
+    repository: str | None = Query(None, max_length=255, pattern=REPOSITORY, description="Default: the first host's simulator_image."),
     limit: int = Query(50, ge=1, le=1000),
 ) -> ImageVersions:
-    repo = repository or settings.runtime_image.rsplit(":", 1)[0]
-    return await asyncio.to_thread(usecase.image_versions, hosts, repo, limit)
+    """Tags present on the Docker engines of the hosts that may run the repository (images are never pulled,
+    so a tag is offered only where it can run); ``latest``, ``buildcache*``, ``sha-*`` and variants left out."""
+    return await asyncio.to_thread(usecase.image_versions, catalog, hosts, repository, limit)

@@ -51,7 +51,7 @@ async def logs(job_id: str, request: Request, gateway: Gateway, follow: bool = F
     return PlainTextResponse(await job_files.logs_once(gateway, job_id))
 
 
-@router.get("/file-logs/{job_id}", response_class=PlainTextResponse, response_model=None, responses=text_response("text/plain", LOG_EXAMPLE, 404), summary="The job's log file, once (or ?follow=true)")
+@router.get("/file-logs/{job_id}", response_class=PlainTextResponse, response_model=None, responses=text_response("text/plain", LOG_EXAMPLE, 404), summary="The simulator's own log file (logs/<job_id>.log), byte for byte, once (or ?follow=true)")
 @router.get("/logs/file/{job_id}", response_model=None, include_in_schema=False)
 async def file_logs(job_id: str, request: Request, gateway: Gateway, storage: Storage, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
     if follow:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 
-from api.deps import Gateway, Hosts, Storage
+from api.deps import Gateway, Hosts, Images, Settings, Storage
 from api.models import RunSimulationRequest
 from api.owners import Owned
 from api.responses import JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, QueueItem, errors
@@ -24,15 +24,17 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 @router.post("/run-simulation", response_model=JobSubmitted, responses=errors(400, 403, 404, 409, 413), summary="Launch a simulation job")
 async def run_simulation(body: RunSimulationRequest, gateway: Gateway, storage: Storage, hosts: Hosts, user: CurrentUser, own: Owned,
-                         idempotency_key: IdempotencyKey = None) -> JobSubmitted:
+                         catalog: Images, settings: Settings, idempotency_key: IdempotencyKey = None) -> JobSubmitted:
     """``config`` inline or ``config_path``; no ``target_host``: automatic selection (by
     ``target_worker_profile``). 400 with upstream's texts for a profile with a chosen host, a GPU
-    config on a CPU choice and a malformed ``image_tag``; 404 for an unknown host, 409 when ``save_as``
-    names a different existing file, 422 for a config the reference simulator would refuse. With auth on,
-    ``submitted_by`` is the token's user, and ``command``/``image`` need a runner (else 403)."""
+    config on a CPU choice and a malformed ``image_tag``; 400 when the host may not run
+    ``image``/``image_tag`` or its engine does not hold it (nothing is queued); 404 for an unknown host,
+    409 when ``save_as`` names a different existing file, 422 for a config the reference simulator
+    would refuse. The answer's ``image`` is the image that will run. With auth on, ``submitted_by`` is
+    the token's user, and ``command``/``image`` need a runner (else 403)."""
     require_runtime_choice(user, command=body.command, image=body.image)
     body.submitted_by = submitter(user, body.submitted_by)
-    return await jobs.submit_simulation(gateway, storage, hosts, body, idempotency_key, user=user, own=own)
+    return await jobs.submit_simulation(gateway, storage, hosts, body, idempotency_key, catalog, settings.runtime_image, user=user, own=own)
 
 
 @router.get("/status/{job_id}", response_model=JobStatusOut, responses=errors(404), summary="OPEVA status and Prefect state of a job")

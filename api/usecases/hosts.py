@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any
 
-from api.errors import ApiError
 from prefect.client.schemas.objects import FlowRun
 
 from api.gateway import PrefectGateway, epoch, opeva_status
 from api.responses import ActiveJob, HostDetail, HostInfo, HostRef, HostsOut, HostsOut2025, ImageTag, ImageVersions
+from core import images
 from core.hosts import Host, HostsFile
+from core.images import ImageCatalog
 from core.settings import project_version
 from core.states import STARTED
 
@@ -21,7 +21,6 @@ log = logging.getLogger("opeva.api")
 
 def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(timezone.utc).isoformat() if dt else None
-LOCAL_ENGINE = "local"
 
 
 PROVISIONING = ("dispatched", "setup")
@@ -87,54 +86,12 @@ def hosts_overview_2025(out: HostsOut) -> HostsOut2025:
     return HostsOut2025(available_hosts=[HostRef(name=n, host=n) for n in out.available_hosts], hosts=out.hosts)
 
 
-def engines_of(hosts: HostsFile) -> dict[str, list[str]]:
-    """Docker engine URL -> the hosts using it. A host without ``docker_url`` uses this
-    machine's engine when its worker runs here; other hosts' engines are out of reach."""
-    engines: dict[str, list[str]] = {}
-    for h in hosts.hosts:
-        key = h.docker_url or (LOCAL_ENGINE if h.start_worker else None)
-        if key:
-            engines.setdefault(key, []).append(h.name)
-    if not engines:
-        engines[LOCAL_ENGINE] = [hosts.hosts[0].name]
-    return engines
-
-
-def _tags_on(engine: str, repository: str) -> list[dict[str, Any]]:
-    import docker
-
-    client = docker.from_env(timeout=5) if engine == LOCAL_ENGINE else docker.DockerClient(base_url=engine, timeout=5)
-    try:
-        found = []
-        for image in client.images.list(name=repository):
-            digests = image.attrs.get("RepoDigests") or []
-            for ref in image.tags:
-                repo, _, tag = ref.rpartition(":")
-                if repo == repository:
-                    found.append({"name": tag, "digest": digests[0].rpartition("@")[2] if digests else image.id,
-                                  "last_updated": image.attrs.get("Created"), "size_bytes": image.attrs.get("Size")})
-        return found
-    finally:
-        client.close()
-
-
-def image_versions(hosts: HostsFile, repository: str, limit: int) -> ImageVersions:
-    """Tags of ``repository`` on every Docker engine the platform can reach (no registry here)."""
-    tags: dict[str, ImageTag] = {}
-    problems: list[dict[str, str]] = []
-    for engine, names in engines_of(hosts).items():
-        try:
-            found = _tags_on(engine, repository)
-        except Exception as exc:  # docker.errors.DockerException and connection errors alike
-            problems.extend({"host": n, "detail": f"Docker engine unreachable: {type(exc).__name__}"} for n in names)
-            continue
-        for t in found:
-            if t["name"] in tags:
-                tags[t["name"]].hosts.extend(n for n in names if n not in tags[t["name"]].hosts)
-            else:
-                tags[t["name"]] = ImageTag(host=names[0], hosts=list(names), **t)
-    if problems and len(problems) == sum(len(n) for n in engines_of(hosts).values()):
-        raise ApiError(503, "no Docker engine could be reached to list image tags", errors=problems)
-    ordered = sorted(tags.values(), key=lambda t: t.last_updated or "", reverse=True)[:limit]
-    return ImageVersions(repository=repository, tags=ordered, count=len(ordered), cached=False,
-                         fetched_at=datetime.now(timezone.utc).isoformat(), errors=problems)
+def image_versions(catalog: ImageCatalog, hosts: HostsFile, repository: str | None, limit: int) -> ImageVersions:
+    """The runtime versions the UI offers: tags present on the engines of the hosts that may run
+    ``repository`` (default: the first host's ``simulator_image``), from a cache (core.images)."""
+    found = images.versions(catalog, hosts, repository, limit)
+    return ImageVersions(
+        repository=found.repository, sif_repository=f"{found.repository}{images.SIF_SUFFIX}",
+        tags=[ImageTag(host=t.hosts[0], **vars(t)) for t in found.tags], count=found.count, cached=found.cached,
+        fetched_at=found.fetched_at, hosts=found.hosts, reason=found.reason,
+    )

@@ -110,18 +110,20 @@ def _read_from(storage: DataRoot, path: Path, offset: int, limit: int = 1 << 20)
         return b""
 
 
-async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> str:
+async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> bytes | str:
+    """The simulator's own log file (``logs/<job_id>.log``), byte for byte, as upstream serves it:
+    only what the simulator wrote there (its stdout, stderr and the platform's lines are ``/logs``)."""
     run = await gateway.read_run(job_id)
-    path = storage.job(str(run.id)).log_file
+    path = storage.job(str(run.id)).simulator_log_file
     try:
-        return await asyncio.to_thread(storage.read_text_inside, path, what="log file")
+        return await asyncio.to_thread(storage.read_bytes_inside, path, what="log file")
     except FileNotFoundError:
         return _placeholder(str(run.id), opeva_status(run))
 
 
 async def file_log_follow(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> AsyncIterator[bytes]:
     run = await gateway.read_run(job_id)
-    path = storage.job(str(run.id)).log_file
+    path = storage.job(str(run.id)).simulator_log_file
 
     async def chunks() -> AsyncIterator[bytes]:
         offset = 0
@@ -162,7 +164,7 @@ def _chunk(storage: DataRoot, path: Path, tail_lines: int | None, offset: int, m
 
 async def logs_chunk(gateway: PrefectGateway, storage: DataRoot, job_id: str, *, tail_lines: int | None, offset: int, max_bytes: int) -> LogsChunk:
     run = await gateway.read_run(job_id)
-    text, nxt, truncated, available = await asyncio.to_thread(_chunk, storage, storage.job(str(run.id)).log_file, tail_lines, offset, max_bytes)
+    text, nxt, truncated, available = await asyncio.to_thread(_chunk, storage, storage.job(str(run.id)).simulator_log_file, tail_lines, offset, max_bytes)
     message = None if available else _placeholder(str(run.id), opeva_status(run)).strip()
     return LogsChunk(job_id=str(run.id), text=text, next_offset=nxt, truncated=truncated, available=available, message=message)
 

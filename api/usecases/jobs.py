@@ -23,6 +23,8 @@ from api.usecases.mlflow_link import mlflow_link
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
 from core.hosts import Host, HostsFile
+from core.images import ImageCatalog
+from api.usecases.images import chosen_image
 from core.layout import DataRoot
 from api.usecases import insight, organization
 from core.states import ACTIVE
@@ -159,7 +161,7 @@ def _save_as_new(storage: DataRoot, save_as: str | None) -> bool:
 
 async def submit_simulation(
     gateway: PrefectGateway, storage: DataRoot, hosts: HostsFile, body: RunSimulationRequest, idempotency_key: str | None,
-    user: User | None = None, own: Ownership | None = None,
+    catalog: ImageCatalog, runtime_image: str, user: User | None = None, own: Ownership | None = None,
 ) -> JobSubmitted:
     try:
         image_tag = check_image_tag(body.image_tag)
@@ -173,8 +175,9 @@ async def submit_simulation(
     if saves_new and own is not None:  # save_as made a config: the caller owns it
         await asyncio.to_thread(own.made, "config", body.save_as)  # type: ignore[arg-type]
     host, profile = await _placement(gateway, hosts, body, resolved.config)
+    chosen = await chosen_image(catalog, host, body, runtime_image)  # 400 before anything is queued
     _, accepted = await gateway.deployment(SIMULATION_FLOW, host.name)
-    if body.command is None and body.image is None and image_tag is None:
+    if body.command is None and chosen.reference:
         await asyncio.to_thread(_check_reference_simulator, resolved.config, storage)
     job_name = body.job_name or job_name_of(resolved.config)
     parameters: dict[str, Any] = {"target_host": host.name, "submitted_by": body.submitted_by, "job_name": job_name}
@@ -200,7 +203,8 @@ async def submit_simulation(
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made
         return _submitted(submitted.earlier, "Job already submitted with this Idempotency-Key")
     return JobSubmitted(job_id=str(submitted.id), status=submitted.status, host=host.name, job_name=submitted.name,
-                        image=parameters.get("image"), image_tag=parameters.get("image_tag"), target_worker_profile=profile, message="Job submitted")
+                        image=chosen.image or host.image or runtime_image, image_tag=parameters.get("image_tag"), target_worker_profile=profile,
+                        message="Job submitted")
 
 
 async def status(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> JobStatusOut:

@@ -51,7 +51,7 @@ def test_a_job_cannot_escape_its_container(api, storage, platform, upstream_imag
         {"network_mode": "bridge"},
         {"env": {"PREFECT_API_URL": "http://evil"}},
         {"command": "sh -c id"},
-        {"image": "opeva-test/upstream-sim:1.0"},
+        {"image": "opeva-test/opeva-simulator:1.0"},
         {"container_create_kwargs": {"privileged": True}},
         {"container_create_kwargs": {"binds": ["/:/host"]}},
         {"mem_limit": "1g; rm -rf /"},

@@ -143,8 +143,12 @@ def test_logs_once_file_logs_and_chunks(api, storage):
     assert empty == {"job_id": job_id, "text": "", "next_offset": 0, "truncated": False, "available": False, "message": f"No logs yet: job {job_id} is queued."}
 
     job = storage.job(job_id).create()
-    job.log_file.write_text("line one\nline two\nline three\n")
+    job.log_file.write_text("[INFO] a platform line, not the simulator's\n")  # the merged log is not what /file-logs serves
+    job.simulator_log_file.write_bytes(b"line one\nline two\nline three\n")
     assert api.get(f"/file-logs/{job_id}").text == "line one\nline two\nline three\n"
+    job.simulator_log_file.write_bytes(b"caf\xc3\xa9 \xff raw\n")  # byte for byte, even bytes that are not UTF-8
+    assert api.get(f"/file-logs/{job_id}").content == b"caf\xc3\xa9 \xff raw\n"
+    job.simulator_log_file.write_bytes(b"line one\nline two\nline three\n")
     first = api.get(f"/logs-chunk/{job_id}", params={"max_bytes": 9}).json()
     assert first["text"] == "line one\n" and first["next_offset"] == 9 and first["truncated"] is True and first["available"] is True
     rest = api.get(f"/logs-chunk/{job_id}", params={"offset": first["next_offset"]}).json()
