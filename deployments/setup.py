@@ -81,6 +81,18 @@ JOB_VARIABLES_SCHEMA: dict[str, Any] = {
             "default": None,
             "title": "Memory limit of the simulator",
         },
+        "limits": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {k: {"type": "integer", "minimum": 1} for k in ("pids", "nofile", "log_bytes", "disk_bytes")},
+                },
+                {"type": "null"},
+            ],
+            "default": None,
+            "title": "Lower limits of the simulator (processes, open files, log bytes, disk bytes; core/job_limits.py)",
+        },
         "container_create_kwargs": {
             "anyOf": [
                 {

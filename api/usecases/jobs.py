@@ -17,7 +17,8 @@ from api.security import User, require_manage
 from api.stopper import kill_now
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
-from core.hosts import Host, HostsFile
+from core.hosts import Host, HostsFile, job_limits
+from core import job_io
 from core.layout import DataRoot
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
@@ -73,6 +74,7 @@ def job_variables_for(host: Host, resources: Resources | None) -> dict[str, Any]
     """Per-job job variables merged with the host's: Prefect replaces every variable but
     ``env`` whole, so a job's ``container_create_kwargs`` would drop a GPU host's devices."""
     variables = resources.job_variables() if resources else {}
+    job_limits(host, variables, strict=True)  # a job may only lower its host's limits: 422 otherwise
     create = variables.get("container_create_kwargs")
     if create is not None and host.gpus is not None and "device_requests" not in create:
         create["device_requests"] = [host.gpus.device_request()]
@@ -145,7 +147,9 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> J
     run = await gateway.read_run(job_id)
     names = await gateway.flow_names()
     item = job_item(run, names.get(run.flow_id))
-    info = await asyncio.to_thread(storage.read_json_object, storage.job(str(run.id)).job_info_file)  # confined: a link out reads as {}
+    job = storage.job(str(run.id))
+    info = await asyncio.to_thread(job_io.read_json, job.dir, "job_info.json")  # bounded, no link followed (core/job_io.py)
+    info = info if isinstance(info, dict) else {}
     params = dict(run.parameters or {})
     reserved = set(JobInfoOut.model_fields) - {"config_path", "submitted_by"}
     return JobInfoOut(
