@@ -277,7 +277,7 @@ def mirror(
             run.progress_updates += 1
 
     try:
-        stream_open = True
+        stream_open, file_capped = True, False
         while True:
             ended = source.ended
             stop = should_stop() or watchdog.tripped.is_set()
@@ -294,7 +294,11 @@ def mirror(
                     break
                 merged.emit(item, "out")
             final = ended and not stream_open
-            lines, more = sim_log.read_lines(final=final) if not run.log_capped else ([], False)
+            lines, more = sim_log.read_lines(final=final) if not file_capped else ([], False)
+            if sim_log.offset >= limits.log_bytes and not file_capped:  # a sparse terabyte costs no more than the cap
+                file_capped, more = True, False
+                lines.append(f"[WARNING] the job's log file is over the log cap ({show_bytes(limits.log_bytes)}); "
+                             "it is not read further (hosts.yaml limits.log_bytes)")
             for line in lines:
                 merged.emit(line, "file")
             merged.flush()

@@ -120,3 +120,18 @@ def test_limits_a_job_may_only_lower_and_absurd_values_are_refused():
     eff = effective(JobLimits(), None)
     kwargs = eff.create_kwargs()
     assert kwargs["pids_limit"] == 512 and kwargs["memswap_limit"] == kwargs["mem_limit"] and kwargs["ulimits"][0]["Soft"] == 4096
+
+
+def test_each_child_gets_only_the_secrets_of_its_service():
+    from core.child_env import child_env
+
+    env = {"PATH": "/bin", "PREFECT_API_URL": "http://127.0.0.1:1/api", "PREFECT_API_AUTH_STRING": "opeva:pw",
+           "PREFECT_SERVER_API_AUTH_STRING": "opeva:pw", "OPEVA_API_TOKENS": "alice:t", "MONGO_URI": "mongodb://u:p@h",
+           "OPEVA_DATA_DIR": "/d", "AWS_SECRET_ACCESS_KEY": "x", "RANDOM_THING": "y", "OPEVA_API_TOKENS_FILE": "/etc/t"}
+    mongo = child_env("mongo", env)
+    assert set(mongo) == {"PATH", "PREFECT_API_URL", "OPEVA_DATA_DIR", "OPEVA_API_TOKENS_FILE"}
+    worker = child_env("worker-local-host", env)
+    assert worker["PREFECT_API_AUTH_STRING"] == "opeva:pw" and "OPEVA_API_TOKENS" not in worker and "MONGO_URI" not in worker
+    api = child_env("api", env)
+    assert {"OPEVA_API_TOKENS", "MONGO_URI", "PREFECT_API_AUTH_STRING"} <= set(api) and "PREFECT_SERVER_API_AUTH_STRING" not in api
+    assert "PREFECT_SERVER_API_AUTH_STRING" in child_env("prefect-server", env) and "OPEVA_API_TOKENS" not in child_env("prefect-server", env)
