@@ -115,16 +115,9 @@ class Resources:
     cpus: float | None = None
     memory: str | None = None  # Docker notation: "2g", "512m"
     gpus: int | None = None  # -1 = all
-    pids: int | None = None
-    nofile: int | None = None
-    log_bytes: int | None = None
-    disk_bytes: int | None = None
 
     def job_variables(self) -> dict[str, Any]:
         variables: dict[str, Any] = {}
-        limits = {k: getattr(self, k) for k in ("pids", "nofile", "log_bytes", "disk_bytes") if getattr(self, k)}
-        if limits:
-            variables["limits"] = limits
         create: dict[str, Any] = {}
         if self.cpus:
             create["nano_cpus"] = int(self.cpus * 1e9)

@@ -133,11 +133,16 @@ def file_size(top: str | Path, relative: str | Path) -> int | None:
         os.close(fd)
 
 
-def read_json(top: str | Path, relative: str | Path, max_bytes: int = MAX_JSON) -> Any | None:
-    """The parsed JSON file, or None when absent, mid-write, too big, not JSON or not a regular file."""
+def read_json(top: str | Path, relative: str | Path, max_bytes: int = MAX_JSON, *, strict: bool = False) -> Any | None:
+    """The parsed JSON file, or None when absent, mid-write, too big, not JSON or (unless
+    ``strict``: NotRegularFile) a link or not a regular file."""
     try:
         data = read_bounded(top, relative, 0, max_bytes + 1)
-    except (NotRegularFile, OSError):
+    except NotRegularFile:
+        if strict:
+            raise
+        return None
+    except OSError:
         return None
     if not data or len(data) > max_bytes:
         return None

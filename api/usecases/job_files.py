@@ -100,8 +100,11 @@ def _in_job(storage: DataRoot, path: Path) -> tuple[Path, Path]:
 
 
 def _job_json(storage: DataRoot, path: Path) -> Any | None:
-    """progress.json / result.json as the job left them: bounded, no link followed (core.job_io)."""
-    return job_io.read_json(*_in_job(storage, path))
+    """progress.json / result.json as the job left them: bounded; a link or a FIFO there is 403."""
+    try:
+        return job_io.read_json(*_in_job(storage, path), strict=True)
+    except job_io.NotRegularFile:
+        raise OutsideDataRoot(f"{Path(path).name} is a link or not a regular file; refused") from None
 
 
 def _read_from(storage: DataRoot, path: Path, offset: int, limit: int = 1 << 20) -> bytes:

@@ -70,10 +70,15 @@ def _check_reference_simulator(config: dict[str, Any], storage: DataRoot) -> Non
         raise ExperimentConfigError(exc.field, str(exc)) from exc
 
 
-def job_variables_for(host: Host, resources: Resources | None) -> dict[str, Any]:
+LOWERED = ("pids", "nofile", "log_bytes", "disk_bytes")  # limits a job may lower (core/job_limits.py)
+
+
+def job_variables_for(host: Host, resources: Resources | None, lowered: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per-job job variables merged with the host's: Prefect replaces every variable but
     ``env`` whole, so a job's ``container_create_kwargs`` would drop a GPU host's devices."""
     variables = resources.job_variables() if resources else {}
+    if lowered := {k: v for k, v in (lowered or {}).items() if k in LOWERED and v is not None}:
+        variables["limits"] = lowered
     job_limits(host, variables, strict=True)  # a job may only lower its host's limits: 422 otherwise
     create = variables.get("container_create_kwargs")
     if create is not None and host.gpus is not None and "device_requests" not in create:
@@ -120,10 +125,11 @@ async def submit_simulation(
     unknown = sorted(k for k in parameters if k not in accepted)
     if unknown:
         raise ApiError(422, f"the simulation deployment of host {host.name!r} does not take {', '.join(unknown)}; re-run `make setup` with this version")
-    resources = Resources(**body.resources.model_dump()) if body.resources else None
+    asked = body.resources.model_dump() if body.resources else {}
+    resources = Resources(**{k: v for k, v in asked.items() if k not in LOWERED}) if body.resources else None
     submitted = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
-        job_variables=job_variables_for(host, resources), idempotency_key=idempotency_key, labels=_labels(body),
+        job_variables=job_variables_for(host, resources, asked), idempotency_key=idempotency_key, labels=_labels(body),
         tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made
