@@ -38,7 +38,10 @@ from core.layout import JobPaths
 POLL_SECONDS = 0.2
 WATCH_SECONDS = 2.0  # disk and process checks
 PIDS_STRIKES = 3  # checks in a row at the process limit before the job is stopped
-MAX_BACKLOG = 2000  # log records queued for Prefect before the mirror waits (bounded memory)
+MAX_BACKLOG = 500  # log records queued for Prefect before the mirror waits (bounded memory)
+GROUP_MIN = 64  # a round with this many lines or more ships them grouped
+GROUP_LINES = 256  # lines per grouped record,
+GROUP_BYTES = 256 << 10  # and bytes (Prefect truncates a record over 1 MB)
 LINE_QUEUE = 2000
 TAIL_LINES = 20
 DEDUPE_WINDOW = 500
@@ -210,6 +213,7 @@ class _MergedLog:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.dedupe = _Dedupe()
         self.buffer: list[bytes] = []
+        self.records: list[tuple[int, str]] = []
 
     def emit(self, line: str, origin: str) -> None:
         if self.run.log_capped or not line.strip() or not self.dedupe.fresh(line, origin):
@@ -221,7 +225,7 @@ class _MergedLog:
                     "the rest is not mirrored (the job goes on; hosts.yaml limits.log_bytes)")
             data = (line + "\n").encode()
         self.buffer.append(data)
-        self.logger.log(level_of(line), line)
+        self.records.append((level_of(line), line))
         self.tail.append(line)
         self.run.lines += 1
         self.run.bytes += len(data)
@@ -229,9 +233,27 @@ class _MergedLog:
             self.run.lines_cut += 1
 
     def flush(self) -> None:
+        """Write this round's lines to platform.log and hand them to Prefect's logger: one
+        record per line, or, for a flood (GROUP_MIN lines or more in one round), one record
+        per run of up to GROUP_LINES lines of the same level (Prefect's log shipper moves
+        records one at a time between threads: 200k single-line records took minutes)."""
         if self.buffer:
             os.write(self.fd, b"".join(self.buffer))
             self.buffer.clear()
+        records, self.records = self.records, []
+        if len(records) < GROUP_MIN:
+            for level, line in records:
+                self.logger.log(level, line)
+            return
+        group: list[str] = []
+        size = 0
+        for i, (level, line) in enumerate(records):
+            group.append(line)
+            size += len(line) + 1
+            last = i + 1 == len(records) or records[i + 1][0] != level
+            if last or len(group) >= GROUP_LINES or size >= GROUP_BYTES:
+                self.logger.log(level, "\n".join(group))
+                group, size = [], 0
 
     def close(self) -> None:
         self.flush()
