@@ -33,7 +33,7 @@ def run_job(api, script: str, *, resources: dict | None = None, retries: int = 0
     return r.json()["job_id"]
 
 
-def final_state(api, job_id: str, timeout: float = 150) -> dict:
+def final_state(api, job_id: str, timeout: float = 420) -> dict:
     return wait_status(api, job_id, FINAL, timeout=timeout)
 
 
@@ -43,7 +43,7 @@ def normal_job(api) -> str:
 
 
 def a_normal_job_still_finishes(api, job_id: str) -> None:
-    final = final_state(api, job_id, timeout=120)
+    final = final_state(api, job_id)
     assert final["status"] == "finished", final
     assert api.get("/health").status_code == 200
 
@@ -168,7 +168,7 @@ def test_fifo_dev_zero_sparse_gigabyte_and_a_64_mib_line_keep_the_supervisor_sma
     normal = normal_job(api)
     memory = SupervisorMemory(job_id)
     memory.start()
-    final = final_state(api, job_id, timeout=180)
+    final = final_state(api, job_id)
     memory.stop.set()
     assert final["status"] == "finished", final
     text = logs_text(api, job_id)
@@ -220,7 +220,7 @@ except OSError as exc:
 def test_a_job_at_its_limit_fails_with_its_error_code(api, script, resources, code):
     job_id = run_job(api, script, resources=resources, name=code)
     normal = normal_job(api)
-    final = final_state(api, job_id, timeout=120)
+    final = final_state(api, job_id)
     message = final["prefect_state"]["message"] or ""
     assert final["status"] == "failed" and f"error_code={code}" in message, final
     assert api.get(f"/job-info/{job_id}").json().get("error_code") == code
@@ -249,9 +249,47 @@ def test_limits_over_the_hosts_and_absurd_values_are_refused(api):
 def test_a_200k_line_log_is_complete_when_the_job_is_final(api):
     job_id = run_job(api, "import sys\nw = sys.stdout.write\nfor i in range(200000): w(f'line {i}\\n')", name="lines")
     normal = normal_job(api)
-    final = final_state(api, job_id, timeout=200)
+    final = final_state(api, job_id)
     assert final["status"] == "finished", final
     # a flood is shipped as records of up to 256 lines (flows/supervise.py): count lines, not records
     lines = [m for e in prefect_logs(job_id) for m in e.message.splitlines() if m.startswith("line ")]
     assert len(lines) == 200_000 and lines[-1] == "line 199999", len(lines)
+    a_normal_job_still_finishes(api, normal)
+
+
+# -- 3 and 5. the platform's loopback services (passes once job containers leave the host network) -------
+
+NETWORK = r"""
+import socket, time
+reached = []
+for name, port in PORTS.items():                         # Prefect, MongoDB, the API on the host's loopback
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close(); reached.append(name)
+    except OSError:
+        pass
+print("[INFO] %s %s" % ("reached:", sorted(reached)), flush=True)
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", BIND)); srv.listen(8)             # a fake Prefect waiting for clients' credentials
+time.sleep(8)
+"""
+
+
+def test_a_job_reaches_no_platform_service_and_its_listeners_are_not_on_the_hosts_loopback(api, platform):
+    """Attacks 3 (bind Prefect's port after a restart) and 5 (MongoDB open to jobs). Kept by the
+    job containers' own network (the `mlflow` branch: an internal Docker network); on the host
+    network this test fails, as it should."""
+    import socket
+
+    from deployments.platform import free_port
+
+    bind = free_port()
+    ports = {"prefect": platform.prefect_port, "mongo": platform.mongo_port, "api": platform.api_port}
+    job_id = run_job(api, NETWORK.replace("PORTS", repr(ports)).replace("BIND", str(bind)), name="network")
+    normal = normal_job(api)
+    wait_for(lambda: "reached:" in logs_text(api, job_id).replace("\"reached:\"", ""), 420, what="the job's probe")
+    time.sleep(1)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", bind), timeout=2).close()
+    assert final_state(api, job_id)["status"] == "finished"
+    assert re.search(r"reached: \[\]", logs_text(api, job_id)), logs_text(api, job_id)[-1500:]
     a_normal_job_still_finishes(api, normal)
