@@ -31,7 +31,6 @@ ERROR_CODES = {
     "oom": "the job used more memory than its limit and was killed by the kernel",
     "pids_limit": "the job stayed at its process limit (a fork bomb or a runaway pool) and was stopped",
     "disk_limit": "the job's folder grew over its disk limit and the job was stopped",
-    "nonzero_exit": "the simulator exited with a non-zero code",
 }
 
 
