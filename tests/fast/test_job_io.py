@@ -135,3 +135,62 @@ def test_each_child_gets_only_the_secrets_of_its_service():
     api = child_env("api", env)
     assert {"OPEVA_API_TOKENS", "MONGO_URI", "PREFECT_API_AUTH_STRING"} <= set(api) and "PREFECT_SERVER_API_AUTH_STRING" not in api
     assert "PREFECT_SERVER_API_AUTH_STRING" in child_env("prefect-server", env) and "OPEVA_API_TOKENS" not in child_env("prefect-server", env)
+
+
+def test_mirror_keeps_every_line_of_a_flood_caps_the_log_and_stops_a_disk_filler(tmp_path):
+    """flows.supervise.mirror on a real thread-fed source (no Prefect): all 20k lines reach the
+    logger (grouped) and platform.log; a log file linked out is reported; the cap holds."""
+    import logging
+    import queue
+
+    from core.layout import DataRoot
+    from flows.supervise import MirrorLimits, mirror
+
+    class Source:
+        def __init__(self, n: int) -> None:
+            self.lines: queue.Queue = queue.Queue(maxsize=2000)
+            self.exit_code, self._ended = None, threading.Event()
+            threading.Thread(target=self._feed, args=(n,), daemon=True).start()
+
+        def _feed(self, n: int) -> None:
+            for i in range(n):
+                self.lines.put(f"line {i}")
+            self.lines.put(None)
+            self.exit_code = 0
+            self._ended.set()
+
+        @property
+        def ended(self) -> bool:
+            return self._ended.is_set()
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    job = DataRoot(tmp_path).job("0189dbbd-f06a-4976-82f9-e79a884d9a28").create()
+    job.simulator_log_file.symlink_to("/proc/self/environ")
+    keep, logger = Keep(), logging.getLogger("test.mirror")
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    run = mirror(Source(20_000), job=job, logger=logger)
+    lines = [m for msg in keep.messages for m in msg.splitlines() if m.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(20_000)] and len(keep.messages) < 2_000
+    assert run.returncode == 0 and run.lines >= 20_000 and not run.log_capped
+    assert job.log_file.read_text().count("\nline ") == 19_999 and "did not read" in job.log_file.read_text()
+
+    keep.messages.clear()
+    capped = mirror(Source(5_000), job=job, logger=logger, limits=MirrorLimits(log_bytes=10_000))
+    assert capped.log_capped and capped.bytes < 10_500 and any("log cap reached" in m for m in keep.messages)
+
+    (job.dir / "fill.bin").write_bytes(b"x" * (3 << 20))
+
+    class Endless(Source):
+        def _feed(self, n: int) -> None:
+            pass
+
+    filled = mirror(Endless(0), job=job, logger=logger, limits=MirrorLimits(disk_bytes=1 << 20))
+    assert filled.error_code == "disk_limit" and "disk limit" in filled.error_detail
