@@ -35,6 +35,11 @@ class ResourceRequest(BaseModel):
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU cores for the job's container (Docker nano_cpus).")
     memory: str | None = Field(None, max_length=32, description="Memory limit in Docker notation, e.g. '2g' or '512m' (6m to 1024g).")
     gpus: int | None = Field(None, ge=-1, le=64, description="GPUs to request; -1 for all.")
+    # Lower the host's limits (hosts.yaml `limits:`) for this job; over the host's: 422 (docs/security.md)
+    pids: int | None = Field(None, ge=16, le=1_000_000, description="Processes and threads of the job.")
+    nofile: int | None = Field(None, ge=64, le=1_048_576, description="Open files per process.")
+    log_bytes: int | None = Field(None, ge=1024, le=1 << 40, description="Log bytes mirrored; past it a marker.")
+    disk_bytes: int | None = Field(None, ge=1 << 20, le=1 << 50, description="Bytes in the job's folder; over it: error_code disk_limit.")
 
     @field_validator("memory")
     @classmethod

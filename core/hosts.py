@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.job_limits import Effective, JobLimits, effective
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
@@ -78,6 +80,7 @@ class Host(BaseModel):
     job_network: JobNetwork = Field(
         "internal", description="internal: the jobs network (only the platform's MLflow on it); none: no network at all."
     )
+    limits: JobLimits = Field(default_factory=JobLimits, description="Every job's limits on this host; a job may only lower them.")
 
     @field_validator("name")
     @classmethod
@@ -166,6 +169,23 @@ def narrowest_network(host: str, job: str | None) -> str:
     if job not in _NETWORK_WIDTH:
         return host
     return job if _NETWORK_WIDTH[job] < _NETWORK_WIDTH[host] else host
+
+
+def job_limits(host: Host, job_variables: dict[str, Any] | None = None, *, strict: bool = False) -> Effective:
+    """The limits one job runs with: the host's ``limits`` (its older ``cpus``/``memory``
+    fill what ``limits`` leaves unset), lowered by the job's variables (``mem_limit``,
+    ``container_create_kwargs.nano_cpus``, ``limits``). ``strict``: over a ceiling is an
+    error (the API); otherwise the ceiling applies (a run made by hand)."""
+    legacy = {k: v for k, v in (("memory", host.memory), ("cpus", host.cpus)) if v and k not in host.limits.model_fields_set}
+    base = host.limits.model_copy(update=legacy)
+    job = dict(job_variables or {})
+    asked: dict[str, Any] = dict(job.get("limits") or {})
+    if job.get("mem_limit"):
+        asked["memory"] = job["mem_limit"]
+    nano = (job.get("container_create_kwargs") or {}).get("nano_cpus")
+    if nano:
+        asked["cpus"] = int(nano) / 1e9
+    return effective(base, asked, host_name=host.name, strict=strict)
 
 
 class HostsFile(BaseModel):

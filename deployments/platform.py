@@ -179,7 +179,9 @@ class Platform:
             atexit.register(self.stop)
             stop_on_sigterm()
         private_dir(self.logs_dir)  # logs name the platform's URLs and credentials' users: not world-readable
-        service = Service(name, None, self.logs_dir / f"{name}.log", cmd=cmd, env=self.env(**env), ready=ready, timeout=timeout, user=user)  # type: ignore[arg-type]
+        from core.child_env import child_env  # each child gets only the secrets its service needs
+
+        service = Service(name, None, self.logs_dir / f"{name}.log", cmd=cmd, env=child_env(name, self.env(**env)), ready=ready, timeout=timeout, user=user)  # type: ignore[arg-type]
         self.services.append(service)
         self.spawn(service, wait=wait)
         return service
@@ -273,7 +275,9 @@ class Platform:
         if docker is False:
             cmd.append("--process")
         env = self.env(**({"OPEVA_HOSTS_FILE": str(hosts_file)} if hosts_file else {}))
-        out = subprocess.run(cmd, env=env, cwd=str(PROJECT_ROOT), capture_output=True, text=True)
+        from core.child_env import child_env
+
+        out = subprocess.run(cmd, env=child_env("setup", env), cwd=str(PROJECT_ROOT), capture_output=True, text=True)
         if out.returncode != 0:
             raise StartupError(f"deployment set-up failed:\n{out.stdout}\n{out.stderr[-3000:]}")
         types = {}

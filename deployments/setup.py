@@ -87,6 +87,18 @@ JOB_VARIABLES_SCHEMA: dict[str, Any] = {
             "default": None,
             "title": "Network of the simulator: none narrows the host's (docs/sandbox-network.md)",
         },
+        "limits": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {k: {"type": "integer", "minimum": 1} for k in ("pids", "nofile", "log_bytes", "disk_bytes")},
+                },
+                {"type": "null"},
+            ],
+            "default": None,
+            "title": "Lower limits of the simulator (processes, open files, log bytes, disk bytes; core/job_limits.py)",
+        },
         "container_create_kwargs": {
             "anyOf": [
                 {

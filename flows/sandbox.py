@@ -40,8 +40,10 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
 from core import containers
+from core.job_io import CHUNK, LineSplitter
 
 STOP_TIMEOUT_SECONDS = 3  # docker stop: SIGTERM, then SIGKILL after this
+LINE_QUEUE = 2000  # lines read ahead of the mirror; the engine keeps the rest on disk (bounded memory)
 EXITED_KEEP_SECONDS = 60  # exited containers older than this are removed by reap()
 
 log = logging.getLogger("opeva.sandbox")
@@ -111,7 +113,7 @@ class SimulatorSpec:
         kwargs["network_mode" if self.network == "none" else "network"] = self.network
         if self.supervisor_id:
             kwargs["pid_mode"] = f"container:{self.supervisor_id}"
-        for key in ("mem_limit", "nano_cpus"):
+        for key in ("mem_limit", "memswap_limit", "nano_cpus", "pids_limit", "ulimits", "log_config", "tmpfs"):
             if self.limits.get(key):
                 kwargs[key] = self.limits[key]
         if self.limits.get("device_requests"):
@@ -144,7 +146,7 @@ class SimulatorContainer:
         before the simulator can write them)."""
         self.client = client
         self.spec = spec
-        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.lines: queue.Queue[str | None] = queue.Queue(maxsize=LINE_QUEUE)
         self.exit_code: int | None = None
         self.wait_error: str | None = None
         self.oom_killed = False
@@ -161,26 +163,29 @@ class SimulatorContainer:
         return self.container.id
 
     def _pump(self) -> None:
-        """stdout and stderr, line by line, until the container ends."""
-        partial = b""
+        """stdout and stderr, line by line (long lines cut), until the container ends.
+
+        The queue is bounded: when the mirror falls behind, this thread waits and the
+        engine keeps the output in its (rotated) log file, so memory stays bounded.
+        """
+        splitter = LineSplitter()
         try:
             for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                partial += chunk
-                *complete, partial = partial.split(b"\n")
-                for raw in complete:
-                    self.lines.put(raw.decode("utf-8", "replace").rstrip("\r"))
+                for start in range(0, len(chunk), CHUNK):
+                    for line in splitter.feed(chunk[start:start + CHUNK]):
+                        self.lines.put(line)
         except (APIError, OSError) as exc:  # removed under us: the wait thread reports it
             log.debug("log stream of %s ended: %s", self.spec.name, exc)
         finally:
-            if partial:
-                self.lines.put(partial.decode("utf-8", "replace").rstrip("\r"))
+            for line in splitter.flush():
+                self.lines.put(line)
             self.lines.put(None)
 
     def _wait(self) -> None:
         """The exit code, read from the container we did not auto-remove (no race)."""
         try:
             self.exit_code = int(self.container.wait()["StatusCode"])
-            self.oom_killed = self._oom_killed()
+            self.oom_killed = self._state().get("OOMKilled") is True
         except NotFound:
             self.wait_error = "the simulator's container was removed before it ended"
             self.exit_code = -1
@@ -189,14 +194,6 @@ class SimulatorContainer:
             self.exit_code = self._exit_code_after_error()
         finally:
             self._done.set()
-
-    def _oom_killed(self) -> bool:
-        """Docker's mark that the kernel killed it for memory (the exit code alone, 137, says only "killed")."""
-        try:
-            self.container.reload()
-            return bool(self.container.attrs["State"].get("OOMKilled"))
-        except Exception:
-            return False
 
     def _exit_code_after_error(self) -> int:
         for _ in range(10):
@@ -211,6 +208,21 @@ class SimulatorContainer:
                 pass
             time.sleep(1)
         return -1
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            return self.client.api.inspect_container(self.container.id).get("State") or {}
+        except (APIError, NotFound):
+            return {}
+
+    def pids(self) -> tuple[int, int] | None:
+        """(processes now, limit) of the container, from the engine; None when unknown."""
+        try:
+            stats = self.client.api.stats(self.container.id, stream=False, one_shot=True)
+        except Exception:
+            return None
+        pids = stats.get("pids_stats") or {}
+        return (int(pids["current"]), int(pids.get("limit") or 0)) if "current" in pids else None
 
     @property
     def ended(self) -> bool:

@@ -30,10 +30,12 @@ from prefect.runtime import flow_run as current_run
 
 from blocks.storage import load_storage
 from core.experiment import ExperimentConfigError, names_of, resolve_experiment
-from core.hosts import Host, repository_of, simulator_limits
-from core.layout import DataRoot, JobPaths, read_json, write_json_atomic
+from core.hosts import Host, job_limits, repository_of, simulator_limits
+from core.job_io import chown_tree, open_platform_file, read_json as read_job_json
+from core.job_limits import error_message
+from core.layout import DataRoot, JobPaths, write_json_atomic
 from flows.phase import mark_phase
-from flows.supervise import SubprocessSource, contract_env, mirror, subprocess_env
+from flows.supervise import MirrorLimits, SubprocessSource, contract_env, mirror, prefect_log_backlog, subprocess_env
 
 REFERENCE_COMMAND = ["python", "-m", "simulator"]
 HOST_SETTINGS_ENV = "OPEVA_HOST_SETTINGS"  # the host's entry of the hosts file, JSON (set by deployments.setup)
@@ -137,10 +139,15 @@ def _end_cancelled(logger) -> None:
     os._exit(0)
 
 
+LOG_DRAIN_SECONDS = 120  # the mirror keeps at most a few thousand records queued: seconds, not minutes
+
+
 def _flush_logs() -> None:
     """Ship every queued log line now, so a client reading the logs at the final state has them all."""
     try:
-        APILogWorker.drain_all(timeout=5)  # what APILogHandler.flush does outside an event loop
+        _, late = APILogWorker.drain_all(timeout=LOG_DRAIN_SECONDS)  # what APILogHandler.flush does outside an event loop
+        if late:
+            print(f"[WARNING] log records were still being shipped after {LOG_DRAIN_SECONDS} s", file=sys.stderr)
     except Exception as exc:  # a flush problem must not change the job's outcome
         print(f"[WARNING] could not flush the run's logs: {exc}", file=sys.stderr)
 
@@ -247,16 +254,26 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
     else:
         run = _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logger, on_progress)
 
-    result = read_json(job.result_file)
-    if run.returncode != 0:
-        tail = "\n".join(run.tail[-10:])
-        raise SimulatorFailed(f"simulator exited with code {run.returncode}{run.note or ''}; last log lines:\n{tail}")
+    result = _outcome(run, job, info)
     if isinstance(result, dict):
         create_markdown_artifact(_result_markdown(result), description=f"Result of {name}")
     else:
         logger.warning("[WARNING] the simulator wrote no results/result.json")
     update_progress_artifact(progress_id, 100.0, description=f"{name}: finished")
     return {"job_id": job_id, "result": result}
+
+
+def _outcome(run, job: JobPaths, info: dict[str, Any]) -> Any:
+    """The job's result.json (read as core.job_io reads any job file); SimulatorFailed with
+    ``error_code=<code>: ...`` when it hit a limit, or its exit code and last lines."""
+    result = read_job_json(job.dir, job.result_file.relative_to(job.dir))
+    write_json_atomic(job.job_info_file, {**info, "error_code": run.error_code, "log": run.log_summary()})
+    if run.error_code:
+        raise SimulatorFailed(error_message(run.error_code, f"{run.error_detail}{run.note or ''}"))
+    if run.returncode != 0:
+        tail = "\n".join(run.tail[-10:])
+        raise SimulatorFailed(f"simulator exited with code {run.returncode}{run.note or ''}; last log lines:\n{tail}")
+    return result
 
 
 def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd, supervisor_id, info, logger, on_progress):
@@ -274,6 +291,8 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         args = cmd or host.simulator_arguments(config_path=rel_cfg, job_id=job.job_id, job_name=name)
     limits = simulator_limits(host, current_run.job_variables or {})
     network, mlflow_dir = prepare_job(client, storage.root, job.dir, limits.pop("network"))
+    bounds = job_limits(host, current_run.job_variables or {})  # every job has limits (core/job_limits.py)
+    limits.update(bounds.create_kwargs())
     env = {
         **mlflow_env(limits["env"], network),
         **limits.pop("env"),
@@ -300,7 +319,11 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
     write_json_atomic(job.dir / "container.json", {"simulator_container_id": container.id, "name": spec.name, "image": image})
     mark_phase("running")
     try:
-        run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
+        run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set,
+                     limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries),
+                     pids=container.pids, backlog=prefect_log_backlog)
+        if container.oom_killed and not run.error_code:
+            run.error_code, run.error_detail = "oom", f"the simulator went over its memory limit ({bounds.memory} bytes) and was killed"
         if container.wait_error:
             run.note = f" ({container.wait_error})"
         if container.oom_killed:  # core/failures.py reads this mark as out_of_memory
@@ -322,7 +345,9 @@ def _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logge
     source = SubprocessSource(args, env, cwd=str(Path(__file__).resolve().parent.parent))
     mark_phase("running")
     try:
-        return mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set)
+        bounds = job_limits(host, current_run.job_variables or {})
+        return mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set,
+                      limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries), backlog=prefect_log_backlog)
     finally:
         source.stop()
 
@@ -333,13 +358,7 @@ def _chown_job_dir(job: JobPaths, run_as: str) -> None:
     uid_n, gid_n = int(uid), int(gid or uid)
     if os.geteuid() != 0:
         return  # not root: the folder's mode must already let run_as write (documented)
-    for root, dirs, files in os.walk(job.dir):
-        os.chown(root, uid_n, gid_n)
-        for f in files:
-            os.chown(os.path.join(root, f), uid_n, gid_n)
-    # the merged log stays the platform's: readable by the simulator, not writable
-    if job.log_file.exists():
-        os.chown(job.log_file, 0, 0)
-    else:
-        job.log_file.touch()
-    os.chmod(job.log_file, 0o644)
+    # platform.log (and logs/) made anew if a job's earlier attempt replaced them; the job is not running now
+    os.close(open_platform_file(job.dir, job.log_file.relative_to(job.dir)))
+    chown_tree(job.dir, uid_n, gid_n)  # links themselves only: never what a job's link points at
+    os.chown(job.log_file, 0, 0, follow_symlinks=False)  # the merged log stays the platform's: read-only to the job

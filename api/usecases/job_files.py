@@ -21,13 +21,15 @@ from api.gateway import JobNotFound, PrefectGateway, opeva_status
 from api.responses_insight import EtaFields
 from api.usecases import insight
 from api.responses import LogsChunk, ProgressOut, ResultOut, SimulationDataIndex, SimulationFile
+from core import job_io
 from core.experiment import config_source, default_experiment
-from core.layout import DataRoot, UnsafeNameError, canonical_job_id, safe_name
+from core.layout import DataRoot, OutsideDataRoot, UnsafeNameError, canonical_job_id, safe_name
 from core.limits import LIMITS
 from core.safe_open import NotARegularFile, open_beneath
 from core.states import ACTIVE
 
 FOLLOW_POLL_SECONDS = 0.5
+FILE_LOG_MAX = 16 << 20  # /file-logs without follow answers at most this much; /logs-chunk pages the rest
 NO_PROGRESS = "No updates yet."
 _DAY = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
@@ -69,7 +71,7 @@ async def progress(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> P
 
 async def result(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> ResultOut:
     run = await gateway.read_run(job_id)
-    data = await asyncio.to_thread(storage.read_json, storage.job(str(run.id)).result_file)
+    data = await asyncio.to_thread(_job_json, storage, storage.job(str(run.id)).result_file)
     if isinstance(data, dict):
         return ResultOut(**{"status": "unknown", **data}) if not isinstance(data.get("status"), str) else ResultOut(**data)
     if data is not None:
@@ -100,14 +102,41 @@ async def logs_follow(gateway: PrefectGateway, job_id: str) -> AsyncIterator[byt
     return lines()
 
 
-def _read_from(storage: DataRoot, path: Path, offset: int, limit: int = 1 << 20) -> bytes:
-    """Bytes of a job file a job may have replaced by a link: read only when really inside the root."""
+def _in_job(storage: DataRoot, path: Path) -> tuple[Path, Path]:
+    """(the job's folder, path relative to it) of a job file: core.job_io opens it from there."""
+    rel = Path(path).relative_to(storage.jobs_dir)
+    return storage.jobs_dir / rel.parts[0], Path(*rel.parts[1:])
+
+
+def _job_json(storage: DataRoot, path: Path) -> Any | None:
+    """progress.json / result.json as the job left them: bounded; a link or a FIFO there is 403."""
     try:
-        with storage.open_inside(path, what="log file") as f:
-            f.seek(offset)
-            return f.read(limit)
+        return job_io.read_json(*_in_job(storage, path), strict=True)
+    except job_io.NotRegularFile:
+        raise OutsideDataRoot(f"{Path(path).name} is a link or not a regular file; refused") from None
+
+
+def _read_from(storage: DataRoot, path: Path, offset: int, limit: int = 1 << 20) -> bytes:
+    """At most ``limit`` bytes of a job file the job may have replaced by a link, a FIFO or a
+    huge file: read through core.job_io (no link followed, regular files only, in chunks)."""
+    try:
+        return job_io.read_bounded(*_in_job(storage, path), offset, limit)
+    except job_io.NotRegularFile:
+        raise OutsideDataRoot(f"log file {Path(path).name!r} is a link or not a regular file; refused") from None
     except FileNotFoundError:
         return b""
+
+
+def _file_log_bytes(storage: DataRoot, path: Path) -> bytes | None:
+    """The log file's bytes up to FILE_LOG_MAX (read from an opened regular file, never a link),
+    with a marker past it; None when absent."""
+    size = job_io.file_size(*_in_job(storage, path)) if path.parent.is_dir() else None
+    if size is None:
+        return None
+    data = _read_from(storage, path, 0, FILE_LOG_MAX)
+    if size > len(data):
+        data += f"\n[... {size - len(data)} more bytes: read them with /logs-chunk/<job_id>?offset={len(data)}]\n".encode()
+    return data
 
 
 async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> bytes | str:
@@ -116,9 +145,10 @@ async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str)
     run = await gateway.read_run(job_id)
     path = storage.job(str(run.id)).simulator_log_file
     try:
-        return await asyncio.to_thread(storage.read_bytes_inside, path, what="log file")
-    except FileNotFoundError:
-        return _placeholder(str(run.id), opeva_status(run))
+        data = await asyncio.to_thread(_file_log_bytes, storage, path)
+    except job_io.NotRegularFile:
+        raise OutsideDataRoot(f"log file {path.name!r} is a link or not a regular file; refused") from None
+    return _placeholder(str(run.id), opeva_status(run)) if data is None else data
 
 
 async def file_log_follow(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> AsyncIterator[bytes]:
@@ -146,8 +176,12 @@ async def file_log_follow(gateway: PrefectGateway, storage: DataRoot, job_id: st
 def _chunk(storage: DataRoot, path: Path, tail_lines: int | None, offset: int, max_bytes: int) -> tuple[str, int, bool, bool]:
     """(text, next_offset, truncated, available) of the log file."""
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
+        size = job_io.file_size(*_in_job(storage, path))
+    except job_io.NotRegularFile:
+        raise OutsideDataRoot(f"log file {path.name!r} is a link or not a regular file; refused") from None
+    except (FileNotFoundError, NotADirectoryError):
+        size = None
+    if size is None:
         return "", offset, False, False
     if tail_lines is not None:
         start = max(0, size - max_bytes)

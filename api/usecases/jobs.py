@@ -22,7 +22,8 @@ from api.stopper import kill_now
 from api.usecases.mlflow_link import mlflow_link
 from api.responses import JobInfoBrief, JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, PrefectState, QueueItem
 from core.experiment import ExperimentConfigError, job_name_of, resolve_experiment
-from core.hosts import Host, HostsFile
+from core.hosts import Host, HostsFile, job_limits
+from core import job_io
 from core.images import ImageCatalog
 from api.usecases.images import chosen_image
 from core.layout import DataRoot
@@ -87,10 +88,16 @@ def _check_reference_simulator(config: dict[str, Any], storage: DataRoot) -> Non
         raise ExperimentConfigError(exc.field, str(exc)) from exc
 
 
-def job_variables_for(host: Host, resources: Resources | None) -> dict[str, Any]:
+LOWERED = ("pids", "nofile", "log_bytes", "disk_bytes")  # limits a job may lower (core/job_limits.py)
+
+
+def job_variables_for(host: Host, resources: Resources | None, lowered: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per-job job variables merged with the host's: Prefect replaces every variable but
     ``env`` whole, so a job's ``container_create_kwargs`` would drop a GPU host's devices."""
     variables = resources.job_variables() if resources else {}
+    if lowered := {k: v for k, v in (lowered or {}).items() if k in LOWERED and v is not None}:
+        variables["limits"] = lowered
+    job_limits(host, variables, strict=True)  # a job may only lower its host's limits: 422 otherwise
     create = variables.get("container_create_kwargs")
     if create is not None and host.gpus is not None and "device_requests" not in create:
         create["device_requests"] = [host.gpus.device_request()]
@@ -193,10 +200,11 @@ async def submit_simulation(
     unknown = sorted(k for k in parameters if k not in accepted)
     if unknown:
         raise ApiError(422, f"the simulation deployment of host {host.name!r} does not take {', '.join(unknown)}; re-run `make setup` with this version")
-    resources = Resources(**body.resources.model_dump()) if body.resources else None
+    asked = body.resources.model_dump() if body.resources else {}
+    resources = Resources(**{k: v for k, v in asked.items() if k not in LOWERED}) if body.resources else None
     submitted = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
-        job_variables=job_variables_for(host, resources), idempotency_key=scoped_key(user, idempotency_key),
+        job_variables=job_variables_for(host, resources, asked), idempotency_key=scoped_key(user, idempotency_key),
         labels={**_labels(body, profile), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
         tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
@@ -242,7 +250,9 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str, host
     run = await gateway.read_run(job_id)
     names = await gateway.flow_names()
     item = job_item(run, names.get(run.flow_id))
-    info = await asyncio.to_thread(storage.read_json_object, storage.job(str(run.id)).job_info_file)  # confined: a link out reads as {}
+    job = storage.job(str(run.id))
+    info = await asyncio.to_thread(job_io.read_json, job.dir, "job_info.json")  # bounded, no link followed (core/job_io.py)
+    info = info if isinstance(info, dict) else {}
     params = dict(run.parameters or {})
     reserved = set(JobInfoOut.model_fields) - {"config_path", "submitted_by"}
     link = await mlflow_link(str(run.id), run.created) if item.kind == "simulation" and run.run_count else None
