@@ -41,7 +41,7 @@ PIDS_STRIKES = 3  # checks in a row at the process limit before the job is stopp
 MAX_BACKLOG = 500  # log records queued for Prefect before the mirror waits (bounded memory)
 GROUP_MIN = 64  # a round with this many lines or more ships them grouped
 GROUP_LINES = 256  # lines per grouped record,
-GROUP_BYTES = 256 << 10  # and bytes (Prefect truncates a record over 1 MB)
+GROUP_BYTES = 128 << 10  # and characters (Prefect truncates a record over 1 MB of JSON; \uXXXX is 6 bytes)
 LINE_QUEUE = 2000
 TAIL_LINES = 20
 DEDUPE_WINDOW = 500
@@ -250,7 +250,8 @@ class _MergedLog:
         for i, (level, line) in enumerate(records):
             group.append(line)
             size += len(line) + 1
-            last = i + 1 == len(records) or records[i + 1][0] != level
+            nxt = records[i + 1] if i + 1 < len(records) else None
+            last = nxt is None or nxt[0] != level or len(nxt[1]) > 1024 or len(line) > 1024  # long lines go alone
             if last or len(group) >= GROUP_LINES or size >= GROUP_BYTES:
                 self.logger.log(level, "\n".join(group))
                 group, size = [], 0

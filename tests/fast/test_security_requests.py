@@ -175,8 +175,8 @@ def test_an_idempotency_key_is_per_user_and_per_body(users_url):
 # -- Prefect's own 4xx --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method, path, expected", [("GET", "/flow_runs/{id}", 404), ("POST", "/flow_runs/filter", 422)])
-def test_prefect_4xx_answers_keep_their_meaning(method, path, expected):
-    """A real Prefect answer, through the API's handler: its code, not 503."""
+def test_prefect_4xx_answers_keep_their_meaning(platform, method, path, expected):
+    """A real Prefect answer (the test platform's server), through the API's handler: its code, not 503."""
     from api.errors import prefect_status_error
     from prefect.exceptions import PrefectHTTPStatusError
 
