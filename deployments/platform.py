@@ -1,7 +1,7 @@
 """Start the embedded platform: Prefect server, MongoDB-compatible server, work
 pools and workers, and the REST API, all on 127.0.0.1.
 
-``make up`` runs ``python -m deployments.platform`` in the foreground; the test
+``make up`` runs ``python -m deployments.up`` in the foreground; the test
 suite starts the same services through :class:`Platform`, on free ports, so the
 tests exercise exactly what users run.
 """

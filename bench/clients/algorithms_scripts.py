@@ -88,7 +88,7 @@ def start_platform(state: Path, image: str) -> tuple[subprocess.Popen, str]:
     for key in ("MONGO_URI", "PREFECT_API_URL"):
         env.pop(key, None)
     log = open(state / "platform.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "deployments.platform"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "deployments.up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     for _ in range(900):
         if "OPEVA platform is up" in (state / "platform.log").read_text():
             return proc, f"http://127.0.0.1:{api}"

@@ -1,6 +1,7 @@
 """The maintainers' scripts' request sequence (tests/algorithms_replay.py) against the real API.
 
-No worker here: the job stays queued, and the simulation data a finished job would have
+No worker here: the job goes to the host whose engine is out of reach (``offline``: only its
+allow-list is checked at submit, as for a remote host), so it stays queued, and the simulation data a finished job would have
 is written where the simulator writes it, so the collector's reads are checked on our
 answers (the e2e test does it with a job that ran)."""
 
@@ -17,12 +18,12 @@ KPIS = "KPI,Building_1,District\ndistrict_cost_total_control_eur,1.5,1.5\ndistri
 def test_scripts_sequence_reads_what_it_needs(api, storage):
     name = f"alg-{uuid.uuid4().hex[:6]}.yaml"
     assert api.post("/experiment-config/create", json={"file_name": name, "yaml_content": "experiment: {name: alg, run_name: r1}\n"}).status_code == 200
-    flags = preflight(api, "local", None)
+    flags = preflight(api, "offline", None)
     assert flags["target_host_found"] is True and flags["target_host_online"] is not None, flags["answers"]["hosts"]
-    response = submit(api, {"config_path": f"configs/{name}", "target_host": "local", "job_name": "alg-r1", "submitted_by": "maintainer",
+    response = submit(api, {"config_path": f"configs/{name}", "target_host": "offline", "job_name": "alg-r1", "submitted_by": "maintainer",
                             "image_tag": "v1"})
     job_id = response["job_id"]
-    assert response["status"] == "queued" and response.get("host") == "local"
+    assert response["status"] == "queued" and response.get("host") == "offline"
     snap = watch_once(api, job_id)
     assert snap["status"] not in ("unknown", "") and isinstance(snap["job_info"], dict) and isinstance(snap["logs_chunk"]["text"], str)
 
