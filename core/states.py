@@ -26,6 +26,7 @@ OPEVA_STATES = ("launching", "queued", "dispatched", "setup", "running", "stop_r
 FILTERABLE = ("queued", "dispatched", "setup", "running", "stop_requested", "stopped", "finished", "failed", "canceled")
 ACTIVE = frozenset({"queued", "dispatched", "setup", "running"})
 STARTED = frozenset({"dispatched", "setup", "running", "stop_requested"})  # holds (or is getting) a host slot
+PROFILE_LABEL = "opeva.target_worker_profile"  # the run label of an automatic choice by profile (cpu/gpu)
 PHASE_LABEL = "opeva.phase"
 SETUP_PHASE, RUNNING_PHASE = "setup", "running"
 STOPPABLE = ACTIVE

@@ -18,6 +18,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from api.gateway import SIMULATION_FLOW, PrefectGateway, epoch, opeva_status
 from api.responses_insight import as_fields
+from core.states import PROFILE_LABEL
 from core.eta import Eta, SampleBook, estimate, read_progress
 from core.failures import Failure, classify, result_error_text
 from core.hosts import HostsFile
@@ -28,7 +29,6 @@ from core.queue_estimate import HostQueue, RunningJob, estimate_starts, usual_du
 BOOK = SampleBook()  # readings seen by this process, per job (core/eta.py says why in memory)
 LOG_TAIL_BYTES = 8192
 RUNNING = ("running", "setup", "stop_requested", "dispatched")
-PROFILE_LABEL = "opeva.target_worker_profile"
 HOST_FACTS_SECONDS = 2.0
 FINISHED_SAMPLE = 100  # recent finished runs read for the hosts' usual run times
 ACTIVE_TYPES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"})

@@ -28,13 +28,12 @@ from core.images import ImageCatalog
 from api.usecases.images import chosen_image
 from core.layout import DataRoot
 from api.usecases import insight, organization
-from core.states import ACTIVE
+from core.states import PROFILE_LABEL, ACTIVE
 from core.submission import SubmissionRefused, check_image_tag, check_profile, check_profile_value, config_requires_gpu
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
 REQUEUED_FROM = "opeva.requeued_from"
 QUEUED_TYPES = (StateType.SCHEDULED, StateType.PAUSED)
-PROFILE_LABEL = "opeva.target_worker_profile"
 
 
 def iso(dt: datetime | None) -> str | None:

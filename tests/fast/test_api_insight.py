@@ -87,13 +87,13 @@ def test_queued_jobs_get_start_estimates_from_slots_and_running_etas(api, storag
     for pct in (25, 50):
         write_progress(storage, running, {"percent": pct, "timestamp": start + pct})
         api.get(f"/progress/{running}")
-    second, third = submit(api), submit(api, target_worker_profile="cpu")
+    second, third = submit(api), submit(api)  # a profile goes only with automatic selection (test_api_jobs_contract)
     items = {j["job_id"]: j for j in api.get("/jobs", params={"host": HOST}).json()}
     free, blocked = items[second]["queued_start_estimate"], items[third]["queued_start_estimate"]
     assert free["available"] and free["kind"] == "estimated_start" and free["source"] == "free_slot" and free["queue_position"] == 1
     assert free["estimated_start_seconds"] == 0 and free["target_host"] == HOST
     assert blocked["available"] and blocked["blocking_job_id"] == running and blocked["source"] == "running_eta"
-    assert 90 < blocked["estimated_start_seconds"] <= 101 and blocked["queue_position"] == 2 and blocked["profile"] == "cpu"
+    assert 90 < blocked["estimated_start_seconds"] <= 101 and blocked["queue_position"] == 2 and blocked["profile"] is None
     assert items[third]["estimated_start_at"] == blocked["estimated_start_at"] and items[running]["queued_start_estimate"] is None
     queue = {q["job_id"]: q for q in api.get("/queue").json()}
     assert queue[third]["queued_start_estimate"]["blocking_job_id"] == running

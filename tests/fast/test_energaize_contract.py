@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -25,7 +26,10 @@ from typing import Any
 import pytest
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "energaize_requests.json").read_text())
-REQUESTS = FIXTURE["requests"]
+# The Deploy page's routes (/deploy/*) are issue 24's (inference services), not served yet: the
+# recording keeps them, this replay leaves them out until that issue lands.
+NOT_YET_SERVED = ("/deploy/",)
+REQUESTS = [r for r in FIXTURE["requests"] if not r["route"].startswith(NOT_YET_SERVED)]
 UI_ORIGIN = "http://energaize-ui.test:3000"
 OWNER = "Tiago Fonseca"  # the UI sends its signed-in user's name as owner and submitted_by
 SITE = "eui_site"
@@ -34,13 +38,14 @@ OFFLINE = "offline"  # the tier's host with no worker: jobs submitted there stay
 
 # -- what the UI reads in each answer ---------------------------------------------------------
 # A spec is a type name, a list [spec] (every item), or a dict {key: spec}; a key ending in "?"
-# may be absent; a type name ending in "?" may be null. Types: str, num, bool, dict, any.
+# may be absent; a type name ending in "?" may be null. Types: str, num, bool, dict, any, and time:
+# epoch seconds or an ISO 8601 string (the UI reads both: utils/time.ts formatDateTime, JobsPage toEpochMs).
 
 ESTIMATE = {"available": "bool", "kind?": "str", "reason?": "str?", "estimated_start_at?": "any", "estimated_start_seconds?": "num?"}
 ORGANIZATION = {"folder_id?": "str?", "archived": "bool", "archived_at?": "any", "archived_by?": "str?"}
 JOB = {"job_id": "str", "status": "str",
-       "job_info": {"job_name": "str", "submitted_by": "str?", "config_path": "str", "target_host": "str?", "image_tag?": "str?"},
-       "submitted_at": "num?", "queue_wait_seconds": "num?", "run_duration_seconds": "num?",
+       "job_info": {"job_name": "str", "submitted_by": "str?", "config_path": "str?", "target_host": "str?", "image_tag?": "str?"},
+       "submitted_at": "time?", "queue_wait_seconds": "num?", "run_duration_seconds": "num?",
        "queued_start_estimate": "dict?", "estimated_start_at": "any", "estimated_start_seconds": "num?"}
 HOST = {"online": "bool", "last_seen": "num?",
         "info": {"executor": "str", "max_active_jobs": "num", "active_job_count": "num", "gpu_enabled": "bool"}}
@@ -51,12 +56,12 @@ DATASET = {"name": "str", "description?": "str?", "format": "str", "type?": "str
 
 SHAPES: dict[tuple[str, str], Any] = {
     ("GET", "/jobs"): [JOB],
-    ("GET", "/queue"): [{"job_id": "str", "preferred_host": "str?", "require_host": "bool", "enqueued_at": "num?",
+    ("GET", "/queue"): [{"job_id": "str", "preferred_host": "str?", "require_host": "bool", "enqueued_at": "time?",
                          "submitted_by": "str?", "queued_start_estimate": ESTIMATE}],
     ("GET", "/hosts"): {"available_hosts": ["str"], "hosts": "dict"},
     ("GET", "/status/{job_id}"): {"job_id": "str", "status": "str"},
     ("GET", "/job-info/{job_id}"): {"job_id": "str", "job_name": "str", "config_path": "str", "submitted_by": "str?",
-                                    "queued_at": "num?", "total_duration_seconds": "num?", "container_name": "str?",
+                                    "queued_at": "time?", "total_duration_seconds": "num?", "container_name": "str?",
                                     "organization?": ORGANIZATION},
     ("GET", "/progress/{job_id}"): "dict",
     ("GET", "/result/{job_id}"): "dict",
@@ -78,7 +83,7 @@ SHAPES: dict[tuple[str, str], Any] = {
     ("PUT", "/job/{job_id}/folder"): ORGANIZED,
     ("POST", "/job/{job_id}/archive"): ORGANIZED,
     ("POST", "/job/{job_id}/restore"): ORGANIZED,
-    ("GET", "/job-images/versions"): {"repository": "str", "tags": [{"name": "str"}], "count": "num", "cached": "bool", "fetched_at": "num"},
+    ("GET", "/job-images/versions"): {"repository": "str", "tags": [{"name": "str"}], "count": "num", "cached": "bool", "fetched_at": "time"},
     ("POST", "/run-simulation"): {"job_id": "str", "status": "str", "host": "str", "job_name": "str", "image": "str", "image_tag": "str?"},
     ("DELETE", "/job/{job_id}"): MESSAGE,
     ("POST", "/ops/jobs/{job_id}/stop"): MESSAGE,
@@ -115,8 +120,18 @@ def check_shape(value: Any, spec: Any, where: str = "answer") -> list[str]:
     if value is None:
         return [] if nullable or kind == "any" else [f"{where}: null, expected {kind}"]
     ok = {"str": isinstance(value, str), "num": isinstance(value, (int, float)) and not isinstance(value, bool),
-          "bool": isinstance(value, bool), "dict": isinstance(value, dict), "any": True}[kind]
+          "bool": isinstance(value, bool), "dict": isinstance(value, dict), "any": True, "time": _is_time(value)}[kind]
     return [] if ok else [f"{where}: {type(value).__name__} {json.dumps(value)[:40]}, expected {kind}"]
+
+
+def _is_time(value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    try:
+        datetime.fromisoformat(str(value))
+        return True
+    except ValueError:
+        return False
 
 
 # -- the API under test, with the UI's origin allowed ------------------------------------------

@@ -159,8 +159,8 @@ def test_deleting_linked_things_removes_the_link_only(api, storage, canaries):
 def test_job_files_linked_out_are_refused(api, storage, canaries):
     job_id = api.post("/run-simulation", json={"config": {"experiment": {"name": "links", "run_name": "r"}}}).json()["job_id"]
     job = storage.job(job_id).create()
-    for link, target in ((job.progress_file, "secret.json"), (job.result_file, "secret.json"), (job.log_file, "secret.yaml"),
-                         (job.job_info_file, "secret.json")):
+    for link, target in ((job.progress_file, "secret.json"), (job.result_file, "secret.json"), (job.simulator_log_file, "secret.yaml"),
+                         (job.log_file, "secret.yaml"), (job.job_info_file, "secret.json")):
         link.symlink_to(canaries["outside"] / target)
     for route in (f"/progress/{job_id}", f"/result/{job_id}", f"/file-logs/{job_id}?follow=false", f"/job-info/{job_id}"):
         r = api.get(route)
