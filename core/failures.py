@@ -43,9 +43,14 @@ RULES: tuple[Rule, ...] = (
           "(GET /job-resolved-config/{id} shows what ran) and launch again.",
           r"ExperimentConfigError", r"\bConfigError\b", r"Invalid YAML", r"unknown algorithm", r"unknown parameter for",
           r"config(?:uration)? (?:is )?invalid", r"yaml\.(?:scanner|parser)\.\w+Error"),
+    # The supervisor's own verdicts (core/job_limits.py: ``error_code=<code>: ...``) come first.
+    _rule("pids_limit", "resources", "The job stayed at its process limit (a fork bomb or a runaway pool): lower its "
+          "parallelism, or ask for more (resources.pids) within the host's limit.", r"error_code=pids_limit\b"),
+    _rule("disk_limit", "resources", "The job's folder grew over its disk limit: write less (checkpoints, exports), or ask "
+          "for more (resources.disk_bytes) within the host's limit.", r"error_code=disk_limit\b"),
     _rule("out_of_memory", "resources", "The job ran out of memory: ask for more (resources.memory), or use a smaller "
           "dataset, batch or model.",
-          r"OOMKilled", r"out of memory", r"\bMemoryError\b", r"Cannot allocate memory", r"std::bad_alloc", r"oom-kill"),
+          r"error_code=out_of_memory\b", r"OOMKilled", r"out of memory", r"\bMemoryError\b", r"Cannot allocate memory", r"std::bad_alloc", r"oom-kill"),
     _rule("timed_out", "time", "The job hit a time limit: ask for a longer walltime, or run fewer episodes/steps.",
           r"\bTimeoutError\b", r"timed out", r"walltime", r"DUE TO TIME LIMIT", r"deadline exceeded"),
     _rule("host_lost", "infrastructure", "The host or its worker stopped answering while the job ran: requeue it "

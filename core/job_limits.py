@@ -28,7 +28,7 @@ _UNITS = {"": 1, "b": 1, "k": KIB, "m": MIB, "g": GIB, "t": 1 << 40}
 
 # error_code -> what it means (docs/security.md lists them too)
 ERROR_CODES = {
-    "oom": "the job used more memory than its limit and was killed by the kernel",
+    "out_of_memory": "the job used more memory than its limit and was killed by the kernel",
     "pids_limit": "the job stayed at its process limit (a fork bomb or a runaway pool) and was stopped",
     "disk_limit": "the job's folder grew over its disk limit and the job was stopped",
 }
@@ -63,7 +63,7 @@ class JobLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pids: int = Field(512, ge=16, le=1_000_000, description="Processes and threads of the job's container.")
-    memory: str | int = Field("4g", description="Memory (no swap beyond it); a job over it is killed: error_code oom.")
+    memory: str | int = Field("4g", description="Memory (no swap beyond it); a job over it is killed: error_code out_of_memory.")
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU cores; null: all of the host's, shared fairly.")
     nofile: int = Field(4096, ge=64, le=1_048_576, description="Open files per process (soft and hard).")
     log_bytes: int | str = Field("256m", description="Log bytes mirrored into Prefect and platform.log; past it a marker, the job goes on.")

@@ -323,7 +323,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
                      limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries),
                      pids=container.pids, backlog=prefect_log_backlog)
         if container.oom_killed and not run.error_code:
-            run.error_code, run.error_detail = "oom", f"the simulator went over its memory limit ({bounds.memory} bytes) and was killed"
+            run.error_code, run.error_detail = "out_of_memory", f"the simulator went over its memory limit ({bounds.memory} bytes) and was killed"
         if container.wait_error:
             run.note = f" ({container.wait_error})"
         if container.oom_killed:  # core/failures.py reads this mark as out_of_memory

@@ -212,7 +212,7 @@ except OSError as exc:
     "script,resources,code",
     [
         (FORK_BOMB, {"pids": 64}, "pids_limit"),
-        (MEMORY_HOG, {"memory": "96m"}, "oom"),
+        (MEMORY_HOG, {"memory": "96m"}, "out_of_memory"),
         (DISK_FILLER, {"disk_bytes": 32 << 20}, "disk_limit"),
     ],
     ids=["fork-bomb", "memory-hog", "disk-filler"],

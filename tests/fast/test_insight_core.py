@@ -154,6 +154,8 @@ CASES = {
     "dataset_missing": dict(result_error="ConfigError: dataset: no dataset 'gone': datasets/gone/schema.json does not exist under /data"),
     "out_of_memory": dict(state_message="SimulatorFailed: simulator exited with code 137 (OOMKilled: the container ran out of memory)"),
     "killed": dict(state_message="SimulatorFailed: simulator exited with code 137; last log lines:\nepoch 3"),
+    "pids_limit": dict(state_message="SimulatorFailed: error_code=pids_limit: the job stayed at its process limit (64) for 3 checks"),
+    "disk_limit": dict(state_message="SimulatorFailed: error_code=disk_limit: the job's folder uses 40 MiB, over its disk limit of 32 MiB"),
     "timed_out": dict(log_tail="2026-01-01 10:00:00 | ERROR | TimeoutError: mongo did not answer"),
     "host_lost": dict(state_type="CRASHED", state_message="No heartbeat for 90 s: the worker or host died."),
     "stopped": dict(status="stopped", state_message="Stop requested through the OPEVA API"),
