@@ -267,7 +267,11 @@ def _outcome(run, job: JobPaths, info: dict[str, Any]) -> Any:
     """The job's result.json (read as core.job_io reads any job file); SimulatorFailed with
     ``error_code=<code>: ...`` when it hit a limit, or its exit code and last lines."""
     result = read_job_json(job.dir, job.result_file.relative_to(job.dir))
-    write_json_atomic(job.job_info_file, {**info, "error_code": run.error_code, "log": run.log_summary()})
+    # The simulator merges its own keys into job_info.json (upstream: mlflow_run_id, ...): keep
+    # them, read safely; the platform's own keys win over what the job wrote.
+    written = read_job_json(job.dir, job.job_info_file.relative_to(job.dir))
+    merged = {**(written if isinstance(written, dict) else {}), **info}
+    write_json_atomic(job.job_info_file, {**merged, "error_code": run.error_code, "log": run.log_summary()})
     if run.error_code:
         raise SimulatorFailed(error_message(run.error_code, f"{run.error_detail}{run.note or ''}"))
     if run.returncode != 0:

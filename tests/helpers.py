@@ -59,7 +59,8 @@ def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = ()
     with pointed_at(platform, hosts_file):
         # a platform without MLflow must not find another one on the default port; one with MLflow
         # gets a jobs network of its own (two relays answering as opeva-mlflow on one network would mix)
-        os.environ.update({"OPEVA_MLFLOW": "0"} if not mlflow else {"OPEVA_JOBS_NETWORK": f"opeva-jobs-test-{platform.mlflow_port}"})
+        # (said both ways: a platform started inside another's session inherits its OPEVA_MLFLOW)
+        os.environ.update({"OPEVA_MLFLOW": "0"} if not mlflow else {"OPEVA_MLFLOW": "1", "OPEVA_JOBS_NETWORK": f"opeva-jobs-test-{platform.mlflow_port}"})
         try:
             server = start_mlflow(platform) if mlflow else None
             platform.start_prefect_server()
