@@ -65,8 +65,8 @@ def test_stand_in_run_lands_finished_in_mlflow_and_job_info_links_it(api, storag
     assert len(runs) == 1, runs
     run = runs[0]
     assert run["info"]["status"] == "FINISHED"
-    assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"steps": "2"}
-    assert {m["key"]: m["value"] for m in run["data"]["metrics"]} == {"cost": 1.25}
+    assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"steps": "2", "algorithm": "stand-in"}
+    assert {m["key"]: m["value"] for m in run["data"]["metrics"]} == {"reward": 1.0}  # the last step's (steps * 0.5)
 
     info = api.get(f"/job-info/{job_id}").json()
     link = info["mlflow"]
