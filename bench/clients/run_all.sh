@@ -58,10 +58,14 @@ hosts:
     concurrency_limit: 3
     volumes: ["$OPEVA_DATA_DIR:$OPEVA_DATA_DIR"]
     start_worker: true
+    simulator_image: calof/opeva_simulator     # as the shipped hosts.yaml: the UI's runtime versions are its tags
+    allowed_images: [calof/opeva_simulator]
   - name: worker-a
     concurrency_limit: 1
     volumes: ["$OPEVA_DATA_DIR:$OPEVA_DATA_DIR"]
     start_worker: false
+    simulator_image: calof/opeva_simulator
+    allowed_images: [calof/opeva_simulator]
 HOSTS
 API="http://127.0.0.1:$API_PORT"
 echo "state: $STATE  API $API  Prefect :$PREFECT_PORT  Mongo :$MONGO_PORT  image $OPEVA_IMAGE  code $(git -C "$ROOT" log -1 --format='%h %s' | cut -c1-70)"
