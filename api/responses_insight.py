@@ -106,9 +106,14 @@ class StorageInstalled(BaseModel):
     categories: dict[str, StorageCategory]
 
 
+class StorageTransfer(BaseModel):
+    bytes: int | None = Field(None, description="Bytes copied back from a remote host; null: none (the data root is shared).")
+
+
 class ResultStorage(BaseModel):
     schema_version: int
     measured_at: str
+    transfer: StorageTransfer = Field(default_factory=StorageTransfer)
     installed: StorageInstalled
     truncated: bool = False
 

@@ -54,6 +54,9 @@ def measure(job_dir: Path) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "measured_at": datetime.now(timezone.utc).isoformat(),
+        # What came over the network from a remote host (upstream's artifact sync); the data root
+        # is shared here, so nothing is transferred: energaize_ui reads transfer.bytes either way.
+        "transfer": {"bytes": None},
         "installed": {"bytes": sum(c["bytes"] for c in cats.values()), "file_count": sum(c["file_count"] for c in cats.values()),
                       "categories": cats},
         "truncated": truncated,

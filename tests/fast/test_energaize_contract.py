@@ -62,7 +62,9 @@ SHAPES: dict[tuple[str, str], Any] = {
     ("GET", "/status/{job_id}"): {"job_id": "str", "status": "str"},
     ("GET", "/job-info/{job_id}"): {"job_id": "str", "job_name": "str", "config_path": "str", "submitted_by": "str?",
                                     "queued_at": "time?", "total_duration_seconds": "num?", "container_name": "str?",
-                                    "organization?": ORGANIZATION},
+                                    "organization?": ORGANIZATION,
+                                    # JobDetailPage reads result_storage.transfer.bytes and .installed.bytes (it crashed without transfer)
+                                    "result_storage?": {"transfer": {"bytes?": "num?"}, "installed": {"bytes": "num", "file_count": "num", "categories": "dict"}}},
     ("GET", "/progress/{job_id}"): "dict",
     ("GET", "/result/{job_id}"): "dict",
     ("GET", "/logs-chunk/{job_id}"): {"job_id": "str", "text": "str", "next_offset": "num", "truncated": "bool", "available": "bool"},
