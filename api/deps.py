@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from api.errors import ApiError
 from api.gateway import PrefectGateway
+from api.job_index import JobIndex
 from api.security import CurrentUser, User, authenticate, may_manage  # noqa: F401  (re-exported for routes)
 from core.settings import PlatformSettings
 from core.layout import DataRoot
@@ -27,6 +28,10 @@ def get_settings(request: Request) -> PlatformSettings:
 
 def get_gateway(request: Request) -> PrefectGateway:
     return request.app.state.gateway
+
+
+def get_job_index(request: Request) -> JobIndex:
+    return request.app.state.job_index
 
 
 def get_storage(request: Request) -> DataRoot:
@@ -84,6 +89,7 @@ async def require_token(request: Request) -> User:
 
 # Annotated aliases: a route says ``gateway: Gateway`` instead of repeating Depends(get_...).
 Gateway = Annotated[PrefectGateway, Depends(get_gateway)]
+Index = Annotated[JobIndex, Depends(get_job_index)]
 Storage = Annotated[DataRoot, Depends(get_storage)]
 Hosts = Annotated[HostsFile, Depends(get_hosts)]
 Settings = Annotated[PlatformSettings, Depends(get_settings)]

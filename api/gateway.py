@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -25,6 +24,7 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterIdempotencyKey,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -34,8 +34,7 @@ from prefect.client.schemas.filters import (
     WorkPoolFilter,
     WorkPoolFilterName,
 )
-from prefect.client.schemas.actions import DeploymentFlowRunCreate
-from prefect.client.schemas.objects import Artifact, FlowRun, FlowRunPolicy, Log, StateType, WorkPool, Worker
+from prefect.client.schemas.objects import Artifact, FlowRun, Log, StateType, WorkPool, Worker
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
@@ -45,7 +44,8 @@ from prefect.utilities.names import generate_slug
 from api.group_commit import GroupCommit
 from api.idempotency import conflicts as key_conflicts
 from core.limits import Resources
-from core.states import PHASE_LABEL, PREFECT_TYPES, opeva_status_of
+from core.states import PREFECT_TYPES
+from api.runs import DeploymentMissing, JobNotFound, RunRefused, RunRequest, Submitted, epoch, opeva_status, parse_job_id  # noqa: F401  (re-exported)
 
 log = logging.getLogger("opeva.api")
 
@@ -57,71 +57,6 @@ MAX_SCAN = 10_000
 LOG_GRACE_SECONDS = 3.0
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 ACTIVE_TYPES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
-
-
-class JobNotFound(LookupError):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job with id {job_id!r}")
-        self.job_id = job_id
-
-
-class DeploymentMissing(LookupError):
-    pass
-
-
-class RunRefused(ValueError):
-    """Prefect would not create the run (its parameters or job variables do not fit the deployment)."""
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """One flow run to create from a deployment."""
-
-    parameters: dict[str, Any]
-    name: str | None = None
-    job_variables: dict[str, Any] | None = None
-    tags: tuple[str, ...] = ()
-    idempotency_key: str | None = None
-    labels: dict[str, str] | None = None
-    retries: int = 0
-    retry_delay_seconds: int = 5
-
-    def body(self) -> dict[str, Any]:
-        # Flow retries are Prefect's own: the server's retry rule reads the run's policy.
-        policy = FlowRunPolicy(retries=self.retries, retry_delay=self.retry_delay_seconds) if self.retries else FlowRunPolicy()
-        create = DeploymentFlowRunCreate(
-            parameters=self.parameters, name=self.name, job_variables=self.job_variables or None, tags=list(self.tags),
-            idempotency_key=self.idempotency_key, labels=self.labels or {}, empirical_policy=policy,
-        )
-        return create.model_dump(mode="json", exclude_unset=True)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """A created run's id and name; ``earlier`` is the run when its Idempotency-Key had made one before."""
-
-    id: UUID
-    name: str
-    earlier: FlowRun | None = None
-
-    @property
-    def status(self) -> str:
-        return opeva_status(self.earlier) if self.earlier else "queued"
-
-
-def opeva_status(run: FlowRun) -> str:
-    return opeva_status_of(run.state.type.value if run.state else None, run.run_count, (run.labels or {}).get(PHASE_LABEL))
-
-
-def parse_job_id(job_id: str) -> UUID:
-    try:
-        return UUID(str(job_id))
-    except ValueError:
-        raise JobNotFound(job_id) from None
-
-
-def epoch(dt: datetime | None) -> float | None:
-    return dt.timestamp() if dt else None
 
 
 def _flows(names: list[str]) -> FlowFilter:
@@ -138,6 +73,7 @@ class PrefectGateway:
         self._deployments: dict[str, tuple[UUID, frozenset[str]]] = {}
         self._flow_names: dict[UUID, str] = {}
         self._creates: GroupCommit[UUID, RunRequest, Submitted] = GroupCommit(self._create_batch)
+        self.touched: Callable[[UUID], None] = lambda _run_id: None  # every write through this door is reported (api/job_index.py)
 
     # -- submitting ------------------------------------------------------
 
@@ -228,6 +164,7 @@ class PrefectGateway:
 
     async def add_tags(self, run: FlowRun, tags: list[str]) -> None:
         await self.client.update_flow_run(run.id, tags=[*run.tags, *(t for t in tags if t not in run.tags)])
+        self.touched(run.id)
 
     # -- reading ---------------------------------------------------------
 
@@ -288,6 +225,37 @@ class PrefectGateway:
     async def last_ended_run(self, host: str) -> FlowRun | None:  # /hosts info: last_job_id, last_terminal_status
         return next(iter(await self._all_runs(1, 0, flow_filter=_flows(JOB_FLOWS), flow_run_filter=FlowRunFilter(state=_types(list(TERMINAL))), work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])), sort=FlowRunSort.END_TIME_DESC)), None)
 
+    async def job_runs(self, *, active_only: bool = False) -> list[FlowRun]:
+        """Every job run (or only those not in a final state), pages read in parallel."""
+        kwargs: dict[str, Any] = {"flow_filter": _flows(JOB_FLOWS),
+                                  "flow_run_filter": FlowRunFilter(state=_types(ACTIVE_TYPES)) if active_only else None}
+        total = min(await self.client.count_flow_runs(**kwargs), MAX_SCAN)
+        pages = await asyncio.gather(*(self.client.read_flow_runs(**kwargs, sort=FlowRunSort.ID_DESC, limit=PAGE, offset=o)
+                                       for o in range(0, total + PAGE, PAGE)))  # one page more: runs made meanwhile
+        return list({r.id: r for page in pages for r in page}.values())
+
+    async def runs_by_id(self, ids: list[UUID]) -> list[FlowRun]:
+        out: list[FlowRun] = []
+        for start in range(0, len(ids), PAGE):
+            out += await self.client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[start:start + PAGE])), limit=PAGE)
+        return out
+
+    async def count_job_runs(self) -> int:
+        return await self.client.count_flow_runs(flow_filter=_flows(JOB_FLOWS))
+
+    async def run_changes(self) -> AsyncIterator[UUID]:
+        """Ids of flow runs as Prefect's event stream reports their changes (any state, any writer)."""
+        from prefect.events.clients import PrefectEventSubscriber
+        from prefect.events.filters import EventFilter, EventNameFilter
+
+        async with PrefectEventSubscriber(api_url=str(self.client.api_url), filter=EventFilter(event=EventNameFilter(prefix=["prefect.flow-run."])),
+                                          reconnect_on_clean_close=True) as events:
+            async for event in events:
+                try:
+                    yield UUID(event.resource.id.rsplit(".", 1)[-1])
+                except ValueError:
+                    continue
+
     async def flow_names(self) -> dict[UUID, str]:
         """Flow id -> name of the job flows; flows are few and never renamed, so cached."""
         if len(self._flow_names) < len(JOB_FLOWS):
@@ -344,24 +312,30 @@ class PrefectGateway:
     async def cancel_now(self, run_id: UUID, message: str) -> None:
         """Cancelled at once (a run that has not started, or an operator's decision)."""
         await self.client.set_flow_run_state(run_id, Cancelled(message=message), force=True)
+        self.touched(run_id)
 
     async def request_cancel(self, run_id: UUID, message: str) -> bool:
         """Cancelling: the worker (or the in-container watcher) stops the run. False when
         Prefect refused the change (the run ended meanwhile)."""
         result = await self.client.set_flow_run_state(run_id, Cancelling(message=message))
+        self.touched(run_id)
         return result.status == SetStateStatus.ACCEPT
 
     async def mark_completed(self, run_id: UUID, message: str) -> None:  # recover: the results are complete
         await self.client.set_flow_run_state(run_id, Completed(message=message), force=True)
+        self.touched(run_id)
 
     async def mark_failed(self, run_id: UUID, message: str) -> None:
         await self.client.set_flow_run_state(run_id, Failed(message=message), force=True)
+        self.touched(run_id)
 
     async def delete(self, job_id: str) -> None:
         try:
             await self.client.delete_flow_run(parse_job_id(job_id))
         except ObjectNotFound:
             raise JobNotFound(job_id) from None
+        finally:
+            self.touched(parse_job_id(job_id))
 
     # -- hosts -------------------------------------------------------------
 
@@ -371,8 +345,16 @@ class PrefectGateway:
         except ObjectNotFound:
             return None
 
+    async def pools(self, hosts: list[str]) -> dict[str, WorkPool]:
+        """The work pools of ``hosts`` that exist, in one read."""
+        found = await self.client.read_work_pools(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=hosts)))
+        return {p.name: p for p in found}
+
     async def workers(self, host: str) -> list[Worker]:
-        return await self.client.read_workers_for_work_pool(host)
+        try:
+            return await self.client.read_workers_for_work_pool(host)
+        except ObjectNotFound:  # no pool (yet): no worker
+            return []
 
     async def healthy(self) -> bool:
         try:

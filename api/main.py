@@ -6,6 +6,9 @@ token when ``OPEVA_API_TOKENS`` is set.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +18,7 @@ from prefect.client.orchestration import get_client
 from api import cors, errors, security
 from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
+from api.job_index import JobIndex
 from api.routers import ai_manager_ui, configs, datasets, health, hosts, job_files, jobs, ops, organization, sites
 from core.settings import PlatformSettings, project_version
 from blocks.sites import aload_mongo
@@ -31,13 +35,31 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.hosts = HostsCache(settings.hosts_file)
     async with get_client() as client:
         app.state.gateway = PrefectGateway(client)
+        app.state.job_index = JobIndex(app.state.gateway)
+        keeper = asyncio.create_task(_keep_index(app.state.job_index))
         app.state.storage = await aload_storage()
         app.state.storage.ensure_layout()
         app.state.mongo = await aload_mongo()
         app.state.mongo_client = None
-        yield
-        if app.state.mongo_client is not None:
-            app.state.mongo_client.close()
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if app.state.mongo_client is not None:
+                app.state.mongo_client.close()
+
+
+async def _keep_index(index: JobIndex) -> None:
+    """Builds the job index (listings read Prefect directly until then), then follows Prefect's events."""
+    while not index.ready:
+        try:
+            await index.rebuild()
+        except Exception as exc:  # Prefect not up yet: /jobs keeps answering from Prefect
+            logging.getLogger("opeva.api").warning("job index not built yet (%s); retrying", exc)
+            await asyncio.sleep(2)
+    await index.follow()
 
 
 def add_routes(app: FastAPI, *, shapes_2025: bool) -> None:

@@ -338,14 +338,20 @@ def data_root_from_env() -> DataRoot:
     return DataRoot(base)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so a reader never sees half a file (progress is read while written)."""
+def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644, durable: bool = False) -> None:
+    """Write JSON so a reader never sees half a file (progress is read while written).
+    ``mode``: 0o644 by default, since job files and datasets are read by unprivileged simulators;
+    0o600 for the platform's own records. ``durable``: fsync before the rename (records whose
+    loss after a power cut would hand a name to another user)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it 0600; job files and datasets are read by unprivileged simulators
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, default=str)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

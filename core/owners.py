@@ -15,12 +15,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
+from core.layout import write_json_atomic
 
 Kind = Literal["config", "dataset", "site"]
 KINDS: tuple[str, ...] = ("config", "dataset", "site")
@@ -64,19 +64,7 @@ class OwnerStore:
         return {k: {str(n): str(u) for n, u in v.items()} for k, v in data.items() if k in KINDS and isinstance(v, dict)} if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, dict[str, str]]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".owners.", suffix=".tmp")  # mkstemp: 0600
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, sort_keys=True, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        write_json_atomic(self.path, data, mode=0o600, durable=True)
 
     def owner(self, kind: Kind, name: str) -> str | None:
         with self._locked():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from api.deps import Gateway, Hosts, Storage
+from api.deps import Gateway, Hosts, Index, Storage
 from api.responses import ConfigView, HostsOut2025, errors
 from api.owners import Owned
 from api.routers.configs import VIEW_RESPONSES, AcceptHeader, ConfigFile, YamlFormat, negotiated_view
@@ -22,8 +22,8 @@ router = APIRouter()
 
 
 @router.get("/hosts", response_model=HostsOut2025, responses=errors(), tags=["hosts"], summary="Hosts (2025 shape: {name, host} objects)")
-async def list_hosts(gateway: Gateway, hosts: Hosts) -> HostsOut2025:
-    return hosts_usecase.hosts_overview_2025(await hosts_usecase.hosts_overview(gateway, hosts))
+async def list_hosts(gateway: Gateway, hosts: Hosts, index: Index) -> HostsOut2025:
+    return hosts_usecase.hosts_overview_2025(await hosts_usecase.hosts_overview(gateway, hosts, index))
 
 
 @router.get("/experiment-config/{file}", response_model=ConfigView, responses=VIEW_RESPONSES, tags=["experiment configs"],

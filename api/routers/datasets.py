@@ -12,22 +12,18 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-import pymongo
-from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
+from fastapi import APIRouter, File, Form, Path, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import get_gateway, get_hosts, get_mongo, get_storage, known_host
+from api.deps import Gateway, Hosts, Mongo, Storage, known_host
 from api.errors import ApiError
 from api.dataset_models import DatasetCreated, DatasetEntry, DatasetRequest, Generated, GenerateNotFound, GenerateRequest, Uploaded
-from api.gateway import PrefectGateway
 from api.models import FILE_NAME_PATTERN
 from api.owners import Owned
 from api.routers.sites import SiteName, check_site_name, errors
 from api.usecases import datasets as datasets_usecase
 from core.datasets import DatasetError, extract_upload, iter_zip, list_datasets, require_dataset
-from core.hosts import HostsFile
-from core.layout import DataRoot
 from core.sites import dataset_sites, dates_available
 
 router = APIRouter(tags=["datasets"])
@@ -69,10 +65,10 @@ class DatesEntry(BaseModel):
 async def create_dataset(
     body: DatasetRequest,
     own: Owned,
-    gateway: PrefectGateway = Depends(get_gateway),
-    storage: DataRoot = Depends(get_storage),
-    client: pymongo.MongoClient = Depends(get_mongo),
-    hosts: HostsFile = Depends(get_hosts),
+    gateway: Gateway,
+    storage: Storage,
+    client: Mongo,
+    hosts: Hosts,
 ) -> dict[str, Any]:
     """``seconds_per_time_step`` overrides ``period``; ``citylearn_configs.validation.smoke_check``
     asks for the CityLearn load check (an option, never written into schema.json)."""
@@ -87,10 +83,10 @@ async def create_dataset(
 async def generate_datasets(
     body: GenerateRequest,
     own: Owned,
-    gateway: PrefectGateway = Depends(get_gateway),
-    storage: DataRoot = Depends(get_storage),
-    client: pymongo.MongoClient = Depends(get_mongo),
-    hosts: HostsFile = Depends(get_hosts),
+    gateway: Gateway,
+    storage: Storage,
+    client: Mongo,
+    hosts: Hosts,
 ) -> dict[str, Any]:
     """Without ``continue_on_error`` a site that cannot be built answers 404 with an object
     ``detail`` ``{message, site_ids, failed}`` (upstream's shape) and nothing is submitted."""
@@ -101,7 +97,7 @@ async def generate_datasets(
 
 
 @router.get("/datasets", summary="Datasets (a bare array, as the OPEVA UI reads it)", response_model=list[DatasetEntry], response_model_by_alias=True, responses=errors())
-def datasets(own: Owned, storage: DataRoot = Depends(get_storage)) -> list[dict[str, Any]]:
+def datasets(own: Owned, storage: Storage) -> list[dict[str, Any]]:
     entries = list_datasets(storage)
     visible = set(own.visible("dataset", [e["name"] for e in entries]))
     return [e for e in entries if e["name"] in visible]
@@ -109,7 +105,7 @@ def datasets(own: Owned, storage: DataRoot = Depends(get_storage)) -> list[dict[
 
 @router.get("/dataset/download/{name}", summary="The dataset as a zip, streamed as it is made", response_class=StreamingResponse,
             responses={**errors(400, 404), 200: {"content": {"application/zip": {}}, "description": "the zip"}})
-def download(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_storage)) -> StreamingResponse:
+def download(name: DatasetName, own: Owned, storage: Storage) -> StreamingResponse:
     path = _mapped(require_dataset, storage, name)
     own.check_read("dataset", name)
     storage.inside(path, what="dataset")  # a dataset linked outside the root: refused
@@ -117,7 +113,7 @@ def download(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_stor
 
 
 @router.delete("/dataset/{name}", summary="Delete a dataset (its owner or an admin)", response_model=Message, responses=errors(400, 403, 404))
-def delete(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
+def delete(name: DatasetName, own: Owned, storage: Storage) -> dict[str, Any]:
     path = _mapped(require_dataset, storage, name)
     own.check_change("dataset", name)
     if path.is_symlink():  # not made by the API: neither the link nor what it points at is ours to delete
@@ -129,8 +125,8 @@ def delete(name: DatasetName, own: Owned, storage: DataRoot = Depends(get_storag
 
 @router.post("/dataset/upload", summary="Upload a dataset as a zip (extracted safely into datasets/<name>)", response_model=Uploaded,
              responses=errors(400, 409, 413, 422))
-def upload(own: Owned, file: UploadFile = File(description="A .zip of the dataset folder"), name: str = Form(description="Dataset name"),
-           storage: DataRoot = Depends(get_storage)) -> dict[str, Any]:
+def upload(own: Owned, storage: Storage, file: UploadFile = File(description="A .zip of the dataset folder"),
+           name: str = Form(description="Dataset name")) -> dict[str, Any]:
     """Members must be regular files with relative paths inside the folder (no ``..``, no
     absolute paths, no links); size and member count are bounded. One top folder is dropped."""
     answer = _mapped(extract_upload, storage, name, file.file)
@@ -139,11 +135,11 @@ def upload(own: Owned, file: UploadFile = File(description="A .zip of the datase
 
 
 @router.get("/dataset/sites", summary="Sites whose schema has buildings with data", response_model=DatasetSites, responses=errors())
-def sites_for_datasets(client: pymongo.MongoClient = Depends(get_mongo)) -> dict[str, Any]:
+def sites_for_datasets(client: Mongo) -> dict[str, Any]:
     return {"sites": dataset_sites(client)}
 
 
 @router.get("/dataset/dates-available/{site}", summary="First and last timestamp per collection (installation)", response_model=list[DatesEntry],
             responses=errors(404, 422))
-def dates(site: SiteName, client: pymongo.MongoClient = Depends(get_mongo)) -> list[dict[str, Any]]:
+def dates(site: SiteName, client: Mongo) -> list[dict[str, Any]]:
     return dates_available(client, check_site_name(site))

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Query
 
-from api.deps import Gateway, Hosts, Images
+from api.deps import Gateway, Hosts, Images, Index
 from api.responses import HostsOut, ImageVersions, errors
 from api.usecases import hosts as usecase
 
@@ -16,8 +16,8 @@ REPOSITORY = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
 
 
 @root_router.get("/hosts", response_model=HostsOut, responses=errors(), summary="Hosts (names as strings) with their worker liveness, info and jobs")
-async def list_hosts(gateway: Gateway, hosts: Hosts) -> HostsOut:
-    return await usecase.hosts_overview(gateway, hosts)
+async def list_hosts(gateway: Gateway, hosts: Hosts, index: Index) -> HostsOut:
+    return await usecase.hosts_overview(gateway, hosts, index)
 
 
 @router.get("/job-images/versions", response_model=ImageVersions, responses=errors(), summary="Runtime versions: tags of a simulator repository present on the hosts' Docker engines")

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 
-from api.deps import Gateway, Hosts, Images, Settings, Storage
+from api.deps import Gateway, Hosts, Images, Index, Settings, Storage
 from api.models import RunSimulationRequest
 from api.owners import Owned
 from api.responses import JobInfoOut, JobItem, JobMessage, JobStatusOut, JobSubmitted, Message, QueueItem, errors
@@ -51,12 +51,13 @@ async def list_jobs(
     gateway: Gateway,
     storage: Storage,
     hosts: Hosts,
+    index: Index,
     status: Literal[FILTERABLE] | None = Query(None, description="Only jobs in this status."),  # type: ignore[valid-type]
     host: str | None = Query(None, max_length=63),
     limit: int | None = Query(None, ge=1, le=1000, description="At most this many, 1 to 1000 (default: all, up to 10,000)."),
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> list[JobItem]:
-    items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset, storage=storage, hosts=hosts)
+    items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset, storage=storage, hosts=hosts, index=index)
     response.headers["X-Total-Count"] = str(total)
     return items
 
@@ -80,5 +81,5 @@ async def delete_job(job_id: str, gateway: Gateway, storage: Storage, user: Curr
 
 
 @router.get("/queue", response_model=list[QueueItem], responses=errors(), summary="Queued simulation jobs (Prefect Scheduled/Late runs), oldest first")
-async def queue(gateway: Gateway, storage: Storage, hosts: Hosts) -> list[QueueItem]:
-    return await jobs.queue(gateway, storage, hosts)
+async def queue(gateway: Gateway, storage: Storage, hosts: Hosts, index: Index) -> list[QueueItem]:
+    return await jobs.queue(gateway, storage, hosts, index)

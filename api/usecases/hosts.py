@@ -6,9 +6,10 @@ import asyncio
 import logging
 from datetime import datetime, timezone
 
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, WorkPool, Worker
 
 from api.gateway import PrefectGateway, epoch, opeva_status
+from api.job_index import JobIndex
 from api.responses import ActiveJob, HostDetail, HostInfo, HostRef, HostsOut, HostsOut2025, ImageTag, ImageVersions
 from core import images
 from core.hosts import Host, HostsFile
@@ -40,15 +41,20 @@ def _active_jobs(statuses: list[tuple[FlowRun, str]]) -> list[ActiveJob]:
     return out
 
 
-async def host_detail(gateway: PrefectGateway, host: Host) -> HostDetail:
+def _offline(host: Host) -> HostDetail:
     gpus = host.gpus.model_dump() if host.gpus else None
-    pool = await gateway.pool(host.name)
+    return HostDetail(online=False, last_seen=None, info=HostInfo(gpu_enabled=gpus is not None, max_active_jobs=host.concurrency_limit),
+                      running=0, queued=0, active_job_ids=[], current_job_id=None, current_job_status=None,
+                      pool=None, pool_type=None, concurrency_limit=None, workers=[], gpus=gpus,
+                      message=f"no work pool named {host.name!r}: run `python -m deployments.setup`")
+
+
+def host_detail(host: Host, pool: WorkPool | None, workers: list[Worker], runs: list[FlowRun], last: FlowRun | None) -> HostDetail:
+    """One host's card from what was read for all hosts at once: its pool, workers, active runs
+    (oldest expected start first) and its last ended run."""
     if pool is None:
-        return HostDetail(online=False, last_seen=None, info=HostInfo(gpu_enabled=gpus is not None, max_active_jobs=host.concurrency_limit),
-                          running=0, queued=0, active_job_ids=[], current_job_id=None, current_job_status=None,
-                          pool=None, pool_type=None, concurrency_limit=None, workers=[], gpus=gpus,
-                          message=f"no work pool named {host.name!r}: run `python -m deployments.setup`")
-    workers, runs, last = await asyncio.gather(gateway.workers(host.name), gateway.active_runs(host.name), gateway.last_ended_run(host.name))
+        return _offline(host)
+    gpus = host.gpus.model_dump() if host.gpus else None
     online = [w for w in workers if w.status == "ONLINE"]
     beats = [w.last_heartbeat_time for w in workers if w.last_heartbeat_time]
     statuses = [(r, opeva_status(r)) for r in runs]
@@ -76,9 +82,31 @@ async def host_detail(gateway: PrefectGateway, host: Host) -> HostDetail:
     )
 
 
-async def hosts_overview(gateway: PrefectGateway, hosts: HostsFile) -> HostsOut:
-    details = await asyncio.gather(*(host_detail(gateway, h) for h in hosts.hosts))
-    return HostsOut(available_hosts=[h.name for h in hosts.hosts], hosts={h.name: d for h, d in zip(hosts.hosts, details)})
+async def _runs_by_host(gateway: PrefectGateway, names: list[str], index: JobIndex | None) -> dict[str, tuple[list[FlowRun], FlowRun | None]]:
+    """Each host's active runs and last ended run: from the job index when built (two small reads
+    for all hosts), else Prefect's filtered reads per host."""
+    if index is None or not index.ready:
+        found = await asyncio.gather(*(asyncio.gather(gateway.active_runs(n), gateway.last_ended_run(n)) for n in names))
+        return {n: (active, last) for n, (active, last) in zip(names, found)}
+    out: dict[str, tuple[list[FlowRun], FlowRun | None]] = {n: ([], None) for n in names}
+    for run in reversed(await index.runs()):  # oldest expected start first
+        if run.work_pool_name not in out:
+            continue
+        active, last = out[run.work_pool_name]
+        if not (run.state and run.state.is_final()):
+            active.append(run)
+        elif run.end_time and (last is None or not last.end_time or run.end_time > last.end_time):
+            out[run.work_pool_name] = (active, run)
+    return out
+
+
+async def hosts_overview(gateway: PrefectGateway, hosts: HostsFile, index: JobIndex | None = None) -> HostsOut:
+    """Every host's card in one round of reads (pools at once, workers per pool in parallel, runs)."""
+    names = [h.name for h in hosts.hosts]
+    pools, workers, runs = await asyncio.gather(gateway.pools(names), asyncio.gather(*(gateway.workers(n) for n in names)),
+                                                _runs_by_host(gateway, names, index))
+    details = [host_detail(h, pools.get(h.name), w if pools.get(h.name) else [], *runs[h.name]) for h, w in zip(hosts.hosts, workers)]
+    return HostsOut(available_hosts=names, hosts=dict(zip(names, details)))
 
 
 def hosts_overview_2025(out: HostsOut) -> HostsOut2025:

@@ -17,6 +17,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun
 
 from api.gateway import SIMULATION_FLOW, PrefectGateway, epoch, opeva_status
+from api.job_index import JobIndex
 from api.responses_insight import as_fields
 from core.states import PROFILE_LABEL
 from core.eta import Eta, SampleBook, estimate, read_progress
@@ -79,12 +80,16 @@ def failure_of_run(storage: DataRoot, run: FlowRun, status: str) -> Failure | No
                     state_message=run.state.message if run.state else None, result_error=result_error, log_tail=tail)
 
 
-async def failures(storage: DataRoot, runs: list[FlowRun]) -> dict[str, Failure]:
-    """Failures of the failed/stopped runs among ``runs``, all in one thread hop."""
+async def failures(storage: DataRoot, runs: list[FlowRun], index: JobIndex | None = None) -> dict[str, Failure]:
+    """Failures of the failed/stopped runs among ``runs``, all in one thread hop; with an
+    ``index``, each ended run's files are read once, not on every listing."""
+    def one(run: FlowRun) -> Failure | None:
+        return failure_of_run(storage, run, opeva_status(run))
+
     def work() -> dict[str, Failure]:
         out = {}
         for run in runs:
-            failure = failure_of_run(storage, run, opeva_status(run))
+            failure = index.memo(run, "failure", lambda run=run: one(run)) if index is not None else one(run)
             if failure is not None:
                 out[str(run.id)] = failure
         return out

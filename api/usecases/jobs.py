@@ -13,6 +13,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from api.deps import known_host
 from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, PrefectGateway, opeva_status
+from api.job_index import JobIndex, matches
 from core.limits import Resources
 from api.models import RunSimulationRequest
 from api.idempotency import DIGEST_LABEL
@@ -232,13 +233,21 @@ async def status(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> Job
 
 
 async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | None, limit: int | None, offset: int,
-                    storage: DataRoot | None = None, hosts: HostsFile | None = None) -> tuple[list[JobItem], int]:
-    runs, total = await gateway.list_runs(status=status, host=host, limit=limit, offset=offset)
-    names = await gateway.flow_names()
-    items = [job_item(r, names.get(r.flow_id)) for r in runs]
-    if storage is not None and hosts is not None:  # estimates, failures, folders: a few batched reads in all
+                    storage: DataRoot | None = None, hosts: HostsFile | None = None, index: JobIndex | None = None) -> tuple[list[JobItem], int]:
+    """One page of jobs, newest first, and the total; from the job index when it is built
+    (api/job_index.py says why), else straight from Prefect."""
+    every: list[FlowRun] | None = None
+    if index is not None and index.ready:
+        every = await index.runs()
+        matching = [r for r in every if matches(r, status, host, None)]
+        runs, total = matching[offset:None if limit is None else offset + limit], len(matching)
+    else:
+        runs, total = await gateway.list_runs(status=status, host=host, limit=limit, offset=offset)
         every = runs if status is None and host is None and offset == 0 and len(runs) == total else None
-        estimates, failed, orgs = await asyncio.gather(insight.start_estimates(gateway, storage, hosts, every), insight.failures(storage, runs),
+    names = await gateway.flow_names()
+    items = [index.memo(r, "item", lambda r=r: job_item(r, names.get(r.flow_id))) if index else job_item(r, names.get(r.flow_id)) for r in runs]
+    if storage is not None and hosts is not None:  # estimates, failures, folders: a few batched reads in all
+        estimates, failed, orgs = await asyncio.gather(insight.start_estimates(gateway, storage, hosts, every), insight.failures(storage, runs, index),
                                                        organization.organizations(storage))
         items = [insight.with_failure(insight.with_estimate(i, estimates), failed.get(i.job_id)) for i in items]
         items = [i.model_copy(update={"organization": orgs[i.job_id]}) if i.job_id in orgs else i for i in items]
@@ -315,9 +324,20 @@ async def delete(gateway: PrefectGateway, storage: DataRoot, job_id: str, user: 
     return Message(message=f"Job {job_id} deleted successfully")
 
 
-async def queue(gateway: PrefectGateway, storage: DataRoot | None = None, hosts: HostsFile | None = None) -> list[QueueItem]:
-    runs, estimates = await asyncio.gather(gateway.queued_runs([SIMULATION_FLOW]),
-                                           insight.start_estimates(gateway, storage, hosts) if storage is not None and hosts is not None else asyncio.sleep(0, {}))
+async def _simulation_flow_ids(gateway: PrefectGateway) -> set[Any]:
+    return {fid for fid, name in (await gateway.flow_names()).items() if name == SIMULATION_FLOW}
+
+
+async def queue(gateway: PrefectGateway, storage: DataRoot | None = None, hosts: HostsFile | None = None, index: JobIndex | None = None) -> list[QueueItem]:
+    """Queued simulations, next first, with their start estimates (from the job index when built)."""
+    if index is not None and index.ready:
+        every, simulation = await asyncio.gather(index.runs(), _simulation_flow_ids(gateway))
+        runs = sorted((r for r in every if r.state and r.state.type == StateType.SCHEDULED and r.flow_id in simulation),
+                      key=lambda r: (r.expected_start_time or r.created, r.id))
+        estimates = await insight.start_estimates(gateway, storage, hosts, every) if storage is not None and hosts is not None else {}
+    else:
+        runs, estimates = await asyncio.gather(gateway.queued_runs([SIMULATION_FLOW]),
+                                               insight.start_estimates(gateway, storage, hosts) if storage is not None and hosts is not None else asyncio.sleep(0, {}))
     return [insight.with_estimate(item, estimates) for item in [
         QueueItem(
             job_id=str(r.id), job_name=r.name, preferred_host=r.work_pool_name, require_host=True, enqueued_at=iso(r.created),
