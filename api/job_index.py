@@ -25,7 +25,7 @@ from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun
 
-from api.gateway import PrefectGateway, opeva_status
+from api.gateway import MAX_SCAN, PrefectGateway, opeva_status
 from core.states import PREFECT_TYPES
 
 log = logging.getLogger("opeva.api.index")
@@ -60,7 +60,9 @@ class JobIndex:
         self._dirty: set[UUID] = set()
         self._memo: dict[tuple[UUID, Any, Hashable], Any] = {}
         self._ready = False
-        self._lock = asyncio.Lock()
+        self._refresh: asyncio.Future[list[FlowRun]] | None = None
+        self._started = 0  # refreshes started so far; _refresh_number is the one under way
+        self._refresh_number = 0
         gateway.touched = self._dirty.add
 
     @property
@@ -75,27 +77,46 @@ class JobIndex:
         self._ready = True
 
     async def runs(self) -> list[FlowRun]:
-        """Every job run, newest expected start first, current as of this call."""
-        async with self._lock:  # one refresh at a time; concurrent listings share its work
+        """Every job run, newest expected start first, current as of this call: the answer comes
+        from a refresh that started after the call did. Listings that arrive while a refresh is
+        under way wait for it, then share one refresh between them."""
+        arrival = self._started
+        while True:
+            if self._refresh is not None and not self._refresh.done():
+                if self._refresh_number > arrival:
+                    return await asyncio.shield(self._refresh)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._refresh)  # started before this call: not current enough
+                continue
+            self._started += 1
+            self._refresh_number = self._started
+            self._refresh = asyncio.ensure_future(self._refreshed())
+            return await asyncio.shield(self._refresh)
+
+    async def _refreshed(self) -> list[FlowRun]:
+        changed = self._dirty
+        self._dirty = set()
+        try:
             active, total = await asyncio.gather(self.gateway.job_runs(active_only=True), self.gateway.count_job_runs())
             live = {r.id: r for r in active}
-            changed = (self._active - live.keys()) | self._dirty
-            self._dirty = set()
-            if changed:
-                fresh = {r.id: r for r in await self.gateway.runs_by_id(sorted(changed))}
-                for run_id in changed:
-                    self._final.pop(run_id, None)
-                    run = fresh.get(run_id)
-                    if run is not None and _final(run):
-                        self._final[run_id] = run
-            for run_id in live:
-                self._final.pop(run_id, None)  # re-run by an operator: live again
+            changed |= self._active - live.keys()
+            fresh = {r.id: r for r in await self.gateway.runs_by_id(sorted(changed))} if changed else {}
+        except BaseException:
+            self._dirty |= changed  # read again next time
+            raise
+        for run_id in changed:
+            self._final.pop(run_id, None)
+            run = fresh.get(run_id)
+            if run is not None and _final(run):
+                self._final[run_id] = run
+        for run_id in live:
+            self._final.pop(run_id, None)  # re-run by an operator: live again
+        self._active = set(live)
+        if min(total, MAX_SCAN) != min(len(self._final) + len(live), MAX_SCAN):  # made and ended unseen, or deleted elsewhere
+            await self.rebuild()  # (a run made between the two reads above also lands here: rare, and correct)
+            live = {r.id: r for r in await self.gateway.job_runs(active_only=True)}
             self._active = set(live)
-            if total != len(self._final) + len(live):  # made and ended unseen, or deleted elsewhere
-                await self.rebuild()  # (a run made between the two reads above also lands here: rare, and correct)
-                live = {r.id: r for r in await self.gateway.job_runs(active_only=True)}
-                self._active = set(live)
-            merged = [*live.values(), *(r for r in self._final.values() if r.id not in live)]
+        merged = [*live.values(), *(r for r in self._final.values() if r.id not in live)]
         merged.sort(key=lambda r: (r.expected_start_time or _EPOCH, r.id), reverse=True)
         return merged
 
@@ -122,5 +143,4 @@ class JobIndex:
                 log.warning("event stream lost (%s); rebuilding the job index", exc)
             await asyncio.sleep(2)
             with contextlib.suppress(Exception):
-                async with self._lock:
-                    await self.rebuild()
+                await self.rebuild()
