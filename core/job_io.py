@@ -121,6 +121,24 @@ def read_bounded(top: str | Path, relative: str | Path, offset: int = 0, limit: 
         os.close(fd)
 
 
+def subfolders(top: str | Path, relative: str | Path, *, limit: int = 10_000) -> list[tuple[float, str]]:
+    """(modification time, name) of the real folders in ``top/relative``, oldest first; no link
+    is followed on the way or counted as a folder ([] when absent or linked)."""
+    try:
+        with _parent_fd(top, [*_parts(relative), "."]) as fd:
+            found: list[tuple[float, str]] = []
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if len(found) >= limit:
+                        break
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        found.append((st.st_mtime, entry.name))
+    except (FileNotFoundError, NotADirectoryError, NotRegularFile):
+        return []
+    return sorted(found)
+
+
 def file_size(top: str | Path, relative: str | Path) -> int | None:
     """The size of a regular file (None when absent)."""
     try:
