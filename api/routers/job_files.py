@@ -48,7 +48,7 @@ async def result(job_id: str, gateway: Gateway, storage: Storage) -> ResultOut:
 async def logs(job_id: str, request: Request, gateway: Gateway, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
     if follow:
         return StreamingResponse(await _held(request, job_id, await job_files.logs_follow(gateway, job_id)), media_type=TEXT)
-    return PlainTextResponse(await job_files.logs_once(gateway, job_id))
+    return StreamingResponse(await job_files.logs_once(gateway, job_id), media_type=TEXT)  # a page at a time: bounded memory
 
 
 @router.get("/file-logs/{job_id}", response_class=PlainTextResponse, response_model=None, responses=text_response("text/plain", LOG_EXAMPLE, 404), summary="The simulator's own log file (logs/<job_id>.log), byte for byte, once (or ?follow=true)")

@@ -85,11 +85,33 @@ def _placeholder(job_id: str, status: str) -> str:
     return f"No logs were recorded for job {job_id} ({status}).\n"
 
 
-async def logs_once(gateway: PrefectGateway, job_id: str) -> str:
-    """Prefect's logs of the run as they are now."""
+LOG_SEND_BYTES = 256 << 10  # /logs sends its text in pieces of about this size
+
+
+async def logs_once(gateway: PrefectGateway, job_id: str) -> AsyncIterator[bytes]:
+    """Prefect's logs of the run as they are now, sent a page of records at a time: the API's
+    memory is one page whatever the log's size (a job may log up to its cap, 256 MiB by
+    default; collected whole, that cost the API twice as much). 404 before the first byte."""
     run = await gateway.read_run(job_id)
-    lines = [entry.message async for entry in gateway.follow_logs(str(run.id), follow=False)]
-    return "\n".join(lines) + "\n" if lines else _placeholder(str(run.id), opeva_status(run))
+    entries = gateway.follow_logs(str(run.id), follow=False)
+    first = await anext(entries, None)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        if first is None:
+            yield _placeholder(str(run.id), opeva_status(run)).encode()
+            return
+        piece = [first.message, "\n"]
+        size = len(first.message)
+        async for entry in entries:
+            piece += (entry.message, "\n")
+            size += len(entry.message) + 1
+            if size >= LOG_SEND_BYTES:
+                yield "".join(piece).encode()
+                piece, size = [], 0
+        if piece:
+            yield "".join(piece).encode()
+
+    return pieces()
 
 
 async def logs_follow(gateway: PrefectGateway, job_id: str) -> AsyncIterator[bytes]:
