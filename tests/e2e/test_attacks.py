@@ -264,6 +264,10 @@ def test_a_job_at_its_limit_fails_with_its_error_code(api, target, script, resou
     assert api.get(f"/job-info/{job_id}").json().get("error_code") == code
     assert not docker.from_env().containers.list(filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
     a_normal_job_still_finishes(api, normal)
+    # the host stays up: its worker process, its engine, and the API's view of it
+    assert all(s.proc.poll() is None for s in target.platform.services), [s.name for s in target.platform.services if s.proc.poll() is not None]
+    assert docker.from_env().ping()
+    assert api.get("/hosts").json()["hosts"]["local"]["online"] is True
 
 
 @FIRST_MODE_ONLY
