@@ -10,8 +10,8 @@ PostgreSQL its password, with tokens the API tokens), the services it probes (Po
 port), the log's completeness (records go through Prefect's database) and the refusal of
 limits (a runner's token). The attacks on the engine and the supervisor alone (process,
 memory, disk and open-file limits, FIFO and flood files, the retry through a linked
-platform.log) run in the first mode: the second costs about 3.5 minutes (its platform
-starts in ~75 s on a loaded 2-core machine, then four tests).
+platform.log) run in the first mode: the second costs about 3.7 minutes (its platform
+starts in ~80 s on a loaded 2-core machine, then four tests).
 With tokens the attacker is alice (a runner, not an admin) and the normal job is bob's.
 
 docs/security.md lists each promise and the test here that keeps it.
