@@ -48,7 +48,7 @@ async def result(job_id: str, gateway: Gateway, storage: Storage) -> ResultOut:
 async def logs(job_id: str, request: Request, gateway: Gateway, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
     if follow:
         return StreamingResponse(await _held(request, job_id, await job_files.logs_follow(gateway, job_id)), media_type=TEXT)
-    return PlainTextResponse(await job_files.logs_once(gateway, job_id))
+    return StreamingResponse(await job_files.logs_once(gateway, job_id), media_type=TEXT)  # a page at a time: bounded memory
 
 
 @router.get("/file-logs/{job_id}", response_class=PlainTextResponse, response_model=None, responses=text_response("text/plain", LOG_EXAMPLE, 404), summary="The simulator's own log file (logs/<job_id>.log), byte for byte, once (or ?follow=true)")
@@ -56,7 +56,8 @@ async def logs(job_id: str, request: Request, gateway: Gateway, follow: bool = F
 async def file_logs(job_id: str, request: Request, gateway: Gateway, storage: Storage, follow: bool = Follow) -> PlainTextResponse | StreamingResponse:
     if follow:
         return StreamingResponse(await _held(request, job_id, await job_files.file_log_follow(gateway, storage, job_id)), media_type=TEXT)
-    return PlainTextResponse(await job_files.file_log_once(gateway, storage, job_id))
+    body = await job_files.file_log_once(gateway, storage, job_id)
+    return PlainTextResponse(body) if isinstance(body, str) else StreamingResponse(body, media_type=TEXT)  # a chunk at a time
 
 
 @router.get("/logs-chunk/{job_id}", response_model=LogsChunk, responses=errors(404), summary="A piece of the job log: from an offset, or its last lines")

@@ -85,11 +85,33 @@ def _placeholder(job_id: str, status: str) -> str:
     return f"No logs were recorded for job {job_id} ({status}).\n"
 
 
-async def logs_once(gateway: PrefectGateway, job_id: str) -> str:
-    """Prefect's logs of the run as they are now."""
+LOG_SEND_BYTES = 256 << 10  # /logs sends its text in pieces of about this size
+
+
+async def logs_once(gateway: PrefectGateway, job_id: str) -> AsyncIterator[bytes]:
+    """Prefect's logs of the run as they are now, sent a page of records at a time: the API's
+    memory is one page whatever the log's size (a job may log up to its cap, 256 MiB by
+    default; collected whole, that cost the API twice as much). 404 before the first byte."""
     run = await gateway.read_run(job_id)
-    lines = [entry.message async for entry in gateway.follow_logs(str(run.id), follow=False)]
-    return "\n".join(lines) + "\n" if lines else _placeholder(str(run.id), opeva_status(run))
+    entries = gateway.follow_logs(str(run.id), follow=False)
+    first = await anext(entries, None)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        if first is None:
+            yield _placeholder(str(run.id), opeva_status(run)).encode()
+            return
+        piece = [first.message, "\n"]
+        size = len(first.message)
+        async for entry in entries:
+            piece += (entry.message, "\n")
+            size += len(entry.message) + 1
+            if size >= LOG_SEND_BYTES:
+                yield "".join(piece).encode()
+                piece, size = [], 0
+        if piece:
+            yield "".join(piece).encode()
+
+    return pieces()
 
 
 async def logs_follow(gateway: PrefectGateway, job_id: str) -> AsyncIterator[bytes]:
@@ -127,28 +149,58 @@ def _read_from(storage: DataRoot, path: Path, offset: int, limit: int = 1 << 20)
         return b""
 
 
-def _file_log_bytes(storage: DataRoot, path: Path) -> bytes | None:
-    """The log file's bytes up to FILE_LOG_MAX (read from an opened regular file, never a link),
-    with a marker past it; None when absent."""
-    size = job_io.file_size(*_in_job(storage, path)) if path.parent.is_dir() else None
-    if size is None:
+class _FileLogPieces:
+    """The log file's bytes up to FILE_LOG_MAX from one opened descriptor (a regular file, never
+    a link), in chunks of job_io.CHUNK, then a marker when more is there: a request costs the
+    API one chunk, not 16 MiB (read whole, a 1 GiB log's answer cost about 40 MiB per request).
+    Iterated by Starlette in a worker thread; the descriptor is closed at the end or when dropped."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+
+    def __iter__(self):
+        try:
+            sent = 0
+            while sent < FILE_LOG_MAX:
+                piece = os.pread(self.fd, min(job_io.CHUNK, FILE_LOG_MAX - sent), sent)
+                if not piece:
+                    break
+                sent += len(piece)
+                yield piece
+            rest = os.fstat(self.fd).st_size - sent
+            if rest > 0:
+                yield f"\n[... {rest} more bytes: read them with /logs-chunk/<job_id>?offset={sent}]\n".encode()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    __del__ = close
+
+
+def _open_file_log(storage: DataRoot, path: Path) -> _FileLogPieces | None:
+    """None when absent; job_io.NotRegularFile when a link, a FIFO or a device is there."""
+    if not path.parent.is_dir():
         return None
-    data = _read_from(storage, path, 0, FILE_LOG_MAX)
-    if size > len(data):
-        data += f"\n[... {size - len(data)} more bytes: read them with /logs-chunk/<job_id>?offset={len(data)}]\n".encode()
-    return data
+    try:
+        return _FileLogPieces(job_io.open_regular(*_in_job(storage, path)))
+    except FileNotFoundError:
+        return None
 
 
-async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> bytes | str:
+async def file_log_once(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> _FileLogPieces | str:
     """The simulator's own log file (``logs/<job_id>.log``), byte for byte, as upstream serves it:
     only what the simulator wrote there (its stdout, stderr and the platform's lines are ``/logs``)."""
     run = await gateway.read_run(job_id)
     path = storage.job(str(run.id)).simulator_log_file
     try:
-        data = await asyncio.to_thread(_file_log_bytes, storage, path)
+        pieces = await asyncio.to_thread(_open_file_log, storage, path)
     except job_io.NotRegularFile:
         raise OutsideDataRoot(f"log file {path.name!r} is a link or not a regular file; refused") from None
-    return _placeholder(str(run.id), opeva_status(run)) if data is None else data
+    return _placeholder(str(run.id), opeva_status(run)) if pieces is None else pieces
 
 
 async def file_log_follow(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> AsyncIterator[bytes]:

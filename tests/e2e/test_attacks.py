@@ -3,6 +3,17 @@ container (a ``command`` job on the runtime image, as uid 65534), through the re
 against the real Prefect server, worker and supervisor. Each test asserts that the attack
 fails AND that a normal job submitted during it still finishes (the platform keeps serving).
 
+Both modes (issue 21, "Done when"): auth off + SQLite (the e2e session's platform) and
+bearer tokens + PostgreSQL (a platform of this module's own, tests/e2e/attack_modes.py).
+The attacks whose outcome depends on the mode run in both: the secrets a job hunts (with
+PostgreSQL its password, with tokens the API tokens), the services it probes (PostgreSQL's
+port), the log's completeness (records go through Prefect's database) and the refusal of
+limits (a runner's token). The attacks on the engine and the supervisor alone (process,
+memory, disk and open-file limits, FIFO and flood files, the retry through a linked
+platform.log) run in the first mode: the second costs about 3.7 minutes (its platform
+starts in ~80 s on a loaded 2-core machine, then four tests).
+With tokens the attacker is alice (a runner, not an admin) and the normal job is bob's.
+
 docs/security.md lists each promise and the test here that keeps it.
 """
 
@@ -15,11 +26,34 @@ import time
 import docker
 import pytest
 
+from attack_modes import MODES, Target, open_sqlite, tokens_postgres
 from helpers import wait_for
-from test_sim_images import prefect_logs, wait_status
+from test_sim_images import wait_status
 
 pytestmark = pytest.mark.usefixtures("needs_docker")
 FINAL = {"finished", "failed", "stopped", "canceled"}
+FIRST_MODE_ONLY = pytest.mark.parametrize("target", MODES[:1], indirect=True)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def target(request, docker_ready) -> Target:
+    if request.param == "open-sqlite":
+        yield open_sqlite(request.getfixturevalue("platform"))
+    else:
+        with tokens_postgres() as started:
+            yield started
+
+
+@pytest.fixture
+def api(target: Target):
+    """The attacker's client in this mode (tests/conftest.py's ``api`` is the session platform's)."""
+    with target.client() as client:
+        yield client
+
+
+@pytest.fixture
+def storage(target: Target):
+    return target.storage
 
 
 def run_job(api, script: str, *, resources: dict | None = None, retries: int = 0, name: str = "attack") -> str:
@@ -37,9 +71,10 @@ def final_state(api, job_id: str, timeout: float = 420) -> dict:
     return wait_status(api, job_id, FINAL, timeout=timeout)
 
 
-def normal_job(api) -> str:
-    """A normal job submitted while the attack runs (the host runs 4 at once)."""
-    return run_job(api, "print('[INFO] a normal job beside an attack')", name="normal")
+def normal_job(target: Target) -> str:
+    """A normal job submitted while the attack runs (the host runs 4 at once); with tokens, bob's."""
+    with target.client("bob" if target.token else None) as other:
+        return run_job(other, "print('[INFO] a normal job beside an attack')", name="normal")
 
 
 def a_normal_job_still_finishes(api, job_id: str) -> None:
@@ -79,7 +114,7 @@ class SupervisorMemory(threading.Thread):
 
 STEAL = r"""
 import glob, os, sys, time
-secret = __SECRET__[::-1]  # given reversed: the command itself is logged
+secrets = [s[::-1] for s in __SECRETS__]  # given reversed: the command itself is logged
 log, prog = os.environ["OPEVA_LOG_FILE"], os.environ["OPEVA_PROGRESS_FILE"]
 for p in (log, prog):
     if os.path.lexists(p): os.unlink(p)
@@ -94,7 +129,8 @@ for root, dirs, files in os.walk("/data"):             # every file of its mount
     for f in files:
         try:
             with open(os.path.join(root, f), "rb") as fh:
-                if secret and secret.encode() in fh.read(1 << 20): found.append(os.path.join(root, f))
+                head = fh.read(1 << 20)
+                if any(s.encode() in head for s in secrets): found.append(os.path.join(root, f))
         except OSError: pass
 print("READABLE_ENVIRON", [p for p in read if not p.startswith(f"/proc/{os.getpid()}/")])
 print("FILES_WITH_SECRET", found)
@@ -102,11 +138,10 @@ time.sleep(3)
 """
 
 
-def test_a_link_to_the_supervisors_environment_leaks_nothing(api, storage, platform):
-    auth = platform.prefect_auth_string
-    password = auth.split(":", 1)[1]
-    job_id = run_job(api, STEAL.replace("__SECRET__", repr(password[::-1])), name="steal")
-    normal = normal_job(api)
+def test_a_link_to_the_supervisors_environment_leaks_nothing(api, storage, target):
+    """Attack 1 (and 2's secrets: with PostgreSQL its password, with tokens every API token)."""
+    job_id = run_job(api, STEAL.replace("__SECRETS__", repr([s[::-1] for s in target.secrets])), name="steal")
+    normal = normal_job(target)
     final = final_state(api, job_id)
     assert final["status"] == "finished", final
     text = logs_text(api, job_id)
@@ -114,7 +149,7 @@ def test_a_link_to_the_supervisors_environment_leaks_nothing(api, storage, platf
     assert "did not read" in text  # the link is reported, not followed
     for where in (text, api.get(f"/file-logs/{job_id}", params={"follow": "false"}).text,
                   (storage.job(job_id).log_file).read_text(errors="replace"), str(api.get(f"/progress/{job_id}").json())):
-        assert password not in where and "PREFECT_API" not in where
+        assert not [s for s in target.secrets if s in where] and "PREFECT_API" not in where
     a_normal_job_still_finishes(api, normal)
 
 
@@ -134,11 +169,12 @@ sys.exit(3)
 """
 
 
-def test_a_symlinked_platform_log_is_not_written_through_on_retry(api, storage):
+@FIRST_MODE_ONLY  # the supervisor's file handling alone: the same in both modes
+def test_a_symlinked_platform_log_is_not_written_through_on_retry(api, storage, target):
     victim = storage.configs_dir / "victim-of-a-job.yaml"
     victim.write_text("owner: bob\n")
     job_id = run_job(api, RETRY.replace("VICTIM", repr(str(victim))), retries=1, name="retry-link")
-    normal = normal_job(api)
+    normal = normal_job(target)
     final = final_state(api, job_id)
     assert final["status"] == "finished", final
     assert victim.read_text() == "owner: bob\n"
@@ -163,9 +199,10 @@ time.sleep(3)
 """
 
 
-def test_fifo_dev_zero_sparse_gigabyte_and_a_64_mib_line_keep_the_supervisor_small(api, storage):
+@FIRST_MODE_ONLY
+def test_fifo_dev_zero_sparse_gigabyte_and_a_64_mib_line_keep_the_supervisor_small(api, storage, target):
     job_id = run_job(api, FLOOD, name="flood", resources={"log_bytes": 64 << 20})
-    normal = normal_job(api)
+    normal = normal_job(target)
     memory = SupervisorMemory(job_id)
     memory.start()
     final = final_state(api, job_id)
@@ -217,20 +254,26 @@ except OSError as exc:
     ],
     ids=["fork-bomb", "memory-hog", "disk-filler"],
 )
-def test_a_job_at_its_limit_fails_with_its_error_code(api, script, resources, code):
+@FIRST_MODE_ONLY
+def test_a_job_at_its_limit_fails_with_its_error_code(api, target, script, resources, code):
     job_id = run_job(api, script, resources=resources, name=code)
-    normal = normal_job(api)
+    normal = normal_job(target)
     final = final_state(api, job_id)
     message = final["prefect_state"]["message"] or ""
     assert final["status"] == "failed" and f"error_code={code}" in message, final
     assert api.get(f"/job-info/{job_id}").json().get("error_code") == code
     assert not docker.from_env().containers.list(filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
     a_normal_job_still_finishes(api, normal)
+    # the host stays up: its worker process, its engine, and the API's view of it
+    assert all(s.proc.poll() is None for s in target.platform.services), [s.name for s in target.platform.services if s.proc.poll() is not None]
+    assert docker.from_env().ping()
+    assert api.get("/hosts").json()["hosts"]["local"]["online"] is True
 
 
-def test_open_files_stop_at_the_jobs_limit(api):
+@FIRST_MODE_ONLY
+def test_open_files_stop_at_the_jobs_limit(api, target):
     job_id = run_job(api, FD_HOG, resources={"nofile": 256}, name="fd-hog")
-    normal = normal_job(api)
+    normal = normal_job(target)
     assert final_state(api, job_id)["status"] == "finished"
     opened = [int(m.group(1)) for m in re.finditer(r"opened (\d+) files", logs_text(api, job_id))]
     assert len(opened) == 1 and 200 < opened[0] < 256, opened
@@ -246,13 +289,13 @@ def test_limits_over_the_hosts_and_absurd_values_are_refused(api):
 
 # -- 7b. every line at the final state --------------------------------------------------------
 
-def test_a_200k_line_log_is_complete_when_the_job_is_final(api):
+def test_a_200k_line_log_is_complete_when_the_job_is_final(api, target):
     job_id = run_job(api, "import sys\nw = sys.stdout.write\nfor i in range(200000): w(f'line {i}\\n')", name="lines")
-    normal = normal_job(api)
+    normal = normal_job(target)
     final = final_state(api, job_id)
     assert final["status"] == "finished", final
-    # a flood is shipped as records of up to 256 lines (flows/supervise.py): count lines, not records
-    lines = [m for e in prefect_logs(job_id) for m in e.message.splitlines() if m.startswith("line ")]
+    # what a client reads at the final state: /logs (records of up to 256 lines, flows/supervise.py)
+    lines = [m for m in logs_text(api, job_id).splitlines() if m.startswith("line ")]
     assert len(lines) == 200_000 and lines[-1] == "line 199999", len(lines)
     a_normal_job_still_finishes(api, normal)
 
@@ -274,18 +317,18 @@ time.sleep(8)
 """
 
 
-def test_a_job_reaches_no_platform_service_and_its_listeners_are_not_on_the_hosts_loopback(api, platform):
-    """Attacks 3 (bind Prefect's port after a restart) and 5 (MongoDB open to jobs). Kept by the
-    job containers' own network (the `mlflow` branch: an internal Docker network); on the host
-    network this test fails, as it should."""
+def test_a_job_reaches_no_platform_service_and_its_listeners_are_not_on_the_hosts_loopback(api, target):
+    """Attacks 3 (bind Prefect's port after a restart), 5 (MongoDB open to jobs) and, with
+    PostgreSQL, 2 from inside a job (its port). Kept by the job containers' own network (an
+    internal Docker network, flows/job_network.py); on the host network this test fails."""
     import socket
 
     from deployments.platform import free_port
 
     bind = free_port()
-    ports = {"prefect": platform.prefect_port, "mongo": platform.mongo_port, "api": platform.api_port}
+    ports = target.ports
     job_id = run_job(api, NETWORK.replace("PORTS", repr(ports)).replace("BIND", str(bind)), name="network")
-    normal = normal_job(api)
+    normal = normal_job(target)
     wait_for(lambda: "reached:" in logs_text(api, job_id).replace("\"reached:\"", ""), 420, what="the job's probe")
     time.sleep(1)
     with pytest.raises(OSError):

@@ -160,6 +160,15 @@ def test_logs_once_file_logs_and_chunks(api, storage):
     assert api.get(f"/logs-chunk/{job_id}", params={"max_bytes": 0}).status_code == 422
     # following a queued job's file log would wait for ever: once is the default, so this answers
     assert api.get(f"/file-logs/{job_id}", params={"follow": "false"}).status_code == 200
+    # over 16 MiB: the first 16 MiB byte for byte (sent a chunk at a time), then where the rest is
+    with open(job.simulator_log_file, "r+b") as f:
+        f.truncate((16 << 20) + 1000)  # sparse: costs no disk
+        f.seek(16 << 20)
+        f.write(b"past the cap\n")
+    big = api.get(f"/file-logs/{job_id}")
+    assert big.status_code == 200 and big.headers["content-type"].startswith("text/plain")
+    assert big.content[:29] == b"line one\nline two\nline three\n" and big.content[16 << 20:].decode() == \
+        f"\n[... 1000 more bytes: read them with /logs-chunk/<job_id>?offset={16 << 20}]\n"
 
 
 def test_resolved_config_is_the_config_handed_to_the_job(api, storage):
