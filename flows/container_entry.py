@@ -246,5 +246,26 @@ def _remove_simulators(flow_run_id: UUID) -> None:
         log.warning("could not remove the simulator containers of %s: %s", flow_run_id, exc)
 
 
+def _leave(code: int) -> None:
+    """Exit at once, once the simulators are removed: a normal interpreter exit with Prefect's client
+    loaded spent about 4 s in teardown here (measured in the runtime image: 3.9-4.3 s against
+    0.04-0.3 s with ``os._exit``), and a stopped job's container must be gone within seconds. This
+    process ships nothing to Prefect itself (its lines go to stderr), so nothing is lost."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        exit_code = main()
+    except BaseException:  # noqa: BLE001 - said on stderr, then the same fast exit
+        import traceback
+
+        traceback.print_exc()
+        exit_code = 1
+    _leave(exit_code)
