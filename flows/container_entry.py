@@ -46,7 +46,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Cancelled
 
-STATE_POLL_SECONDS = 2.0  # how soon a cancellation is seen; one small GET per poll
+STATE_POLL_SECONDS = 1.0  # how soon a cancellation is seen (a stop must read `stopped` within 3 s); one small GET per poll
+RECORD_RETRY_SECONDS = 2.0
 KILL_GRACE_SECONDS = 10.0  # SIGTERM first, SIGKILL after this
 WAIT_STEP_SECONDS = 0.1
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -123,7 +124,7 @@ class Supervisor:
     def wait(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        # No client retries here: a poll that fails is simply made again 2 s later, and a
+        # No client retries here: a poll that fails is simply made again at the next poll, and a
         # retrying call would keep this process (and the container) alive long after the
         # engine ended whenever the server is down.
         with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS}):
@@ -179,7 +180,7 @@ class Supervisor:
                 return
             except Exception as exc:
                 log.warning("could not record the cancellation of %s (attempt %d): %s", self.flow_run_id, attempt + 1, exc)
-                time.sleep(STATE_POLL_SECONDS)
+                time.sleep(RECORD_RETRY_SECONDS)
         log.error("gave up recording the cancellation of %s: it stays Cancelling unless the OPEVA API's stop check records it", self.flow_run_id)
 
 
