@@ -41,7 +41,9 @@ from _table import HEADER, pct, row  # noqa: E402
 from _up import Up  # noqa: E402
 from real_image_checks import REPOSITORY, Row, check_job, launch_cli, prefect_view, prepare, refusals, stop_once, submit  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-simulator"
+# ../shared/real-simulator beside the clone (or a worktree's clone, further up)
+SHARED = next((p / "shared" / "real-simulator" for p in Path(__file__).resolve().parents if (p / "shared" / "real-simulator").is_dir()),
+              Path(__file__).resolve().parents[2] / "shared" / "real-simulator")
 DATASET = "citylearn_challenge_2022_phase_all_plus_evs"
 HOSTS = """hosts:
   - name: local
