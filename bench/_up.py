@@ -79,6 +79,8 @@ class Up:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        # `make up` keeps its jobs network when it stops (it is reused by the next start); this one is ours alone
+        subprocess.run(["docker", "network", "rm", self.env["OPEVA_JOBS_NETWORK"]], capture_output=True)
 
     # --- what every bench reads ---------------------------------------------------------------
     def wait_final(self, job_id: str, timeout: float = 1800.0, poll: float = 0.2) -> str:
