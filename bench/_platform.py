@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _table import HEADER, pct, row  # noqa: E402,F401  (re-exported: the benches import them from here)
 from deployments.platform import Platform, free_port  # noqa: E402
 
 # Prefect reads its settings when first imported: point it at the bench server now.
@@ -58,19 +58,3 @@ def running_platform(hosts: dict[str, bool], *, api: bool = False, database: str
         yield p
     finally:
         p.stop()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def row(name: str, values: list[float], unit: str = "s", scale: float = 1.0) -> str:
-    return f"| {name:<44} | {len(values):>3} | {pct(values, .5) * scale:>9.3f} | {pct(values, .95) * scale:>9.3f} | {statistics.mean(values) * scale:>9.3f} | {unit:<4} |"
-
-
-HEADER = f"| {'measure':<44} | {'n':>3} | {'p50':>9} | {'p95':>9} | {'mean':>9} | unit |\n|{'-' * 46}|{'-' * 5}|{'-' * 11}|{'-' * 11}|{'-' * 11}|------|"

@@ -17,12 +17,12 @@ import argparse
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+from _logwatch import LogWatch
 from _platform import HEADER, pct, row, running_platform
 
 from core.settings import PlatformSettings
@@ -30,33 +30,6 @@ from core.settings import PlatformSettings
 STAND_IN = Path(__file__).resolve().parent.parent / "tests" / "e2e" / "upstream_sim"
 REPOSITORY = "opeva-bench/upstream-sim"
 HOST_EXTRA = f"    start_worker: true\n    simulator_image: {REPOSITORY}\n"
-
-
-class LogWatch:
-    """First non-empty moment and last write of a file, polled every 20 ms from another thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.first, self.last = path, None, None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                st = self.path.stat()
-                if st.st_size and self.first is None:
-                    self.first = time.time()
-                if st.st_size:
-                    self.last = st.st_mtime
-            except OSError:
-                pass
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        time.sleep(0.05)
-        self._stop.set()
-        self._thread.join()
 
 
 def configs(data_dir: Path) -> dict[str, dict]:

@@ -1,118 +1,137 @@
-"""OPEVA's own simulator image through the platform against the `docker run` floor, in one run.
+"""OPEVA's own simulator image through a fresh `make up`, checked and timed against `docker run`.
 
-The image is built with ../shared/real-simulator/ (calof/opeva_simulator:<tag>); this bench
-does not build it and exits 0 with a message when it is absent (a bench is not a test).
-Both sides run upstream's smoke config unchanged (MLflow on):
+The image is built with ../shared/real-simulator/ (``calof/opeva_simulator:<tag>``); this bench
+does not build it and exits 0 with a message when it is absent (a bench is not a test; CI runs
+the stand-in through the same paths, tests/e2e/test_images.py and test_mlflow.py).
 
-- floor: ``docker run --rm -v <root>:/data <image> --config /data/configs/rbc_smoke.yaml
-  --job_id direct`` on a fresh data root (MLflow's file store under <root>/mlflow, as upstream);
-- platform: a throw-away platform with MLflow and its relay (the same code as `make up`), the
-  job submitted to ``run-simulation/local`` with ``image_tag``; wall time = submit -> Completed
-  (Prefect's state history), the run logging to the platform's MLflow server.
+One run, one fresh platform (bench/_up.py: ``python -m deployments.up`` with a new OPEVA_HOME,
+a hosts file naming the image as docs/images.md says, private ports, MLflow on):
 
-Target (issue 20): platform p50 <= floor p50 + 4 s.
-Usage: python bench/real_image.py [--runs 5] [--tag 0bc57d9] [--dataset DIR] [--config FILE]
+1. checks   dataset through POST /dataset/upload, upstream's smoke config created unchanged,
+            one job through the REST API and one through ``prefect deployment run``; for each:
+            finished, /progress 100, /result completed, /file-logs, /logs, /job-info, the MLflow
+            run in the platform's server, the Prefect UI's view (name, state, logs, artifacts);
+2. refusals refused repository, unknown tag, missing image, malformed tag: 4xx, no run made;
+3. stop     POST /stop a few seconds into the simulation: time to `stopped` (target <= 3 s) and
+            to no container of the job (target <= 5 s);
+4. timing   ``--runs`` jobs through the REST API and as many ``docker run --rm -v <root>:/data``
+            of the same image on a fresh root (the floor), interleaved so both see the same load:
+            start -> first line of the simulator's log file, last line -> done, start -> done.
+            Target (issue 20): platform p50 <= floor p50 + 4 s.
+
+Usage: python bench/real_image.py [--runs 5] [--stops 3] [--parts checks,refusals,stop,timing]
+       [--tag 0bc57d9] [--dataset DIR] [--config FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench._platform import HEADER, pct, row  # noqa: E402
+from _logwatch import LogWatch  # noqa: E402
+from _table import HEADER, pct, row  # noqa: E402
+from _up import Up  # noqa: E402
+from real_image_checks import REPOSITORY, Row, check_job, launch_cli, prefect_view, prepare, refusals, stop_once, submit  # noqa: E402
 
-REPOSITORY = "calof/opeva_simulator"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-simulator"
+# ../shared/real-simulator beside the clone (or a worktree's clone, further up)
+SHARED = next((p / "shared" / "real-simulator" for p in Path(__file__).resolve().parents if (p / "shared" / "real-simulator").is_dir()),
+              Path(__file__).resolve().parents[2] / "shared" / "real-simulator")
 DATASET = "citylearn_challenge_2022_phase_all_plus_evs"
+HOSTS = """hosts:
+  - name: local
+    concurrency_limit: 2
+    volumes:
+      - ${OPEVA_DATA_DIR}:${OPEVA_DATA_DIR}
+    start_worker: true
+    simulator_image: calof/opeva_simulator
+    allowed_images: [calof/opeva_simulator]
+"""
+
+
+def load() -> float:
+    return os.getloadavg()[0]
 
 
 def image_present(image: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
 
 
-def fill_root(root: Path, dataset: Path, config: Path) -> None:
-    (root / "configs").mkdir(parents=True, exist_ok=True)
-    shutil.copy(config, root / "configs" / "rbc_smoke.yaml")
-    if not (root / "datasets" / DATASET).exists():
-        shutil.copytree(dataset, root / "datasets" / DATASET)
-
-
-def floor(image: str, dataset: Path, config: Path) -> float:
+def floor_run(image: str, dataset: Path, config: Path) -> dict[str, float]:
+    """The README's floor: ``docker run --rm -v <root>:/data`` on a fresh root (MLflow's file store in <root>/mlflow)."""
     root = Path(tempfile.mkdtemp(prefix="opeva-floor-"))
-    fill_root(root, dataset, config)
+    (root / "configs").mkdir()
+    shutil.copy(config, root / "configs" / config.name)
+    shutil.copytree(dataset, root / "datasets" / dataset.name)
+    watch = LogWatch(root / "jobs" / "direct" / "logs" / "direct.log")
     t0 = time.time()
-    subprocess.run(["docker", "run", "--rm", "-v", f"{root}:/data", image, "--config", "/data/configs/rbc_smoke.yaml", "--job_id", "direct"],
+    subprocess.run(["docker", "run", "--rm", "-v", f"{root}:/data", image, "--config", f"/data/configs/{config.name}", "--job_id", "direct"],
                    check=True, capture_output=True)
-    took = time.time() - t0
-    subprocess.run(["docker", "run", "--rm", "-v", f"{root}:/data", "--entrypoint", "rm", image, "-rf", "/data/jobs", "/data/mlflow"], capture_output=True)
+    ended = time.time()
+    watch.stop()
+    lines = len((root / "jobs" / "direct" / "logs" / "direct.log").read_bytes().splitlines())
+    # the container wrote as root: remove its files from inside the image
+    subprocess.run(["docker", "run", "--rm", "-v", f"{root}:/data", "--entrypoint", "rm", image, "-rf", "/data/jobs", "/data/mlflow"],
+                   capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
-    return took
+    return {"start->first line": watch.first - t0, "last line->done": ended - watch.last, "start->done": ended - t0,
+            "log lines": lines, "load": load()}
 
 
-@asynccontextmanager
-async def running(dataset: Path, config: Path):
-    """The bench's platform (bench/_platform.py's ports and home) plus MLflow and its relay."""
-    from prefect.client.orchestration import get_client
-
-    from api.gateway import PrefectGateway
-    from bench._platform import HOSTS_FILE, PLATFORM as p
-    from core.settings import PlatformSettings
-    from deployments.mlflow_server import start_mlflow, start_relay
-    from deployments.platform import free_port
-    from flows.job_network import network_name, remove_network
-
-    p.mlflow_port = free_port()
-    os.environ.update(OPEVA_MLFLOW_PORT=str(p.mlflow_port), OPEVA_JOBS_NETWORK=f"opeva-jobs-bench-{p.mlflow_port}")
-    HOSTS_FILE.write_text(f"hosts:\n  - name: local\n    concurrency_limit: 1\n    volumes: ['{p.data_dir}:{p.data_dir}']\n"
-                          f"    simulator_image: {REPOSITORY}\n")
-    fill_root(p.data_dir, dataset, config)
-    try:
-        server = start_mlflow(p)
-        p.start_prefect_server()
-        p.start_mongo()
-        p.wait_ready(server)
-        start_relay(p, PlatformSettings().runtime_image)
-        p.start_worker("local", p.setup_pools(HOSTS_FILE, docker=True)["local"])
-        async with get_client() as client:
-            yield PrefectGateway(client), client
-    finally:
-        p.stop()
-        import docker
-
-        remove_network(docker.from_env(), network_name())
+def platform_run(up: Up, tag: str, config_name: str) -> dict[str, float]:
+    """One job through the REST API: POST -> first line, last line -> Prefect's COMPLETED, POST -> COMPLETED."""
+    t0 = time.time()
+    job_id, _ = submit(up, tag, config_name)
+    log = up.data_dir / "jobs" / job_id / "logs" / f"{job_id}.log"
+    watch = LogWatch(log)
+    status = up.wait_final(job_id, poll=0.5)
+    watch.stop()
+    states = up.states(job_id)
+    if status != "finished" or "COMPLETED" not in states:
+        raise RuntimeError(f"{job_id} ended {status}: {states}")
+    return {"start->first line": watch.first - t0, "last line->done": states["COMPLETED"] - watch.last,
+            "start->done": states["COMPLETED"] - t0, "submit->Running": states["RUNNING"] - t0,
+            "log lines": len(log.read_bytes().splitlines()), "load": load()}
 
 
-async def platform_runs(image_tag: str, dataset: Path, config: Path, runs: int) -> list[float]:
-    async with running(dataset, config) as (gateway, client):
-        async def one() -> float:
-            t0 = time.time()
-            run = await gateway.submit("run-simulation", "local", {"config_path": "configs/rbc_smoke.yaml", "image_tag": image_tag})
-            while not ((fr := await client.read_flow_run(run.id)).state and fr.state.is_final()):
-                await asyncio.sleep(0.2)
-            assert fr.state.is_completed(), fr.state
-            states = {s.type.value: s.timestamp.timestamp() for s in await client.read_flow_run_states(run.id)}
-            return states["COMPLETED"] - t0
+def print_rows(title: str, rows: list[Row]) -> int:
+    print(f"\n### {title}\n\n| check | value | ok |\n|---|---|---|")
+    for what, value, ok in rows:
+        print(f"| {what} | {value} | {'yes' if ok else '**NO**'} |")
+    return sum(not ok for _, _, ok in rows)
 
-        return [await one() for _ in range(runs)]
+
+def print_timing(floors: list[dict], platform: list[dict]) -> None:
+    print(f"\n### Timing, {len(platform)} + {len(floors)} interleaved runs (load average 1 min: mean "
+          f"{sum(r['load'] for r in floors + platform) / len(floors + platform):.1f}, "
+          f"max {max(r['load'] for r in floors + platform):.1f}; {os.cpu_count()} cores)\n")
+    print(HEADER)
+    for key in ("start->first line", "last line->done", "start->done"):
+        print(row(f"docker run: {key}", [r[key] for r in floors]))
+        print(row(f"platform (REST): {key}", [r[key] for r in platform]))
+    print(row("platform: submit->Running", [r["submit->Running"] for r in platform]))
+    over = pct([r["start->done"] for r in platform], .5) - pct([r["start->done"] for r in floors], .5)
+    print(f"\nlog lines: floor {sorted({r['log lines'] for r in floors})}, platform {sorted({r['log lines'] for r in platform})}")
+    print(f"p50 overhead {over:+.2f} s (target <= +4 s): {'met' if over <= 4 else 'NOT met'}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--stops", type=int, default=3)
+    parser.add_argument("--parts", default="checks,refusals,stop,timing")
     parser.add_argument("--tag", default="0bc57d9")
     parser.add_argument("--dataset", type=Path, default=Path(os.environ.get("OPEVA_REAL_DATASET", f"/var/tmp/realsim/data/datasets/{DATASET}")))
     parser.add_argument("--config", type=Path, default=SHARED / "rbc_smoke.yaml")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     image = f"{REPOSITORY}:{args.tag}"
     if not image_present(image):
         print(f"SKIPPED: image {image} is not on this engine; build it with ../shared/real-simulator/README.md (benches are not tests)")
@@ -120,15 +139,41 @@ def main() -> int:
     if not args.dataset.is_dir() or not args.config.is_file():
         print(f"SKIPPED: dataset {args.dataset} or config {args.config} missing (see ../shared/real-simulator/README.md)")
         return 0
-    platform = asyncio.run(platform_runs(args.tag, args.dataset, args.config, args.runs))
-    floors = [floor(image, args.dataset, args.config) for _ in range(args.runs)]
-    print(f"\n{image}, upstream smoke config unchanged (MLflow on), {args.runs} sequential runs each\n")
-    print(HEADER)
-    print(row("docker run floor (file store in <root>/mlflow)", floors))
-    print(row("platform submit->Completed (MLflow server)", platform))
-    over = pct(platform, .5) - pct(floors, .5)
-    print(f"\np50 overhead {over:+.2f} s (target <= +4 s): {'met' if over <= 4 else 'NOT met'}")
-    return 0
+    failures = 0
+    print(f"{image} through a fresh `make up`; load average at start {os.getloadavg()}", flush=True)
+    with Up(HOSTS) as up:
+        print(f"platform up in {up.started_in:.1f} s (fresh OPEVA_HOME {up.home}); {up.log}", flush=True)
+        failures += print_rows("Prepare (REST)", prepare(up, args.dataset, args.config))
+        name = args.config.name
+        if "checks" in parts:
+            t0, load0 = time.time(), load()
+            job_id, answer = submit(up, args.tag, name)
+            rows: list[Row] = [("submit answer", f"{answer['status']}, image {answer.get('image')}", answer.get("image") == image)]
+            rows += check_job(up, job_id, args.tag) + prefect_view(up, job_id)
+            failures += print_rows(f"POST /run-simulation {job_id} ({time.time() - t0:.1f} s, load {load0:.1f}->{load():.1f})", rows)
+            t0, load0 = time.time(), load()
+            job_id = launch_cli(up, args.tag, name)
+            rows = check_job(up, job_id, args.tag) + prefect_view(up, job_id)
+            failures += print_rows(f"prefect deployment run {job_id} ({time.time() - t0:.1f} s, load {load0:.1f}->{load():.1f})", rows)
+        if "refusals" in parts:
+            failures += print_rows("Refused at submit", refusals(up, name))
+        if "stop" in parts:
+            stops = [stop_once(up, args.tag, name) | {"load": load()} for _ in range(args.stops)]
+            print("\n### Stop mid-run (POST /stop 1 s after the simulator's progress left 0)\n")
+            print(HEADER)
+            for key in ("stop->stopped", "stop->simulator container gone", "stop->no container"):
+                print(row(key, [s[key] if s[key] is not None else float("inf") for s in stops]))
+            print("\n" + "\n".join(f"- {s['job_id']}: {s['message']!r}, progress {s['progress at stop']}, load {s['load']:.1f}" for s in stops))
+            failures += sum(s["stop->stopped"] is None or s["stop->stopped"] > 3 or s["stop->no container"] is None
+                            or s["stop->no container"] > 5 for s in stops)
+        if "timing" in parts:
+            floors, platform = [], []
+            for _ in range(args.runs):
+                floors.append(floor_run(image, args.dataset, args.config))
+                platform.append(platform_run(up, args.tag, name))
+            print_timing(floors, platform)
+    print(f"\n{failures} check(s) not met")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Cancelled
 
-STATE_POLL_SECONDS = 2.0  # how soon a cancellation is seen; one small GET per poll
+STATE_POLL_SECONDS = 1.0  # how soon a cancellation is seen (a stop must read `stopped` within 3 s); one small GET per poll
+RECORD_RETRY_SECONDS = 2.0
 KILL_GRACE_SECONDS = 10.0  # SIGTERM first, SIGKILL after this
 WAIT_STEP_SECONDS = 0.1
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -123,7 +124,7 @@ class Supervisor:
     def wait(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        # No client retries here: a poll that fails is simply made again 2 s later, and a
+        # No client retries here: a poll that fails is simply made again at the next poll, and a
         # retrying call would keep this process (and the container) alive long after the
         # engine ended whenever the server is down.
         with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS}):
@@ -179,7 +180,7 @@ class Supervisor:
                 return
             except Exception as exc:
                 log.warning("could not record the cancellation of %s (attempt %d): %s", self.flow_run_id, attempt + 1, exc)
-                time.sleep(STATE_POLL_SECONDS)
+                time.sleep(RECORD_RETRY_SECONDS)
         log.error("gave up recording the cancellation of %s: it stays Cancelling unless the OPEVA API's stop check records it", self.flow_run_id)
 
 
@@ -246,5 +247,26 @@ def _remove_simulators(flow_run_id: UUID) -> None:
         log.warning("could not remove the simulator containers of %s: %s", flow_run_id, exc)
 
 
+def _leave(code: int) -> None:
+    """Exit at once, once the simulators are removed: a normal interpreter exit with Prefect's client
+    loaded spent about 4 s in teardown here (measured in the runtime image: 3.9-4.3 s against
+    0.04-0.3 s with ``os._exit``), and a stopped job's container must be gone within seconds. This
+    process ships nothing to Prefect itself (its lines go to stderr), so nothing is lost."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        exit_code = main()
+    except BaseException:  # noqa: BLE001 - said on stderr, then the same fast exit
+        import traceback
+
+        traceback.print_exc()
+        exit_code = 1
+    _leave(exit_code)

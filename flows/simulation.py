@@ -314,6 +314,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         supervisor = _container_name(client, supervisor_id)
         info.update(container_id=container_id, container_name=spec.name, supervisor_container_name=supervisor or info["supervisor_container_name"])
         write_json_atomic(job.job_info_file, info)
+        _chown_job_dir(job, host.run_as, only=job.job_info_file)  # upstream's image rewrites it in place (open "w")
 
     try:
         container = SimulatorContainer(client, spec, before_start=record)
@@ -356,12 +357,16 @@ def _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logge
         source.stop()
 
 
-def _chown_job_dir(job: JobPaths, run_as: str) -> None:
-    """The simulator's uid must write its own job folder (and nothing else: the rest is mounted read-only)."""
+def _chown_job_dir(job: JobPaths, run_as: str, only: Path | None = None) -> None:
+    """The simulator's uid must write its own job folder (and nothing else: the rest is mounted read-only).
+    ``only``: one file of it the platform just rewrote (atomically, so owned by the platform again)."""
     uid, _, gid = run_as.partition(":")
     uid_n, gid_n = int(uid), int(gid or uid)
     if os.geteuid() != 0:
         return  # not root: the folder's mode must already let run_as write (documented)
+    if only is not None:
+        os.chown(only, uid_n, gid_n, follow_symlinks=False)
+        return
     # platform.log (and logs/) made anew if a job's earlier attempt replaced them; the job is not running now
     os.close(open_platform_file(job.dir, job.log_file.relative_to(job.dir)))
     chown_tree(job.dir, uid_n, gid_n)  # links themselves only: never what a job's link points at

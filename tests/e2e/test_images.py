@@ -114,6 +114,7 @@ def test_the_stand_in_with_its_default_config_finishes_and_file_logs_are_its_own
     assert not any((storage.root / "mlflow").iterdir())  # the shared root's is only the (empty) mount point
     info = api.get(f"/job-info/{job_id}").json()
     assert info["container_name"] == f"opeva-sim-{job_id}" and info["supervisor_container_name"] and info["mlflow_run_id"]
+    assert info["simulator"] == "upstream-style"  # its keys, merged into job_info.json in place as upstream's image does
 
 
 def test_the_stand_in_failing_exits_non_zero_with_its_traceback(api, storage, upstream_image):

@@ -12,7 +12,7 @@
   (``/api/2.0/mlflow/...``) with urllib: this image has no mlflow package.
 - ``result.json`` pending -> completed (KPIs with nulls) or failed with ``error`` and ``traceback``;
   progress ``progress_pct``; ``summary.json``; simulation data CSVs; ``config.resolved.yaml``;
-  keys merged into ``job_info.json``. On error: a traceback on stderr and a non-zero exit.
+  keys merged into ``job_info.json`` (rewritten in place, as upstream: the file must be the job's). On error: a traceback on stderr and a non-zero exit.
 
 Reads a JSON config (JSON is YAML; the image has no YAML library). ``simulator:`` options drive
 it: ``steps``, ``sleep``, ``fail``, ``ignore_sigterm``, ``probe`` (records what it can reach).
@@ -224,7 +224,8 @@ def run_experiment(config_path, job_id, base):
             json.dump({**config, "resolved": True, "runtime": {"tracking_uri": uri, "run_id": run_id}}, f)
         info_path = f"{job_dir}/job_info.json"
         info = json.load(open(info_path)) if os.path.exists(info_path) else {}
-        write_json(info_path, {**info, "simulator": "upstream-style", "mlflow_run_id": run_id if store else None, "mlflow_run_url": run_url})
+        with open(info_path, "w") as f:  # in place, as upstream does: the file must be the job's to write, not only its folder
+            json.dump({**info, "simulator": "upstream-style", "mlflow_run_id": run_id if store else None, "mlflow_run_url": run_url}, f)
         if sim.get("probe"):
             probe(base, job_dir, sim.get("prefect_api", ""))
         if sim.get("reach"):

@@ -1,0 +1,21 @@
+"""The table every bench prints (p50, p95, mean), with no side effect on import."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def row(name: str, values: list[float], unit: str = "s", scale: float = 1.0) -> str:
+    return f"| {name:<44} | {len(values):>3} | {pct(values, .5) * scale:>9.3f} | {pct(values, .95) * scale:>9.3f} | {statistics.mean(values) * scale:>9.3f} | {unit:<4} |"
+
+
+HEADER = f"| {'measure':<44} | {'n':>3} | {'p50':>9} | {'p95':>9} | {'mean':>9} | unit |\n|{'-' * 46}|{'-' * 5}|{'-' * 11}|{'-' * 11}|{'-' * 11}|------|"
