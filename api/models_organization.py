@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OWNER_FIELD = Field(None, min_length=1, max_length=128, description="The user name the folders belong to. With API tokens on, "
+OWNER_FIELD = Field(None, min_length=1, max_length=128, description="The user name the folders belong to: 1-128 letters, digits, "
+                    "spaces or . @ + - _ (400 otherwise). Required while API tokens are off (422 without it); with tokens on, "
                     "ignored: the owner is always the token's user.")
 
 

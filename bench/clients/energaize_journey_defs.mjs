@@ -406,13 +406,32 @@ export const journeys = [
     for (const id of ids) await page.getByRole('checkbox', { name: `Select ${id} for comparison` }).check();
     await page.getByRole('button', { name: 'Open KPI Compare' }).click();
     await page.getByRole('heading', { name: 'Compare Jobs' }).waitFor({ timeout: 15000 });
+    // Two jobs make a pairwise comparison (JobKpiComparePage.tsx): a Reference and a Candidate
+    // card, the decision scorecard (Ref / Cand / Delta per KPI) and the "All KPI drill-down"
+    // table with Reference and Candidate columns. (Three or more jobs make the wide table with
+    // one column per job instead.)
     await until(async () => {
       const t = await page.locator('.page').innerText();
       if (/Could not load KPI payload|No comparable KPIs/.test(t)) throw fatal(`compare page shows: ${t.replace(/\s+/g, ' ').match(/(Could not load KPI payload|No comparable KPIs)[^.]*/)[0]}`);
-      return (await page.getByRole('columnheader').allInnerTexts()).join(' ').includes(ids[0]);
-    }, 30, 'a KPI table with both jobs as columns').catch(async (e) => {
+      return t.includes(ids[0]) && t.includes(ids[1]) && /Decision scorecard/.test(t);
+    }, 30, 'both jobs and the decision scorecard').catch(async (e) => {
       throw new Error(`${e.message}; page shows: ${(await page.locator('.page').innerText()).replace(/\s+/g, ' ').slice(0, 200)}`);
     });
+    const tiles = page.locator('.kpi-priority-tile:not(.is-missing)');
+    await until(async () => (await tiles.count()) > 0, 15, 'a scorecard KPI with values for both jobs');
+    const both = await tiles.evaluateAll((els) => els.filter((el) => el.querySelectorAll('.kpi-priority-context > div.is-missing').length === 0).length);
+    if (!both) throw new Error('no scorecard KPI shows a value for both the reference and the candidate');
+    await page.locator('button.kpi-drilldown-summary', { hasText: 'All KPI drill-down' }).click();
+    const family = page.locator('details.kpi-family-panel').first();
+    await family.waitFor({ timeout: 10000 });
+    await family.locator('summary').first().click();
+    await family.locator('details.kpi-subfamily-accordion summary').first().click();
+    const table = family.locator('table.job-compare-table').first();
+    await table.waitFor({ timeout: 10000 });
+    const heads = (await table.locator('thead th').allInnerTexts()).join(' ');
+    if (!/Reference/.test(heads) || !/Candidate/.test(heads)) throw new Error(`drill-down table heads: ${heads}`);
+    const reported = await table.locator('tbody tr:not(.kpi-row-na)').count();
+    if (!reported) throw new Error('the drill-down table has no KPI with a value');
   } },
 
   // -- running job: ETA, logs, stop --------------------------------------------------------
@@ -547,6 +566,8 @@ export const journeys = [
     await dragRowTo(page, quick(tag), 'General');
     await until(async () => !(await row(page, quick(tag)).count()), 15, `${quick(tag)} gone from Archive`);
     await page.reload();
+    // The page keeps the tab it was on (Archive) across a reload: a person opens General.
+    await openTab(page, 'General');
     await until(async () => (await row(page, quick(tag)).count()) > 0, 15, `${quick(tag)} back in General after reload`);
     await detail(page, quick(tag));
     await page.locator('.job-subtab', { hasText: 'KPIs' }).click();
@@ -637,8 +658,14 @@ export const journeys = [
       }
       return (await page.locator('.toast', { hasText: 'Dataset created' }).count()) > 0;
     }, 240, 'toast "Dataset created"');
+    // POST /dataset answers when the build is submitted (upstream: when it is built), so the
+    // folder appears when the build-dataset run ends: 5-25 s here (docs/clients.md).
     await page.reload();
-    await until(async () => (await page.locator('table tbody tr', { hasText: dsName(tag) }).count()) > 0, 20, `${dsName(tag)} in the list`);
+    await until(async () => {
+      if (await page.locator('table tbody tr', { hasText: dsName(tag) }).count()) return true;
+      await page.reload();
+      return false;
+    }, 90, `${dsName(tag)} in the list`);
     const r = page.locator('table tbody tr', { hasText: dsName(tag) }).first();
     if (!(await r.innerText()).includes('built from energaize_ui')) throw new Error(`row shows ${(await r.innerText()).replace(/\s+/g, ' ')}`);
   } },

@@ -48,7 +48,9 @@ export OPEVA_HOME="$STATE/home" OPEVA_DATA_DIR="$STATE/home/data" OPEVA_HOSTS_FI
 export OPEVA_PREFECT_PORT=$PREFECT_PORT OPEVA_API_PORT=$API_PORT OPEVA_MONGO_PORT=$MONGO_PORT
 unset MONGO_URI PREFECT_API_URL
 # energaize_ui is served from its own origin and calls the API cross-origin (energaize_serve.py).
-export OPEVA_CORS_ORIGINS=${OPEVA_CORS_ORIGINS:-http://127.0.0.1:$EUI_PORT}
+# ai-manager-ui calls through its dev proxy, which forwards the browser's Origin (as
+# http-proxy-middleware does): its origin must be allowed too, or every POST/PUT/DELETE is a 403.
+export OPEVA_CORS_ORIGINS=${OPEVA_CORS_ORIGINS:-http://127.0.0.1:$EUI_PORT,http://127.0.0.1:$UI_PORT}
 mkdir -p "$OPEVA_DATA_DIR"
 # local: the host the UI picks; worker-a: the host Postman's "Run Simulation (Config Path)"
 # names, with no worker (a remote host that is down), so its job stays queued.
@@ -59,13 +61,13 @@ hosts:
     volumes: ["$OPEVA_DATA_DIR:$OPEVA_DATA_DIR"]
     start_worker: true
     simulator_image: calof/opeva_simulator     # as the shipped hosts.yaml: the UI's runtime versions are its tags
-    allowed_images: [calof/opeva_simulator]
+    allowed_images: [calof/opeva_simulator, calof/algorithms]   # calof/algorithms: the image Postman's launches name
   - name: worker-a
     concurrency_limit: 1
     volumes: ["$OPEVA_DATA_DIR:$OPEVA_DATA_DIR"]
     start_worker: false
     simulator_image: calof/opeva_simulator
-    allowed_images: [calof/opeva_simulator]
+    allowed_images: [calof/opeva_simulator, calof/algorithms]
 HOSTS
 API="http://127.0.0.1:$API_PORT"
 echo "state: $STATE  API $API  Prefect :$PREFECT_PORT  Mongo :$MONGO_PORT  image $OPEVA_IMAGE  code $(git -C "$ROOT" log -1 --format='%h %s' | cut -c1-70)"
@@ -93,14 +95,19 @@ python3 "$HERE/prepare_state.py" --mongo-uri "mongodb://127.0.0.1:$MONGO_PORT" -
 VERDICTS="$STATE/verdicts.jsonl"
 if has postman; then
   echo "== Postman suite (newman) =="
+  # Both "Run Simulation" requests name the image calof/algorithms:v0.2.5 (the simulator image
+  # upstream deployed when the suite was written). Like the datasets and configs the suite
+  # reads, it is made to exist: the reference simulator, tagged under that name on the engine
+  # (the hosts above allow the repository). Without it the answer is our 400 "not present on
+  # host" (docs/clients.md, "Postman").
+  docker tag calof/opeva_simulator:reference calof/algorithms:v0.2.5 || echo "could not tag calof/algorithms:v0.2.5"
   timeout 900 python3 "$HERE/postman.py" --base-url "$API" --state-dir "$STATE" --out "$VERDICTS"
 fi
 if has ui; then
   echo "== OPEVA UI journeys (chromium) =="
-  # Once the root follows today's contract, ai-manager-ui's 2025 shapes live under /ai-manager-ui.
-  UI_BACKEND="$API"; curl -sf "$API/ai-manager-ui/hosts" >/dev/null && UI_BACKEND="$API/ai-manager-ui"
-  echo "ai-manager-ui proxies to $UI_BACKEND"
-  python3 "$HERE/ui_serve.py" --build "$BUILD" --backend "$UI_BACKEND" --port "$UI_PORT" > "$STATE/ui-serve.log" 2>&1 &
+  # ai-manager-ui's 2025 shapes live under /ai-manager-ui; ui_serve.py adds that prefix (--prefix).
+  echo "ai-manager-ui proxies to $API/ai-manager-ui"
+  python3 "$HERE/ui_serve.py" --build "$BUILD" --backend "$API" --port "$UI_PORT" > "$STATE/ui-serve.log" 2>&1 &
   UI_PID=$!
   for _ in $(seq 30); do curl -sf "http://127.0.0.1:$UI_PORT/" >/dev/null && break; sleep 0.5; done
   timeout 1800 node "$HERE/ui_journeys.mjs" --ui "http://127.0.0.1:$UI_PORT" --state "$STATE" --out "$VERDICTS"

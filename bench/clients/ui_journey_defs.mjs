@@ -116,7 +116,7 @@ export const journeys = [
   { name: 'configs: view a config in the details modal', run: async (page) => {
     await openPage(page, 'Experiment Configs');
     await itemsFound(page);
-    await page.locator('.card-header a', { hasText: 'ui_quick.yaml' }).click();
+    await page.locator('.card-header a', { hasText: /^\s*ui_quick\.yaml\s*$/ }).click();
     const modal = page.locator('.modal-content', { hasText: 'ui_quick.yaml details' });
     await until(async () => (await modal.count()) > 0 || (await errorToasts(page)).length, 10, 'details modal').then(async () => {
       const errs = await errorToasts(page);
@@ -254,7 +254,7 @@ export const journeys = [
     await itemsFound(page);
     const [dl] = await Promise.all([
       page.waitForEvent('download', { timeout: 20000 }),
-      page.locator('.card').filter({ hasText: 'ui-dataset-a' }).locator('i.fa-download').click(),
+      page.locator('.card').filter({ has: page.locator('.card-header b', { hasText: /^\s*ui-dataset-a\s*$/ }) }).locator('i.fa-download').click(),
     ]);
     const file = await dl.path();
     const fs = await import('node:fs');
@@ -265,12 +265,12 @@ export const journeys = [
   { name: 'datasets: delete a dataset', run: async (page) => {
     await openPage(page, 'Datasets');
     await itemsFound(page);
-    await page.locator('.card').filter({ hasText: 'ui-dataset-b' }).locator('i.fa-trash').click();
+    await page.locator('.card').filter({ has: page.locator('.card-header b', { hasText: /^\s*ui-dataset-b\s*$/ }) }).locator('i.fa-trash').click();
     await page.locator('.modal-content', { hasText: 'Confirm Delete' }).getByRole('button', { name: 'Delete' }).click();
     await expectToast(page, 'Dataset deleted successfully!');
     await page.reload();
     await itemsFound(page);
-    if (await page.locator('.card-header b', { hasText: 'ui-dataset-b' }).count()) throw new Error('ui-dataset-b still listed after reload');
+    if (await page.locator('.card-header b', { hasText: /^\s*ui-dataset-b\s*$/ }).count()) throw new Error('ui-dataset-b still listed after reload');
   } },
   { name: 'datasets: build one from living_lab with the form', timeout: 420, run: async (page, { prepared }) => {
     await openPage(page, 'Datasets');
