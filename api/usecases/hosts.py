@@ -103,9 +103,8 @@ async def _runs_by_host(gateway: PrefectGateway, names: list[str], index: JobInd
 async def hosts_overview(gateway: PrefectGateway, hosts: HostsFile, index: JobIndex | None = None) -> HostsOut:
     """Every host's card in one round of reads (pools at once, workers per pool in parallel, runs)."""
     names = [h.name for h in hosts.hosts]
-    pools, workers, runs = await asyncio.gather(gateway.pools(names), asyncio.gather(*(gateway.workers(n) for n in names)),
-                                                _runs_by_host(gateway, names, index))
-    details = [host_detail(h, pools.get(h.name), w if pools.get(h.name) else [], *runs[h.name]) for h, w in zip(hosts.hosts, workers)]
+    (pools, workers), runs = await asyncio.gather(gateway.host_reads(names), _runs_by_host(gateway, names, index))
+    details = [host_detail(h, pools.get(h.name), workers[h.name], *runs[h.name]) for h in hosts.hosts]
     return HostsOut(available_hosts=names, hosts=dict(zip(names, details)))
 
 

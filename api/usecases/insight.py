@@ -30,7 +30,6 @@ from core.queue_estimate import HostQueue, RunningJob, estimate_starts, usual_du
 BOOK = SampleBook()  # readings seen by this process, per job (core/eta.py says why in memory)
 LOG_TAIL_BYTES = 8192
 RUNNING = ("running", "setup", "stop_requested", "dispatched")
-HOST_FACTS_SECONDS = 2.0
 FINISHED_SAMPLE = 100  # recent finished runs read for the hosts' usual run times
 ACTIVE_TYPES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"})
 CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -118,22 +117,10 @@ def eta_fields(eta: Eta) -> dict[str, Any]:
 
 # -- queued-start estimates ----------------------------------------------------------------------
 
-_FACTS: dict[str, tuple[float, int | None, bool]] = {}
-
-
 async def _host_facts(gateway: PrefectGateway, names: list[str]) -> dict[str, tuple[int | None, bool]]:
-    """Each host's pool concurrency limit and whether a worker is online, kept HOST_FACTS_SECONDS:
-    workers heartbeat every few seconds, and the UI polls /jobs and /queue every few seconds too."""
-    now = time.monotonic()
-    stale = [h for h in names if _FACTS.get(h, (0.0,))[0] < now]
-    if stale:
-        pools, workers = await asyncio.gather(asyncio.gather(*(gateway.pool(h) for h in stale)),
-                                              asyncio.gather(*(gateway.workers(h) for h in stale), return_exceptions=True))
-        for h, pool, found in zip(stale, pools, workers):
-            online = not isinstance(found, BaseException) and any(w.status == "ONLINE" for w in found)
-            # an offline host is asked again next time: a worker that just started shows at once
-            _FACTS[h] = (now + HOST_FACTS_SECONDS if online else 0.0, pool.concurrency_limit if pool is not None else None, online)
-    return {h: _FACTS[h][1:] for h in names}
+    """Each host's pool concurrency limit and whether a worker is online (the gateway keeps them briefly)."""
+    pools, workers = await gateway.host_reads(names)
+    return {h: (pools[h].concurrency_limit if h in pools else None, any(w.status == "ONLINE" for w in workers[h])) for h in names}
 
 
 async def _finished(gateway: PrefectGateway) -> list[FlowRun]:
