@@ -83,8 +83,11 @@ def haproxy_config(platform: Platform, layout: Layout, user: str | None) -> str:
         "defaults", "    mode http", "    timeout connect 2s", "    timeout client 1h", "    timeout server 1h",
         "    timeout tunnel 1h", "    timeout http-request 30s", "    timeout queue 30s",
         # A request the chosen server refused or dropped before answering goes to another one.
-        "    retries 3", "    option redispatch 1", "    retry-on conn-failure empty-response response-timeout",
-        "    default-server inter 1s fall 2 rise 1",
+        # (a request must be buffered whole to be sent again: http-buffer-request).
+        "    option http-buffer-request", "    retries 3", "    option redispatch 1",
+        "    retry-on conn-failure empty-response response-timeout",
+        # A connection error takes the server out at once, not after two failed checks.
+        "    default-server inter 1s fastinter 250ms fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down",
     ]
     if layout.server_ports:
         lines += [f"frontend prefect", f"    bind 127.0.0.1:{platform.prefect_port}", "    default_backend prefect_servers",
