@@ -226,3 +226,18 @@ def describe(layout: Layout) -> str:
     return " and ".join(parts) + " behind haproxy" if parts else "single server"
 
 
+
+
+COMPOSE_LAYOUT = Layout(server_ports=[4201, 4202], api_ports=[8001, 8002])  # docker-compose.yml
+
+
+def compose_haproxy_config() -> str:
+    """deployments/haproxy.cfg: the config above for docker-compose.yml's ports (haproxy's image runs as its own user)."""
+    from pathlib import Path
+
+    front = Platform(home=Path("/nonexistent"), prefect_port=4200, mongo_port=27017, api_port=8000, data_dir=Path("/nonexistent"))
+    return "# Written by `python -m deployments.scaled` (deployments/scaled.py); do not edit.\n" + haproxy_config(front, COMPOSE_LAYOUT, None)
+
+
+if __name__ == "__main__":
+    (PROJECT_ROOT / "deployments" / "haproxy.cfg").write_text(compose_haproxy_config())
