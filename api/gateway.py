@@ -150,9 +150,22 @@ class PrefectGateway:
                 created.append(Submitted(UUID(result["flow_run_id"]), r.name or "") if ok else RunRefused(result.get("error") or "Prefect refused the run"))
             if len(created) != len(new):
                 raise RuntimeError(f"Prefect answered {len(created)} results for {len(new)} runs")
+            created = await self._recheck_keys(new, created)
         answers = iter(created)
         return [conflicts[i] if i in conflicts else Submitted(earlier[r.idempotency_key].id, earlier[r.idempotency_key].name, earlier[r.idempotency_key])
                 if r.idempotency_key in earlier else next(answers) for i, r in enumerate(requests)]
+
+    async def _recheck_keys(self, new: list[RunRequest], created: list[Submitted | Exception]) -> list[Submitted | Exception]:
+        """With several API replicas, another one may have made the run of a key between our
+        read and our create; Prefect then answers that run (its idempotency key is unique).
+        Read the keyed runs back: one made for another body is a conflict (409), as above."""
+        keyed = [c.id for r, c in zip(new, created) if r.idempotency_key and isinstance(c, Submitted)]
+        if not keyed:
+            return created
+        runs = {run.id: run for run in await self.client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=keyed)), limit=len(keyed))}
+        earlier = {r.idempotency_key: runs[c.id] for r, c in zip(new, created) if r.idempotency_key and isinstance(c, Submitted) and c.id in runs}
+        late = key_conflicts(new, earlier)
+        return [late.get(i, c) for i, c in enumerate(created)]
 
     async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> Submitted:
         """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy

@@ -34,7 +34,7 @@ PREFIXES = ("OPEVA_", "PREFECT_")
 SECRETS = frozenset({
     "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "OPEVA_PREFECT_AUTH_STRING", "PREFECT_API_KEY",
     "OPEVA_API_TOKENS", "MONGO_URI", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
-    "PGPASSWORD",
+    "PGPASSWORD", "PREFECT_REDIS_MESSAGING_URL", "PREFECT_SERVER_DOCKET_URL",  # redis://default:<password>@...
 })
 SECRET_WORDS = re.compile(r"TOKENS?$|PASSWORD|PASSWD|SECRET|AUTH_STRING|CREDENTIALS?$|PRIVATE|_KEY$|CONNECTION_URL|_URI$", re.IGNORECASE)
 PATH_SUFFIXES = ("_FILE", "_PATH", "_DIR")  # where a secret is kept is not the secret
@@ -42,13 +42,19 @@ PATH_SUFFIXES = ("_FILE", "_PATH", "_DIR")  # where a secret is kept is not the 
 # service (the name deployments/platform.py gives the child; workers are "worker-<name>") -> its secrets
 GRANTS: dict[str, frozenset[str]] = {
     "prefect-server": frozenset({"PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING",
-                                 "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL"}),
+                                 "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+                                 "PREFECT_REDIS_MESSAGING_URL", "PREFECT_SERVER_DOCKET_URL"}),
     "api": frozenset({"PREFECT_API_AUTH_STRING", "OPEVA_API_TOKENS", "MONGO_URI"}),
     "worker": frozenset({"PREFECT_API_AUTH_STRING"}),
     "setup": frozenset({"PREFECT_API_AUTH_STRING", "MONGO_URI"}),
     "mongo": frozenset(),
     "postgres": frozenset(),
+    "redis": frozenset(),  # its password is in its config file (deployments/redis_server.py)
+    "haproxy": frozenset(),
 }
+# The scaled layout (deployments/scaled.py): "prefect-server-2" and "prefect-services" are
+# Prefect servers, "api-2" is the API.
+ALIASES = {"prefect-services": "prefect-server"}
 
 
 def is_secret(name: str) -> bool:
@@ -56,7 +62,7 @@ def is_secret(name: str) -> bool:
 
 
 def grants_of(service: str) -> frozenset[str]:
-    key = "worker" if service.startswith("worker") else service
+    key = "worker" if service.startswith("worker") else ALIASES.get(service, re.sub(r"-[0-9]+$", "", service))
     return GRANTS.get(key, frozenset())
 
 

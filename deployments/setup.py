@@ -55,14 +55,15 @@ def docker_available(base_url: str | None = None) -> bool:
         return False
 
 
-def _run_env(api_url: str) -> dict[str, str]:
-    """Environment of every flow run: reach the API, ship logs fast, send heartbeats.
+def _run_env() -> dict[str, str]:
+    """Environment of every flow run: ship logs fast, send heartbeats.
 
-    Prefect's credentials (PREFECT_API_AUTH_STRING) are not written here: the worker
-    passes its own settings to the runs it starts, so they never sit in a pool template.
+    Neither Prefect's URL nor its credentials are written here: the worker passes its own
+    settings (PREFECT_API_URL, PREFECT_API_AUTH_STRING) to the runs it starts, and a value in
+    the template would win over them. A URL seen by set-up on the server (127.0.0.1:4200)
+    is wrong for a worker on another machine: its containers would call their own loopback.
     """
     return {
-        "PREFECT_API_URL": api_url,
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
     }
@@ -141,7 +142,7 @@ def _docker_access(host: Host) -> tuple[list[str], dict[str, str]]:
     return [], {"DOCKER_HOST": url}
 
 
-def job_template(host: Host, *, docker: bool, image: str, api_url: str) -> dict[str, Any]:
+def job_template(host: Host, *, docker: bool, image: str) -> dict[str, Any]:
     """The pool's base job template: everything fixed, except the job variables above.
 
     Fixed values sit in ``job_configuration`` itself (not as variable defaults), so no
@@ -149,7 +150,7 @@ def job_template(host: Host, *, docker: bool, image: str, api_url: str) -> dict[
     against ``variables``; only ``env`` would be merged, and it is not a variable).
     """
     env = {
-        **_run_env(api_url),
+        **_run_env(),
         "OPEVA_HOST_SETTINGS": host.model_dump_json(),
         "OPEVA_RUNTIME_IMAGE": host.image or image,
         **pool_env(docker, remote_engine=host.docker_url is not None),  # the jobs network's name, MLflow's addresses (deployments/mlflow_server.py)
@@ -195,9 +196,9 @@ def job_template(host: Host, *, docker: bool, image: str, api_url: str) -> dict[
     return template
 
 
-async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str, api_url: str) -> str:
+async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str) -> str:
     pool_type = "docker" if docker else "process"
-    template = job_template(host, docker=docker, image=image, api_url=api_url)
+    template = job_template(host, docker=docker, image=image)
     try:
         existing = await client.read_work_pool(host.name)
     except ObjectNotFound:
@@ -306,13 +307,12 @@ async def setup(
     """Returns each host's pool type."""
     settings = settings or PlatformSettings()
     hosts = hosts or load_hosts()
-    api_url = PREFECT_API_URL.value() or settings.prefect_api_url
     await register_blocks(settings, mongo_uri)
     types: dict[str, str] = {}
     async with get_client() as client:
         for host in hosts.hosts:
             use_docker = docker_available(host.docker_url) if docker is None else docker
-            types[host.name] = await ensure_pool(client, host, docker=use_docker, image=settings.runtime_image, api_url=api_url)
+            types[host.name] = await ensure_pool(client, host, docker=use_docker, image=settings.runtime_image)
             if use_docker:  # the tag the UI offers on a fresh platform (deployments/reference_image.py)
                 from deployments.reference_image import ensure_reference_image
 

@@ -40,14 +40,19 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     from deployments.mlflow_server import start_mlflow, start_relay
 
     mlflow = start_mlflow(platform)  # slow to import: it starts first and is waited for below
+    from deployments.scaled import Layout, ScaleSettings, describe, start_apis, start_platform_front
+
     db = DatabaseSettings()
+    scale = ScaleSettings()
+    layout = Layout.plan(scale)
     if db.prefect_db_url:
         platform.database_url = db.prefect_db_url
-    elif db.database == "postgres":
-        print("Starting PostgreSQL for the Prefect server (OPEVA_DATABASE=postgres)...", flush=True)
+    elif db.database == "postgres" or scale.scaled:
+        print("Starting PostgreSQL for the Prefect server...", flush=True)
         platform.start_postgres(int(os.environ.get("OPEVA_POSTGRES_PORT", "0")) or None)
-    print(f"Starting the Prefect server on {'PostgreSQL' if platform.database_url else 'SQLite'} (first start runs migrations, ~15 s)...", flush=True)
-    platform.start_prefect_server()
+    print(f"Starting the Prefect server on {'PostgreSQL' if platform.database_url else 'SQLite'} (first start runs migrations, ~15 s; "
+          f"{describe(layout)})...", flush=True)
+    start_platform_front(platform, scale, layout)  # deployments/scaled.py: one server, or the scaled layout
     platform.start_mongo()
     os.environ.update({"PREFECT_API_URL": platform.prefect_api_url})
     if mlflow is not None:
@@ -60,7 +65,7 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     for host in load_hosts().hosts:
         if host.start_worker:
             platform.start_worker(host.name, types[host.name])
-    platform.start_api()
+    start_apis(platform, layout)
     return types
 
 

@@ -24,7 +24,7 @@ from core.settings import project_version
 from deployments.platform import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"POSTGRES_PASSWORD": "pw", "OPEVA_HOST": "gpu-1", "PREFECT_API_URL": "http://main:4200/api", "OPEVA_PREFECT_AUTH_STRING": "opeva:pw",
+ENV = {"POSTGRES_PASSWORD": "pw", "REDIS_PASSWORD": "rpw", "OPEVA_HOST": "gpu-1", "PREFECT_API_URL": "http://main:4200/api", "OPEVA_PREFECT_AUTH_STRING": "opeva:pw",
        "MONGO_URI": "mongodb://opeva:pw@db.example:27017/?authSource=admin"}
 IN_IMAGE = "/opt/opeva"
 
@@ -82,7 +82,7 @@ def test_every_opeva_service_has_its_image_its_code_and_host_networking(name):
         if service_name == "mlflow-relay":  # the one on the jobs network, never the host's (test below)
             continue
         assert service.get("network_mode") == "host", service_name
-        if service_name in ("postgres", "mlflow"):  # their own images
+        if service_name in ("postgres", "mlflow", "redis", "haproxy"):  # their own images
             continue
         assert service["image"] in (f"opeva-runtime:{project_version()}", "${OPEVA_IMAGE:-opeva-runtime:%s}" % project_version()), service_name
         module = command_module(service["command"])
@@ -90,12 +90,12 @@ def test_every_opeva_service_has_its_image_its_code_and_host_networking(name):
             top = module.split(".")[0]
             assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), f"{service_name}: no module {module}"
             assert top in image_dirs() | mounted_dirs(service), f"{service_name}: {top}/ is neither in the image nor mounted"
-        assert service["restart"] == "unless-stopped", service_name
+        assert service["restart"] == ("no" if service_name == "prefect-migrate" else "unless-stopped"), service_name
 
 
 def test_prefect_server_runs_on_the_compose_postgres_with_make_ups_settings():
     spec = resolved("docker-compose.yml")["services"]
-    pg, server = spec["postgres"], spec["prefect-server"]
+    pg, server = spec["postgres"], spec["prefect-server-1"]
     url = urlsplit(server["environment"]["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
     assert url.scheme == "postgresql+asyncpg" and url.hostname == "127.0.0.1" and (url.port or 5432) == 5432
     assert url.username == pg["environment"]["POSTGRES_USER"] and url.path == "/" + pg["environment"]["POSTGRES_DB"]
@@ -104,16 +104,23 @@ def test_prefect_server_runs_on_the_compose_postgres_with_make_ups_settings():
     embedded = Platform(home=ROOT, prefect_port=1, mongo_port=1, api_port=1, data_dir=ROOT, database_url="postgresql+asyncpg://x").server_env()
     for key in ("PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE", "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW"):
         assert str(server["environment"][key]) == embedded[key], key
-    assert server["depends_on"]["postgres"]["condition"] == "service_healthy" if isinstance(server["depends_on"], dict) else False
+    assert server["depends_on"]["prefect-migrate"]["condition"] == "service_completed_successfully"
+    assert spec["prefect-migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
 
 
 def test_every_client_points_at_the_prefect_server_and_workers_at_known_pools():
     spec = resolved("docker-compose.yml")["services"]
-    port = shlex.split(spec["prefect-server"]["command"])[-1] if isinstance(spec["prefect-server"]["command"], str) else spec["prefect-server"]["command"][-1]
+    from deployments.scaled import COMPOSE_LAYOUT
+
+    port = 4200  # haproxy's Prefect frontend (deployments/haproxy.cfg), in front of the servers' own ports
+    assert "bind 127.0.0.1:4200" in (ROOT / "deployments" / "haproxy.cfg").read_text()
+    for i, server_port in enumerate(COMPOSE_LAYOUT.server_ports, 1):
+        command = spec[f"prefect-server-{i}"]["command"]
+        assert (shlex.split(command) if isinstance(command, str) else command)[-1] == str(server_port)
     hosts = {h["name"] for h in yaml.safe_load((ROOT / "deployments" / "hosts.yaml").read_text())["hosts"]}
     for name, service in spec.items():
-        if name in ("postgres", "mlflow", "mlflow-relay"):  # no Prefect client
+        if name in ("postgres", "mlflow", "mlflow-relay", "redis", "haproxy"):  # no Prefect client
             continue
         assert service["environment"]["PREFECT_API_URL"] == f"http://127.0.0.1:{port}/api", name
         argv = shlex.split(service["command"]) if isinstance(service["command"], str) else service["command"]
@@ -121,8 +128,8 @@ def test_every_client_points_at_the_prefect_server_and_workers_at_known_pools():
             assert argv[argv.index("--pool") + 1] in hosts, name
             mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in service["volumes"]]
             assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), name
-    hosts_file = Path(spec["api"]["environment"]["OPEVA_HOSTS_FILE"])
-    assert hosts_file.relative_to(IN_IMAGE).parts[0] in mounted_dirs(spec["api"])
+    hosts_file = Path(spec["api-1"]["environment"]["OPEVA_HOSTS_FILE"])
+    assert hosts_file.relative_to(IN_IMAGE).parts[0] in mounted_dirs(spec["api-1"])
 
 
 def test_compute_host_compose_requires_its_pool_and_server():
@@ -142,8 +149,8 @@ def test_production_prefect_server_requires_credentials_that_every_client_holds(
     spec = resolved("docker-compose.yml")["services"]
     if not compose_cli():
         return
-    assert spec["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == ENV["OPEVA_PREFECT_AUTH_STRING"]
-    for name in ("api", "worker-local"):
+    assert spec["prefect-server-1"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == ENV["OPEVA_PREFECT_AUTH_STRING"]
+    for name in ("api-1", "api-2", "worker-local"):
         assert spec[name]["environment"]["PREFECT_API_AUTH_STRING"] == ENV["OPEVA_PREFECT_AUTH_STRING"], name
     env = {k: v for k, v in os.environ.items() if k != "OPEVA_IMAGE"} | {k: v for k, v in ENV.items() if k != "OPEVA_PREFECT_AUTH_STRING"}
     env.pop("OPEVA_PREFECT_AUTH_STRING", None)

@@ -148,8 +148,11 @@ def test_compose_runs_the_api_closed_and_gives_tokens_to_the_api_only():
     from core.settings import PROJECT_ROOT
 
     services = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
-    api_env = services["api"]["environment"]
-    assert api_env["OPEVA_ENV"] == "production" and api_env["OPEVA_ALLOW_OPEN"].endswith(":-0}")
+    apis = [name for name in services if name.startswith("api-")]  # the replicas behind haproxy (deployments/scaled.py)
+    assert apis
+    for name in apis:
+        api_env = services[name]["environment"]
+        assert api_env["OPEVA_ENV"] == "production" and api_env["OPEVA_ALLOW_OPEN"].endswith(":-0}")
     for name, service in services.items():
-        if name != "api":
+        if name not in apis:
             assert "OPEVA_API_TOKENS" not in (service.get("environment") or {}), name

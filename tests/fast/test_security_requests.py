@@ -231,3 +231,34 @@ def test_simulation_files_are_served_from_a_descriptor_never_through_a_link(api,
     assert ask("nothing.csv").status_code == 404
     for j in (job, other):
         api.delete(f"/job/{j}")
+
+
+def test_a_key_raced_by_another_api_replica_is_still_a_conflict_for_another_body(api):
+    """Two API replicas (deployments/scaled.py) may both read "no run with this key" and both
+    create: Prefect answers the second create with the first's run (the key is unique). The
+    gateway reads keyed runs back, so the other body gets a 409, the same body the same job."""
+    from api.gateway import RunRequest, Submitted
+    from api.idempotency import DIGEST_LABEL, IdempotencyConflict
+
+    key = f"race-{uuid.uuid4().hex[:8]}"
+    first = api.post("/run-simulation", json={"config": experiment("race", "1"), "target_host": "offline"}, headers={"Idempotency-Key": key})
+    assert first.status_code == 200, first.text
+    job_id = first.json()["job_id"]
+
+    async def race(gateway):
+        run = await gateway.read_run(job_id)
+        assert run.idempotency_key.endswith(key)
+        mine, theirs = ({**run.labels, DIGEST_LABEL: digest} for digest in (run.labels[DIGEST_LABEL], "0" * 64))
+        answers = []
+        for labels in (mine, theirs):  # what the slower replica sends after its read found nothing
+            request = RunRequest(parameters=run.parameters, idempotency_key=run.idempotency_key, labels=labels)
+            response = await gateway.client.request("POST", f"/deployments/{run.deployment_id}/create_flow_run/bulk", json=[request.body()])
+            made = response.json()["results"][0]
+            assert made["status"] == "CREATED" and made["flow_run_id"] == job_id  # Prefect answers the first run
+            answers += await gateway._recheck_keys([request], [Submitted(run.id, run.name)])
+        return answers
+
+    same, other = gateway_call(race)
+    assert isinstance(same, Submitted) and str(same.id) == job_id
+    assert isinstance(other, IdempotencyConflict) and str(other.run_id) == job_id
+    api.delete(f"/job/{job_id}")
