@@ -90,11 +90,11 @@ def haproxy_config(platform: Platform, layout: Layout, user: str | None) -> str:
         "    default-server inter 1s fastinter 250ms fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down",
     ]
     if layout.server_ports:
-        lines += [f"frontend prefect", f"    bind 127.0.0.1:{platform.prefect_port}", "    default_backend prefect_servers",
+        lines += ["frontend prefect", f"    bind 127.0.0.1:{platform.prefect_port}", "    default_backend prefect_servers",
                   "backend prefect_servers", "    balance leastconn", "    option httpchk GET /api/health", "    http-check expect status 200",
                   *(f"    server s{i} 127.0.0.1:{p} check" for i, p in enumerate(layout.server_ports, 1))]
     if layout.api_ports:
-        lines += [f"frontend opeva_api", f"    bind 127.0.0.1:{platform.api_port}", "    default_backend opeva_apis",
+        lines += ["frontend opeva_api", f"    bind 127.0.0.1:{platform.api_port}", "    default_backend opeva_apis",
                   "backend opeva_apis", "    balance leastconn",
                   *(f"    server a{i} 127.0.0.1:{p} check" for i, p in enumerate(layout.api_ports, 1))]
     return "\n".join(lines) + "\n"
