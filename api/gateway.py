@@ -241,9 +241,12 @@ class PrefectGateway:
         return next(iter(await self._all_runs(1, 0, flow_filter=_flows(JOB_FLOWS), flow_run_filter=FlowRunFilter(state=_types(list(TERMINAL))), work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[host])), sort=FlowRunSort.END_TIME_DESC)), None)
 
     async def job_runs(self, *, active_only: bool = False) -> list[FlowRun]:
-        """Every job run (or only those not in a final state), pages read in parallel."""
+        """Every job run, its pages read in parallel after a count; or only those not in a final
+        state (a page or two: read in turn, no count first, since listings wait on it)."""
         kwargs: dict[str, Any] = {"flow_filter": _flows(JOB_FLOWS),
                                   "flow_run_filter": FlowRunFilter(state=_types(ACTIVE_TYPES)) if active_only else None}
+        if active_only:
+            return await self._all_runs(None, 0, **kwargs, sort=FlowRunSort.ID_DESC)
         total = min(await self.client.count_flow_runs(**kwargs), MAX_SCAN)
         pages = await asyncio.gather(*(self.client.read_flow_runs(**kwargs, sort=FlowRunSort.ID_DESC, limit=PAGE, offset=o)
                                        for o in range(0, total + PAGE, PAGE)))  # one page more: runs made meanwhile
