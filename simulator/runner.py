@@ -4,7 +4,8 @@ Inputs come from the environment the flow sets (``OPEVA_CONFIG_PATH``,
 ``OPEVA_DATA_DIR``, ``OPEVA_JOB_ID``) or, run by hand, from the command line.
 Outputs are three files: the log (``[LEVEL] message`` lines, which the flow
 mirrors into Prefect, so nothing is printed to stdout), progress.json, updated
-after every episode, and result.json at the end. Exit code 0 on success, 2 for
+after every episode, and result.json at the end; beside them the simulation data
+(results/simulation_data/) and the policy bundle (``OPEVA_JOB_DIR``/bundle/, docs/bundles.md). Exit code 0 on success, 2 for
 a bad config or command line, 1 for any other failure; the last log line then
 says ``[ERROR] <field or cause>: ...``.
 """
