@@ -118,6 +118,14 @@ class ResultStorage(BaseModel):
     truncated: bool = False
 
 
+class JobBundle(BaseModel):
+    """The policy bundle the job's simulator exported (docs/bundles.md); read as untrusted (core/job_bundle.py)."""
+
+    path: str = Field(description="The bundle's folder under the data root (jobs/<id>/bundle).")
+    manifest_sha256: str = Field(description="sha256 of artifact_manifest.json as the platform read it.")
+    files: int = Field(description="Files in the bundle by its manifest, the manifest included.")
+
+
 class JobInfoExtras(FailureFields, StartFields):
     """What ``/job-info`` adds over a ``/jobs`` item."""
 
@@ -127,6 +135,7 @@ class JobInfoExtras(FailureFields, StartFields):
     container_name: str | None = Field(None, description="The simulator's container (opeva-sim-<job_id>), once started.")
     supervisor_container_name: str | None = Field(None, description="The flow run's own container.")
     error_summary: str | None = Field(None, description="The line the failure was recognised by.")
+    bundle: JobBundle | None = Field(None, description="The trained policy's bundle, when the job exported one.")
 
 
 class FolderOut(BaseModel):

@@ -11,5 +11,8 @@ simulator contract (see :mod:`simulator.runner`). Modules:
 - :mod:`~simulator.agents`: no control, rule-based and Q-learning controllers.
 - :mod:`~simulator.metrics`: KPIs and their ratio to the no-control baseline.
 - :mod:`~simulator.mlflow_client`: optional MLflow tracking over REST.
+- :mod:`~simulator.bundle`: the trained policy as an inference bundle (``artifact_manifest.json``).
 - :mod:`~simulator.runner`: ties them together and writes the job files.
 """
+
+__version__ = "0.2.0"  # the simulator program's own version, written into bundle manifests

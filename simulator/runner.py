@@ -4,7 +4,8 @@ Inputs come from the environment the flow sets (``OPEVA_CONFIG_PATH``,
 ``OPEVA_DATA_DIR``, ``OPEVA_JOB_ID``) or, run by hand, from the command line.
 Outputs are three files: the log (``[LEVEL] message`` lines, which the flow
 mirrors into Prefect, so nothing is printed to stdout), progress.json, updated
-after every episode, and result.json at the end. Exit code 0 on success, 2 for
+after every episode, and result.json at the end; beside them the simulation data
+(results/simulation_data/) and the policy bundle (``OPEVA_JOB_DIR``/bundle/, docs/bundles.md). Exit code 0 on success, 2 for
 a bad config or command line, 1 for any other failure; the last log line then
 says ``[ERROR] <field or cause>: ...``.
 """
@@ -27,6 +28,7 @@ from typing import Any
 import yaml
 
 from simulator.agents import NoControl, make_controller, run_episode
+from simulator.bundle import export_bundle
 from simulator.config import ConfigError, SimulatorConfig, validate_config
 from simulator.dataset import Dataset, DatasetError, load_dataset
 from simulator.sample import sample_dataset
@@ -93,12 +95,13 @@ def run_experiment(
     on_progress: ProgressCallback | None = None,
     tracker: MlflowRun | None = None,
     results_dir: Path | None = None,
+    job_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Baseline, training (learning algorithms), greedy evaluation; returns result.json's content.
 
-    ``metrics`` depends only on the config and the data, so a seed reproduces it. With
-    ``results_dir`` the evaluated episode's time series and KPIs are exported under
-    ``results_dir/simulation_data/<session>/`` (simulator/export.py), as OPEVA's simulator does.
+    ``metrics`` depends only on the config and the data, so a seed reproduces it. As OPEVA's simulator
+    does, the evaluated episode is exported to ``results_dir/simulation_data/<session>/`` (simulator/export.py)
+    and the trained policy to ``job_dir/bundle/`` (simulator/bundle.py), each when its folder is given.
     """
     started = time.monotonic()
     episodes = config.episodes if config.learns else 0
@@ -146,7 +149,7 @@ def run_experiment(
 
     summary = _summary(config, data, episodes, metrics)
     log.info("Result: %s", summary)
-    exported = _export(results_dir, data, final_record, baseline_record, episodes, log)
+    exported = _export(results_dir, data, final_record, baseline_record, episodes, log) | _bundle(job_dir, config, data, controller, log)
     progress.report("completed", progress.units, episodes)
     return {
         **exported,
@@ -176,6 +179,20 @@ def _export(results_dir: Path | None, data: Dataset, record: Any, baseline: Any,
         log.warning("Simulation data not exported: %s: %s", type(exc).__name__, exc)
         return {"simulation_data_available": False}
     log.info("Simulation data exported: session %s, %d files", exported["simulation_data_session_default"], len(exported["simulation_data_files"]))
+    return exported
+
+
+def _bundle(job_dir: Path | None, config: SimulatorConfig, data: Dataset, controller: Any, log: logging.Logger) -> dict[str, Any]:
+    """The policy bundle; like the data export, a failure is logged and said, never fails the job."""
+    if job_dir is None:
+        return {}
+    try:
+        exported = export_bundle(job_dir, config, data, controller)
+    except Exception as exc:
+        log.warning("Policy bundle not exported: %s: %s", type(exc).__name__, exc)
+        return {"bundle_available": False}
+    log.info("Policy bundle exported: %s/ (%s, %d files, manifest sha256 %s)", exported["bundle_dir"],
+             exported["bundle_format"], exported["bundle_files"], exported["bundle_manifest_sha256"])
     return exported
 
 
@@ -246,6 +263,13 @@ def _read_config(path: Path | None) -> Any:
         raise ConfigError("config", f"{path} is not valid YAML: {exc}") from exc
 
 
+def _bundle_parent(args: argparse.Namespace) -> Path | None:
+    """Where ``bundle/`` goes: the ``--out`` folder by hand, else the job's folder (``OPEVA_JOB_DIR``)."""
+    if args.out is not None:
+        return args.out
+    return Path(os.environ["OPEVA_JOB_DIR"]) if os.environ.get("OPEVA_JOB_DIR") else None
+
+
 def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
     job_id = os.environ.get("OPEVA_JOB_ID") or args.job_id
     env_data_dir = os.environ.get("OPEVA_DATA_DIR")
@@ -271,7 +295,8 @@ def _run(args: argparse.Namespace, files: JobFiles, log: logging.Logger) -> int:
         if os.environ.get("MLFLOW_TRACKING_URI"):
             tags = {"opeva.job_id": job_id} if job_id else {}  # how the platform finds the run (docs/mlflow.md)
             tracker = MlflowRun.start(os.environ["MLFLOW_TRACKING_URI"], config.experiment_name, job_id or config.run_name, log, tags=tags)
-        result = run_experiment(config, data, log=log, on_progress=progress, tracker=tracker, results_dir=files.result.parent)
+        result = run_experiment(config, data, log=log, on_progress=progress, tracker=tracker, results_dir=files.result.parent,
+                                job_dir=_bundle_parent(args))
     except ConfigError as exc:
         fail(str(exc))
         return 2

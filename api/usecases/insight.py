@@ -23,6 +23,7 @@ from core.states import PROFILE_LABEL
 from core.eta import Eta, SampleBook, estimate, read_progress
 from core.failures import Failure, classify, result_error_text
 from core.hosts import HostsFile
+from core.job_bundle import bundle_summary
 from core.job_storage import measure
 from core.layout import DataRoot
 from core.queue_estimate import HostQueue, RunningJob, estimate_starts, usual_duration
@@ -196,8 +197,8 @@ def _container_name(storage: DataRoot, job_id: str) -> str | None:
 
 
 def job_info_extras(storage: DataRoot, run: FlowRun, status: str, supervisor: Any) -> dict[str, Any]:
-    """``queued_at``, ``total_duration_seconds``, ``result_storage``, ``container_name`` and the
-    failure fields of one job (blocking: call in a thread)."""
+    """``queued_at``, ``total_duration_seconds``, ``result_storage``, ``container_name``, ``bundle`` and
+    the failure fields of one job (blocking: call in a thread)."""
     job_id = str(run.id)
     ended = run.end_time if status not in ("queued", "dispatched", "running", "stop_requested") else None
     end = ended or datetime.now(timezone.utc)
@@ -210,4 +211,5 @@ def job_info_extras(storage: DataRoot, run: FlowRun, status: str, supervisor: An
         "supervisor_container_name": supervisor if isinstance(supervisor, str) else None,
         **(failure.fields() if failure else {}),
         "error_summary": failure.error_summary if failure else None,
+        "bundle": bundle_summary(storage.job(job_id).dir, job_id),
     }

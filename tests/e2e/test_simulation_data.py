@@ -4,6 +4,8 @@ KPIs in ``exported_kpis.csv`` (real Prefect server, Docker worker, containers)."
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 from datetime import datetime, timezone
@@ -45,6 +47,16 @@ def test_ui_dataset_then_a_job_whose_simulation_data_the_collector_reads(api, mo
     job_id = r.json()["job_id"]
     status = wait_for(lambda: (s := watch_once(api, job_id)["status"]) in ("finished", "failed") and s, 240, what="the job")
     assert status == "finished", api.get(f"/logs/{job_id}").text[-2000:]
+
+    # the trained policy, exported by the simulator in its container (docs/bundles.md)
+    bundle = storage.job(job_id).dir / "bundle"
+    manifest = json.loads((bundle / "artifact_manifest.json").read_bytes())
+    assert manifest["topology"]["num_agents"] == 2 and manifest["agent"]["format"] == "q_table" and manifest["simulator"]["dataset_name"] == name
+    assert all(hashlib.sha256((bundle / f["path"]).read_bytes()).hexdigest() == f["sha256"] for f in manifest["files"])
+    assert not [p.name for p in storage.job(job_id).dir.iterdir() if p.name.startswith(".bundle")]
+    info_bundle = api.get(f"/job-info/{job_id}").json()["bundle"]
+    assert info_bundle == {"path": f"jobs/{job_id}/bundle", "manifest_sha256": hashlib.sha256((bundle / "artifact_manifest.json").read_bytes()).hexdigest(),
+                           "files": 3}
 
     row = collect(api, job_id)
     assert row["status"] == "finished" and row["index_status"] == 200 and row["simulation_data_available"] is True
