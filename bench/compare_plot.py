@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _table import HEADER, row  # noqa: E402
+from _table import HEADER, row
 
-from core import compare_plot as cp  # noqa: E402
+from core import compare_plot as cp
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -118,4 +118,4 @@ def _common_metric(found: dict[str, dict]) -> str:
     common = set.intersection(*(set(run["metric_keys"]) for run in found.values()))
     if not common:
         raise ApiError(409, "these jobs' MLflow runs share no metric; name one with ?metric=")
-    return DEFAULT_METRIC if DEFAULT_METRIC in common else sorted(common)[0]
+    return DEFAULT_METRIC if DEFAULT_METRIC in common else min(common)

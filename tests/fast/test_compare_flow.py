@@ -7,9 +7,9 @@ import re
 
 import httpx
 import pytest
+from helpers import experiment, run
 
 from flows.compare_runs import compare_runs
-from helpers import experiment, run
 
 HEADER = "KPI,R-H-01,District\n"
 

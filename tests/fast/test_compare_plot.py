@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from helpers import experiment
 from PIL import Image
 
 from core.compare_plot import CURVES_SIZE, DPI, kpi_size
-from helpers import experiment
 
 HEADER = "KPI,R-H-01,District\n"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
