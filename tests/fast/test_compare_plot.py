@@ -55,7 +55,7 @@ def test_three_jobs_kpis_are_one_png_of_one_panel_per_kpi(api, storage):
     r = api.get("/compare/plot.png", params={"jobs": f"{a},{b},{c}", "kind": "kpis"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png"
-    assert _png_size(r.content) == kpi_size(4) == (1000, 580)  # 4 KPIs: two rows of three panels
+    assert _png_size(r.content) == kpi_size(4) == (1000, 610)  # 4 KPIs: two rows of three panels
     again = api.get("/compare/plot.png", params={"jobs": f"{a},{b},{c}"})  # kind defaults to kpis; served from the cache
     assert again.status_code == 200 and again.content == r.content
     other = api.get("/compare/plot.png", params={"jobs": f"{b},{a}"})
