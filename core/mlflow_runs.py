@@ -68,7 +68,44 @@ def find_run(tracking_url: str, ui_url: str, job_id: str, not_before_ms: int = 0
         "end_time": run.get("end_time"),
         "params": len(data.get("params") or []),
         "metrics": len(data.get("metrics") or []),
+        "metric_keys": sorted({str(m.get("key")) for m in data.get("metrics") or [] if isinstance(m, dict) and m.get("key")}),
         "url": f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}",
         "tracking_uri": tracking_url,
         "runs_with_this_tag": len(runs),
     }
+
+
+MAX_HISTORY_POINTS = 100_000  # a learning curve of more points is refused, not drawn partly
+
+
+def metric_history(tracking_url: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """Every ``(step, value)`` MLflow holds for ``key`` of ``run_id``, in step order (all pages).
+
+    Why GET with pages: ``metrics/get-history`` is a GET in MLflow's REST API and pages with
+    ``page_token`` on large histories; a curve is drawn from all of it or not at all.
+    """
+    points: list[tuple[int, float, int]] = []
+    token: str | None = None
+    with httpx.Client(base_url=tracking_url.rstrip("/"), timeout=TIMEOUT_SECONDS) as client:
+        while True:
+            params = {"run_id": run_id, "metric_key": key, "max_results": 25_000} | ({"page_token": token} if token else {})
+            try:
+                response = client.get(f"{API}/metrics/get-history", params=params)
+            except httpx.HTTPError as exc:
+                raise MlflowUnavailable(f"MLflow does not answer: {exc}") from exc
+            if response.status_code >= 400:
+                raise MlflowUnavailable(f"MLflow metrics/get-history: HTTP {response.status_code} {response.text[:200]}")
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise MlflowUnavailable("MLflow metrics/get-history: not JSON") from exc
+            for m in body.get("metrics") or []:
+                if isinstance(m, dict) and isinstance(m.get("value"), (int, float)):
+                    points.append((int(m.get("step") or 0), float(m["value"]), int(m.get("timestamp") or 0)))
+            if len(points) > MAX_HISTORY_POINTS:
+                raise ValueError(f"metric {key} of run {run_id} has more than {MAX_HISTORY_POINTS} points")
+            token = body.get("next_page_token")
+            if not token:
+                break
+    points.sort(key=lambda p: (p[0], p[2]))
+    return [(step, value) for step, value, _ in points]

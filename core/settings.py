@@ -40,6 +40,7 @@ class PlatformSettings(BaseSettings):
     prefect_port: int = 4200
     api_port: int = 8000
     mongo_port: int = 27017
+    api_public_url: str = Field("", description="The API's address in a user's browser (artifact image links, docs/compare.md); default http://127.0.0.1:<api_port>.")
     cors_origins: str = Field(
         "", validation_alias=AliasChoices("OPEVA_CORS_ORIGINS", "CORS_ALLOWED_ORIGINS"),
         description="Browser origins allowed to call the API cross-origin (comma list or JSON list); "
@@ -66,6 +67,10 @@ class PlatformSettings(BaseSettings):
     def cors_origin_list(self) -> tuple[str, ...]:
         """The allowed origins; ValueError (with a message for the operator) when malformed."""
         return parse_origins(self.cors_origins)
+
+    @property
+    def api_browser_url(self) -> str:
+        return (self.api_public_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
 
     @property
     def mlflow_url(self) -> str:

@@ -1,0 +1,52 @@
+"""The compare-runs flow: a table artifact of the jobs' KPIs and a markdown artifact whose image
+URL the API answers with a PNG (the flow runs in this process against the tier's Prefect server)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from helpers import experiment, run
+
+from flows.compare_runs import compare_runs
+
+HEADER = "KPI,R-H-01,District\n"
+
+
+def _job(api, storage, district_cost: str) -> str:
+    r = api.post("/run-simulation", json={"config": experiment("compare", "q"), "command": ["true"], "target_host": "offline"})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    folder = storage.job(job_id).dir / "results" / "simulation_data" / "s1"
+    folder.mkdir(parents=True)
+    (folder / "exported_kpis.csv").write_text(HEADER + f"district_cost_total_control_eur,1,{district_cost}\n")
+    return job_id
+
+
+async def _artifacts(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        return await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+
+def test_flow_writes_a_table_and_an_image_the_api_serves(api, storage, platform):
+    a, b = _job(api, storage, "6.5"), _job(api, storage, "5.9")
+    state = compare_runs([a, b], return_state=True)
+    assert state.is_completed(), state
+    result = state.result()
+    assert result["kpis"] == [{"kpi": "district_cost_total_control_eur", a: 6.5, b: 5.9}]
+    artifacts = {x.key: x for x in run(_artifacts(state.state_details.flow_run_id))}
+    assert set(artifacts) == {"compare-runs-kpis", "compare-runs-chart"}
+    assert artifacts["compare-runs-kpis"].type == "table" and "6.5" in str(artifacts["compare-runs-kpis"].data)
+    url = re.search(r"!\[[^\]]*\]\(([^)]+)\)", artifacts["compare-runs-chart"].data).group(1)
+    assert url == result["image_url"] and url.startswith(f"{platform.api_url}/compare/plot.png?")
+    image = httpx.get(url, timeout=30)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flow_refuses_one_job():
+    with pytest.raises(ValueError, match="2 to 10"):
+        compare_runs(["00000000-0000-0000-0000-000000000000"])
