@@ -13,10 +13,10 @@ var/.installed: pyproject.toml
 up: install mlflow  ## Prefect server, MongoDB-compatible server, MLflow, work pools + workers, REST API (foreground; Ctrl-C stops)
 	$(PYTHON) -m deployments.up
 
-check: install  ## The fast tier: domain, API and flows logic against real in-process services; no Docker engine (< 2 min)
+check: install mlflow  ## The fast tier: domain, API and flows logic against real in-process services; no Docker engine (< 2 min)
 	$(PYTHON) -m pytest -q tests/fast
 
-test: install  ## Everything: the fast tier, then the whole platform with Docker workers and containers
+test: install mlflow  ## Everything: the fast tier, then the whole platform with Docker workers and containers
 	$(PYTHON) -m pytest -q tests/fast
 	$(PYTHON) -m pytest -q tests/e2e
 
