@@ -22,9 +22,10 @@ class MlflowUnavailable(RuntimeError):
     """The server did not answer, or answered something unexpected."""
 
 
-def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    """MLflow's JSON answer to one REST call; any failure is MlflowUnavailable naming the call."""
     try:
-        response = client.post(f"{API}/{path}", json=body)
+        response = client.request(method, f"{API}/{path}", **kwargs)
     except httpx.HTTPError as exc:
         raise MlflowUnavailable(f"MLflow does not answer: {exc}") from exc
     if response.status_code >= 400:
@@ -33,6 +34,10 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, An
         return response.json()
     except ValueError as exc:
         raise MlflowUnavailable(f"MLflow {path}: not JSON") from exc
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return _call(client, "POST", path, json=body)
 
 
 def _quoted(value: str) -> str:
@@ -89,16 +94,7 @@ def metric_history(tracking_url: str, run_id: str, key: str) -> list[tuple[int, 
     with httpx.Client(base_url=tracking_url.rstrip("/"), timeout=TIMEOUT_SECONDS) as client:
         while True:
             params = {"run_id": run_id, "metric_key": key, "max_results": 25_000} | ({"page_token": token} if token else {})
-            try:
-                response = client.get(f"{API}/metrics/get-history", params=params)
-            except httpx.HTTPError as exc:
-                raise MlflowUnavailable(f"MLflow does not answer: {exc}") from exc
-            if response.status_code >= 400:
-                raise MlflowUnavailable(f"MLflow metrics/get-history: HTTP {response.status_code} {response.text[:200]}")
-            try:
-                body = response.json()
-            except ValueError as exc:
-                raise MlflowUnavailable("MLflow metrics/get-history: not JSON") from exc
+            body = _call(client, "GET", "metrics/get-history", params=params)
             for m in body.get("metrics") or []:
                 if isinstance(m, dict) and isinstance(m.get("value"), (int, float)):
                     points.append((int(m.get("step") or 0), float(m["value"]), int(m.get("timestamp") or 0)))
