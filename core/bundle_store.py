@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -206,7 +206,7 @@ def _entry(bundle_id: str, manifest: dict[str, Any], job_id: str, job_name: str 
         value = manifest.get(section, {}).get(key) if isinstance(manifest.get(section), dict) else None
         return value[:500] if isinstance(value, str) else None
 
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"bundle_id": bundle_id, "name": job_name or f"job-{job_id}", "storage_dir_name": bundle_id,
             "file_count": count, "created_at": now, "updated_at": now,
             "source_job_id": job_id, "source_job_name": job_name,
