@@ -69,6 +69,13 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     return types
 
 
+def _auth_hint(platform: Platform) -> str:
+    """How a shell gets Prefect's credentials: never the secret itself on the terminal."""
+    if os.environ.get("OPEVA_PREFECT_AUTH_STRING"):
+        return '"$OPEVA_PREFECT_AUTH_STRING"'
+    return f'"$(cat {platform.home / "prefect" / "auth_string"})"'
+
+
 def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str]) -> str:
     ui = f"http://127.0.0.1:{settings.prefect_port}"
     return (
@@ -81,7 +88,8 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}\n"
         f"  Shared data:  {platform.data_dir}\n"
         f"  Logs:         {platform.logs_dir}\n"
-        f"Try: PREFECT_API_URL={platform.prefect_api_url} prefect deployment run 'run-simulation/local'\n"
+        f"Try: export PREFECT_API_URL={platform.prefect_api_url} PREFECT_API_AUTH_STRING={_auth_hint(platform)}\n"
+        f"     prefect deployment run 'run-simulation/local'\n"
         f"A child that dies is restarted (see Logs); Ctrl-C stops everything started here."
     )
 
