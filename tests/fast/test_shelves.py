@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tools.import_graph import ROOT, graph
+from tools.import_graph import ROOT, cycles, graph, module_graph
 
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
@@ -68,3 +68,11 @@ def test_import_graph_reads_lazy_imports(tmp_path: Path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from prefect import flow\n    import core.layout\n")
     assert imported_modules(module) == {"prefect", "core"}
+
+
+def test_no_module_imports_round_a_circle():
+    assert cycles(module_graph()) == []
+
+
+def test_cycle_finder_sees_a_circle_of_three():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
