@@ -41,6 +41,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Completed, Failed
 from prefect.utilities.names import generate_slug
 
+from api.gateway_schedules import ScheduleGateway
 from api.group_commit import GroupCommit
 from api.idempotency import conflicts as key_conflicts
 from core.limits import Resources
@@ -76,6 +77,7 @@ class PrefectGateway:
         self._host_reads: dict[str, tuple[float, WorkPool | None, list[Worker]]] = {}  # host -> (fresh until, pool, workers)
         self._creates: GroupCommit[UUID, RunRequest, Submitted] = GroupCommit(self._create_batch)
         self.touched: Callable[[UUID], None] = lambda _run_id: None  # every write through this door is reported (api/job_index.py)
+        self.schedules = ScheduleGateway(client)  # dataset-build schedules (api/gateway_schedules.py)
 
     # -- submitting ------------------------------------------------------
 

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,7 +41,8 @@ from core.dataset_check import validate
 from core.dataset_ev import ChargerTracker
 from core.dataset_read import Grid, Sums, finish, floor_to, read_building
 from core.dataset_schema import CityLearnConfigs, base_schema, building_entry, ev_definitions, merged_schema
-from core.datasets import METADATA_FILE, TMP_PREFIX, DatasetError, parse_ts
+from core.datasets import METADATA_FILE, TMP_PREFIX, DatasetError, parse_ts, read_metadata
+from core.dataset_window import files_digest
 from core.layout import DataRoot, safe_name, write_json_atomic
 from core.site_spec import BUILDING_COLUMNS, SITE_COLUMNS, SUMMED, WEATHER_COLUMNS, BuildingSpec, SiteSchema
 from core.sites import collection_range, get_schema
@@ -234,14 +236,16 @@ def _building_files(tmp: Path, n: int, b: str, spec: BuildingSpec, sums: Sums, g
 
 
 def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest, *, batch_size: int = 5000,
-          progress: Progress | None = None, smoke: bool | None = None) -> dict[str, Any]:
-    """Write ``datasets/<name>/`` and return its metadata (with warnings and validation).
+          progress: Progress | None = None, smoke: bool | None = None, replace: bool = False) -> dict[str, Any]:
+    """Write ``datasets/<name>/`` and return its metadata (with warnings, validation, digest and
+    ``status``: built, rebuilt or unchanged).
 
     ``smoke``: None = as the request's ``citylearn_configs.validation.smoke_check`` asks
-    (default no); True/False force it (tests)."""
+    (default no); True/False force it (tests). ``replace``: an existing dataset of that name is
+    rebuilt (scheduled builds and backfills) rather than refused; see :func:`_publish`."""
     name = safe_name(request.name, what="dataset name")
     final = storage.dataset_dir(name)
-    if final.exists():
+    if final.exists() and not replace:
         raise DatasetError(f"dataset {name!r} already exists; delete it first or choose another name", 409)
     report = progress or (lambda _p, _s: None)
     p = plan(client, request, probe=False)
@@ -296,14 +300,39 @@ def build(client: pymongo.MongoClient, storage: DataRoot, request: BuildRequest,
             "ev_times": ev_counts, "created": datetime.now(timezone.utc).isoformat(), "citylearn_version": CITYLEARN_TARGET,
             "source": "build", "warnings": warnings, "validation": validation,
         }
-        write_json_atomic(tmp / METADATA_FILE, metadata)
-        if final.exists():
-            raise DatasetError(f"dataset {name!r} was created by another build meanwhile", 409)
-        os.rename(tmp, final)
+        metadata = _publish(tmp, final, metadata, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     report(100.0, "done")
+    return metadata
+
+
+def _publish(tmp: Path, final: Path, metadata: dict[str, Any], replace: bool) -> dict[str, Any]:
+    """Move the built folder into place, atomically for readers.
+
+    Why compare digests: a scheduled slot built twice (a retry, a backfill over a built range)
+    must not make a new version when the input has not changed; the old folder stays, untouched,
+    and the answer says ``unchanged``. A changed input replaces the folder (``rebuilt``): the new
+    one is renamed in, the old one removed after, so a reader sees one or the other, whole."""
+    digest = files_digest(tmp)
+    metadata = {**metadata, "digest": digest, "status": "built"}
+    if final.exists() and replace:
+        old = read_metadata(final)
+        if (old.get("digest") or files_digest(final)) == digest:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return {**old, "digest": digest, "status": "unchanged"}
+        metadata["status"] = "rebuilt"
+        write_json_atomic(tmp / METADATA_FILE, metadata)
+        retired = final.with_name(f"{TMP_PREFIX}{final.name}-old-{uuid.uuid4().hex[:12]}")
+        os.rename(final, retired)
+        os.rename(tmp, final)
+        shutil.rmtree(retired, ignore_errors=True)
+        return metadata
+    write_json_atomic(tmp / METADATA_FILE, metadata)
+    if final.exists():
+        raise DatasetError(f"dataset {final.name!r} was created by another build meanwhile", 409)
+    os.rename(tmp, final)
     return metadata
 
 
