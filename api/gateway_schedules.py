@@ -20,9 +20,6 @@ from prefect.client.schemas.objects import DeploymentSchedule
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectNotFound
 
-MAX_SCHEDULED_RUNS = 3  # runs Prefect keeps created ahead per schedule (a paused one drops them)
-
-
 class ScheduleNotFound(LookupError):
     """No deployment holds a schedule of that id."""
 
@@ -35,7 +32,6 @@ class ScheduleGateway:
         """One cron schedule on the deployment, with the run parameters it passes."""
         schedule = DeploymentScheduleCreate(
             schedule=CronSchedule(cron=cron, timezone=tz), active=True, parameters=parameters, slug=slug,
-            max_scheduled_runs=MAX_SCHEDULED_RUNS,
         )
         [created] = await self.client.create_deployment_schedules(deployment_id, [schedule])
         await self._nudge(deployment_id)

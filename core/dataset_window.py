@@ -69,4 +69,8 @@ def files_digest(folder: Path) -> str:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    """A plain UTC datetime: naive means UTC; subclasses (Prefect's scheduled start is a pendulum
+    DateTime, whose arithmetic can drop the zone) are rebuilt from their timestamp."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(value.timestamp(), timezone.utc)
