@@ -36,7 +36,7 @@ class PolicyError(ValueError):
 
 
 def _clip(x: float, low: float, high: float) -> float:
-    return low if x < low else high if x > high else x
+    return low if x < low else min(x, high)
 
 
 def _ev_fractions(rule: dict[str, Any], price: float, chargers: list[float]) -> list[float]:
