@@ -194,6 +194,7 @@ def import_job_bundle(root: Path, job_dir: Path, job_id: str, job_name: str | No
             if found is not None:
                 return found, False
             entry = _entry(bundle_id, manifest, job_id, job_name, len(listed) + 1)
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700: the inference targets read the store as uid 65534
             os.replace(tmp, store_dir(root) / entry["storage_dir_name"])
             write_json_atomic(_index_path(root), {"bundles": [*entries, entry]}, durable=True)
             return entry, True
