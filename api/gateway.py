@@ -389,6 +389,9 @@ class PrefectGateway:
         reads = {h: self._host_reads[h] for h in hosts}
         return {h: r[1] for h, r in reads.items() if r[1] is not None}, {h: r[2] for h, r in reads.items()}
 
+    async def start_action(self, flow_name: str, pool: str, parameters: dict[str, Any]) -> FlowRun:  # a platform action (deploy-bundle/control), not a job
+        return await self.client.create_flow_run_from_deployment((await self.deployment(flow_name, pool))[0], parameters=parameters, tags=["opeva", pool])
+
     async def healthy(self) -> bool:
         try:
             return (await self.client.api_healthcheck()) is None

@@ -27,7 +27,13 @@ from typing import Any
 
 from core import bundle_store
 from core.hosts import HostsFile, load_hosts
-from core.inference_targets import SOCKET_DIR_IN_CONTAINER, SOCKET_NAME, Target, socket_path, targets
+from core.inference_targets import (
+    SOCKET_DIR_IN_CONTAINER,
+    SOCKET_NAME,
+    Target,
+    socket_path,
+    targets,
+)
 from core.settings import PROJECT_ROOT
 
 log = logging.getLogger("opeva.setup")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Response
 
-from api.deps import Gateway, Storage
+from api.deps import Gateway, Hosts, Settings, Storage
 from api.models_bundles import BundleCreatedOut, BundleDeletedOut, BundleFilesOut, BundleOut
 from api.responses import errors
 from api.usecases import bundles as usecase
@@ -34,6 +34,7 @@ async def bundle_files(storage: Storage, bundle_id: str = BundleId) -> BundleFil
     return await usecase.files(storage, bundle_id)
 
 
-@router.delete("/deploy/bundles/{bundle_id}", response_model=BundleDeletedOut, responses=errors(404), summary="Delete a stored bundle")
-async def delete_bundle(storage: Storage, bundle_id: str = BundleId) -> BundleDeletedOut:
-    return await usecase.delete(storage, bundle_id)
+@router.delete("/deploy/bundles/{bundle_id}", response_model=BundleDeletedOut, responses=errors(404, 409),
+               summary="Delete a stored bundle (409 while a reachable inference target serves it)")
+async def delete_bundle(storage: Storage, hosts: Hosts, settings: Settings, bundle_id: str = BundleId) -> BundleDeletedOut:
+    return await usecase.delete(storage, hosts, settings.home, bundle_id)
