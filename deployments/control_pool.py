@@ -10,6 +10,7 @@ by adding it to :data:`CONTROL_FLOWS`.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
@@ -31,7 +32,8 @@ def template() -> dict[str, Any]:
 
     t = ProcessWorker.get_default_base_job_template()
     t["job_configuration"] = {
-        "command": None, "env": {"PYTHONPATH": str(PROJECT_ROOT), "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3"},
+        # the engine itself: Prefect's default (`prefect flow-run execute`) also imports the whole CLI
+        "command": f"{sys.executable} -m prefect.engine", "env": {"PYTHONPATH": str(PROJECT_ROOT), "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3"},
         "labels": {"opeva.pool": CONTROL_POOL}, "name": None, "stream_output": True, "working_dir": str(PROJECT_ROOT),
     }
     t["variables"] = {"type": "object", "additionalProperties": False, "properties": {},
@@ -70,5 +72,15 @@ async def ensure_control(client: Any) -> list[str]:
 
 
 def start_control_worker(platform: Any) -> Any:
-    """The pool's worker, a child of the platform (supervised and restarted like the others)."""
-    return platform.start_worker(CONTROL_POOL, "process")
+    """The pool's worker (deployments/control_worker.py), a child of the platform (supervised and
+    restarted like the others; named ``worker-*`` so it gets a worker's credentials only)."""
+    import socket
+
+    from deployments.platform import WORKER_QUERY_SECONDS, worker_online
+
+    name = f"{CONTROL_POOL}@{socket.gethostname()}"
+    return platform.start(
+        f"worker-{CONTROL_POOL}-{socket.gethostname()}", [sys.executable, "-m", "deployments.control_worker", "--name", name],
+        lambda: worker_online(platform.prefect_api_url, CONTROL_POOL, name, auth=platform.prefect_auth_string),
+        PREFECT_WORKER_QUERY_SECONDS=WORKER_QUERY_SECONDS, PREFECT_WORKER_HEARTBEAT_SECONDS="10",
+    )
