@@ -20,19 +20,19 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]  # the project's simulator/, not bench/simulator.py
 
-from _platform import running_platform  # noqa: E402  (sets the path and Prefect's settings first)
-from _table import pct  # noqa: E402
+from _platform import running_platform  # first: it points Prefect at the bench platform
+from _table import pct
 
-import httpx  # noqa: E402
+import httpx
 
-from core import bundle_store  # noqa: E402
-from core.inference_targets import socket_path  # noqa: E402
-from core.settings import PlatformSettings  # noqa: E402
-from simulator.agents import make_controller, run_episode  # noqa: E402
-from simulator.bundle import export_bundle  # noqa: E402
-from simulator.config import validate_config  # noqa: E402
-from simulator.environment import DistrictEnv  # noqa: E402
-from simulator.sample import sample_dataset  # noqa: E402
+from core import bundle_store
+from core.inference_targets import socket_path
+from core.settings import PlatformSettings
+from simulator.agents import make_controller, run_episode
+from simulator.bundle import export_bundle
+from simulator.config import validate_config
+from simulator.environment import DistrictEnv
+from simulator.sample import sample_dataset
 
 TARGET_HOSTS = "    inference_targets: [{id: local}]\n"
 

@@ -18,7 +18,7 @@ import asyncio
 import importlib
 import os
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 from prefect.workers.process import ProcessWorker, ProcessWorkerResult
@@ -39,7 +39,7 @@ warnings.filterwarnings("ignore", message="Type 'ControlWorker'.*overridden", ca
 class ControlWorker(ProcessWorker):
     """Runs :data:`IN_PROCESS` flows in this process; the others as Prefect's process worker does."""
 
-    _in_process: dict[str, Any] = {}  # deployment entrypoint -> flow object, imported at start
+    _in_process: ClassVar[dict[str, Any]] = {}  # deployment entrypoint -> flow object, imported at start
 
     @classmethod
     def warm(cls) -> None:
