@@ -16,7 +16,7 @@ import pytest
 
 from core.inference_targets import socket_path
 from core.settings import PlatformSettings
-from helpers import read_run, wait_for
+from helpers import gateway_call, read_run, wait_for
 
 pytestmark = pytest.mark.usefixtures("needs_docker")
 
@@ -83,6 +83,9 @@ def test_bundle_from_job_served_switched_without_failures_and_refusals(targets, 
     assert switched["load_response"]["status"] == "loaded" and switched["load_response"]["agents"] == 3
     run = read_run(switched["flow_run_id"])
     assert run.name == switched["flow_run_name"] and run.state.is_completed() and run.parameters == {"target_id": "local", "bundle_id": a}
+    assert gateway_call(lambda g: g.client.read_deployment(run.deployment_id)).name == "control", "deploy-bundle/control"
+    logged = wait_for(lambda: [x.message for x in gateway_call(lambda g: g.logs(str(run.id)))], 10, what="the switch's logs in Prefect")
+    assert any(f"target local serves bundle {a}" in m for m in logged), logged
 
     dims = switched["health"]["raw"]["observation_dimensions"]
     obs = _observations(dims)
