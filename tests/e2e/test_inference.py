@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from helpers import gateway_call, read_run, wait_for
 
 from core.inference_targets import socket_path
 from core.settings import PlatformSettings
-from helpers import gateway_call, read_run, wait_for
 
 pytestmark = pytest.mark.usefixtures("needs_docker")
 
@@ -84,8 +84,10 @@ def test_bundle_from_job_served_switched_without_failures_and_refusals(targets, 
     run = read_run(switched["flow_run_id"])
     assert run.name == switched["flow_run_name"] and run.state.is_completed() and run.parameters == {"target_id": "local", "bundle_id": a}
     assert gateway_call(lambda g: g.client.read_deployment(run.deployment_id)).name == "control", "deploy-bundle/control"
-    logged = wait_for(lambda: [x.message for x in gateway_call(lambda g: g.logs(str(run.id)))], 10, what="the switch's logs in Prefect")
-    assert any(f"target local serves bundle {a}" in m for m in logged), logged
+    def switch_logged() -> bool:
+        return any(f"target local serves bundle {a}" in x.message for x in gateway_call(lambda g: g.logs(str(run.id))))
+
+    wait_for(switch_logged, 15, what="the switch's log line in Prefect")
 
     dims = switched["health"]["raw"]["observation_dimensions"]
     obs = _observations(dims)
