@@ -10,8 +10,15 @@ from typing import Any, TypeVar
 
 from api.errors import ApiError
 from api.gateway import PrefectGateway, opeva_status
+from api.models_bundles import (
+    BundleCreatedOut,
+    BundleDeletedOut,
+    BundleFile,
+    BundleFileContentOut,
+    BundleFilesOut,
+    BundleOut,
+)
 from api.usecases import inferences
-from api.models_bundles import BundleCreatedOut, BundleDeletedOut, BundleFile, BundleFilesOut, BundleOut
 from core import bundle_store
 from core.hosts import HostsFile
 from core.layout import DataRoot
@@ -43,6 +50,15 @@ async def files(storage: DataRoot, bundle_id: str) -> BundleFilesOut:
     entry, listed = await _store(bundle_store.bundle_files, storage.root, bundle_id)
     return BundleFilesOut(bundle_id=entry["bundle_id"], bundle_name=entry["name"], file_count=len(listed),
                           files=[BundleFile(**f) for f in listed])
+
+
+async def upload(storage: DataRoot, files: list[tuple[str, Any]], name: str) -> tuple[BundleCreatedOut, bool]:
+    entry, created = await _store(bundle_store.import_upload, storage.root, files, name)
+    return BundleCreatedOut(created=created, bundle=BundleOut(**entry)), created
+
+
+async def file_content(storage: DataRoot, bundle_id: str, path: str) -> BundleFileContentOut:
+    return BundleFileContentOut(**await _store(bundle_store.file_content, storage.root, bundle_id, path))
 
 
 async def delete(storage: DataRoot, hosts: HostsFile, home: Path, bundle_id: str) -> BundleDeletedOut:

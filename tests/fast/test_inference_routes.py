@@ -4,6 +4,7 @@ DELETE guard of a bundle a reachable target serves, refusals before any flow run
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from pathlib import Path
@@ -126,3 +127,64 @@ def test_log_paging_follows_upstreams_cursors():
     assert [x["text"] for x in first["lines"]] == ["0", "1", "2", "3"] and first["next_cursor"] is None
     with pytest.raises(inference_logs.LogError):
         inference_logs.page(lines, "x", 4)
+
+
+def test_bundle_file_content_as_upstream(api, storage):
+    bundle = _stored_bundle(api, storage)
+    r = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": "artifact_manifest.json"})
+    body = r.json()
+    assert r.status_code == 200 and body["is_text"] and not body["truncated"] and body["bundle_id"] == bundle
+    assert json.loads(body["content"])["manifest_version"] == 1 and body["size_bytes"] == len(body["content"].encode())
+    folder = bundle_store.store_dir(storage.root) / bundle
+    (folder / "big.txt").write_text("é" * 150_000)  # 300 kB of 2-byte characters
+    (folder / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    big = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": "big.txt"}).json()
+    assert big["truncated"] and big["is_text"] and big["size_bytes"] == 300_000 and big["content"] == "é" * 100_000
+    binary = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": "weights.bin"}).json()
+    assert binary["is_text"] is False and binary["content"] is None and binary["size_bytes"] == 1024
+    (folder / "link.json").symlink_to("/etc/passwd")
+    for path, status in [("../index.json", 400), ("/etc/passwd", 400), ("a/../../x", 400), ("nope.json", 404), ("link.json", 404)]:
+        r = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": path})
+        assert r.status_code == status and "detail" in r.json(), (path, r.text)
+    assert api.get("/deploy/bundles/ffffffffffffffff/files/content", params={"path": "artifact_manifest.json"}).status_code == 404
+
+
+def _folder_upload(folder: Path, top: str = "mybundle") -> tuple[list, dict]:
+    files = [("files", (f"{top}/{p.relative_to(folder).as_posix()}", p.read_bytes(), "application/octet-stream"))
+             for p in sorted(folder.rglob("*")) if p.is_file()]
+    return files, {"relative_paths": [name for _, (name, _, _) in files]}
+
+
+def test_upload_folder_as_the_ui_sends_it(api, storage, tmp_path):
+    bundle = _stored_bundle(api, storage)
+    folder = bundle_store.store_dir(storage.root) / bundle
+    files, form = _folder_upload(folder)
+    r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
+    assert r.status_code == 200 and r.json() == {"created": False, "bundle": r.json()["bundle"]} and r.json()["bundle"]["bundle_id"] == bundle, \
+        "the same content is the same bundle, whoever sent it"
+    (tmp_path / "b").mkdir()
+    for name, content, _ in (f for _, f in files):
+        (tmp_path / "b" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "b" / name).write_bytes(content)
+    (tmp_path / "b" / "mybundle" / "notes.txt").write_text("uploaded by hand")
+    files, form = _folder_upload(tmp_path / "b" / "mybundle", top="outer/mybundle")  # one folder down
+    r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
+    assert r.status_code == 201, r.text
+    entry = r.json()["bundle"]
+    assert r.json()["created"] and entry["name"] == "outer" and entry["file_count"] == len(files) and entry["source_job_id"] is None
+    listed = {f["path"] for f in api.get(f"/deploy/bundles/{entry['bundle_id']}/files").json()["files"]}
+    assert "artifact_manifest.json" in listed and "notes.txt" in listed, listed
+    before = api.get("/deploy/bundles").json()
+    bad = [
+        ([("files", ("x/policy.json", b"{}", "application/json"))], {"relative_paths": ["x/policy.json"]}, "no artifact_manifest.json"),
+        ([("files", ("artifact_manifest.json", b"[1]", "application/json"))], {"relative_paths": ["artifact_manifest.json"]}, "not a JSON object"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json", "../escape.json"]}, "stay inside"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json", "/etc/x"]}, "stay inside"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json"]}, "1 relative_paths"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json"] * 2}, "twice"),
+    ]
+    for files, form, words in bad:
+        r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
+        assert r.status_code == 400 and words in r.json()["detail"], (form, r.text)
+    assert api.get("/deploy/bundles").json() == before, "a refused upload stores nothing"
+    assert not [p for p in bundle_store.store_dir(storage.root).iterdir() if p.name.startswith(".upload-")]
