@@ -139,6 +139,8 @@ def start_inference_targets(platform: Any, runtime_image: str, hosts: HostsFile 
     are another machine's: declare their targets with a ``base_url`` instead); returns the children."""
     import httpx
 
+    from deployments.platform import StartupError
+
     hosts = hosts or load_hosts()
     started = []
     local = [t for t in targets(hosts, platform.home) if not t.external and hosts.get(t.host).docker_url is None]
@@ -156,5 +158,11 @@ def start_inference_targets(platform: Any, runtime_image: str, hosts: HostsFile 
             except (httpx.HTTPError, OSError):
                 return False
 
-        started.append(platform.start(f"inference-{target.id}", run_command(target, platform.home, platform.data_dir, image), ready, timeout=60))
+        name = f"inference-{target.id}"
+        try:
+            started.append(platform.start(name, run_command(target, platform.home, platform.data_dir, image), ready, timeout=60))
+        except StartupError as exc:  # not supervised further: a target that cannot start must not stop the platform
+            platform.services = [s for s in platform.services if s.name != name]
+            log.warning("inference target %s not started: %s", target.id, exc)
+            print(f"Inference target {target.id} not started: {str(exc)[:500]}", flush=True)
     return started
