@@ -29,7 +29,7 @@ class InferenceHealthOut(InferenceTargetOut):
 
 
 class SwitchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"bundle_id": "3f2a9c0d4b1e7a65"}]})
     bundle_id: str = Field(min_length=1, max_length=64)
 
 
