@@ -34,13 +34,14 @@ from prefect.client.schemas.filters import (
     WorkPoolFilter,
     WorkPoolFilterName,
 )
-from prefect.client.schemas.objects import Artifact, FlowRun, Log, StateType, WorkPool, Worker
+from prefect.client.schemas.objects import Artifact, FlowRun, Log, StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Completed, Failed
 from prefect.utilities.names import generate_slug
 
+from api.gateway_hosts import HostGateway
 from api.gateway_schedules import ScheduleGateway
 from api.group_commit import GroupCommit
 from api.idempotency import conflicts as key_conflicts
@@ -56,7 +57,6 @@ JOB_FLOWS = [SIMULATION_FLOW, DATASET_FLOW]
 PAGE = 200  # the Prefect server's largest page
 MAX_SCAN = 10_000
 LOG_GRACE_SECONDS = 3.0
-HOST_READ_SECONDS = 2.0
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 ACTIVE_TYPES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
 
@@ -74,10 +74,10 @@ class PrefectGateway:
         self.client = client
         self._deployments: dict[str, tuple[UUID, frozenset[str]]] = {}
         self._flow_names: dict[UUID, str] = {}
-        self._host_reads: dict[str, tuple[float, WorkPool | None, list[Worker]]] = {}  # host -> (fresh until, pool, workers)
         self._creates: GroupCommit[UUID, RunRequest, Submitted] = GroupCommit(self._create_batch)
         self.touched: Callable[[UUID], None] = lambda _run_id: None  # every write through this door is reported (api/job_index.py)
         self.schedules = ScheduleGateway(client)  # dataset-build schedules (api/gateway_schedules.py)
+        self.hosts = HostGateway(client)  # work pools and workers (api/gateway_hosts.py)
 
     # -- submitting ------------------------------------------------------
 
@@ -357,39 +357,8 @@ class PrefectGateway:
         finally:
             self.touched(parse_job_id(job_id))
 
-    # -- hosts -------------------------------------------------------------
-
-    async def pool(self, host: str) -> WorkPool | None:
-        try:
-            return await self.client.read_work_pool(host)
-        except ObjectNotFound:
-            return None
-
-    async def pools(self, hosts: list[str]) -> dict[str, WorkPool]:
-        """The work pools of ``hosts`` that exist, in one read."""
-        found = await self.client.read_work_pools(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=hosts)))
-        return {p.name: p for p in found}
-
-    async def workers(self, host: str) -> list[Worker]:
-        try:
-            return await self.client.read_workers_for_work_pool(host)
-        except ObjectNotFound:  # no pool (yet): no worker
-            return []
-
-    async def host_reads(self, hosts: list[str]) -> tuple[dict[str, WorkPool], dict[str, list[Worker]]]:
-        """Pools and workers of ``hosts``, each host's kept HOST_READ_SECONDS while a worker of it is
-        online. Why: the UIs poll /hosts, /jobs and /queue every few seconds and workers heartbeat
-        every 30 s; a host with no worker online is read again every time, so a worker that just
-        started shows at once."""
-        now = asyncio.get_running_loop().time()
-        stale = [h for h in hosts if self._host_reads.get(h, (0.0,))[0] <= now]
-        if stale:
-            pools, workers = await asyncio.gather(self.pools(stale), asyncio.gather(*(self.workers(h) for h in stale)))
-            for host, found in zip(stale, workers):
-                online = host in pools and any(w.status == "ONLINE" for w in found)
-                self._host_reads[host] = (now + HOST_READ_SECONDS if online else 0.0, pools.get(host), found)
-        reads = {h: self._host_reads[h] for h in hosts}
-        return {h: r[1] for h, r in reads.items() if r[1] is not None}, {h: r[2] for h, r in reads.items()}
+    async def start_action(self, flow_name: str, pool: str, parameters: dict[str, Any]) -> FlowRun:  # a platform action (deploy-bundle/control), not a job
+        return await self.client.create_flow_run_from_deployment((await self.deployment(flow_name, pool))[0], parameters=parameters, tags=["opeva", pool])
 
     async def healthy(self) -> bool:
         try:

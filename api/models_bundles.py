@@ -39,3 +39,12 @@ class BundleFilesOut(BaseModel):
 class BundleDeletedOut(BaseModel):
     status: str = "deleted"
     bundle_id: str
+
+
+class BundleFileContentOut(BaseModel):
+    bundle_id: str
+    path: str
+    is_text: bool
+    size_bytes: int
+    truncated: bool = Field(description="The file is larger than the 200 kB shown.")
+    content: str | None = Field(description="The first 200 kB as text; null for a binary file.")

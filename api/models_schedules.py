@@ -77,7 +77,8 @@ class ScheduleRequest(BaseModel):
 
 
 class BackfillRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True,
+                              json_schema_extra={"examples": [{"from": "2026-11-01T00:00:00Z", "until": "2026-11-07T00:00:00Z"}]})
     from_: str = Field(alias="from", description="First occurrence included (ISO 8601)")
     until: str = Field(description="Last occurrence included (ISO 8601)")
 

@@ -87,6 +87,33 @@ def bundle_files(root: Path, bundle_id: str) -> tuple[dict[str, Any], list[dict[
     return entry, [{"path": p, "size_bytes": s} for p, s in files]
 
 
+CONTENT_CAP = 200_000  # upstream's files/content cap (bytes)
+
+
+def file_content(root: Path, bundle_id: str, rel: str) -> dict[str, Any]:
+    """Upstream's ``files/content``: the first 200 kB of one file of a stored bundle, as text when
+    it decodes as UTF-8. The path must stay in the bundle (no absolute path, no '..': 400) and be
+    one of its regular files (404); nothing is followed through a link."""
+    parts = PurePosixPath(rel).parts if rel else ()
+    if not parts or rel.startswith("/") or ".." in parts or "\0" in rel:
+        raise BundleError(400, f"path {rel[:200]!r} must be relative and stay inside the bundle")
+    entry, listed = bundle_files(root, bundle_id)
+    size = next((f["size_bytes"] for f in listed if f["path"] == PurePosixPath(rel).as_posix()), None)
+    if size is None:
+        raise BundleError(404, f"bundle {bundle_id} has no file {rel[:200]!r}")
+    try:
+        raw = job_io.read_bounded(store_dir(root) / entry["storage_dir_name"], PurePosixPath(rel).as_posix(), 0, CONTENT_CAP)
+    except job_io.NotRegularFile:
+        raise BundleError(404, f"bundle {bundle_id} has no file {rel[:200]!r}") from None
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a cut in the middle of a character is still text; anything else is binary
+        text = raw[:exc.start].decode("utf-8") if len(raw) == CONTENT_CAP and exc.start >= len(raw) - 3 else None
+    return {"bundle_id": entry["bundle_id"], "path": PurePosixPath(rel).as_posix(), "is_text": text is not None,
+            "size_bytes": size, "truncated": size > CONTENT_CAP, "content": text}
+
+
 def delete_bundle(root: Path, bundle_id: str) -> dict[str, Any]:
     """Remove the bundle's folder and its index entry; returns the entry."""
     if not _ID.match(bundle_id):
@@ -187,18 +214,88 @@ def import_job_bundle(root: Path, job_dir: Path, job_id: str, job_name: str | No
             if digest != expected:
                 raise BundleError(422, f"{rel}: sha256 {digest} does not match the manifest's {expected}")
         (tmp / MANIFEST).write_bytes(raw)
-        bundle_id = _content_id(tmp, [MANIFEST, *(rel for rel, _ in listed)])
-        with _locked(root):
-            entries = list_bundles(root)
-            found = next((e for e in entries if e.get("bundle_id") == bundle_id), None)
-            if found is not None:
-                return found, False
-            entry = _entry(bundle_id, manifest, job_id, job_name, len(listed) + 1)
-            os.replace(tmp, store_dir(root) / entry["storage_dir_name"])
-            write_json_atomic(_index_path(root), {"bundles": [*entries, entry]}, durable=True)
-            return entry, True
+        return _store_folder(root, tmp, [MANIFEST, *(rel for rel, _ in listed)],
+                             lambda bundle_id: _entry(bundle_id, manifest, job_id, job_name, len(listed) + 1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _upload_paths(paths: list[str]) -> list[str]:
+    """The upload's relative paths, checked (relative, no '..', no empty part) and re-rooted at
+    the manifest: a browser sends a picked folder as ``<folder>/...``, and upstream takes the
+    manifest at the root or one folder down."""
+    clean = []
+    for rel in paths:
+        parts = PurePosixPath(rel.replace("\\", "/")).parts if isinstance(rel, str) else ()
+        if not parts or rel.startswith(("/", "\\")) or ".." in parts or "\0" in rel or len(rel) > 1000:
+            raise BundleError(400, f"relative path {str(rel)[:200]!r} must be relative and stay inside the bundle")
+        clean.append("/".join(parts))
+    if len(set(clean)) != len(clean):
+        raise BundleError(400, "relative_paths name a file twice")
+    for _ in range(2):
+        if MANIFEST in clean:
+            return clean
+        tops = {p.split("/", 1)[0] for p in clean}
+        if len(tops) != 1 or any("/" not in p for p in clean):
+            break
+        clean = [p.split("/", 1)[1] for p in clean]
+    if MANIFEST not in clean:
+        raise BundleError(400, f"no {MANIFEST} at the root of the uploaded folder or one folder down")
+    return clean
+
+
+def import_upload(root: Path, files: list[tuple[str, Any]], name: str) -> tuple[dict[str, Any], bool]:
+    """Store an uploaded folder (``(relative path, binary file object)`` pairs); (index entry, created).
+    Same limits as a job's bundle; the manifest must be a JSON object. Blocking: call in a thread."""
+    if not files:
+        raise BundleError(400, "no files uploaded")
+    if len(files) > MAX_FILES:
+        raise BundleError(400, f"more than {MAX_FILES} files")
+    paths = _upload_paths([rel for rel, _ in files])
+    store_dir(root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=store_dir(root), prefix=".upload-"))
+    try:
+        budget = MAX_TOTAL_BYTES
+        for rel, (_, src) in zip(paths, files):
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "xb") as out:
+                while piece := src.read(job_io.CHUNK):
+                    budget -= len(piece)
+                    if out.tell() + len(piece) > MAX_FILE_BYTES or budget < 0:
+                        raise BundleError(400, f"{rel}: larger than the limit ({MAX_FILE_BYTES} bytes a file, {MAX_TOTAL_BYTES} a bundle)")
+                    out.write(piece)
+        raw = (tmp / MANIFEST).read_bytes()
+        try:
+            manifest = json.loads(raw) if len(raw) <= MAX_MANIFEST else None
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise BundleError(400, f"{MANIFEST} is not a JSON object (of at most {MAX_MANIFEST} bytes)")
+        return _store_folder(root, tmp, paths, _entry_of_upload(manifest, name, len(paths)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _entry_of_upload(manifest: dict[str, Any], name: str, count: int) -> Any:
+    def make(bundle_id: str) -> dict[str, Any]:
+        entry = _entry(bundle_id, manifest, "", name, count)
+        return {**entry, "name": name[:200] or f"upload-{bundle_id}", "source_job_id": None, "source_job_name": None}
+    return make
+
+
+def _store_folder(root: Path, tmp: Path, paths: list[str], make_entry: Any) -> tuple[dict[str, Any], bool]:
+    bundle_id = _content_id(tmp, paths)
+    with _locked(root):
+        entries = list_bundles(root)
+        found = next((e for e in entries if e.get("bundle_id") == bundle_id), None)
+        if found is not None:
+            return found, False
+        entry = make_entry(bundle_id)
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700: the inference targets read the store as uid 65534
+        os.replace(tmp, store_dir(root) / entry["storage_dir_name"])
+        write_json_atomic(_index_path(root), {"bundles": [*entries, entry]}, durable=True)
+        return entry, True
 
 
 def _entry(bundle_id: str, manifest: dict[str, Any], job_id: str, job_name: str | None, count: int) -> dict[str, Any]:

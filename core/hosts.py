@@ -49,6 +49,21 @@ JobNetwork = Literal["internal", "none"]
 _NETWORK_WIDTH = {"none": 0, "internal": 1}
 
 
+class InferenceTargetSpec(BaseModel):
+    """An inference target of a host (core/inference_targets.py): without ``base_url`` the platform
+    runs it (a container of the inference image on this host's engine); with one it is external
+    (a service someone else runs, like upstream's sites) that the platform only probes and switches."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="Target id in /deploy/inferences/{id}; unique over all hosts.")
+    name: str | None = Field(None, max_length=200)
+    base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", description="External target's URL; null: the platform runs it.")
+    bundle_mount_path: str = Field("/bundles", description="Where the target sees the bundle store (read-only).")
+    memory: str = Field("256m", pattern=r"^[0-9]+[kmg]?$")
+    cpus: float = Field(1.0, gt=0, le=64)
+    pids: int = Field(64, ge=8, le=4096)
+
+
 class Host(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,6 +96,7 @@ class Host(BaseModel):
         "internal", description="internal: the jobs network (only the platform's MLflow on it); none: no network at all."
     )
     limits: JobLimits = Field(default_factory=JobLimits, description="Every job's limits on this host; a job may only lower them.")
+    inference_targets: list[InferenceTargetSpec] = Field(default_factory=list, description="Inference targets on this host (docs/inference.md).")
 
     @field_validator("name")
     @classmethod
@@ -200,6 +216,9 @@ class HostsFile(BaseModel):
             raise ValueError(f"host names must be unique: {names}")
         if not v:
             raise ValueError("the hosts file lists no host")
+        targets = [t.id for h in v for t in h.inference_targets]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"inference target ids must be unique over all hosts: {targets}")
         return v
 
     def get(self, name: str) -> Host | None:

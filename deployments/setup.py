@@ -319,6 +319,10 @@ async def setup(
                 await asyncio.to_thread(ensure_reference_image, host, host.image or settings.runtime_image)
             for name in await ensure_deployments(client, host, docker=use_docker):
                 log.info("deployment %s on a %s pool", name, types[host.name])
+        from deployments.control_pool import ensure_control  # platform actions' process pool (no job slot)
+
+        for name in await ensure_control(client):
+            log.info("deployment %s on the control pool", name)
     await ensure_zombie_automation()
     return types
 

@@ -65,6 +65,16 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     for host in load_hosts().hosts:
         if host.start_worker:
             platform.start_worker(host.name, types[host.name])
+    from deployments.control_pool import start_control_worker
+
+    start_control_worker(platform)
+    if use_docker:  # the hosts' inference targets, no bundle loaded (docs/inference.md); not fatal
+        from deployments.inference_targets import start_inference_targets
+
+        try:
+            start_inference_targets(platform, PlatformSettings().runtime_image)
+        except Exception as exc:  # noqa: BLE001 (jobs and the API work without them)
+            print(f"Inference targets not started: {exc}", flush=True)
     start_apis(platform, layout)
     return types
 

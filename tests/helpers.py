@@ -31,6 +31,9 @@ hosts:
     start_worker: true
     simulator_image: opeva-test/opeva-simulator
     allowed_images: [opeva-test/opeva-simulator, opeva-test/missing]
+    inference_targets:   # started only where a test asks (tests/e2e/test_inference.py)
+      - {{id: local, name: Local inference}}
+      - {{id: down, name: Nobody answers, base_url: "http://127.0.0.1:9"}}
   - name: second
     concurrency_limit: 2
     volumes: ["{data_dir}:{data_dir}"]

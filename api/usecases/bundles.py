@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from api.errors import ApiError
 from api.gateway import PrefectGateway, opeva_status
-from api.models_bundles import BundleCreatedOut, BundleDeletedOut, BundleFile, BundleFilesOut, BundleOut
+from api.models_bundles import (
+    BundleCreatedOut,
+    BundleDeletedOut,
+    BundleFile,
+    BundleFileContentOut,
+    BundleFilesOut,
+    BundleOut,
+)
+from api.usecases import inferences
 from core import bundle_store
+from core.hosts import HostsFile
 from core.layout import DataRoot
 
 T = TypeVar("T")
@@ -42,7 +52,22 @@ async def files(storage: DataRoot, bundle_id: str) -> BundleFilesOut:
                           files=[BundleFile(**f) for f in listed])
 
 
-async def delete(storage: DataRoot, bundle_id: str) -> BundleDeletedOut:
-    """No inference target exists yet, so nothing can be serving the bundle: never a 409."""
+async def upload(storage: DataRoot, files: list[tuple[str, Any]], name: str) -> tuple[BundleCreatedOut, bool]:
+    entry, created = await _store(bundle_store.import_upload, storage.root, files, name)
+    return BundleCreatedOut(created=created, bundle=BundleOut(**entry)), created
+
+
+async def file_content(storage: DataRoot, bundle_id: str, path: str) -> BundleFileContentOut:
+    return BundleFileContentOut(**await _store(bundle_store.file_content, storage.root, bundle_id, path))
+
+
+async def delete(storage: DataRoot, hosts: HostsFile, home: Path, bundle_id: str) -> BundleDeletedOut:
+    """Refused (409) while a reachable inference target serves the bundle, as upstream; a target that
+    does not answer cannot be serving anything, so it does not block the delete."""
+    await _store(bundle_store.get_bundle, storage.root, bundle_id)  # unknown: 404 before probing targets
+    serving = await inferences.serving(hosts, home, bundle_id)
+    if serving:
+        raise ApiError(409, f"bundle {bundle_id} is active on inference target(s) {', '.join(serving)}; switch them to another bundle first",
+                       targets=serving)
     entry = await _store(bundle_store.delete_bundle, storage.root, bundle_id)
     return BundleDeletedOut(bundle_id=entry["bundle_id"])

@@ -103,7 +103,7 @@ async def _runs_by_host(gateway: PrefectGateway, names: list[str], index: JobInd
 async def hosts_overview(gateway: PrefectGateway, hosts: HostsFile, index: JobIndex | None = None) -> HostsOut:
     """Every host's card in one round of reads (pools at once, workers per pool in parallel, runs)."""
     names = [h.name for h in hosts.hosts]
-    (pools, workers), runs = await asyncio.gather(gateway.host_reads(names), _runs_by_host(gateway, names, index))
+    (pools, workers), runs = await asyncio.gather(gateway.hosts.reads(names), _runs_by_host(gateway, names, index))
     details = [host_detail(h, pools.get(h.name), workers[h.name], *runs[h.name]) for h in hosts.hosts]
     return HostsOut(available_hosts=names, hosts=dict(zip(names, details)))
 

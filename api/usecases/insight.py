@@ -120,7 +120,7 @@ def eta_fields(eta: Eta) -> dict[str, Any]:
 
 async def _host_facts(gateway: PrefectGateway, names: list[str]) -> dict[str, tuple[int | None, bool]]:
     """Each host's pool concurrency limit and whether a worker is online (the gateway keeps them briefly)."""
-    pools, workers = await gateway.host_reads(names)
+    pools, workers = await gateway.hosts.reads(names)
     return {h: (pools[h].concurrency_limit if h in pools else None, any(w.status == "ONLINE" for w in workers[h])) for h in names}
 
 

@@ -127,7 +127,7 @@ async def choose_host(gateway: PrefectGateway, hosts: HostsFile, profile: str | 
     if not candidates:
         kind = "GPU-capable" if profile == "gpu" else "CPU-only"
         raise ApiError(400, f"no {kind} host is configured for target_worker_profile {profile!r}; hosts: {', '.join(hosts.names)}")
-    online = await asyncio.gather(*(gateway.workers(h.name) for h in candidates))
+    online = await asyncio.gather(*(gateway.hosts.workers(h.name) for h in candidates))
     for host, workers in zip(candidates, online):
         if any(w.status == "ONLINE" for w in workers):
             return host

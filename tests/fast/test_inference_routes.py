@@ -1,0 +1,190 @@
+"""/deploy/inferences* without Docker: targets listed from the hosts file, probed over real HTTP
+(an inference service of this process on a loopback port, declared as an external target), the
+DELETE guard of a bundle a reachable target serves, refusals before any flow run, log paging."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import experiment, gateway_call
+
+from core import bundle_store, inference_logs
+from deployments.platform import free_port
+from inference.service import Serving, make_server
+from simulator.agents import make_controller
+from simulator.bundle import export_bundle
+from simulator.config import validate_config
+from simulator.sample import sample_dataset
+
+
+def _stored_bundle(api, storage) -> str:
+    r = api.post("/run-simulation", json={"config": experiment("inference", "t"), "command": ["true"], "target_host": "offline"})
+    job = r.json()["job_id"]
+    from prefect.states import Completed
+
+    async def done(gateway):
+        await gateway.client.set_flow_run_state(uuid.UUID(job), Completed(), force=True)
+
+    gateway_call(done)
+    config = validate_config({"experiment": {"name": "x", "run_name": str(uuid.uuid4())}, "algorithm": "rule_based",
+                              "simulation": {"buildings": 2, "days": 1}})
+    data = sample_dataset(2, 1, 0)
+    export_bundle(storage.job(job).dir, config, data, make_controller("rule_based", data, config.params, 0))
+    r = api.post(f"/deploy/bundles/from-job/{job}")
+    assert r.status_code == 201, r.text
+    return r.json()["bundle"]["bundle_id"]
+
+
+@pytest.fixture
+def external_target(platform, storage):
+    """An inference service on a loopback port, added to the hosts file as target ``ext``."""
+    hosts_file = Path(platform.home) / "hosts.yaml"
+    before = hosts_file.read_text()
+    port = free_port()
+    root = bundle_store.store_dir(storage.root)
+    root.mkdir(parents=True, exist_ok=True)
+    server = make_server(f"127.0.0.1:{port}", Serving(root))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    hosts_file.write_text(before.replace(
+        "      - {id: down,", f'      - {{id: ext, base_url: "http://127.0.0.1:{port}", bundle_mount_path: "{root}"}}\n      - {{id: down,'))
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        hosts_file.write_text(before)
+        server.shutdown()
+        server.server_close()
+
+
+def test_targets_listed_and_probed(api, platform):
+    listed = {t["id"]: t for t in api.get("/deploy/inferences").json()}
+    assert listed["local"]["kind"] == "platform" and listed["local"]["container_name"].startswith("opeva-inference-local-")
+    assert listed["local"]["base_url"].startswith("unix:") and listed["local"]["bundle_mount_path"] == "/bundles"
+    assert listed["down"] == {"id": "down", "name": "Nobody answers", "base_url": "http://127.0.0.1:9", "container_name": None,
+                              "bundle_mount_path": "/bundles", "host": "local", "kind": "external"}
+    for target in ("down", "local"):  # nobody listens; no container in this tier
+        health = api.get(f"/deploy/inferences/{target}/health").json()
+        assert health["reachable"] is False and health["configured"] is False and health["error"], health
+    r = api.get("/deploy/inferences/nope/health")
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
+
+
+def test_switch_refusals_come_before_any_flow_run(api, storage):
+    bundle = _stored_bundle(api, storage)
+    r = api.post("/deploy/inferences/nope/switch-bundle", json={"bundle_id": bundle})
+    assert r.status_code == 404 and "nope" in r.json()["detail"] and "flow_run_id" not in r.json()
+    r = api.post("/deploy/inferences/local/switch-bundle", json={"bundle_id": "ffffffffffffffff"})
+    assert r.status_code == 404 and "ffffffffffffffff" in r.json()["detail"]
+    assert api.post("/deploy/inferences/local/switch-bundle", json={}).status_code == 422
+    assert api.post("/deploy/inferences/local/switch-bundle", json={"bundle_id": bundle, "x": 1}).status_code == 422
+
+
+def test_delete_refused_while_a_reachable_target_serves_the_bundle(api, storage, external_target):
+    url, server = external_target
+    bundle = _stored_bundle(api, storage)
+    assert api.get("/deploy/inferences/ext/health").json()["configured"] is False
+    root = bundle_store.store_dir(storage.root)
+    r = httpx.post(f"{url}/admin/load", json={"manifest_path": str(root / bundle / "artifact_manifest.json"), "bundle_id": bundle})
+    assert r.status_code == 200, r.text
+    health = api.get("/deploy/inferences/ext/health").json()
+    assert health["reachable"] and health["configured"] and health["active_bundle_id"] == bundle
+    assert health["active_manifest_path"] == str(root / bundle / "artifact_manifest.json")
+    r = api.delete(f"/deploy/bundles/{bundle}")
+    assert r.status_code == 409 and "ext" in r.json()["detail"] and r.json()["targets"] == ["ext"]
+    assert (root / bundle).is_dir() and bundle in {b["bundle_id"] for b in api.get("/deploy/bundles").json()}, "nothing changed"
+    server.shutdown()  # a target that does not answer serves nothing: the delete goes through
+    assert api.delete(f"/deploy/bundles/{bundle}").status_code == 200
+    assert api.delete(f"/deploy/bundles/{bundle}").status_code == 404
+
+
+def test_log_history_refusals_and_external_targets(api):
+    since = "2026-01-01T00:00:00Z"
+    r = api.get("/deploy/inferences/down/logs/history/chunk", params={"since_ts": since})
+    assert r.status_code == 200 and r.json()["available"] is False and r.json()["lines"] == []
+    r = api.get("/deploy/inferences/local/logs/history/chunk", params={"since_ts": since})
+    assert r.status_code == 200 and r.json()["available"] is False and "not running" in r.json()["message"]
+    for bad in ("2026-01-01T00:00:00", "2026-01-01T02:00:00+02:00", "yesterday"):
+        r = api.get("/deploy/inferences/local/logs/history/chunk", params={"since_ts": bad})
+        assert r.status_code == 400 and "since_ts" in r.json()["detail"], bad
+    assert api.get("/deploy/inferences/local/logs/history/chunk").status_code == 422, "since_ts is required (as upstream)"
+    assert api.get("/deploy/inferences/local/logs/history/chunk", params={"since_ts": since, "limit_lines": 2001}).status_code == 422
+    assert api.get("/deploy/inferences/down/logs/stream").status_code == 409
+    assert api.get("/deploy/inferences/nope/logs/stream").status_code == 404
+
+
+def test_log_paging_follows_upstreams_cursors():
+    lines = [{"ts": f"t{i:02d}", "text": str(i), "source": "s"} for i in range(10)]
+    last = inference_logs.page(lines, None, 4)
+    assert [x["text"] for x in last["lines"]] == ["6", "7", "8", "9"] and last["has_more_before"] and not last["has_more_after"]
+    before = inference_logs.page(lines, last["next_cursor"], 4)
+    assert [x["text"] for x in before["lines"]] == ["2", "3", "4", "5"] and before["prev_cursor"] == "6"
+    first = inference_logs.page(lines, before["next_cursor"], 4)
+    assert [x["text"] for x in first["lines"]] == ["0", "1", "2", "3"] and first["next_cursor"] is None
+    with pytest.raises(inference_logs.LogError):
+        inference_logs.page(lines, "x", 4)
+
+
+def test_bundle_file_content_as_upstream(api, storage):
+    bundle = _stored_bundle(api, storage)
+    r = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": "artifact_manifest.json"})
+    body = r.json()
+    assert r.status_code == 200 and body["is_text"] and not body["truncated"] and body["bundle_id"] == bundle
+    assert json.loads(body["content"])["manifest_version"] == 1 and body["size_bytes"] == len(body["content"].encode())
+    folder = bundle_store.store_dir(storage.root) / bundle
+    (folder / "big.txt").write_text("é" * 150_000)  # 300 kB of 2-byte characters
+    (folder / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    big = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": "big.txt"}).json()
+    assert big["truncated"] and big["is_text"] and big["size_bytes"] == 300_000 and big["content"] == "é" * 100_000
+    binary = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": "weights.bin"}).json()
+    assert binary["is_text"] is False and binary["content"] is None and binary["size_bytes"] == 1024
+    (folder / "link.json").symlink_to("/etc/passwd")
+    for path, status in [("../index.json", 400), ("/etc/passwd", 400), ("a/../../x", 400), ("nope.json", 404), ("link.json", 404)]:
+        r = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": path})
+        assert r.status_code == status and "detail" in r.json(), (path, r.text)
+    assert api.get("/deploy/bundles/ffffffffffffffff/files/content", params={"path": "artifact_manifest.json"}).status_code == 404
+
+
+def _folder_upload(folder: Path, top: str = "mybundle") -> tuple[list, dict]:
+    files = [("files", (f"{top}/{p.relative_to(folder).as_posix()}", p.read_bytes(), "application/octet-stream"))
+             for p in sorted(folder.rglob("*")) if p.is_file()]
+    return files, {"relative_paths": [name for _, (name, _, _) in files]}
+
+
+def test_upload_folder_as_the_ui_sends_it(api, storage, tmp_path):
+    bundle = _stored_bundle(api, storage)
+    folder = bundle_store.store_dir(storage.root) / bundle
+    files, form = _folder_upload(folder)
+    r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
+    assert r.status_code == 200 and r.json() == {"created": False, "bundle": r.json()["bundle"]} and r.json()["bundle"]["bundle_id"] == bundle, \
+        "the same content is the same bundle, whoever sent it"
+    (tmp_path / "b").mkdir()
+    for name, content, _ in (f for _, f in files):
+        (tmp_path / "b" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "b" / name).write_bytes(content)
+    (tmp_path / "b" / "mybundle" / "notes.txt").write_text("uploaded by hand")
+    files, form = _folder_upload(tmp_path / "b" / "mybundle", top="outer/mybundle")  # one folder down
+    r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
+    assert r.status_code == 201, r.text
+    entry = r.json()["bundle"]
+    assert r.json()["created"] and entry["name"] == "outer" and entry["file_count"] == len(files) and entry["source_job_id"] is None
+    listed = {f["path"] for f in api.get(f"/deploy/bundles/{entry['bundle_id']}/files").json()["files"]}
+    assert "artifact_manifest.json" in listed and "notes.txt" in listed, listed
+    before = api.get("/deploy/bundles").json()
+    bad = [
+        ([("files", ("x/policy.json", b"{}", "application/json"))], {"relative_paths": ["x/policy.json"]}, "no artifact_manifest.json"),
+        ([("files", ("artifact_manifest.json", b"[1]", "application/json"))], {"relative_paths": ["artifact_manifest.json"]}, "not a JSON object"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json", "../escape.json"]}, "stay inside"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json", "/etc/x"]}, "stay inside"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json"]}, "1 relative_paths"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json"] * 2}, "twice"),
+    ]
+    for files, form, words in bad:
+        r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
+        assert r.status_code == 400 and words in r.json()["detail"], (form, r.text)
+    assert api.get("/deploy/bundles").json() == before, "a refused upload stores nothing"
+    assert not [p for p in bundle_store.store_dir(storage.root).iterdir() if p.name.startswith(".upload-")]
