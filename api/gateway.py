@@ -28,6 +28,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterIdempotencyKey,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    FlowRunFilterTags,
     LogFilter,
     LogFilterFlowRunId,
     LogFilterTimestamp,
@@ -203,10 +204,10 @@ class PrefectGateway:
 
     async def list_runs(
         self, *, status: str | None = None, host: str | None = None, limit: int | None = 50, offset: int = 0,
-        flows: list[str] | None = None,
+        flows: list[str] | None = None, tag: str | None = None,
     ) -> tuple[list[FlowRun], int]:
-        """Newest first; also the total matching count, for pagination."""
-        run_filter = FlowRunFilter()
+        """Newest first; also the total matching count, for pagination (``tag``: only runs with it)."""
+        run_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]) if tag else None)
         if status:
             run_filter.state = _types([StateType(t) for t in sorted(PREFECT_TYPES[status])])
         kwargs: dict[str, Any] = {
@@ -257,6 +258,17 @@ class PrefectGateway:
         for start in range(0, len(ids), PAGE):
             out += await self.client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[start:start + PAGE])), limit=PAGE)
         return out
+
+    async def runs_tagged(self, tag: str, limit: int = MAX_SCAN) -> list[FlowRun]:
+        """Every run carrying ``tag`` (a sweep's children: ``sweep:<id>``)."""
+        return await self._all_runs(limit, 0, flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), sort=FlowRunSort.EXPECTED_START_TIME_ASC)
+
+    async def flow_name(self, flow_id: UUID) -> str | None:
+        """Any flow's name (flow_names() holds only the job flows')."""
+        try:
+            return (await self.client.read_flow(flow_id)).name
+        except ObjectNotFound:
+            return None
 
     async def count_job_runs(self) -> int:
         return await self.client.count_flow_runs(flow_filter=_flows(JOB_FLOWS))

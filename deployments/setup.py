@@ -42,6 +42,10 @@ FLOWS: dict[str, tuple[str, str]] = {
     "run-simulation": ("flows/simulation.py:run_simulation", "flows.simulation:run_simulation"),
     "build-dataset": ("flows/build_dataset.py:build_dataset", "flows.build_dataset:build_dataset"),
 }
+# Flows that only start and watch other runs: deployed once, on the control pool (deployments/control_pool.py)
+CONTROL_FLOWS: dict[str, tuple[str, str]] = {
+    "run-sweep": ("flows/sweep.py:run_sweep", "flows.sweep:run_sweep"),
+}
 
 
 def docker_available(base_url: str | None = None) -> bool:
@@ -307,6 +311,10 @@ async def setup(
     """Returns each host's pool type."""
     settings = settings or PlatformSettings()
     hosts = hosts or load_hosts()
+    from deployments import control_pool
+
+    if hosts.get(control_pool.CONTROL_POOL) is not None:
+        raise SystemExit(f"the hosts file names a host {control_pool.CONTROL_POOL!r}: that name is the control pool's; rename the host")
     await register_blocks(settings, mongo_uri)
     types: dict[str, str] = {}
     async with get_client() as client:
@@ -319,6 +327,9 @@ async def setup(
                 await asyncio.to_thread(ensure_reference_image, host, host.image or settings.runtime_image)
             for name in await ensure_deployments(client, host, docker=use_docker):
                 log.info("deployment %s on a %s pool", name, types[host.name])
+        await control_pool.ensure_control_pool(client, _run_env())
+        for name in await control_pool.ensure_control_deployments(client, CONTROL_FLOWS):
+            log.info("deployment %s on the control pool", name)
     await ensure_zombie_automation()
     return types
 
@@ -358,6 +369,7 @@ def main() -> None:
     types = setup_as_configured(args.mongo_uri, docker=False if args.process else None)
     for host, kind in types.items():
         print(f"host {host}: {kind} work pool '{host}', deployments run-simulation/{host}, build-dataset/{host}")
+    print(f"control pool: process work pool 'control', deployments {', '.join(f'{f}/control' for f in CONTROL_FLOWS)}")
 
 
 if __name__ == "__main__":

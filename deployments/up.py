@@ -65,6 +65,9 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     for host in load_hosts().hosts:
         if host.start_worker:
             platform.start_worker(host.name, types[host.name])
+    from deployments.control_pool import start_control_worker
+
+    start_control_worker(platform)  # the control pool's runs (sweeps' parents) never hold a host's slot
     start_apis(platform, layout)
     return types
 
@@ -85,7 +88,7 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  OPEVA API:    {platform.api_url}   (docs: {platform.api_url}/docs)\n"
         f"  MongoDB:      {platform.mongo_uri}\n"
         f"  MLflow:       {settings.mlflow_browser_url if settings.mlflow else 'off (OPEVA_MLFLOW=0)'}\n"
-        f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}\n"
+        f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}, control (process: sweeps)\n"
         f"  Shared data:  {platform.data_dir}\n"
         f"  Logs:         {platform.logs_dir}\n"
         f"Try: export PREFECT_API_URL={platform.prefect_api_url} PREFECT_API_AUTH_STRING={_auth_hint(platform)}\n"
