@@ -73,7 +73,13 @@ def _hosts(client: Any, asked: list[str] | str | None) -> tuple[list[str], dict[
 
 def _children(client: Any, sweep_id: str) -> dict[int, FlowRun]:
     """This sweep's child runs by trial (a retry adopts what earlier attempts started)."""
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[sw.SWEEP_TAG + sweep_id])), limit=sw.MAX_TRIALS * 2)
+    flt = FlowRunFilter(tags=FlowRunFilterTags(all_=[sw.SWEEP_TAG + sweep_id]))
+    runs: list[FlowRun] = []
+    while True:  # pages of 200, the server's largest
+        page = client.read_flow_runs(flow_run_filter=flt, limit=200, offset=len(runs))
+        runs += page
+        if len(page) < 200:
+            break
     out: dict[int, FlowRun] = {}
     for run in runs:
         trial = sw.trial_of_key(run.idempotency_key, sweep_id)
