@@ -259,17 +259,6 @@ class PrefectGateway:
             out += await self.client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[start:start + PAGE])), limit=PAGE)
         return out
 
-    async def runs_tagged(self, tag: str, limit: int = MAX_SCAN) -> list[FlowRun]:
-        """Every run carrying ``tag`` (a sweep's children: ``sweep:<id>``)."""
-        return await self._all_runs(limit, 0, flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), sort=FlowRunSort.EXPECTED_START_TIME_ASC)
-
-    async def flow_name(self, flow_id: UUID) -> str | None:
-        """Any flow's name (flow_names() holds only the job flows')."""
-        try:
-            return (await self.client.read_flow(flow_id)).name
-        except ObjectNotFound:
-            return None
-
     async def count_job_runs(self) -> int:
         return await self.client.count_flow_runs(flow_filter=_flows(JOB_FLOWS))
 

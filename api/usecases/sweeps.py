@@ -78,7 +78,7 @@ async def _parent(gateway: PrefectGateway, sweep_id: str) -> FlowRun:
         run = await gateway.read_run(sweep_id)
     except JobNotFound:
         raise ApiError(404, f"no sweep with id {sweep_id!r}") from None
-    if await gateway.flow_name(run.flow_id) != SWEEP_FLOW:
+    if run.deployment_id is None or run.deployment_id != await gateway.deployment_id(SWEEP_FLOW, CONTROL_POOL):
         raise ApiError(404, f"no sweep with id {sweep_id!r} (that run is not a run-sweep run)")
     return run
 
@@ -96,7 +96,7 @@ def _trials(parent: FlowRun) -> tuple[sw.SweepSpec | None, list[sw.Trial]]:
 
 
 async def _children(gateway: PrefectGateway, sweep_id: str) -> dict[int, FlowRun]:
-    runs = await gateway.runs_tagged(sw.SWEEP_TAG + sweep_id)
+    runs, _ = await gateway.list_runs(tag=sw.SWEEP_TAG + sweep_id, limit=None, flows=[SIMULATION_FLOW])
     return {t: r for r in runs if (t := sw.trial_of_key(r.idempotency_key, sweep_id)) is not None}
 
 

@@ -123,3 +123,19 @@ def test_stop_mid_sweep_leaves_every_child_final_within_10_s(api):
     assert parent.state.is_cancelled(), parent.state
     time.sleep(3)  # nothing starts after the stop
     assert len(_children(sweep_id)) == len([t for t in table["trials"] if t["job_id"]])
+
+
+def test_prefect_cli_starts_a_sweep_on_the_control_pool_with_automatic_hosts(api, storage):
+    storage.config_file("sweep-cli.yaml").write_text("experiment: {name: sweep-cli, run_name: r}\nalgorithm: rule_based\nsimulation: {buildings: 1, days: 1}\n")
+    out = subprocess.run(prefect_cmd("deployment", "run", "run-sweep/control", "-p", "base_config=sweep-cli.yaml",
+                                     "-p", 'grid={"algorithm.params.cheap_price_fraction": [0.2, 0.4]}', "-p", "seeds=[5]",
+                                     "-p", 'objective={"metric": "electricity_cost", "mode": "max"}'), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    sweep_id = next(line.split()[-1] for line in out.stdout.splitlines() if "UUID:" in line)
+    parent = _wait_parent(sweep_id)
+    assert parent.state.is_completed(), parent.state
+    table = api.get(f"/sweeps/{sweep_id}").json()
+    assert table["counts"] == {"finished": 2} and {t["seed"] for t in table["trials"]} == {5}
+    assert {t["host"] for t in table["trials"]} <= {"local", "second"}  # auto: the hosts with a worker online, never "offline"
+    configs = [api.get(f"/job-info/{t['job_id']}").json()["parameters"]["config"] for t in table["trials"]]
+    assert [c["algorithm"]["params"]["cheap_price_fraction"] for c in configs] == [0.2, 0.4] and all(c["seed"] == 5 for c in configs)
