@@ -84,6 +84,9 @@ def acceptance(api: httpx.Client) -> list[tuple[str, str, str]]:
     per_host = {h: sum(1 for t in trials if t["host"] == h) for h in ("h1", "h2")}
     spans = [(_t(t["started_at"]), _t(t["finished_at"])) for t in trials if t["started_at"] and t["finished_at"]]
     work = sum(end - start for start, end in spans)
+    jobs = api.get("/jobs", params={"sweep_id": sweep_id}).json()
+    waits = [j["queue_wait_seconds"] for j in jobs if j.get("queue_wait_seconds") is not None]
+    first_start = min(start for start, _ in spans)
     subflows, artifacts = _prefect_reads(sweep_id)
     summary_rows = len(api.get(f"/sweeps/{sweep_id}/summary.csv").text.strip().splitlines()) - 1
     out = subprocess.run(prefect_cli() + ["flow-run", "retry", sweep_id], capture_output=True, text=True)
@@ -97,6 +100,8 @@ def acceptance(api: httpx.Client) -> list[tuple[str, str, str]]:
         ("jobs per host (h1, h2)", f"{per_host['h1']}, {per_host['h2']}", ">= 6 each"),
         ("most jobs running at once", str(max_in_flight(spans)), f"<= max_parallel {MAX_PARALLEL}"),
         ("sweep wall time, submit to parent final (s)", f"{ended - submitted:.1f}", f"floor {work / MAX_PARALLEL:.1f} = {work:.1f} s of jobs / {MAX_PARALLEL}"),
+        ("submit to the first job running (s)", f"{first_start - submitted:.1f}", "parent start on the control pool + one job start"),
+        ("job created to running, mean / max (s)", f"{sum(waits) / len(waits):.1f} / {max(waits):.1f}", "worker pick-up + container start (+ a full pool)"),
         ("subflow runs linked to the parent", str(subflows), str(n)),
         ("trials table artifact rows", str(artifacts.get(f"sweep-{sweep_id}-trials")), str(n)),
         ("summary artifact rows / summary.csv rows", f"{artifacts.get(f'sweep-{sweep_id}-summary')} / {summary_rows}", "9 / 9"),
