@@ -28,6 +28,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterIdempotencyKey,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    FlowRunFilterTags,
     LogFilter,
     LogFilterFlowRunId,
     LogFilterTimestamp,
@@ -205,10 +206,10 @@ class PrefectGateway:
 
     async def list_runs(
         self, *, status: str | None = None, host: str | None = None, limit: int | None = 50, offset: int = 0,
-        flows: list[str] | None = None,
+        flows: list[str] | None = None, tag: str | None = None,
     ) -> tuple[list[FlowRun], int]:
-        """Newest first; also the total matching count, for pagination."""
-        run_filter = FlowRunFilter()
+        """Newest first; also the total matching count, for pagination (``tag``: only runs with it)."""
+        run_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]) if tag else None)
         if status:
             run_filter.state = _types([StateType(t) for t in sorted(PREFECT_TYPES[status])])
         kwargs: dict[str, Any] = {

@@ -39,9 +39,11 @@ def _final(run: FlowRun) -> bool:
     return bool(run.state and run.state.is_final())
 
 
-def matches(run: FlowRun, status: str | None, host: str | None, flow: str | None) -> bool:
+def matches(run: FlowRun, status: str | None, host: str | None, flow: str | None, tag: str | None = None) -> bool:
     """The same selection as ``PrefectGateway.list_runs`` (state types, or the OPEVA status where types cannot tell)."""
     if host and run.work_pool_name != host:
+        return False
+    if tag and tag not in (run.tags or ()):
         return False
     if status in SPLIT_STATUSES:
         return opeva_status(run) == status

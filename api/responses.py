@@ -141,6 +141,7 @@ class JobItem(FailureFields, StartFields, OrganizationFields):
     run_duration_seconds: float | None = None
     run_count: int = 0
     requeued_from: str | None = Field(None, description="The job this one requeued (POST /ops/jobs/{id}/requeue).")
+    sweep_id: str | None = Field(None, description="The sweep this job is a trial of (GET /sweeps/{id}).")
 
 
 class MlflowLink(BaseModel):

@@ -33,6 +33,12 @@ from core.limits import LIMITS
 from core.safe_yaml import YamlRefused, load_yaml
 
 
+# The config key that seeds a run: the reference simulator reads the top-level ``seed``
+# (simulator/config.py). Sweeps write each trial's seed there (core/sweep.py; ``seed_key``
+# names another key for simulators that read theirs elsewhere).
+SEED_KEY = "seed"
+
+
 class ExperimentConfigError(ValueError):
     """A config problem, with the field it concerns (``experiment.name``, ``config_path``...)."""
 

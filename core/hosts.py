@@ -21,6 +21,7 @@ from core.job_limits import Effective, JobLimits, effective
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+CONTROL_POOL = "control"  # the process pool of flows that start other runs (sweeps, bundle switches): never a host's name
 
 
 class GpuRequest(BaseModel):

@@ -1,48 +1,71 @@
-"""The ``control`` work pool: platform actions (switching a bundle, sweeps) that must never take
-a compute host's job slot. A **process** pool whose worker ``make up`` starts on the server machine
-(next to the API, the data root and the inference targets' sockets); its runs are short Python
-flows, not simulator containers.
+"""The ``control`` work pool: flows that only orchestrate other flow runs run here.
 
-Self-contained on purpose: :func:`ensure_control` is called by ``deployments/setup.py`` and
-:func:`start_control_worker` by ``make up`` (deployments/up.py) and the tests. Add a control flow
-by adding it to :data:`CONTROL_FLOWS`.
+Why a pool of its own: a flow that starts other runs and waits for them (a sweep's parent,
+for one) must never hold a compute host's job slot. On a host pool of concurrency 1 the
+parent would take the only slot and its children would wait for it forever (a deadlock);
+on bigger pools it would still steal a slot from a simulation. So such flows run on a
+**process** pool served by one worker on the server machine (``make up`` starts it next to
+the Prefect server): no container, the platform's own code and data root, Prefect's URL and
+credentials from the worker's environment (a process worker passes its environment to the
+runs it starts), never a simulator.
+
+What lives here is general: the pool's name and concurrency, the flows deployed on it
+(:data:`CONTROL_FLOWS`; add one there), its creation, and the worker's start (the worker is
+``deployments/control_worker.py``: Prefect's process worker that runs the short ones in itself).
+Nothing here knows what the flows do.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
-from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-from prefect.exceptions import ObjectNotFound
-from prefect.utilities.callables import parameter_schema
-
+from core.hosts import CONTROL_POOL
 from core.settings import PROJECT_ROOT
 
-CONTROL_POOL = "control"
-CONCURRENCY = 8  # switches and sweeps at once; each is a short-lived Python process
+# Control flows sleep while their children work: a few dozen at once cost only memory
+# (one Python process each, ~150 MB). OPEVA_CONTROL_CONCURRENCY overrides it.
+DEFAULT_CONCURRENCY = 8
 # flow (deployment) name -> (entrypoint, import path of the flow object); deployments are "<flow>/control"
 CONTROL_FLOWS: dict[str, tuple[str, str]] = {
+    "run-sweep": ("flows/sweep.py:run_sweep", "flows.sweep:run_sweep"),
     "deploy-bundle": ("flows/deploy_bundle.py:deploy_bundle", "flows.deploy_bundle:deploy_bundle"),
 }
 
 
-def template() -> dict[str, Any]:
+def concurrency_limit() -> int:
+    raw = os.environ.get("OPEVA_CONTROL_CONCURRENCY", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_CONCURRENCY
+
+
+def job_template(env: dict[str, str]) -> dict[str, Any]:
+    """A process pool's template with everything fixed: runs execute the project's code from
+    its root; ``env`` (the platform's run settings: heartbeats, log shipping) is added to the
+    worker's own environment. No job variable may be set by a caller."""
     from prefect.workers.process import ProcessWorker
 
-    t = ProcessWorker.get_default_base_job_template()
-    t["job_configuration"] = {
+    template = ProcessWorker.get_default_base_job_template()
+    template["job_configuration"] = {
         # the engine itself: Prefect's default (`prefect flow-run execute`) also imports the whole CLI
-        "command": f"{sys.executable} -m prefect.engine", "env": {"PYTHONPATH": str(PROJECT_ROOT), "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3"},
-        "labels": {"opeva.pool": CONTROL_POOL}, "name": None, "stream_output": True, "working_dir": str(PROJECT_ROOT),
+        "command": f"{sys.executable} -m prefect.engine",
+        "env": {**env, "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3"},
+        "labels": {"opeva.host": CONTROL_POOL},
+        "name": None,
+        "stream_output": True,
+        "working_dir": str(PROJECT_ROOT),
     }
-    t["variables"] = {"type": "object", "additionalProperties": False, "properties": {},
-                      "description": "Control flows take no job variables"}
-    return t
+    template["variables"] = {"type": "object", "additionalProperties": False, "properties": {},
+                             "description": "Control flows take no job variables"}
+    return template
 
 
-async def ensure_control(client: Any) -> list[str]:
-    """Create or update the pool and its deployments; returns the deployments' names."""
+async def ensure_control_pool(client: Any, env: dict[str, str]) -> None:
+    """Create or update the pool (idempotent); a pool of another type under the name is replaced."""
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    template, limit = job_template(env), concurrency_limit()
     try:
         existing = await client.read_work_pool(CONTROL_POOL)
     except ObjectNotFound:
@@ -51,12 +74,18 @@ async def ensure_control(client: Any) -> list[str]:
         await client.delete_work_pool(CONTROL_POOL)
         existing = None
     if existing is None:
-        await client.create_work_pool(WorkPoolCreate(name=CONTROL_POOL, type="process", base_job_template=template(),
-                                                     concurrency_limit=CONCURRENCY, description="OPEVA platform actions (no job slot)"))
+        await client.create_work_pool(WorkPoolCreate(name=CONTROL_POOL, type="process", base_job_template=template, concurrency_limit=limit,
+                                                     description="OPEVA control flows (they start and watch other runs; no host slot)"))
     else:
-        await client.update_work_pool(CONTROL_POOL, WorkPoolUpdate(base_job_template=template(), concurrency_limit=CONCURRENCY))
+        await client.update_work_pool(CONTROL_POOL, WorkPoolUpdate(base_job_template=template, concurrency_limit=limit))
+
+
+async def ensure_control_deployments(client: Any, flows: dict[str, tuple[str, str]]) -> list[str]:
+    """``<flow>/control`` for each ``name -> (entrypoint, import path)`` of ``flows``."""
+    from prefect.utilities.callables import parameter_schema
+
     names = []
-    for entrypoint, import_path in CONTROL_FLOWS.values():
+    for entrypoint, import_path in flows.values():
         module, attr = import_path.split(":")
         flow_obj = getattr(__import__(module, fromlist=[attr]), attr)
         flow_id = await client.create_flow_from_name(flow_obj.name)
@@ -65,15 +94,15 @@ async def ensure_control(client: Any) -> list[str]:
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_ROOT)}}],
             parameter_openapi_schema=parameter_schema(flow_obj).model_dump_for_openapi(), enforce_parameter_schema=True,
             description=(flow_obj.description or "").strip().splitlines()[0] if flow_obj.description else None,
-            tags=["opeva", "control"],
+            tags=["opeva", f"host:{CONTROL_POOL}"],
         )
         names.append(f"{flow_obj.name}/{CONTROL_POOL}")
     return names
 
 
 def start_control_worker(platform: Any) -> Any:
-    """The pool's worker (deployments/control_worker.py), a child of the platform (supervised and
-    restarted like the others; named ``worker-*`` so it gets a worker's credentials only)."""
+    """The pool's worker (deployments/control_worker.py), a child of ``platform`` (supervised and
+    restarted like the hosts' workers; named ``worker-*`` so it gets a worker's credentials only)."""
     import socket
 
     from deployments.platform import WORKER_QUERY_SECONDS, worker_online

@@ -26,6 +26,7 @@ from core import containers
 from core.settings import PROJECT_ROOT, PlatformSettings
 from blocks.storage import DEFAULT_BLOCK_NAME, SharedStorage
 from core.hosts import Host, HostsFile, load_hosts
+from deployments import control_pool
 from deployments.mlflow_server import pool_env
 
 log = logging.getLogger("opeva.setup")
@@ -307,6 +308,9 @@ async def setup(
     """Returns each host's pool type."""
     settings = settings or PlatformSettings()
     hosts = hosts or load_hosts()
+
+    if hosts.get(control_pool.CONTROL_POOL) is not None:
+        raise SystemExit(f"the hosts file names a host {control_pool.CONTROL_POOL!r}: that name is the control pool's; rename the host")
     await register_blocks(settings, mongo_uri)
     types: dict[str, str] = {}
     async with get_client() as client:
@@ -319,9 +323,8 @@ async def setup(
                 await asyncio.to_thread(ensure_reference_image, host, host.image or settings.runtime_image)
             for name in await ensure_deployments(client, host, docker=use_docker):
                 log.info("deployment %s on a %s pool", name, types[host.name])
-        from deployments.control_pool import ensure_control  # platform actions' process pool (no job slot)
-
-        for name in await ensure_control(client):
+        await control_pool.ensure_control_pool(client, _run_env())
+        for name in await control_pool.ensure_control_deployments(client, control_pool.CONTROL_FLOWS):
             log.info("deployment %s on the control pool", name)
     await ensure_zombie_automation()
     return types
@@ -362,6 +365,7 @@ def main() -> None:
     types = setup_as_configured(args.mongo_uri, docker=False if args.process else None)
     for host, kind in types.items():
         print(f"host {host}: {kind} work pool '{host}', deployments run-simulation/{host}, build-dataset/{host}")
+    print(f"control pool: process work pool 'control', deployments {', '.join(f'{f}/control' for f in control_pool.CONTROL_FLOWS)}")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
             platform.start_worker(host.name, types[host.name])
     from deployments.control_pool import start_control_worker
 
-    start_control_worker(platform)
+    start_control_worker(platform)  # the control pool's runs (sweeps' parents, bundle switches) never hold a host's slot
     if use_docker:  # the hosts' inference targets, no bundle loaded (docs/inference.md); not fatal
         from deployments.inference_targets import start_inference_targets
 
@@ -95,7 +95,7 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  OPEVA API:    {platform.api_url}   (docs: {platform.api_url}/docs)\n"
         f"  MongoDB:      {platform.mongo_uri}\n"
         f"  MLflow:       {settings.mlflow_browser_url if settings.mlflow else 'off (OPEVA_MLFLOW=0)'}\n"
-        f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}\n"
+        f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}, control (process: sweeps)\n"
         f"  Shared data:  {platform.data_dir}\n"
         f"  Logs:         {platform.logs_dir}\n"
         f"Try: export PREFECT_API_URL={platform.prefect_api_url} PREFECT_API_AUTH_STRING={_auth_hint(platform)}\n"

@@ -46,12 +46,13 @@ hosts:
 
 
 @contextmanager
-def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = (), mlflow: bool = False) -> Iterator[Platform]:
+def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = (), mlflow: bool = False, control: bool = False) -> Iterator[Platform]:
     """A platform of the three test hosts on free ports, this process pointed at it.
 
     ``docker`` picks Docker or process pools; ``workers`` names the hosts that get a
     worker (none: jobs stay queued, which the fast tier relies on). ``mlflow`` adds the
     platform's MLflow server and, with Docker, its relay on a jobs network of this platform's own.
+    ``control`` starts the control pool's worker (sweeps' parents run there).
     """
     home = Path(tempfile.mkdtemp(prefix=prefix))
     platform = new_platform(home)
@@ -76,6 +77,10 @@ def running_platform(prefix: str, *, docker: bool, workers: tuple[str, ...] = ()
             platform.pool_types = types  # type: ignore[attr-defined]
             for host in workers:
                 platform.start_worker(host, types[host])
+            if control:
+                from deployments.control_pool import start_control_worker
+
+                start_control_worker(platform)
             platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
             yield platform
         finally:

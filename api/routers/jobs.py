@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 
@@ -56,8 +57,10 @@ async def list_jobs(
     host: str | None = Query(None, max_length=63),
     limit: int | None = Query(None, ge=1, le=1000, description="At most this many, 1 to 1000 (default: all, up to 10,000)."),
     offset: int = Query(0, ge=0, le=1_000_000),
+    sweep_id: UUID | None = Query(None, description="Only the trials of this sweep (POST /sweeps)."),
 ) -> list[JobItem]:
-    items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset, storage=storage, hosts=hosts, index=index)
+    items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset, storage=storage, hosts=hosts, index=index,
+                                        sweep_id=str(sweep_id) if sweep_id else None)
     response.headers["X-Total-Count"] = str(total)
     return items
 

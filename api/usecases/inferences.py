@@ -27,10 +27,10 @@ from api.models_inference import (
     SwitchOut,
 )
 from core import bundle_store, inference_logs
-from core.hosts import HostsFile
+from core.hosts import CONTROL_POOL, HostsFile
 from core.inference_targets import Target, TargetError, get_target, probe, targets
 
-SWITCH_FLOW, CONTROL_POOL = "deploy-bundle", "control"  # flows/deploy_bundle.py, deployments/control_pool.py
+SWITCH_FLOW = "deploy-bundle"  # flows/deploy_bundle.py, deployed on the control pool
 SWITCH_TIMEOUT = 120.0
 POLL_SECONDS = 0.1
 DEFAULT_WINDOW = timedelta(hours=1)

@@ -74,8 +74,15 @@ def job_item(run: FlowRun, flow_name: str | None) -> JobItem:
         prefect_state=state_of(run), submitted_at=iso(run.created), started_at=iso(started), finished_at=iso(ended),
         queue_wait_seconds=_seconds(run.created, started) if started or status in ("queued", "dispatched", "setup") else None,
         run_duration_seconds=_seconds(started, ended) if started else None,
-        run_count=run.run_count, requeued_from=(run.labels or {}).get(REQUEUED_FROM),
+        run_count=run.run_count, requeued_from=(run.labels or {}).get(REQUEUED_FROM), sweep_id=sweep_of(run),
     )
+
+
+def sweep_of(run: FlowRun) -> str | None:
+    """The sweep a run is a trial of, from its ``sweep:<id>`` tag (core/sweep.py)."""
+    from core.sweep import SWEEP_TAG
+
+    return next((t[len(SWEEP_TAG):] for t in run.tags or () if t.startswith(SWEEP_TAG)), None)
 
 
 def _check_reference_simulator(config: dict[str, Any], storage: DataRoot) -> None:
@@ -233,17 +240,19 @@ async def status(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> Job
 
 
 async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | None, limit: int | None, offset: int,
-                    storage: DataRoot | None = None, hosts: HostsFile | None = None, index: JobIndex | None = None) -> tuple[list[JobItem], int]:
+                    storage: DataRoot | None = None, hosts: HostsFile | None = None, index: JobIndex | None = None,
+                    sweep_id: str | None = None) -> tuple[list[JobItem], int]:
     """One page of jobs, newest first, and the total; from the job index when it is built
-    (api/job_index.py says why), else straight from Prefect."""
+    (api/job_index.py says why), else straight from Prefect. ``sweep_id``: a sweep's trials only (their tag)."""
     every: list[FlowRun] | None = None
+    tag = f"sweep:{sweep_id}" if sweep_id else None
     if index is not None and index.ready:
         every = await index.runs()
-        matching = [r for r in every if matches(r, status, host, None)]
+        matching = [r for r in every if matches(r, status, host, None, tag)]
         runs, total = matching[offset:None if limit is None else offset + limit], len(matching)
     else:
-        runs, total = await gateway.list_runs(status=status, host=host, limit=limit, offset=offset)
-        every = runs if status is None and host is None and offset == 0 and len(runs) == total else None
+        runs, total = await gateway.list_runs(status=status, host=host, limit=limit, offset=offset, tag=tag)
+        every = runs if status is None and host is None and tag is None and offset == 0 and len(runs) == total else None
     names = await gateway.flow_names()
     items = [index.memo(r, "item", lambda r=r: job_item(r, names.get(r.flow_id))) if index else job_item(r, names.get(r.flow_id)) for r in runs]
     if storage is not None and hosts is not None:  # estimates, failures, folders: a few batched reads in all

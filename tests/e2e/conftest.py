@@ -1,7 +1,8 @@
 """The whole platform as ``make up`` runs it: Docker work pools, workers, containers.
 
 A Prefect server (SQLite in a temp home), the MongoDB-wire server, two hosts with
-a worker each (``local``, ``second``), one without (``offline``) and the REST API,
+a worker each (``local``, ``second``), one without (``offline``), the control pool's
+worker (sweeps' parents) and the REST API,
 on free loopback ports. Docker is required when OPEVA_REQUIRE_DOCKER=1 (CI sets
 it): a missing engine then fails the tests instead of skipping them.
 """
@@ -42,7 +43,7 @@ def docker_ready() -> bool:
 
 @pytest.fixture(scope="session")
 def platform(docker_ready: bool) -> Iterator[Platform]:
-    with running_platform("opeva-tests-", docker=docker_ready, workers=("local", "second")) as platform:
+    with running_platform("opeva-tests-", docker=docker_ready, workers=("local", "second"), control=True) as platform:
         yield platform
 
 

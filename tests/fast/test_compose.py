@@ -124,7 +124,9 @@ def test_every_client_points_at_the_prefect_server_and_workers_at_known_pools():
             continue
         assert service["environment"]["PREFECT_API_URL"] == f"http://127.0.0.1:{port}/api", name
         argv = shlex.split(service["command"]) if isinstance(service["command"], str) else service["command"]
-        if argv[:2] == ["prefect", "worker"]:
+        if argv[:2] == ["prefect", "worker"] and argv[argv.index("--pool") + 1] == "control":  # deployments/control_pool.py
+            assert argv[argv.index("--type") + 1] == "process" and "/var/run/docker.sock" not in str(service.get("volumes")), name
+        elif argv[:2] == ["prefect", "worker"]:
             assert argv[argv.index("--pool") + 1] in hosts, name
             mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in service["volumes"]]
             assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), name
