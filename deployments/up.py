@@ -32,8 +32,8 @@ def _use_docker(settings: PlatformSettings) -> bool:
     return False
 
 
-def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
-    """Every service, in dependency order; returns each host's pool type."""
+def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str]:
+    """Every service, in dependency order; returns each host's pool type and the AMQP URL to show."""
     from core.hosts import load_hosts
     from deployments.postgres import DatabaseSettings
 
@@ -65,8 +65,11 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
     for host in load_hosts().hosts:
         if host.start_worker:
             platform.start_worker(host.name, types[host.name])
-    start_apis(platform, layout)
-    return types
+    from deployments.rabbitmq_server import ensure_broker
+
+    amqp_url, amqp_shown = ensure_broker(platform, PlatformSettings())  # live site data (docs/live-data.md)
+    start_apis(platform, layout, OPEVA_AMQP_URL=amqp_url)
+    return types, amqp_shown
 
 
 def _auth_hint(platform: Platform) -> str:
@@ -76,7 +79,7 @@ def _auth_hint(platform: Platform) -> str:
     return f'"$(cat {platform.home / "prefect" / "auth_string"})"'
 
 
-def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str]) -> str:
+def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str], amqp: str) -> str:
     ui = f"http://127.0.0.1:{settings.prefect_port}"
     return (
         f"\nOPEVA platform is up.\n"
@@ -85,6 +88,7 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  OPEVA API:    {platform.api_url}   (docs: {platform.api_url}/docs)\n"
         f"  MongoDB:      {platform.mongo_uri}\n"
         f"  MLflow:       {settings.mlflow_browser_url if settings.mlflow else 'off (OPEVA_MLFLOW=0)'}\n"
+        f"  RabbitMQ:     {amqp}\n"
         f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}\n"
         f"  Shared data:  {platform.data_dir}\n"
         f"  Logs:         {platform.logs_dir}\n"
@@ -113,9 +117,9 @@ def run() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        types = _start(platform, _use_docker(settings))
+        types, amqp = _start(platform, _use_docker(settings))
         record_running(settings, mongo_uri=platform.env()["MONGO_URI"])  # what `make setup` reads
-        print(_banner(platform, settings, types), flush=True)
+        print(_banner(platform, settings, types, amqp), flush=True)
         from deployments.supervisor import ChildKeepsDying, supervise
 
         try:
