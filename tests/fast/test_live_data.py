@@ -45,17 +45,22 @@ def broker() -> Iterator[LocalRabbit]:
 
 
 @pytest.fixture(scope="module")
-def api(platform: Platform, broker: LocalRabbit) -> Iterator[str]:
+def api_platform(platform: Platform, broker: LocalRabbit) -> Iterator[Platform]:
     """An API of the session's platform with the broker's URL and an Origin allow-list."""
     home = Path(tempfile.mkdtemp(prefix="opeva-live-api-"))
     own = Platform(home=home, prefect_port=platform.prefect_port, mongo_port=platform.mongo_port, api_port=free_port(), data_dir=platform.data_dir)
     try:
         own.start_api(OPEVA_AMQP_URL=broker.url, OPEVA_CORS_ORIGINS=ALLOWED, OPEVA_HOSTS_FILE=str(platform.home / "hosts.yaml"),
                       PREFECT_API_AUTH_STRING=platform.prefect_auth_string, MONGO_URI=platform.mongo_uri)
-        yield own.api_url
+        yield own
     finally:
         own.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(api_platform: Platform) -> str:
+    return api_platform.api_url
 
 
 def ws_url(api: str, exchange: str) -> str:
@@ -178,6 +183,38 @@ def test_live_frames_and_history_agree_on_field_names(platform, broker, api):
     item = history.json()["collections"]["building_live"]["items"][0]
     assert frame == item
     assert frame["timestamp"] == "2025-05-27T10:15:00+00:00"
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def test_a_client_that_reads_nothing_gets_the_newest_in_order_and_the_api_holds_little(broker, api_platform):
+    """40 MB published to a client that stops reading: the broker drops the oldest (drop-head,
+    1,000 per queue); the API's peak memory does not take them in."""
+    api, pid = api_platform.api_url, next(s.proc.pid for s in api_platform.services if s.name == "api")
+    asyncio.run(declare(broker, "site-slow"))
+    before, peak = len(broker.queues()), _peak_rss_mb(pid)
+    total = 5000
+
+    async def scenario() -> list[int]:
+        async with connect(ws_url(api, "site-slow"), max_queue=1, max_size=None) as ws:  # reads one frame, then TCP pushes back
+            await asyncio.to_thread(wait_queues, broker, before + 1)
+            await publish(broker, "site-slow", [json.dumps({"seq": i, "pad": "x" * 8000}).encode() for i in range(total)])
+            depth = [int(line.split()[1]) for line in broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages").splitlines()
+                     if line.startswith("amq.gen-")]
+            assert depth and max(depth) <= 1000, depth
+            seqs: list[int] = []
+            while not seqs or seqs[-1] != total - 1:
+                seqs.append(json.loads(await asyncio.wait_for(ws.recv(), 20))["seq"])
+            return seqs
+
+    seqs = asyncio.run(scenario())
+    assert seqs == sorted(set(seqs)), "out of order or repeated"
+    assert len(seqs) < total, "nothing was dropped: the messages were buffered somewhere"
+    assert _peak_rss_mb(pid) - peak < 20, f"the API's peak memory grew by {_peak_rss_mb(pid) - peak:.1f} MB"
+    wait_queues(broker, before)
 
 
 # -- a real browser -----------------------------------------------------------------------------
