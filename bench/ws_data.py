@@ -1,19 +1,20 @@
-"""WS /ws/data under load: N WebSocket clients on one fanout exchange, R messages/s published.
+"""WS /ws/data under load: N WebSocket clients on one fanout exchange, phases at rising msg/s.
 
 Prints, in one run:
-- the floor: the same N consumers reading the broker directly over AMQP (one queue each,
-  as the API makes them): what RabbitMQ itself costs on this machine;
-- the relay: N WebSocket clients through the API;
+- the floor: the same N consumers reading the broker directly over AMQP in this process (one
+  queue each, bare aiormq deliveries, as the API makes them): what RabbitMQ plus a Python AMQP
+  consumer cost on this machine, at the top rate;
+- the relay: N WebSocket clients through the API, one phase per rate (same clients);
 for each, whether every client got every message in order, and the publish-to-receive delay
-(p50, p99, max; target p99 <= 100 ms through the relay), and the API's RSS before the
-clients, with them connected, after each publishing phase and after they left (target: flat).
+(p50, p99, max; target p99 <= 100 ms at 50 msg/s with 100 clients), and the API's RSS before
+the clients, with them connected, after each phase and after they left (target: flat).
 
 Everything is loopback and bounded: a private broker, a Prefect server and the API on free
-ports, ``--clients`` (<= 500) clients, ``--rate`` (<= 500) msg/s for ``--seconds`` (<= 120) per
-phase, two phases. The publisher is its own process (messages carry ``time.time()``), so
-publishing does not share the clients' event loop.
+ports, ``--clients`` (<= 500) clients, up to 5 rates (<= 500 msg/s) for ``--seconds`` (<= 120)
+each. The publisher is its own process (messages carry ``time.time()``), so publishing does
+not share the clients' event loop.
 
-Usage: python bench/ws_data.py [--clients 100] [--rate 50] [--seconds 15]
+Usage: python bench/ws_data.py [--clients 100] [--rates 10,25,50] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def publish_phase(url: str, rate: int, count: int, start_seq: int) -> None:
 
 
 class Tally:
-    def __init__(self, clients: int) -> None:
+    """What each client received in one phase (sequence numbers from ``first``)."""
+
+    def __init__(self, clients: int, first: int = 0) -> None:
+        self.first = first
         self.seqs: list[list[int]] = [[] for _ in range(clients)]
         self.delays: list[float] = []
 
@@ -77,7 +81,7 @@ class Tally:
         return all(len(s) >= total for s in self.seqs)
 
     def in_order(self, total: int) -> bool:
-        return all(s == list(range(total)) for s in self.seqs)
+        return all(s == list(range(self.first, self.first + total)) for s in self.seqs)
 
 
 async def wait_complete(tally: Tally, total: int, timeout: float = 60) -> None:
@@ -117,44 +121,52 @@ async def floor(url: str, clients: int, rate: int, seconds: int) -> Tally:
             queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
             await queue.bind(await channel.get_exchange(EXCHANGE, ensure=True))
 
-            async def on_message(message, c=c) -> None:  # noqa: ANN001
-                tally.got(c, message.body)
-                await message.ack()
+            raw = await channel.get_underlay_channel()
 
-            await queue.consume(on_message)
+            async def on_message(message, c=c, raw=raw) -> None:  # noqa: ANN001
+                tally.got(c, message.body)
+                await raw.basic_ack(message.delivery_tag)
+
+            await raw.basic_consume(queue.name, on_message)
         total = rate * seconds
         await asyncio.to_thread(publish_phase, url, rate, total, 0)
         await wait_complete(tally, total)
     return tally
 
 
-async def relay(api: str, api_pid: int, url: str, clients: int, rate: int, seconds: int, broker) -> tuple[Tally, list[tuple[str, float]]]:  # noqa: ANN001
+async def relay(api: str, api_pid: int, url: str, clients: int, rates: list[int], seconds: int, broker) -> tuple[list[Tally], list[tuple[str, float]]]:  # noqa: ANN001
+    """The same clients through every phase: one phase per rate."""
     from websockets.asyncio.client import connect
 
-    tally = Tally(clients)
     rss = [("before the clients", rss_mb(api_pid))]
     base = len(broker.queues())
     sockets = [await connect(f"{api.replace('http', 'ws')}/ws/data?exchange_name={EXCHANGE}", max_queue=None) for _ in range(clients)]
     await queues_reach(broker, lambda n: n >= base + clients, "every client's queue")
+    tallies: list[Tally] = []
+    current: list[Tally] = [Tally(clients)]
 
     async def reader(c: int, ws) -> None:  # noqa: ANN001
         async for text in ws:
-            tally.got(c, text)
+            current[0].got(c, text)
 
     readers = [asyncio.create_task(reader(c, ws)) for c, ws in enumerate(sockets)]
     rss.append((f"{clients} clients connected", rss_mb(api_pid)))
-    per_phase = rate * seconds
-    for phase in range(2):
-        await asyncio.to_thread(publish_phase, url, rate, per_phase, phase * per_phase)
-        await wait_complete(tally, (phase + 1) * per_phase)
-        rss.append((f"after phase {phase + 1} ({per_phase} msg each)", rss_mb(api_pid)))
+    first = 0
+    for rate in rates:
+        count = rate * seconds
+        current[0] = Tally(clients, first)
+        await asyncio.to_thread(publish_phase, url, rate, count, first)
+        await wait_complete(current[0], count)
+        tallies.append(current[0])
+        rss.append((f"after {rate} msg/s ({count} msg each)", rss_mb(api_pid)))
+        first += count
     for ws in sockets:
         await ws.close()
     for task in readers:
         task.cancel()
     await queues_reach(broker, lambda n: n <= base, "the clients' queues deleted")
     rss.append(("clients gone (queues deleted)", rss_mb(api_pid)))
-    return tally, rss
+    return tallies, rss
 
 
 def start(home: Path) -> tuple[Platform, object, str]:
@@ -174,10 +186,10 @@ def start(home: Path) -> tuple[Platform, object, str]:
 def line(name: str, tally: Tally, total: int) -> str:
     ms = [d * 1000 for d in tally.delays]
     ok = "yes" if tally.in_order(total) else "NO"
-    return f"| {name:<34} | {len(tally.seqs):>7} | {len(ms):>8} | {ok:^14} | {pct(ms, .5):>7.1f} | {pct(ms, .99):>7.1f} | {max(ms):>7.1f} |"
+    return f"| {name:<34} | {len(tally.seqs):>7} | {len(ms):>8} | {ok:^15} | {pct(ms, .5):>8.1f} | {pct(ms, .99):>8.1f} | {max(ms):>8.1f} |"
 
 
-async def main(clients: int, rate: int, seconds: int) -> int:
+async def main(clients: int, rates: list[int], seconds: int) -> int:
     home = Path(tempfile.mkdtemp(prefix="opeva-bench-ws-"))
     say(f"starting a broker, Prefect, MongoDB-wire server and the API in {home}...")
     platform, broker, url = start(home)
@@ -187,33 +199,36 @@ async def main(clients: int, rate: int, seconds: int) -> int:
         async with await aio_pika.connect(url) as conn:
             await (await conn.channel()).declare_exchange(EXCHANGE, aio_pika.ExchangeType.FANOUT)
         api_pid = next(s.proc.pid for s in platform.services if s.name == "api")
-        say("floor: AMQP consumers...")
-        base = await floor(url, clients, rate, seconds)
-        say("relay: WebSocket clients through the API...")
-        via, rss = await relay(platform.api_url, api_pid, url, clients, rate, seconds, broker)
+        say(f"floor: {clients} AMQP consumers in this process, {rates[-1]} msg/s...")
+        base = await floor(url, clients, rates[-1], seconds)
+        say(f"relay: {clients} WebSocket clients through the API, {rates} msg/s...")
+        via, rss = await relay(platform.api_url, api_pid, url, clients, rates, seconds, broker)
     finally:
         platform.stop()
-    print(f"\n{clients} clients, {rate} msg/s, 2 phases of {seconds} s ({os.cpu_count()} cores)\n")
-    print(f"| {'path':<34} | clients | messages | every, in order | p50 ms | p99 ms | max ms |")
-    print(f"|{'-' * 36}|---------|----------|----------------|--------|--------|--------|")
-    print(line("floor: AMQP consumers, no API", base, rate * seconds))
-    print(line("WS /ws/data through the API", via, 2 * rate * seconds))
+    print(f"\n{clients} clients on one exchange, phases of {seconds} s; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
+    print(f"| {'path':<34} | clients | messages | every, in order | p50 ms   | p99 ms   | max ms   |")
+    print(f"|{'-' * 36}|---------|----------|-----------------|----------|----------|----------|")
+    print(line(f"floor: AMQP consumers, {rates[-1]} msg/s", base, rates[-1] * seconds))
+    for rate, tally in zip(rates, via):
+        print(line(f"WS /ws/data via the API, {rate} msg/s", tally, rate * seconds))
     print(f"\n| {'API RSS':<34} | {'MB':>7} |\n|{'-' * 36}|---------|")
     for name, mb in rss:
         print(f"| {name:<34} | {mb:>7.1f} |")
-    p99 = pct([d * 1000 for d in via.delays], .99)
-    growth = rss[-2][1] - rss[1][1]
-    print(f"\ntargets: every message in order: {'met' if via.in_order(2 * rate * seconds) else 'MISSED'}; "
-          f"p99 <= 100 ms: {'met' if p99 <= 100 else 'MISSED'} ({p99:.1f}); "
-          f"RSS flat between phase 1 and 2 (< 10 MB): {'met' if abs(rss[-2][1] - rss[-3][1]) < 10 else 'MISSED'} "
-          f"(connected -> after phase 2: {growth:+.1f} MB)")
+    top = via[-1]
+    p99 = pct([d * 1000 for d in top.delays], .99)
+    print(f"\ntargets at {rates[-1]} msg/s: every message in order: {'met' if top.in_order(rates[-1] * seconds) else 'MISSED'}; "
+          f"p99 <= 100 ms: {'met' if p99 <= 100 else 'MISSED'} ({p99:.1f} ms); "
+          f"RSS connected -> last phase: {rss[-2][1] - rss[1][1]:+.1f} MB")
     return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100, choices=range(1, 501), metavar="1..500")
-    parser.add_argument("--rate", type=int, default=50, choices=range(1, 501), metavar="1..500")
-    parser.add_argument("--seconds", type=int, default=15, choices=range(1, 121), metavar="1..120")
+    parser.add_argument("--rates", default="10,25,50", help="msg/s of each phase, each 1..500 (the last is the target's)")
+    parser.add_argument("--seconds", type=int, default=10, choices=range(1, 121), metavar="1..120")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.clients, args.rate, args.seconds)))
+    rates = [int(r) for r in args.rates.split(",")]
+    if not rates or not all(1 <= r <= 500 for r in rates) or len(rates) > 5:
+        parser.error("--rates: 1 to 5 rates, each 1..500")
+    sys.exit(asyncio.run(main(args.clients, rates, args.seconds)))
