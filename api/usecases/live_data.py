@@ -154,6 +154,8 @@ class LiveData:
                     message = await asyncio.wait_for(feed.inbox.get(), 5)
                 except asyncio.TimeoutError:
                     self._check_connection()
+                    if feed.channel.is_closed:  # e.g. an operator deleted the client's queue
+                        raise BrokerLost("the broker closed this client's subscription") from None
                     continue
                 try:
                     await asyncio.wait_for(send(self.frames.frame(message.body)), SEND_TIMEOUT)

@@ -217,6 +217,36 @@ def test_a_client_that_reads_nothing_gets_the_newest_in_order_and_the_api_holds_
     wait_queues(broker, before)
 
 
+def test_with_tokens_on_the_socket_needs_a_token_in_the_header_or_the_query(platform, broker):
+    asyncio.run(declare(broker, "site-t"))
+    home = Path(tempfile.mkdtemp(prefix="opeva-live-api-tokens-"))
+    own = Platform(home=home, prefect_port=platform.prefect_port, mongo_port=platform.mongo_port, api_port=free_port(), data_dir=platform.data_dir)
+    try:
+        own.start_api(OPEVA_AMQP_URL=broker.url, OPEVA_API_TOKENS="ana:tok-ana-1", OPEVA_HOSTS_FILE=str(platform.home / "hosts.yaml"),
+                      PREFECT_API_AUTH_STRING=platform.prefect_auth_string, MONGO_URI=platform.mongo_uri)
+        url = ws_url(own.api_url, "site-t")
+
+        async def first(target: str, **headers: str) -> tuple[int | None, str]:
+            async with connect(target, additional_headers=headers) as ws:
+                try:
+                    await asyncio.wait_for(ws.recv(), 3)
+                except ConnectionClosed as exc:
+                    return exc.rcvd.code, exc.rcvd.reason
+                except asyncio.TimeoutError:
+                    return None, "open"
+            return None, "?"
+
+        code, reason = asyncio.run(first(url))
+        assert code == 1008 and "missing bearer token" in reason
+        code, reason = asyncio.run(first(url + "&access_token=wrong"))
+        assert code == 1008 and "invalid bearer token" in reason
+        assert asyncio.run(first(url, Authorization="Bearer tok-ana-1")) == (None, "open")
+        assert asyncio.run(first(url + "&access_token=tok-ana-1")) == (None, "open")
+    finally:
+        own.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 # -- a real browser -----------------------------------------------------------------------------
 
 PAGE = """<!doctype html><title>live</title><script>
