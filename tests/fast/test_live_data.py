@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -199,7 +200,13 @@ def test_a_client_that_reads_nothing_gets_the_newest_in_order_and_the_api_holds_
     total = 5000
 
     async def scenario() -> list[int]:
-        async with connect(ws_url(api, "site-slow"), max_queue=1, max_size=None) as ws:  # reads one frame, then TCP pushes back
+        # Reads one frame, then TCP pushes back; a small fixed receive buffer (no autotuning: Linux
+        # grows a loopback one to 32 MB) so the kernel does not absorb what the policy must drop.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect(("127.0.0.1", api_platform.api_port))
+        sock.setblocking(False)
+        async with connect(ws_url(api, "site-slow"), sock=sock, max_queue=1, max_size=None) as ws:
             await asyncio.to_thread(wait_queues, broker, before + 1)
             await publish(broker, "site-slow", [json.dumps({"seq": i, "pad": "x" * 8000}).encode() for i in range(total)])
             depth = [int(line.split()[1]) for line in broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages").splitlines()
