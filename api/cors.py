@@ -66,6 +66,8 @@ class CorsLayer:
         self.origins = frozenset(origins)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.lower(): v for k, v in scope.get("headers") or []}
@@ -93,6 +95,16 @@ class CorsLayer:
             await send(message)
 
         await self.app(scope, receive, with_cors)
+
+    async def _websocket(self, scope: dict, receive: Any, send: Any) -> None:
+        """A WebSocket handshake is never preflighted and its answer is not hidden from the page
+        (CORS does not apply): a browser sends any page's Origin, so the allow-list is enforced
+        here. A foreign Origin gets 403 before the route runs; no Origin (not a browser) passes."""
+        headers = {k.lower(): v for k, v in scope.get("headers") or []}
+        origin = headers.get(b"origin", b"").decode("latin-1").strip().lower()
+        if origin and origin not in self.origins and not same_origin(origin, headers.get(b"host", b"").decode("latin-1")):
+            return await error(403, f"WebSocket from origin {_shown(origin)!r} refused: the origin is not in OPEVA_CORS_ORIGINS")(scope, receive, send)
+        await self.app(scope, receive, send)
 
     async def _preflight(self, origin: str, headers: dict[bytes, bytes], scope: dict, receive: Any, send: Any) -> None:
         requested = headers.get(b"access-control-request-headers", b"").decode("latin-1").strip()

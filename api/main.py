@@ -20,7 +20,8 @@ from api.deps import HostsCache, require_token
 from api.gateway import PrefectGateway
 from api.job_index import JobIndex
 from api.routers import (ai_manager_ui, compare, configs, dataset_schedules, deploy_bundles, deploy_inferences, datasets, health, hosts,
-                         job_files, jobs, ops, organization, sites, sweeps)
+                         job_files, jobs, live_data, ops, organization, sites, sweeps)
+from api.usecases.live_data import LiveData
 from core.settings import PlatformSettings, project_version
 from blocks.sites import aload_mongo
 from blocks.storage import aload_storage
@@ -42,9 +43,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.storage.ensure_layout()
         app.state.mongo = await aload_mongo()
         app.state.mongo_client = None
+        app.state.live = LiveData(settings.amqp_url)  # WS /ws/data (docs/live-data.md)
         try:
             yield
         finally:
+            await app.state.live.close()
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
@@ -66,6 +69,7 @@ async def _keep_index(index: JobIndex) -> None:
 def add_routes(app: FastAPI, *, shapes_2025: bool) -> None:
     """The one set of routes; ``shapes_2025`` swaps in ai-manager-ui's two re-shaped answers."""
     app.include_router(health.router)
+    app.include_router(live_data.router)  # a WebSocket: its own token check (browsers send no header)
     protected = [Depends(require_token)]
     for module in (jobs, job_files, configs, hosts, ops, sites, dataset_schedules, datasets, organization, compare, deploy_bundles,
                    deploy_inferences, sweeps):

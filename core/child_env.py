@@ -30,11 +30,11 @@ PLAIN = frozenset({
     "NO_PROXY", "no_proxy",
     "CORS_ALLOWED_ORIGINS",  # upstream's name of OPEVA_CORS_ORIGINS (the API's browser allow-list)
 })
-PREFIXES = ("OPEVA_", "PREFECT_")
+PREFIXES = ("OPEVA_", "PREFECT_", "RABBITMQ_", "ERL_")  # RABBITMQ_/ERL_: the private broker's folders and ports (deployments/rabbitmq_server.py)
 SECRETS = frozenset({
     "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "OPEVA_PREFECT_AUTH_STRING", "PREFECT_API_KEY",
     "OPEVA_API_TOKENS", "MONGO_URI", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
-    "PGPASSWORD", "PREFECT_REDIS_MESSAGING_URL", "PREFECT_SERVER_DOCKET_URL",  # redis://default:<password>@...
+    "PGPASSWORD", "OPEVA_AMQP_URL", "PREFECT_REDIS_MESSAGING_URL", "PREFECT_SERVER_DOCKET_URL",  # redis://default:<password>@...
 })
 SECRET_WORDS = re.compile(r"TOKENS?$|PASSWORD|PASSWD|SECRET|AUTH_STRING|CREDENTIALS?$|PRIVATE|_KEY$|CONNECTION_URL|_URI$", re.IGNORECASE)
 PATH_SUFFIXES = ("_FILE", "_PATH", "_DIR")  # where a secret is kept is not the secret
@@ -44,13 +44,14 @@ GRANTS: dict[str, frozenset[str]] = {
     "prefect-server": frozenset({"PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING",
                                  "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
                                  "PREFECT_REDIS_MESSAGING_URL", "PREFECT_SERVER_DOCKET_URL"}),
-    "api": frozenset({"PREFECT_API_AUTH_STRING", "OPEVA_API_TOKENS", "MONGO_URI"}),
+    "api": frozenset({"PREFECT_API_AUTH_STRING", "OPEVA_API_TOKENS", "MONGO_URI", "OPEVA_AMQP_URL"}),
     "worker": frozenset({"PREFECT_API_AUTH_STRING"}),
     "setup": frozenset({"PREFECT_API_AUTH_STRING", "MONGO_URI"}),
     "mongo": frozenset(),
     "postgres": frozenset(),
     "redis": frozenset(),  # its password is in its config file (deployments/redis_server.py)
     "haproxy": frozenset(),
+    "rabbitmq": frozenset(), "epmd": frozenset(),  # the broker's password is in its config file
 }
 # The scaled layout (deployments/scaled.py): "prefect-server-2" and "prefect-services" are
 # Prefect servers, "api-2" is the API.

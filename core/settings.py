@@ -50,6 +50,9 @@ class PlatformSettings(BaseSettings):
     mlflow_port: int = 5000
     mlflow_ui_url: str = Field("", description="MLflow's address in a user's browser; default http://127.0.0.1:<mlflow_port>.")
     jobs_network: str = Field("opeva-jobs", description="The Docker network jobs join (docs/sandbox-network.md).")
+    amqp_url: str = Field("", description="The RabbitMQ whose fanout exchanges WS /ws/data relays (docs/live-data.md); "
+                          "empty: make up starts its own on amqp_port and gives the API its URL.")
+    amqp_port: int = Field(0, description="AMQP port of the RabbitMQ make up starts when OPEVA_AMQP_URL is empty; 0: a free port (the banner shows it).")
 
     @property
     def shared_data_dir(self) -> Path:

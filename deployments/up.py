@@ -32,8 +32,8 @@ def _use_docker(settings: PlatformSettings) -> bool:
     return False
 
 
-def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
-    """Every service, in dependency order; returns each host's pool type."""
+def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str]:
+    """Every service, in dependency order; returns each host's pool type and the AMQP URL to show."""
     from core.hosts import load_hosts
     from deployments.postgres import DatabaseSettings
 
@@ -75,8 +75,11 @@ def _start(platform: Platform, use_docker: bool) -> dict[str, str]:
             start_inference_targets(platform, PlatformSettings().runtime_image)
         except Exception as exc:  # noqa: BLE001 (jobs and the API work without them)
             print(f"Inference targets not started: {exc}", flush=True)
-    start_apis(platform, layout)
-    return types
+    from deployments.rabbitmq_server import ensure_broker
+
+    amqp_url, amqp_shown = ensure_broker(platform, PlatformSettings())  # live site data (docs/live-data.md)
+    start_apis(platform, layout, OPEVA_AMQP_URL=amqp_url)
+    return types, amqp_shown
 
 
 def _auth_hint(platform: Platform) -> str:
@@ -86,7 +89,7 @@ def _auth_hint(platform: Platform) -> str:
     return f'"$(cat {platform.home / "prefect" / "auth_string"})"'
 
 
-def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str]) -> str:
+def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str], amqp: str) -> str:
     ui = f"http://127.0.0.1:{settings.prefect_port}"
     return (
         f"\nOPEVA platform is up.\n"
@@ -95,7 +98,8 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  OPEVA API:    {platform.api_url}   (docs: {platform.api_url}/docs)\n"
         f"  MongoDB:      {platform.mongo_uri}\n"
         f"  MLflow:       {settings.mlflow_browser_url if settings.mlflow else 'off (OPEVA_MLFLOW=0)'}\n"
-        f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}, control (process: sweeps)\n"
+        f"  RabbitMQ:     {amqp}\n"
+        f"  Work pools:   {', '.join(f'{h} ({t})' for h, t in types.items())}, control (process: sweeps, bundle switches)\n"
         f"  Shared data:  {platform.data_dir}\n"
         f"  Logs:         {platform.logs_dir}\n"
         f"Try: export PREFECT_API_URL={platform.prefect_api_url} PREFECT_API_AUTH_STRING={_auth_hint(platform)}\n"
@@ -123,9 +127,9 @@ def run() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        types = _start(platform, _use_docker(settings))
+        types, amqp = _start(platform, _use_docker(settings))
         record_running(settings, mongo_uri=platform.env()["MONGO_URI"])  # what `make setup` reads
-        print(_banner(platform, settings, types), flush=True)
+        print(_banner(platform, settings, types, amqp), flush=True)
         from deployments.supervisor import ChildKeepsDying, supervise
 
         try:
