@@ -10,7 +10,9 @@ on every start for homes made by older versions.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,3 +41,18 @@ def open_private_log(path: Path) -> BinaryIO:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
     os.fchmod(fd, PRIVATE_FILE)
     return os.fdopen(fd, "ab")
+
+
+def private_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_hex(24)) -> str:
+    """The secret in ``path``: made once by ``make`` (0600, created exclusively, so never a file
+    someone else placed there, and never through a link), then read back on every start. Hex by
+    default: safe in a URL and in a config file without quoting."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE)
+    except FileExistsError:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW)) as f:
+            return f.read().strip()
+    value = make()
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value

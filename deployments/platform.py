@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import secrets
 import threading
 import shutil
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from core.settings import PROJECT_ROOT, PlatformSettings
-from deployments.file_modes import open_private_log, private_dir
+from deployments.file_modes import open_private_log, private_dir, private_secret
 from deployments.postgres import drop_to
 
 WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5-15 s; see bench/submit_latency.py
@@ -138,13 +139,8 @@ class Platform:
             return explicit
         path = self.home / "prefect" / "auth_string"
         if not path.exists():
-            import secrets
-
             private_dir(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(f"opeva:{secrets.token_urlsafe(24)}")
-        return path.read_text().strip()
+        return private_secret(path, lambda: f"opeva:{secrets.token_urlsafe(24)}")
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment shared by every child (and by tests that call the Prefect client)."""

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from deployments.file_modes import private_secret
 
 DB_NAME = "prefect"
 DB_USER = "prefect"
@@ -96,16 +97,7 @@ class LocalPostgres:
     @property
     def password(self) -> str:
         """Made once (0600, created exclusively: never a file someone else placed), then read."""
-        try:
-            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            fd = os.open(self.password_file, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd) as f:
-                return f.read().strip()
-        with os.fdopen(fd, "w") as f:
-            value = secrets.token_urlsafe(32)
-            f.write(value)
-        return value
+        return private_secret(self.password_file, lambda: secrets.token_urlsafe(32))
 
     @property
     def url(self) -> str:

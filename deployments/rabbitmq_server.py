@@ -27,6 +27,7 @@ import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
+from deployments.file_modes import private_secret
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's wrapper in /usr/sbin insists on su and /var/lib
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -73,16 +74,7 @@ class LocalRabbit:
 
     @property
     def password(self) -> str:
-        path = self.root / "password"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW)) as f:
-                return f.read().strip()
-        with os.fdopen(fd, "w") as f:
-            value = secrets.token_hex(24)  # hex: safe in a URL and in rabbitmq.conf without quoting
-            f.write(value)
-        return value
+        return private_secret(self.root / "password")
 
     @property
     def url(self) -> str:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from deployments.file_modes import private_secret
 
 MAXMEMORY = os.environ.get("OPEVA_REDIS_MAXMEMORY", "256mb")
 
@@ -48,16 +48,7 @@ class LocalRedis:
 
     @property
     def password(self) -> str:
-        path = self.root / "password"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW)) as f:
-                return f.read().strip()
-        with os.fdopen(fd, "w") as f:
-            value = secrets.token_hex(24)  # hex: safe in a URL and in redis.conf without quoting
-            f.write(value)
-        return value
+        return private_secret(self.root / "password")
 
     @property
     def url(self) -> str:
