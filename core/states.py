@@ -99,6 +99,8 @@ def slurm_status(state: str | None, *, stop_requested: bool = False, exit_code: 
         return "dispatched", None, f"waiting in Slurm ({base})"
     if base in SLURM_RUNNING:
         return "running", None, base
+    if stop_requested:  # whatever the job did with its TERM (exit 0, 143, CANCELLED), the platform stopped it
+        return "stopped", None, f"stopped on request ({base})"
     if base == "COMPLETED":
         return "finished", None, "COMPLETED"
     if base == "CANCELLED":

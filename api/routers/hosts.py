@@ -6,9 +6,11 @@ import asyncio
 
 from fastapi import APIRouter, Query
 
-from api.deps import Gateway, Hosts, Images, Index
+from api.deps import Gateway, Hosts, Images, Index, known_host
 from api.responses import HostsOut, ImageVersions, errors
+from api.models_slurm import PartitionsOut
 from api.usecases import hosts as usecase
+from api.usecases import slurm_hosts
 
 router = APIRouter(tags=["hosts"])
 root_router = APIRouter(tags=["hosts"])  # the routes whose 2025 shape differs (api/routers/ai_manager_ui.py)
@@ -30,3 +32,15 @@ async def image_versions(
     """Tags present on the Docker engines of the hosts that may run the repository (images are never pulled,
     so a tag is offered only where it can run); ``latest``, ``buildcache*``, ``sha-*`` and variants left out."""
     return await asyncio.to_thread(usecase.image_versions, catalog, hosts, repository, limit)
+
+
+@router.get("/hosts/{host}/partitions", response_model=PartitionsOut, responses=errors(404, 503),
+            summary="A Slurm host's allowed partitions and their limits, from its own Slurm (sinfo)")
+async def host_partitions(host: str, hosts: Hosts) -> PartitionsOut:
+    return await slurm_hosts.partitions(known_host(host, hosts))
+
+
+@router.get("/deucalion/partitions", response_model=PartitionsOut, responses=errors(404, 503),
+            summary="Upstream's Deucalion partition limits: those of the Slurm host named deucalion")
+async def deucalion_partitions(hosts: Hosts) -> PartitionsOut:
+    return await slurm_hosts.partitions(slurm_hosts.deucalion_host(hosts))

@@ -194,7 +194,10 @@ async def submit_simulation(
             parameters["save_as"] = body.save_as
     else:
         parameters["config_path"] = resolved.source
-    for key, value in (("image", body.image), ("image_tag", image_tag), ("command", body.command)):
+    from api.usecases.slurm_hosts import submit_options
+
+    slurm_options = await submit_options(host, body)  # a Slurm host: 400 naming the limit, before anything is queued
+    for key, value in (("image", body.image), ("image_tag", image_tag), ("command", body.command), ("slurm", slurm_options)):
         if value is not None:
             parameters[key] = value
     unknown = sorted(k for k in parameters if k not in accepted)

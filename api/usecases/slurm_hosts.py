@@ -1,0 +1,76 @@
+"""Slurm hosts in the REST API: submit-time validation, partitions, the slurm_* fields.
+
+A Slurm host's limits come from its own cluster (``sinfo`` on the submit node, which is where the
+API and the host's worker run; core/slurm.py), so a refusal at submit is the one the flow would
+meet at ``sbatch``, answered before anything is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from api.errors import ApiError
+from api.models import RunSimulationRequest
+from api.models_slurm import PartitionLimit, PartitionsOut
+from core import slurm
+from core.hosts import Host, HostsFile
+
+DEUCALION = "deucalion"
+SOURCE = "sinfo on the host's submit node"
+
+
+async def cluster_partitions(host: Host) -> list[slurm.Partition]:
+    try:
+        return await asyncio.to_thread(slurm.partitions)
+    except slurm.SlurmError as exc:
+        raise ApiError(503, f"host {host.name!r}: its Slurm cluster did not answer: {exc}") from None
+
+
+async def submit_options(host: Host, body: RunSimulationRequest) -> dict[str, Any] | None:
+    """The job's Slurm options (``slurm``, else upstream's ``deucalion_options``), checked against
+    the host's allowed partitions and the cluster's limits: a 400 that names the limit."""
+    raw = body.slurm if body.slurm is not None else body.deucalion_options
+    if host.kind != "slurm":
+        if body.slurm is not None:
+            raise ApiError(400, f"slurm options apply to Slurm hosts; host {host.name!r} is a {host.kind} host")
+        return None
+    assert host.slurm is not None
+    try:
+        slurm.options_of(raw)
+        slurm.resolve(host.slurm, raw, await cluster_partitions(host))
+    except slurm.SlurmRefused as exc:
+        raise ApiError(400, f"host {host.name!r}: {exc}") from None
+    return dict(raw) if raw else None
+
+
+async def partitions(host: Host) -> PartitionsOut:
+    """Upstream's ``/deucalion/partitions`` shape, for the partitions this host allows."""
+    if host.kind != "slurm" or host.slurm is None:
+        raise ApiError(404, f"host {host.name!r} is not a Slurm host (kind {host.kind})")
+    found = {p.partition: p for p in await cluster_partitions(host)}
+    rows = []
+    for name in host.slurm.partitions:
+        p = found.get(name)
+        if p is None:
+            continue
+        seconds = p.time_limit_seconds
+        rows.append(PartitionLimit(
+            partition=name, architecture=None, max_nodes=p.max_nodes if p.max_nodes is not None else p.nodes,
+            time_limit_seconds=seconds, time_limit=slurm.format_time(seconds) if seconds else None,
+            time_limit_label=slurm.time_label(seconds) if seconds else "unlimited", state=p.state, nodes=p.nodes,
+            cpus_per_node=p.cpus_per_node, mem_gb_per_node=round(p.mem_mb_per_node / 1024, 1), gpus_per_node=p.gpus_per_node,
+            allowed=True, default=name == host.slurm.partitions[0],
+        ))
+    return PartitionsOut(source=f"{SOURCE} ({host.name})", host=host.name, partitions=rows)
+
+
+def deucalion_host(hosts: HostsFile) -> Host:
+    """The host upstream's ``/deucalion/partitions`` speaks of: the one named deucalion, else the only Slurm host."""
+    named = hosts.get(DEUCALION)
+    if named is not None and named.kind == "slurm":
+        return named
+    slurm_hosts = [h for h in hosts.hosts if h.kind == "slurm"]
+    if len(slurm_hosts) == 1:
+        return slurm_hosts[0]
+    raise ApiError(404, "no Slurm host named 'deucalion' in the hosts file (GET /hosts/{host}/partitions for another)")
