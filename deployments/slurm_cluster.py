@@ -191,6 +191,32 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
         self.procs.clear()
 
 
+SIMULATOR_PACKAGES = ("numpy", "pandas", "pyyaml", "pydantic", "httpx")
+VENV_CACHE = Path(os.environ.get("OPEVA_CACHE", "/var/cache/opeva")) / "slurm-simulator-venv"
+
+
+def simulator_venv(path: Path = VENV_CACHE) -> str:
+    """A Python the compute node's unprivileged job can run for runtime ``none``: a venv of
+    Debian's python3 (the platform's own interpreter may sit in a private home) with the
+    reference simulator's packages, from the runtime image's wheelhouse when there is one.
+    Cached; returns the interpreter's path."""
+    python = path / "bin" / "python"
+    if (path / ".complete").exists():
+        return str(python)
+    base = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+    subprocess.run([base, "-m", "venv", "--clear", str(path)], check=True, capture_output=True)
+    wheels = sorted(path.parent.glob("wheels-*"), key=lambda p: p.stat().st_mtime)
+    source = ["--no-index", "--find-links", str(wheels[-1])] if wheels else []
+    out = subprocess.run([str(python), "-m", "pip", "install", "-q", *source, *SIMULATOR_PACKAGES], capture_output=True, text=True)
+    if out.returncode != 0 and source:  # the wheelhouse lacks one: the index
+        out = subprocess.run([str(python), "-m", "pip", "install", "-q", *SIMULATOR_PACKAGES], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SlurmUnavailable(f"could not make the simulator's venv: {out.stderr[-1000:]}")
+    subprocess.run(["chmod", "-R", "a+rX", str(path)], check=True)
+    (path / ".complete").touch()
+    return str(python)
+
+
 if __name__ == "__main__":  # a cluster by hand: python -m deployments.slurm_cluster
     with SlurmCluster.start() as c:
         print(f"export SLURM_CONF={c.conf}   # Ctrl-C stops the cluster")

@@ -191,6 +191,7 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
         if code == "simulator_error":  # the exit code says it; flows.simulation words it as on Docker hosts
             run.error_code = None
             run.returncode = source.exit_code if source.exit_code not in (None, 0) else 1
+            run.note = f" (Slurm job {slurm_id} {source.state}: {message})"
     elif status == "finished":
         run.returncode = 0
     return run

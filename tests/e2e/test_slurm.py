@@ -35,6 +35,7 @@ hosts:
       runtime: none
       defaults: {time: "00:05:00", cpus_per_task: 1, mem_gb: 0.5, gpus: 0}
       stop_grace_seconds: 5
+      python: {python}
 """
 
 
@@ -67,7 +68,9 @@ def slurm_platform(cluster) -> Iterator[Platform]:
     home.chmod(0o755)  # the jobs run as uid 65534 on the node: the shared data root must be reachable
     platform = new_platform(home)
     hosts_file = home / "hosts.yaml"
-    hosts_file.write_text(HOSTS)
+    from deployments.slurm_cluster import simulator_venv
+
+    hosts_file.write_text(HOSTS.replace("{python}", simulator_venv()))  # Debian's python3 + the simulator's packages
     with pointed_at(platform, hosts_file):
         os.environ["OPEVA_MLFLOW"] = "0"
         try:
