@@ -86,7 +86,9 @@ SLURM_FAILURES = {  # state -> (error_code, what happened)
     "PREEMPTED": ("preempted", "Slurm preempted the job"),
     "REVOKED": ("slurm_cancelled", "the cluster revoked the job"),
 }
-SLURM_LOST = "slurm_job_lost"  # neither the controller nor accounting knows the job any more
+SLURM_LOST = "slurm_job_lost"
+# the job_info.json keys /status and /hosts repeat
+SLURM_STATUS_FIELDS = ("slurm_job_id", "slurm_state", "slurm_reason", "slurm_partition", "slurm_nodes", "slurm_cpus", "slurm_gpus")  # neither the controller nor accounting knows the job any more
 
 
 def slurm_status(state: str | None, *, stop_requested: bool = False, exit_code: int | None = None) -> tuple[str, str | None, str]:

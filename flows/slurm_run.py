@@ -99,7 +99,8 @@ def _slurm_fields(source: SlurmSource, req: slurm.Request) -> dict[str, Any]:
         "executor": "slurm", "slurm_job_id": source.slurm_job_id, "slurm_state": source.state or "UNKNOWN (forgotten by Slurm)",
         "slurm_reason": rec.get("Reason") if rec.get("Reason") not in (None, "None") else None,
         "slurm_partition": rec.get("Partition") or req.partition,
-        "slurm_nodes": rec.get("NodeList") if rec.get("NodeList") not in (None, "(null)", "None assigned") else None,
+        "slurm_node_list": rec.get("NodeList") if rec.get("NodeList") not in (None, "(null)", "None assigned", "") else None,
+        "slurm_nodes": int(rec["NumNodes"]) if (rec.get("NumNodes") or "").isdigit() else None,  # a count, as energaize_ui reads it
         "slurm_cpus": int(rec["NumCPUs"]) if (rec.get("NumCPUs") or "").isdigit() else req.cpus_per_task,
         "slurm_gpus": req.gpus, "slurm_time_limit": slurm.format_time(req.time_seconds), "slurm_mem_gb": req.mem_gb,
         "slurm_status": status,

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Query
 
-from api.deps import Gateway, Hosts, Images, Index, known_host
+from api.deps import Gateway, Hosts, Images, Index, Storage, known_host
 from api.responses import HostsOut, ImageVersions, errors
 from api.models_slurm import PartitionsOut
 from api.usecases import hosts as usecase
@@ -18,8 +18,8 @@ REPOSITORY = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
 
 
 @root_router.get("/hosts", response_model=HostsOut, responses=errors(), summary="Hosts (names as strings) with their worker liveness, info and jobs")
-async def list_hosts(gateway: Gateway, hosts: Hosts, index: Index) -> HostsOut:
-    return await usecase.hosts_overview(gateway, hosts, index)
+async def list_hosts(gateway: Gateway, hosts: Hosts, index: Index, storage: Storage) -> HostsOut:
+    return await slurm_hosts.with_slurm(await usecase.hosts_overview(gateway, hosts, index), hosts, storage)
 
 
 @router.get("/job-images/versions", response_model=ImageVersions, responses=errors(), summary="Runtime versions: tags of a simulator repository present on the hosts' Docker engines")

@@ -13,8 +13,12 @@ from typing import Any
 from api.errors import ApiError
 from api.models import RunSimulationRequest
 from api.models_slurm import PartitionLimit, PartitionsOut
+from api.responses import HostsOut
+from core import job_io
+from core.layout import DataRoot
 from core import slurm
 from core.hosts import Host, HostsFile
+from core.states import SLURM_STATUS_FIELDS
 
 DEUCALION = "deucalion"
 SOURCE = "sinfo on the host's submit node"
@@ -74,3 +78,39 @@ def deucalion_host(hosts: HostsFile) -> Host:
     if len(slurm_hosts) == 1:
         return slurm_hosts[0]
     raise ApiError(404, "no Slurm host named 'deucalion' in the hosts file (GET /hosts/{host}/partitions for another)")
+
+
+def slurm_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The ``slurm_*`` keys of a job_info.json, typed: the job may write that file, so a value of
+    the wrong type is dropped rather than trusted (or answered as a 500)."""
+    out: dict[str, Any] = {}
+    for key in SLURM_STATUS_FIELDS:
+        value = info.get(key)
+        if key in ("slurm_nodes", "slurm_cpus", "slurm_gpus"):
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 31:
+                out[key] = value
+        elif isinstance(value, str) and len(value) <= 256:
+            out[key] = value
+    return out
+
+
+async def with_slurm(out: HostsOut, hosts: HostsFile, storage: DataRoot) -> HostsOut:
+    """Slurm hosts' cards as upstream's HPC cards: ``executor: slurm``, ``partition_limits``
+    (upstream's ``/deucalion/partitions`` answer), and each active job's ``slurm_*`` fields."""
+    for host in hosts.hosts:
+        detail = out.hosts.get(host.name)
+        if host.kind != "slurm" or detail is None:
+            continue
+        info = detail.info
+        info.executor = "slurm"
+        try:
+            setattr(info, "partition_limits", (await partitions(host)).model_dump())
+        except ApiError as exc:
+            setattr(info, "partition_limits", None)
+            setattr(info, "partition_limits_error", exc.args[0] if exc.args else str(exc))
+        jobs = []
+        for job in info.active_jobs:
+            found = await asyncio.to_thread(job_io.read_json, storage.job(job.job_id).dir, "job_info.json")
+            jobs.append(job.model_copy(update=slurm_fields(found if isinstance(found, dict) else {})))
+        info.active_jobs = jobs
+    return out

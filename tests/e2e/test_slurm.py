@@ -122,7 +122,10 @@ def test_reference_simulator_finishes_with_logs_and_slurm_fields(sapi, cluster):
     assert info["slurm_job_id"].isdigit()
     assert info["slurm_state"] == "COMPLETED"
     assert info["slurm_partition"] == "normal-x86"
-    assert info["slurm_nodes"] == cluster.node
+    assert info["slurm_node_list"] == cluster.node and info["slurm_nodes"] == 1
+    assert info["slurm_cpus"] == 1 and info["slurm_gpus"] == 0
+    status = sapi.get(f"/status/{job_id}").json()
+    assert (status["slurm_job_id"], status["slurm_state"], status["slurm_partition"]) == (info["slurm_job_id"], "COMPLETED", "normal-x86")
     assert info["slurm_time_limit"] == "00:04:00"
     logs = sapi.get(f"/logs/{job_id}").text
     assert f"Slurm job {info['slurm_job_id']}" in logs  # the batch script's own line, from Slurm's output file
@@ -146,6 +149,12 @@ def test_stop_reaches_scancel_and_the_term_handler_runs(sapi, cluster):
               "while true; do sleep 0.2; done")
     job_id = submit(sapi, run="stop", command=["bash", "-c", script])
     wait_for(lambda: "started" in sapi.get(f"/logs/{job_id}").text, 90, what="the job to start")
+    card = sapi.get("/hosts").json()["hosts"]["deucalion"]
+    assert card["online"] and card["info"]["executor"] == "slurm"
+    assert card["info"]["partition_limits"]["partitions"][0]["partition"] == "normal-x86"
+    mine = next(j for j in card["info"]["active_jobs"] if j["job_id"] == job_id)
+    assert mine["status"] == "running" and mine["slurm_state"] == "RUNNING", mine
+    assert mine["slurm_job_id"].isdigit() and mine["slurm_partition"] == "normal-x86" and mine["slurm_nodes"] == 1
     r = sapi.post(f"/stop/{job_id}")
     assert r.status_code == 200, r.text
     status = final_status(sapi, job_id, timeout=90)
