@@ -39,7 +39,7 @@ def parse_time(value: Any) -> int:
     """Slurm's time formats (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``) in seconds."""
     text = str(value).strip() if value is not None else ""
     days, _, rest = text.rpartition("-") if "-" in text else ("", "", text)
-    if (days and not days.isdigit()) or not rest:
+    if ("-" in text and not days.isdigit()) or not rest:
         raise ValueError(f"{value!r} is not a Slurm time (04:00:00, 2-00:00:00 or minutes)")
     parts = rest.split(":")
     if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
