@@ -244,23 +244,12 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         except Exception as exc:  # progress.json stays the truth; an API outage must not fail the job
             logger.warning("[WARNING] could not update the progress artifact: %s", exc)
 
-    from flows.sandbox import docker_client
-
-    client = None
     if host.kind == "slurm":  # flows/slurm_run.py: sbatch, followed until Slurm says it ended
         from flows.slurm_run import run_on_slurm
 
         run = run_on_slurm(host, job, storage, cfg_file, name, sim_image, cmd, info, logger, on_progress, _CANCELLED, slurm,
                            current_run.job_variables or {})
-    else:
-        try:
-            client = docker_client()
-            client.ping()
-        except Exception:
-            client = None
-    if host.kind == "slurm":
-        pass
-    elif client is not None:
+    elif (client := _docker_or_none()) is not None:
         run = _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd, supervisor_id, info, logger, on_progress)
     else:
         run = _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logger, on_progress)
@@ -272,6 +261,17 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         logger.warning("[WARNING] the simulator wrote no results/result.json")
     update_progress_artifact(progress_id, 100.0, description=f"{name}: finished")
     return {"job_id": job_id, "result": result}
+
+
+def _docker_or_none():
+    from flows.sandbox import docker_client
+
+    try:
+        client = docker_client()
+        client.ping()
+        return client
+    except Exception:
+        return None
 
 
 def _outcome(run, job: JobPaths, info: dict[str, Any]) -> Any:

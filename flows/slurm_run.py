@@ -112,27 +112,13 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
                  options: dict[str, Any] | None, job_variables: dict[str, Any]) -> SupervisedRun:
     """Submit, follow to the end (or a stop), and return what the mirror saw; ``run.error_code``
     carries a Slurm failure's cause (core/states.slurm_status)."""
-    from flows.simulation import RUNTIME_IMAGE_ENV, _chown_job_dir
+    from flows.simulation import _chown_job_dir
 
     settings = host.slurm
     assert settings is not None
     req = slurm.resolve(settings, options, slurm.partitions())
     bounds = job_limits(host, job_variables)
-    env = contract_env(job, data_dir=str(storage.root), job_dir=str(job.dir), config_path=str(cfg_file), job_name=name)
-    image = None
-    if settings.runtime == "docker":
-        image = sim_image or os.environ.get(RUNTIME_IMAGE_ENV) or host.image
-        data_env = contract_env(job, data_dir=host.data_mount, job_dir=f"{host.data_mount}/{storage.relative(job.dir)}",
-                                config_path=f"{host.data_mount}/{storage.relative(cfg_file)}", job_name=name)
-        env = {**data_env, "HOME": "/tmp"}
-    elif settings.runtime in ("apptainer", "singularity") and sim_image:
-        image = sif_path(settings, sim_image)
-    image_args = host.simulator_arguments(config_path=storage.relative(cfg_file), job_id=job.job_id, job_name=name) if sim_image else []
-    if image and not sim_image and not cmd:
-        cmd = ["python", "-m", "simulator"]
-    spec = JobScript(job_id=job.job_id, job_dir=str(job.dir), data_root=str(storage.root), project_root=str(PROJECT_ROOT),
-                     env=env, command=cmd, image=image, image_args=image_args, run_as=host.run_as, data_mount=host.data_mount,
-                     memory_bytes=bounds.memory, pids=bounds.pids, nofile=bounds.nofile)
+    spec = _job_script(host, job, storage, cfg_file, name, sim_image, cmd, bounds)
     as_root = os.geteuid() == 0
     script = render(settings, req, spec)
     (job.dir / "logs").mkdir(exist_ok=True)
@@ -184,7 +170,37 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
             _stop(slurm_id, 0, source, logger)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    status, code, message = slurm_status(source.state, stop_requested=stopping["asked"], exit_code=source.exit_code)
+    return _finish(run, source, req, stopping["asked"], info, job)
+
+
+def _job_script(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, name: str, sim_image: str | None,
+                cmd: list[str] | None, bounds) -> JobScript:
+    """What the batch script runs, with paths and the contract as the runtime sees them."""
+    from flows.simulation import RUNTIME_IMAGE_ENV
+
+    settings = host.slurm
+    assert settings is not None
+    env = contract_env(job, data_dir=str(storage.root), job_dir=str(job.dir), config_path=str(cfg_file), job_name=name)
+    image = None
+    if settings.runtime == "docker":
+        image = sim_image or os.environ.get(RUNTIME_IMAGE_ENV) or host.image
+        data_env = contract_env(job, data_dir=host.data_mount, job_dir=f"{host.data_mount}/{storage.relative(job.dir)}",
+                                config_path=f"{host.data_mount}/{storage.relative(cfg_file)}", job_name=name)
+        env = {**data_env, "HOME": "/tmp"}
+    elif settings.runtime in ("apptainer", "singularity") and sim_image:
+        image = sif_path(settings, sim_image)
+    image_args = host.simulator_arguments(config_path=storage.relative(cfg_file), job_id=job.job_id, job_name=name) if sim_image else []
+    if image and not sim_image and not cmd:
+        cmd = ["python", "-m", "simulator"]
+    return JobScript(job_id=job.job_id, job_dir=str(job.dir), data_root=str(storage.root), project_root=str(PROJECT_ROOT),
+                     env=env, command=cmd, image=image, image_args=image_args, run_as=host.run_as, data_mount=host.data_mount,
+                     memory_bytes=bounds.memory, pids=bounds.pids, nofile=bounds.nofile)
+
+
+def _finish(run: SupervisedRun, source: SlurmSource, req: slurm.Request, stop_asked: bool, info: dict[str, Any], job: JobPaths) -> SupervisedRun:
+    """Slurm's last word as the run's outcome (core/states.slurm_status) and in job_info.json."""
+    slurm_id = source.slurm_job_id
+    status, code, message = slurm_status(source.state, stop_requested=stop_asked, exit_code=source.exit_code)
     info.update(_slurm_fields(source, req), slurm_status=status)
     write_json_atomic(job.job_info_file, info)
     if status == "failed" and not run.error_code:

@@ -114,3 +114,35 @@ async def with_slurm(out: HostsOut, hosts: HostsFile, storage: DataRoot) -> Host
             jobs.append(job.model_copy(update=slurm_fields(found if isinstance(found, dict) else {})))
         info.active_jobs = jobs
     return out
+
+
+def cancel_left_job(pool: str | None, job_id: str) -> str | None:
+    """After a stop: scancel the job's Slurm job if it still waits or runs (its flow run was killed
+    before its own scancel, say). The Slurm job id comes from job_info.json, which the job can
+    write, so it is only acted on when Slurm names that job ``opeva-<job_id>`` (sbatch --job-name,
+    set by the platform): a forged id cannot cancel anyone else's job. Returns the id cancelled."""
+    from core.settings import PlatformSettings
+    from core.hosts import load_hosts
+    from core.states import slurm_status
+
+    try:
+        host = load_hosts(PlatformSettings().hosts_file).get(pool or "")
+    except (OSError, ValueError):
+        return None
+    if host is None or host.kind != "slurm":
+        return None
+    storage = DataRoot(PlatformSettings().shared_data_dir)
+    info = job_io.read_json(storage.job(job_id).dir, "job_info.json")
+    slurm_id = info.get("slurm_job_id") if isinstance(info, dict) else None
+    if not isinstance(slurm_id, str) or not slurm_id.isdigit():
+        return None
+    try:
+        record = slurm.job_record(slurm_id)
+        if not record or record.get("JobName") != f"opeva-{job_id}":
+            return None
+        if slurm_status(record.get("JobState"))[0] not in ("dispatched", "running"):
+            return None
+        slurm.cancel(slurm_id)
+    except slurm.SlurmError:
+        return None
+    return slurm_id

@@ -37,6 +37,17 @@ hosts:
       stop_grace_seconds: 5
       python: {python}
 """
+DOCKER_HOST_ENTRY = """
+  - name: slurm-docker
+    kind: slurm
+    concurrency_limit: 2
+    start_worker: true
+    volumes: ["{data}:{data}"]
+    slurm:
+      partitions: [normal-x86]
+      runtime: docker
+      defaults: {time: "00:05:00", cpus_per_task: 1, mem_gb: 0.5, gpus: 0}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +73,21 @@ def cluster() -> Iterator[object]:
         os.environ["SLURM_CONF"] = saved
 
 
+def docker_ready_for_slurm() -> bool:
+    """A Docker engine and the runtime image built from this tree (OPEVA_IMAGE's tag), or False."""
+    from deployments.platform import PROJECT_ROOT
+    from deployments.setup import docker_available
+
+    if not docker_available():
+        if os.environ.get("OPEVA_REQUIRE_DOCKER") == "1":
+            pytest.fail("OPEVA_REQUIRE_DOCKER=1 but no Docker engine answers")
+        return False
+    out = subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "build_image.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"building the runtime image failed:\n{out.stderr[-3000:]}")
+    return True
+
+
 @pytest.fixture(scope="module")
 def slurm_platform(cluster) -> Iterator[Platform]:
     home = Path(tempfile.mkdtemp(prefix="opeva-slurm-tests-"))
@@ -70,7 +96,11 @@ def slurm_platform(cluster) -> Iterator[Platform]:
     hosts_file = home / "hosts.yaml"
     from deployments.slurm_cluster import simulator_venv
 
-    hosts_file.write_text(HOSTS.replace("{python}", simulator_venv()))  # Debian's python3 + the simulator's packages
+    text = HOSTS.replace("{python}", simulator_venv())  # Debian's python3 + the simulator's packages
+    docker = docker_ready_for_slurm()
+    if docker:  # runtime docker runs for real where an engine answers (CI: always)
+        text += DOCKER_HOST_ENTRY.replace("{data}", str(platform.data_dir))
+    hosts_file.write_text(text)
     with pointed_at(platform, hosts_file):
         os.environ["OPEVA_MLFLOW"] = "0"
         try:
@@ -79,6 +109,9 @@ def slurm_platform(cluster) -> Iterator[Platform]:
             types = platform.setup_pools(hosts_file, docker=False)
             assert types["deucalion"] == "process"
             platform.start_worker("deucalion", "process")
+            if docker:
+                platform.start_worker("slurm-docker", "process")
+            platform.slurm_docker = docker  # type: ignore[attr-defined]
             platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
             for d in (platform.data_dir, platform.data_dir / "jobs"):
                 d.chmod(0o755)
@@ -193,3 +226,21 @@ def test_partitions_from_the_cluster(sapi):
     up = sapi.get("/deucalion/partitions").json()
     assert up["partitions"][0]["partition"] == "normal-x86" and up["partitions"][0]["time_limit_label"] == "1 hour"
     assert sapi.get("/hosts/nope/partitions").status_code == 404
+
+
+def test_docker_runtime_runs_the_simulator_unprivileged_without_credentials(sapi, slurm_platform):
+    if not slurm_platform.slurm_docker:
+        pytest.skip("needs a Docker engine (set OPEVA_REQUIRE_DOCKER=1 to fail instead)")
+    probe = ("echo uid=$(id -u); echo prefect_vars=$(env | grep -c PREFECT); echo job=$OPEVA_JOB_ID; "
+             "grep CapEff /proc/self/status; python -m simulator")
+    r = sapi.post("/run-simulation", json={"config": experiment("slurm", "docker"), "target_host": "slurm-docker",
+                                           "command": ["sh", "-c", probe]})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    status = final_status(sapi, job_id, timeout=180)
+    logs = sapi.get(f"/logs/{job_id}").text
+    assert status["status"] == "finished", (status, logs[-2000:])
+    assert "uid=65534" in logs and "prefect_vars=0" in logs and f"job={job_id}" in logs
+    assert "CapEff:\t0000000000000000" in logs
+    assert sapi.get(f"/result/{job_id}").json().get("status") != "pending"
+    assert sapi.get(f"/job-info/{job_id}").json()["slurm_state"] == "COMPLETED"
