@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PartitionLimit(BaseModel):
@@ -24,6 +24,12 @@ class PartitionLimit(BaseModel):
 
 
 class PartitionsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "source": "sinfo on the host's submit node (deucalion)", "host": "deucalion",
+        "partitions": [{"partition": "normal-x86", "architecture": None, "max_nodes": 64, "time_limit_seconds": 172800,
+                        "time_limit": "48:00:00", "time_limit_label": "48 hours", "state": "up", "nodes": 64, "cpus_per_node": 128,
+                        "mem_gb_per_node": 250.0, "gpus_per_node": 0, "allowed": True, "default": True}],
+    }]})
     source: str = Field(description="Where the limits come from (the host's own Slurm).")
     host: str
     partitions: list[PartitionLimit]

@@ -244,3 +244,40 @@ def test_docker_runtime_runs_the_simulator_unprivileged_without_credentials(sapi
     assert "CapEff:\t0000000000000000" in logs
     assert sapi.get(f"/result/{job_id}").json().get("status") != "pending"
     assert sapi.get(f"/job-info/{job_id}").json()["slurm_state"] == "COMPLETED"
+
+
+ALGORITHMS_MIRROR = Path("/work/.mirror/Soft-CPS-Research-Group+Algorithms/repo")
+
+
+def test_algorithms_preflight_with_deucalion_passes(sapi, slurm_platform, tmp_path):
+    """``manage_remote_experiment.py preflight --deucalion --target-host deucalion --strict``: its five
+    GETs answer JSON, the host is found and online. The maintainers' own script is run too where
+    their repository's mirror is on this machine (bench/clients/algorithms_scripts.py fetches it)."""
+    answers = {}
+    for path in ("/health", "/hosts", "/queue", "/job-images/versions", "/deucalion/partitions"):
+        r = sapi.get(path)
+        assert r.status_code == 200, (path, r.text)
+        answers[path] = r.json()
+    assert answers["/hosts"]["hosts"]["deucalion"]["online"] is True
+    assert "deucalion" in answers["/hosts"]["available_hosts"]
+    assert {"source", "partitions"} <= set(answers["/deucalion/partitions"])
+    if not ALGORITHMS_MIRROR.exists():
+        return
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "clients"))
+    from algorithms_scripts import run, scripts_from_mirror, scripts_python
+
+    repo = tmp_path / "algorithms"
+    repo.mkdir()
+    scripts_from_mirror(ALGORITHMS_MIRROR, "0bc57d9", repo)
+    snapshot = tmp_path / "preflight.json"
+    code, out, _ = run(scripts_python(), repo, slurm_platform.api_url,
+                       ["scripts/manage_remote_experiment.py", "preflight", "--target-host", "deucalion", "--deucalion",
+                        "--strict", "--output", str(snapshot)], timeout=300)
+    import json
+
+    snap = json.loads(snapshot.read_text())
+    assert code == 0 and not snap["errors"], out[-2000:]
+    assert snap["target_host_found"] is True and snap["target_host_online"] is True
+    assert snap["responses"]["deucalion_partitions"]["partitions"][0]["partition"] == "normal-x86"
