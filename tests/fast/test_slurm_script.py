@@ -201,3 +201,14 @@ def test_slurm_states_as_opeva(state, stop, code, expected):
 
 def test_format_time_round_trips():
     assert format_time(parse_time("2-01:02:03")) == "49:02:03"
+
+
+@pytest.mark.parametrize("state", ["NODE_FAIL", "CANCELLED by 1000", "OUT_OF_MEMORY", "TIMEOUT", "PREEMPTED", None])
+def test_each_slurm_failure_is_classified_with_its_code(state):
+    """The flow's failed message (error_code=<code>: ...) is what /status and /jobs classify (core/failures.py)."""
+    from core.failures import classify
+    from core.job_limits import error_message
+
+    _, code, message = slurm_status(state)
+    failure = classify(status="failed", state_type="FAILED", state_message=f"SimulatorFailed: {error_message(code, f'Slurm job 7 {state}: {message}')}")
+    assert failure.error_code == code
