@@ -170,6 +170,8 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
             _stop(slurm_id, 0, source, logger)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if stopping["asked"]:
+        _record_cancelled(logger)
     return _finish(run, source, req, stopping["asked"], info, job)
 
 
@@ -212,6 +214,24 @@ def _finish(run: SupervisedRun, source: SlurmSource, req: slurm.Request, stop_as
     elif status == "finished":
         run.returncode = 0
     return run
+
+
+def _record_cancelled(logger) -> None:
+    """Record Cancelled now that the Slurm job has ended (as flows/container_entry.py does on Docker
+    hosts): Prefect's runner would record it too, but only about 10 s after this process exits."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Cancelled
+
+    if not flow_run.id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(flow_run.id), Cancelled(message="Cancelled on request; the Slurm job got TERM and ended."), force=True)
+    except Exception as exc:  # the runner records it anyway, later
+        logger.warning("[WARNING] could not record the cancellation: %s", exc)
 
 
 def _on_sigterm(cancelled: threading.Event):
