@@ -62,9 +62,16 @@ def wait(pred, timeout=300.0, step=0.1):
     raise TimeoutError
 
 
-def raw_sbatch(script: str) -> str:
-    return sh("sbatch", "--parsable", "--uid=65534", "--gid=65534", "--export=NONE", "--chdir=/tmp", "--output=/dev/null",
+def raw_sbatch(script: str, output: str = "/dev/null") -> str:
+    return sh("sbatch", "--parsable", "--uid=65534", "--gid=65534", "--export=NONE", "--chdir=/tmp", f"--output={output}",
               "-p", "normal-x86", "-t", "00:05:00", "--mem=512M", "--wrap", script).strip()
+
+
+def raw_started(path: str) -> bool:
+    try:
+        return "started" in Path(path).read_text()
+    except OSError:
+        return False
 
 
 class Api:
@@ -103,9 +110,11 @@ def measure(api: Api, runs: int) -> dict[str, list[float]]:
         assert "code 3" in api.status(job)["prefect_state"]["message"]
         # the same with raw Slurm
         t = time.monotonic()
-        sid = raw_sbatch(TRAP)
+        out_file = f"/tmp/opeva-bench-slurm-raw-{os.getpid()}-{i}.out"
+        sid = raw_sbatch(TRAP, out_file)
         wait(lambda: raw_state(sid) == "RUNNING")
         out["raw_run"].append(time.monotonic() - t)
+        wait(lambda: raw_started(out_file))  # as the API row waits for "started": TERM before the trap is set would be lost
         t = time.monotonic()
         sh("scancel", "--full", "--signal=TERM", sid)
         wait(lambda: raw_state(sid) not in ("RUNNING", "COMPLETING", "PENDING"))
