@@ -87,7 +87,10 @@ class Api:
         return r.json()["job_id"]
 
     def status(self, job: str) -> dict:
-        return self.c.get(f"/status/{job}").json()
+        try:
+            return self.c.get(f"/status/{job}").json()
+        except httpx.TimeoutException:  # an API busy with the burst: ask again at the next poll
+            return {"status": "unknown"}
 
 
 def measure(api: Api, runs: int) -> dict[str, list[float]]:
@@ -180,15 +183,15 @@ def main() -> None:
                     d.chmod(0o755)
                 api = Api(platform.api_url)
                 m = measure(api, args.runs)
+                print(f"\nSlurm host vs raw Slurm, single node (2 slots), {args.runs} runs each\n")
+                print(HEADER)
+                for key, name in (("run", "submit -> running (API /status)"), ("raw_run", "  baseline: sbatch -> squeue R"),
+                                  ("stop", "stop -> stopped (TERM handler ran)"), ("raw_stop", "  baseline: scancel --signal=TERM -> gone"),
+                                  ("fail", "exit 3 -> failed 'exit code 3'"), ("raw_fail", "  baseline: sbatch exit 3 -> FAILED")):
+                    print(row(name, m[key]), flush=True)
                 ours, peak, raw, raw_peak, finished = burst(api, args.jobs)
             finally:
                 platform.stop()
-    print(f"\nSlurm host vs raw Slurm, single node (2 slots), {args.runs} runs each\n")
-    print(HEADER)
-    for key, name in (("run", "submit -> running (API /status)"), ("raw_run", "  baseline: sbatch -> squeue R"),
-                      ("stop", "stop -> stopped (TERM handler ran)"), ("raw_stop", "  baseline: scancel --signal=TERM -> gone"),
-                      ("fail", "exit 3 -> failed 'exit code 3'"), ("raw_fail", "  baseline: sbatch exit 3 -> FAILED")):
-        print(row(name, m[key]))
     print(f"\n| {args.jobs} jobs of `sleep 1` | wall time (s) | most running at once | finished |\n|---|---|---|---|")
     print(f"| through the API (concurrency_limit {args.limit}) | {ours:.1f} | {peak} | {finished}/{args.jobs} |")
     print(f"| raw sbatch (baseline) | {raw:.1f} | {raw_peak} | - |")
