@@ -79,7 +79,8 @@ class RunSimulationRequest(BaseModel):
     submitted_by: str | None = Field(None, max_length=200)
     image_tag: str | None = Field(None, max_length=1024, description="Tag of the host's simulator image to run: [A-Za-z0-9_][A-Za-z0-9_.-]*, at most 128 characters (else 400).")
     image: str | None = Field(None, max_length=255, pattern=_IMAGE.pattern, description="Full simulator image reference (older clients).")
-    deucalion_options: dict[str, Any] | None = Field(None, description="Options for HPC (Deucalion) runs; recorded with the job.")
+    deucalion_options: dict[str, Any] | None = Field(None, description="Options for HPC (Deucalion) runs: on a Slurm host, its sbatch options (as `slurm`); recorded with the job.")
+    slurm: dict[str, Any] | None = Field(None, description="sbatch options on a Slurm host: partition, time, cpus_per_task, mem_gb, gpus, account, modules (docs/slurm.md).")
     target_worker_profile: str | None = Field(None, max_length=16, description="cpu or gpu: the kind of host to choose; only with automatic host selection (else 400).")
     command: list[str] | None = Field(None, min_length=1, max_length=256, description="Simulator command; default the reference simulator.")
     resources: ResourceRequest | None = None

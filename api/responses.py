@@ -105,6 +105,14 @@ class JobStatusOut(FailureFields):
     prefect_state: PrefectState
     host: str | None
     job_name: str | None
+    # Slurm hosts (null elsewhere): the batch job as Slurm reports it (flows/slurm_run.py writes them into job_info.json)
+    slurm_job_id: str | None = None
+    slurm_state: str | None = None
+    slurm_reason: str | None = None
+    slurm_partition: str | None = None
+    slurm_nodes: int | None = None
+    slurm_cpus: int | None = None
+    slurm_gpus: int | None = None
 
 
 class JobInfoBrief(BaseModel):

@@ -173,6 +173,10 @@ async def _ensure_container_gone(gateway: PrefectGateway, run_id: UUID, grace: f
         run = await gateway.read_run(str(run_id))  # it may have finished meanwhile: that state stands
     if run.state and run.state.type in (StateType.CANCELLING, StateType.RUNNING, StateType.PENDING):
         await gateway.cancel_now(run_id, "Stopped: the container was killed by the OPEVA API")
+    from api.usecases.slurm_hosts import cancel_left_job  # a Slurm host's job: scancel what its run left (docs/slurm.md)
+
+    if slurm_id := await asyncio.to_thread(cancel_left_job, run.work_pool_name, str(run_id)):
+        log.warning("run %s: its Slurm job %s still ran after the stop; cancelled it", run_id, slurm_id)
 
 
 async def kill_now(gateway: PrefectGateway, run_id: UUID) -> None:

@@ -29,6 +29,7 @@ PLAIN = frozenset({
     "REQUESTS_CA_BUNDLE", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DO_NOT_TRACK",
     "NO_PROXY", "no_proxy",
     "CORS_ALLOWED_ORIGINS",  # upstream's name of OPEVA_CORS_ORIGINS (the API's browser allow-list)
+    "SLURM_CONF",  # a Slurm host's cluster (docs/slurm.md): sinfo in the API, sbatch in its worker
 })
 PREFIXES = ("OPEVA_", "PREFECT_", "RABBITMQ_", "ERL_")  # RABBITMQ_/ERL_: the private broker's folders and ports (deployments/rabbitmq_server.py)
 SECRETS = frozenset({

@@ -44,6 +44,15 @@ RULES: tuple[Rule, ...] = (
           r"ExperimentConfigError", r"\bConfigError\b", r"Invalid YAML", r"unknown algorithm", r"unknown parameter for",
           r"config(?:uration)? (?:is )?invalid", r"yaml\.(?:scanner|parser)\.\w+Error"),
     # The supervisor's own verdicts (core/job_limits.py: ``error_code=<code>: ...``) come first.
+    # Slurm hosts' verdicts (core/states.py SLURM_FAILURES, docs/slurm.md)
+    _rule("node_fail", "infrastructure", "Slurm reports the compute node failed under the job: requeue it "
+          "(POST /ops/jobs/{id}/requeue); if it keeps happening, tell the cluster's operators.", r"error_code=node_fail\b"),
+    _rule("slurm_cancelled", "operator", "The job was cancelled in Slurm by someone other than the platform (scancel on "
+          "the cluster, an administrator, a revoked reservation); requeue it if that was not meant.", r"error_code=slurm_cancelled\b"),
+    _rule("slurm_job_lost", "infrastructure", "Slurm no longer knows the job and it left no exit code (the controller "
+          "restarted or purged it): requeue it.", r"error_code=slurm_job_lost\b"),
+    _rule("preempted", "infrastructure", "Slurm preempted the job for a higher-priority one: requeue it, or use a "
+          "partition/QOS without preemption.", r"error_code=preempted\b"),
     _rule("pids_limit", "resources", "The job stayed at its process limit (a fork bomb or a runaway pool): lower its "
           "parallelism, or ask for more (resources.pids) within the host's limit.", r"error_code=pids_limit\b"),
     _rule("disk_limit", "resources", "The job's folder grew over its disk limit: write less (checkpoints, exports), or ask "

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.job_limits import Effective, JobLimits, effective
+from core.slurm import SlurmSettings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -69,6 +70,8 @@ class Host(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Host name; also the work pool's name and the deployments' suffix.")
+    kind: Literal["docker", "slurm"] = Field("docker", description="docker: a Docker work pool; slurm: a process pool whose worker submits to Slurm (docs/slurm.md).")
+    slurm: SlurmSettings | None = Field(None, description="kind slurm: how jobs reach the cluster (core/slurm.py).")
     concurrency_limit: int | None = Field(2, ge=1)
     image: str | None = Field(None, description="Runtime (supervisor) image; default the project's.")
     volumes: list[str] = Field(default_factory=list)
@@ -105,6 +108,14 @@ class Host(BaseModel):
         if not _HOST_NAME.fullmatch(v):
             raise ValueError("host names use lower-case letters, digits and '-' (they name work pools and deployments)")
         return v
+
+    @model_validator(mode="after")
+    def _kind(self) -> "Host":
+        if self.kind == "slurm" and self.slurm is None:
+            raise ValueError(f"host {self.name!r}: kind slurm needs a slurm: block (partitions at least)")
+        if self.kind != "slurm" and self.slurm is not None:
+            raise ValueError(f"host {self.name!r}: a slurm: block needs kind: slurm")
+        return self
 
     @field_validator("run_as")
     @classmethod

@@ -28,7 +28,7 @@ ACTIVE = frozenset({"queued", "dispatched", "setup", "running"})
 STARTED = frozenset({"dispatched", "setup", "running", "stop_requested"})  # holds (or is getting) a host slot
 PROFILE_LABEL = "opeva.target_worker_profile"  # the run label of an automatic choice by profile (cpu/gpu)
 PHASE_LABEL = "opeva.phase"
-SETUP_PHASE, RUNNING_PHASE = "setup", "running"
+SETUP_PHASE, RUNNING_PHASE, DISPATCHED_PHASE = "setup", "running", "dispatched"
 STOPPABLE = ACTIVE
 FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
@@ -61,8 +61,55 @@ def opeva_status_of(state_type: str | None, run_count: int, phase: str | None = 
     (``phase``: its ``opeva.phase`` label)."""
     if state_type == "RUNNING" and phase == SETUP_PHASE:
         return "setup"
+    if state_type == "RUNNING" and phase == DISPATCHED_PHASE:  # a Slurm job still PENDING in its cluster's queue
+        return "dispatched"
     if state_type == "CANCELLING":
         return "stop_requested"
     if state_type == "CANCELLED":
         return "stopped" if run_count > 0 else "canceled"
     return _BY_TYPE.get(state_type or "", "unknown")
+
+
+# -- Slurm jobs (core/slurm.py, flows/slurm_run.py) ----------------------------------------------
+# Slurm's job states as OPEVA's. A job still waiting (PENDING...) is ``dispatched`` with Slurm's
+# reason; an ended one is ``finished``, ``failed`` with an error_code per cause, or ``stopped``
+# when the platform cancelled it (a cancel by anyone else is a failure that says so).
+SLURM_WAITING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED"})
+SLURM_RUNNING = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"})
+SLURM_FAILURES = {  # state -> (error_code, what happened)
+    "FAILED": ("simulator_error", "the job exited non-zero"),
+    "OUT_OF_MEMORY": ("out_of_memory", "Slurm killed the job: it went over its memory request"),
+    "TIMEOUT": ("timed_out", "Slurm ended the job at its walltime (DUE TO TIME LIMIT)"),
+    "DEADLINE": ("timed_out", "Slurm ended the job at its deadline"),
+    "NODE_FAIL": ("node_fail", "the compute node failed while the job ran"),
+    "BOOT_FAIL": ("node_fail", "the compute node failed to boot for the job"),
+    "PREEMPTED": ("preempted", "Slurm preempted the job"),
+    "REVOKED": ("slurm_cancelled", "the cluster revoked the job"),
+}
+SLURM_LOST = "slurm_job_lost"
+# the job_info.json keys /status and /hosts repeat
+SLURM_STATUS_FIELDS = ("slurm_job_id", "slurm_state", "slurm_reason", "slurm_partition", "slurm_nodes", "slurm_cpus", "slurm_gpus")  # neither the controller nor accounting knows the job any more
+
+
+def slurm_status(state: str | None, *, stop_requested: bool = False, exit_code: int | None = None) -> tuple[str, str | None, str]:
+    """(OPEVA status, error_code, message) of a Slurm job in ``state`` (None: Slurm forgot it).
+    ``stop_requested``: the platform itself asked Slurm to cancel it."""
+    base = (state or "").split()[0].rstrip("+").upper() if state else None
+    if base is None:
+        return "failed", SLURM_LOST, "Slurm no longer knows the job (past MinJobAge, no accounting) and it left no exit code"
+    if base in SLURM_WAITING:
+        return "dispatched", None, f"waiting in Slurm ({base})"
+    if base in SLURM_RUNNING:
+        return "running", None, base
+    if stop_requested:  # whatever the job did with its TERM (exit 0, 143, CANCELLED), the platform stopped it
+        return "stopped", None, f"stopped on request ({base})"
+    if base == "COMPLETED":
+        return "finished", None, "COMPLETED"
+    if base == "CANCELLED":
+        if stop_requested:
+            return "stopped", None, "cancelled on request (scancel)"
+        return "failed", "slurm_cancelled", "the job was cancelled in Slurm by someone other than the platform (scancel outside OPEVA)"
+    code, what = SLURM_FAILURES.get(base, ("simulator_error", f"Slurm ended the job in state {base}"))
+    if base == "FAILED" and exit_code is not None:
+        what = f"exit code {exit_code}"
+    return "failed", code, what

@@ -315,7 +315,8 @@ async def setup(
     types: dict[str, str] = {}
     async with get_client() as client:
         for host in hosts.hosts:
-            use_docker = docker_available(host.docker_url) if docker is None else docker
+            # a Slurm host is a process pool: its worker runs on the submit node and calls sbatch (docs/slurm.md)
+            use_docker = False if host.kind == "slurm" else docker_available(host.docker_url) if docker is None else docker
             types[host.name] = await ensure_pool(client, host, docker=use_docker, image=settings.runtime_image)
             if use_docker:  # the tag the UI offers on a fresh platform (deployments/reference_image.py)
                 from deployments.reference_image import ensure_reference_image

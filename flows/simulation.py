@@ -163,16 +163,18 @@ def run_simulation(
     command: list[str] | str | None = None,
     image: str | None = None,
     image_tag: str | None = None,
+    slurm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run an experiment: ``config`` inline (kept as ``configs/<save_as>`` when given)
     or ``config_path`` relative to the shared data root. ``image`` (from the host's
     allow-list) or ``image_tag`` (of the host's ``simulator_image``) run a simulator
     image unchanged with the host's argument template; neither runs the reference
-    simulator. ``command`` replaces the container's command (README, "Simulator contract")."""
+    simulator. ``command`` replaces the container's command (README, "Simulator contract").
+    ``slurm``: sbatch options on a Slurm host (core/slurm.py; upstream's deucalion_options)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGUSR1, _on_cancel)
     try:
-        result = _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag)
+        result = _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag, slurm)
     except BaseException:
         if _CANCELLED.is_set():
             _end_cancelled(get_run_logger())
@@ -184,7 +186,7 @@ def run_simulation(
     return result
 
 
-def _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag) -> dict[str, Any]:
+def _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag, slurm=None) -> dict[str, Any]:
     logger = get_run_logger()
     job_id = str(current_run.id)
     mark_phase("setup")  # until the simulator starts (core/states.py: the setup state)
@@ -242,14 +244,12 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         except Exception as exc:  # progress.json stays the truth; an API outage must not fail the job
             logger.warning("[WARNING] could not update the progress artifact: %s", exc)
 
-    from flows.sandbox import docker_client
+    if host.kind == "slurm":  # flows/slurm_run.py: sbatch, followed until Slurm says it ended
+        from flows.slurm_run import run_on_slurm
 
-    try:
-        client = docker_client()
-        client.ping()
-    except Exception:
-        client = None
-    if client is not None:
+        run = run_on_slurm(host, job, storage, cfg_file, name, sim_image, cmd, info, logger, on_progress, _CANCELLED, slurm,
+                           current_run.job_variables or {})
+    elif (client := _docker_or_none()) is not None:
         run = _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd, supervisor_id, info, logger, on_progress)
     else:
         run = _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logger, on_progress)
@@ -261,6 +261,17 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         logger.warning("[WARNING] the simulator wrote no results/result.json")
     update_progress_artifact(progress_id, 100.0, description=f"{name}: finished")
     return {"job_id": job_id, "result": result}
+
+
+def _docker_or_none():
+    from flows.sandbox import docker_client
+
+    try:
+        client = docker_client()
+        client.ping()
+        return client
+    except Exception:
+        return None
 
 
 def _outcome(run, job: JobPaths, info: dict[str, Any]) -> Any:

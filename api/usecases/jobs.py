@@ -30,6 +30,7 @@ from api.usecases.images import chosen_image
 from core.layout import DataRoot
 from api.usecases import insight, organization
 from core.states import PROFILE_LABEL, ACTIVE
+from api.usecases.slurm_hosts import slurm_fields
 from core.submission import SubmissionRefused, check_image_tag, check_profile, check_profile_value, config_requires_gpu
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
@@ -201,7 +202,10 @@ async def submit_simulation(
             parameters["save_as"] = body.save_as
     else:
         parameters["config_path"] = resolved.source
-    for key, value in (("image", body.image), ("image_tag", image_tag), ("command", body.command)):
+    from api.usecases.slurm_hosts import submit_options
+
+    slurm_options = await submit_options(host, body)  # a Slurm host: 400 naming the limit, before anything is queued
+    for key, value in (("image", body.image), ("image_tag", image_tag), ("command", body.command), ("slurm", slurm_options)):
         if value is not None:
             parameters[key] = value
     unknown = sorted(k for k in parameters if k not in accepted)
@@ -235,6 +239,7 @@ async def status(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> Job
         dispatched_image_tag=(info.get("image_tag") or params.get("image_tag")) if taken else None,
         status_updated_at=changed, last_status_at=changed,
         prefect_state=state_of(run), host=run.work_pool_name, job_name=run.name,
+        **slurm_fields(info),
     )
     return insight.with_failure(out, (await insight.failures(storage, [run])).get(out.job_id))
 

@@ -160,6 +160,10 @@ CASES = {
     "host_lost": dict(state_type="CRASHED", state_message="No heartbeat for 90 s: the worker or host died."),
     "stopped": dict(status="stopped", state_message="Stop requested through the OPEVA API"),
     "marked_failed": dict(state_message="Marked failed: stuck after a host reboot"),
+    "node_fail": dict(state_message="SimulatorFailed: error_code=node_fail: Slurm job 7 NODE_FAIL: the compute node failed while the job ran"),
+    "slurm_cancelled": dict(state_message="SimulatorFailed: error_code=slurm_cancelled: Slurm job 7 CANCELLED: cancelled by someone else"),
+    "slurm_job_lost": dict(state_message="SimulatorFailed: error_code=slurm_job_lost: Slurm job 7 forgotten: Slurm no longer knows the job"),
+    "preempted": dict(state_message="SimulatorFailed: error_code=preempted: Slurm job 7 PREEMPTED: Slurm preempted the job"),
     "simulator_error": dict(result_error="ValueError: boom", log_tail="Traceback ...\nValueError: boom"),
 }
 

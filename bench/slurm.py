@@ -1,0 +1,202 @@
+"""A Slurm host against Slurm itself, on a real single-node cluster (2 slots), in one run.
+
+Rows, each beside its baseline (the same thing done with raw Slurm commands):
+  submit -> running     POST /run-simulation until /status says running  |  sbatch until squeue says R
+  stop -> stopped       POST /stop until /status says stopped (the job's TERM handler ran)  |  scancel --signal=TERM until gone
+  exit 3 -> failed      POST until /status says failed "exit code 3"  |  sbatch until scontrol says FAILED
+  N short jobs          all N submitted through the API until all finished; most running at once  |  N raw sbatch jobs
+
+Usage (root, slurm-wlm + munge installed): python bench/slurm.py [--runs 3] [--jobs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import httpx  # noqa: E402
+
+from _table import HEADER, row  # noqa: E402
+from deployments.slurm_cluster import SlurmCluster, simulator_venv  # noqa: E402
+from helpers import new_platform, pointed_at  # noqa: E402
+
+HOSTS = """hosts:
+  - name: deucalion
+    kind: slurm
+    concurrency_limit: {limit}
+    slurm:
+      partitions: [normal-x86]
+      runtime: none
+      defaults: {{time: "00:05:00", cpus_per_task: 1, mem_gb: 0.5, gpus: 0}}
+      stop_grace_seconds: 5
+      python: {python}
+"""
+TRAP = "trap 'echo TERM handler ran; exit 0' TERM; echo started; while :; do sleep 0.1; done"
+
+
+def sh(*args: str, env=None) -> str:
+    return subprocess.run(list(args), capture_output=True, text=True, env={**os.environ, **(env or {})}).stdout
+
+
+def raw_state(job: str) -> str:
+    out = sh("scontrol", "show", "job", "-o", job)
+    return out.split("JobState=")[1].split()[0] if "JobState=" in out else "GONE"
+
+
+def wait(pred, timeout=300.0, step=0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise TimeoutError
+
+
+def raw_sbatch(script: str, output: str = "/dev/null") -> str:
+    return sh("sbatch", "--parsable", "--uid=65534", "--gid=65534", "--export=NONE", "--chdir=/tmp", f"--output={output}",
+              "-p", "normal-x86", "-t", "00:05:00", "--mem=512M", "--wrap", script).strip()
+
+
+def raw_started(path: str) -> bool:
+    try:
+        return "started" in Path(path).read_text()
+    except OSError:
+        return False
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.c = httpx.Client(base_url=url, timeout=60)
+
+    def submit(self, command: list[str] | None = None, run: str = "r") -> str:
+        body = {"config": {"experiment": {"name": "bench", "run_name": run}}, "target_host": "deucalion"}
+        if command:
+            body["command"] = command
+        r = self.c.post("/run-simulation", json=body)
+        r.raise_for_status()
+        return r.json()["job_id"]
+
+    def status(self, job: str) -> dict:
+        try:
+            return self.c.get(f"/status/{job}").json()
+        except httpx.TimeoutException:  # an API busy with the burst: ask again at the next poll
+            return {"status": "unknown"}
+
+
+def measure(api: Api, runs: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in ("run", "raw_run", "stop", "raw_stop", "fail", "raw_fail")}
+    for i in range(runs):
+        t = time.monotonic()
+        job = api.submit(["bash", "-c", TRAP], f"s{i}")
+        wait(lambda: api.status(job)["status"] == "running")
+        out["run"].append(time.monotonic() - t)
+        wait(lambda: "started" in api.c.get(f"/logs/{job}").text)
+        t = time.monotonic()
+        api.c.post(f"/stop/{job}")
+        wait(lambda: api.status(job)["status"] in ("stopped", "failed", "finished"))
+        out["stop"].append(time.monotonic() - t)
+        assert api.status(job)["status"] == "stopped" and "TERM handler ran" in api.c.get(f"/logs/{job}").text
+        t = time.monotonic()
+        job = api.submit(["sh", "-c", "exit 3"], f"f{i}")
+        wait(lambda: api.status(job)["status"] in ("failed", "finished"))
+        out["fail"].append(time.monotonic() - t)
+        assert "code 3" in api.status(job)["prefect_state"]["message"]
+        # the same with raw Slurm
+        t = time.monotonic()
+        out_file = f"/tmp/opeva-bench-slurm-raw-{os.getpid()}-{i}.out"
+        sid = raw_sbatch(TRAP, out_file)
+        wait(lambda: raw_state(sid) == "RUNNING")
+        out["raw_run"].append(time.monotonic() - t)
+        wait(lambda: raw_started(out_file))  # as the API row waits for "started": TERM before the trap is set would be lost
+        t = time.monotonic()
+        sh("scancel", "--full", "--signal=TERM", sid)
+        wait(lambda: raw_state(sid) not in ("RUNNING", "COMPLETING", "PENDING"))
+        out["raw_stop"].append(time.monotonic() - t)
+        t = time.monotonic()
+        sid = raw_sbatch("exit 3")
+        wait(lambda: raw_state(sid) == "FAILED")
+        out["raw_fail"].append(time.monotonic() - t)
+    return out
+
+
+def most_running(stop: threading.Event, seen: list[int]) -> None:
+    while not stop.is_set():
+        seen.append(len([l for l in sh("squeue", "-h", "-t", "R", "-o", "%i").splitlines() if l.strip()]))
+        time.sleep(0.25)
+
+
+def burst(api: Api, n: int) -> tuple[float, int, float, int, int]:
+    seen: list[int] = []
+    stop = threading.Event()
+    threading.Thread(target=most_running, args=(stop, seen), daemon=True).start()
+    t = time.monotonic()
+    jobs = [api.submit(["sh", "-c", "sleep 1; echo done"], f"b{i}") for i in range(n)]
+    wait(lambda: all(api.status(j)["status"] in ("finished", "failed", "stopped") for j in jobs), timeout=1800, step=1)
+    ours = time.monotonic() - t
+    finished = sum(api.status(j)["status"] == "finished" for j in jobs)
+    stop.set()
+    peak = max(seen or [0])
+    seen.clear()
+    stop = threading.Event()
+    threading.Thread(target=most_running, args=(stop, seen), daemon=True).start()
+    t = time.monotonic()
+    ids = [raw_sbatch("sleep 1; echo done") for _ in range(n)]
+    wait(lambda: all(raw_state(i) in ("COMPLETED", "FAILED", "GONE") for i in ids), timeout=900, step=0.5)
+    raw = time.monotonic() - t
+    stop.set()
+    return ours, peak, raw, max(seen or [0]), finished
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--limit", type=int, default=40, help="the host's concurrency_limit (flow runs at once)")
+    args = parser.parse_args()
+    python = simulator_venv()
+    with SlurmCluster.start() as cluster:
+        os.environ.update(cluster.env())
+        home = Path(tempfile.mkdtemp(prefix="opeva-bench-slurm-"))
+        home.chmod(0o755)
+        platform = new_platform(home)
+        hosts = home / "hosts.yaml"
+        hosts.write_text(HOSTS.format(limit=args.limit, python=python))
+        with pointed_at(platform, hosts):
+            os.environ["OPEVA_MLFLOW"] = "0"
+            try:
+                platform.start_prefect_server()
+                platform.start_mongo()
+                platform.setup_pools(hosts, docker=False)
+                platform.start_worker("deucalion", "process")
+                platform.start_api(OPEVA_HOSTS_FILE=str(hosts))
+                for d in (platform.data_dir, platform.data_dir / "jobs"):
+                    d.chmod(0o755)
+                api = Api(platform.api_url)
+                m = measure(api, args.runs)
+                print(f"\nSlurm host vs raw Slurm, single node (2 slots), {args.runs} runs each\n")
+                print(HEADER)
+                for key, name in (("run", "submit -> running (API /status)"), ("raw_run", "  baseline: sbatch -> squeue R"),
+                                  ("stop", "stop -> stopped (TERM handler ran)"), ("raw_stop", "  baseline: scancel --signal=TERM -> gone"),
+                                  ("fail", "exit 3 -> failed 'exit code 3'"), ("raw_fail", "  baseline: sbatch exit 3 -> FAILED")):
+                    print(row(name, m[key]), flush=True)
+                ours, peak, raw, raw_peak, finished = burst(api, args.jobs)
+            finally:
+                platform.stop()
+    print(f"\n| {args.jobs} jobs of `sleep 1` | wall time (s) | most running at once | finished |\n|---|---|---|---|")
+    print(f"| through the API (concurrency_limit {args.limit}) | {ours:.1f} | {peak} | {finished}/{args.jobs} |")
+    print(f"| raw sbatch (baseline) | {raw:.1f} | {raw_peak} | - |")
+    print(f"\nratio API/raw: {ours / raw:.2f}x (target <= 2x)")
+
+
+if __name__ == "__main__":
+    main()

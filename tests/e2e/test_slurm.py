@@ -1,0 +1,283 @@
+"""Slurm hosts against a real Slurm (Debian's slurm-wlm 22.05 + munge), a real Prefect and the REST API.
+
+A single-node cluster (deployments/slurm_cluster.py: this machine, 2 CPUs, partitions
+normal-x86 and dev-x86) is started for this module and stopped after it. The platform gets
+one Slurm host, ``deucalion`` (runtime none, partitions [normal-x86]), whose process-pool worker
+submits with sbatch. OPEVA_REQUIRE_SLURM=1 (CI) turns a missing Slurm into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.platform import Platform
+from helpers import experiment, new_platform, pointed_at, wait_for
+
+REQUIRE_SLURM = os.environ.get("OPEVA_REQUIRE_SLURM") == "1"
+
+HOSTS = """
+hosts:
+  - name: deucalion
+    kind: slurm
+    concurrency_limit: 4
+    start_worker: true
+    slurm:
+      submit: local
+      partitions: [normal-x86]
+      account: null
+      runtime: none
+      defaults: {time: "00:05:00", cpus_per_task: 1, mem_gb: 0.5, gpus: 0}
+      stop_grace_seconds: 5
+      python: {python}
+"""
+DOCKER_HOST_ENTRY = """
+  - name: slurm-docker
+    kind: slurm
+    concurrency_limit: 2
+    start_worker: true
+    volumes: ["{data}:{data}"]
+    slurm:
+      partitions: [normal-x86]
+      runtime: docker
+      defaults: {time: "00:05:00", cpus_per_task: 1, mem_gb: 0.5, gpus: 0}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    from deployments.slurm_cluster import SlurmCluster, SlurmUnavailable, missing
+
+    why = missing()
+    if why:
+        if REQUIRE_SLURM:
+            pytest.fail(f"OPEVA_REQUIRE_SLURM=1 but {why}")
+        pytest.skip(f"needs Slurm: {why} (set OPEVA_REQUIRE_SLURM=1 to fail instead)")
+    try:
+        c = SlurmCluster.start()
+    except SlurmUnavailable as exc:
+        pytest.fail(f"the test cluster did not start: {exc}")
+    saved = os.environ.get("SLURM_CONF")
+    os.environ.update(c.env())  # the worker and the API (children of this process) find the cluster
+    yield c
+    c.stop()
+    if saved is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = saved
+
+
+def docker_ready_for_slurm() -> bool:
+    """A Docker engine and the runtime image built from this tree (OPEVA_IMAGE's tag), or False."""
+    from deployments.platform import PROJECT_ROOT
+    from deployments.setup import docker_available
+
+    if not docker_available():
+        if os.environ.get("OPEVA_REQUIRE_DOCKER") == "1":
+            pytest.fail("OPEVA_REQUIRE_DOCKER=1 but no Docker engine answers")
+        return False
+    out = subprocess.run(["bash", str(PROJECT_ROOT / "deployments" / "build_image.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"building the runtime image failed:\n{out.stderr[-3000:]}")
+    return True
+
+
+@pytest.fixture(scope="module")
+def slurm_platform(cluster) -> Iterator[Platform]:
+    home = Path(tempfile.mkdtemp(prefix="opeva-slurm-tests-"))
+    home.chmod(0o755)  # the jobs run as uid 65534 on the node: the shared data root must be reachable
+    platform = new_platform(home)
+    hosts_file = home / "hosts.yaml"
+    from deployments.slurm_cluster import simulator_venv
+
+    text = HOSTS.replace("{python}", simulator_venv())  # Debian's python3 + the simulator's packages
+    docker = docker_ready_for_slurm()
+    if docker:  # runtime docker runs for real where an engine answers (CI: always)
+        text += DOCKER_HOST_ENTRY.replace("{data}", str(platform.data_dir))
+    hosts_file.write_text(text)
+    with pointed_at(platform, hosts_file):
+        os.environ["OPEVA_MLFLOW"] = "0"
+        try:
+            platform.start_prefect_server()
+            platform.start_mongo()
+            types = platform.setup_pools(hosts_file, docker=False)
+            assert types["deucalion"] == "process"
+            platform.start_worker("deucalion", "process")
+            if docker:
+                platform.start_worker("slurm-docker", "process")
+            platform.slurm_docker = docker  # type: ignore[attr-defined]
+            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+            for d in (platform.data_dir, platform.data_dir / "jobs"):
+                d.chmod(0o755)
+            yield platform
+        finally:
+            platform.stop()
+
+
+@pytest.fixture
+def sapi(slurm_platform: Platform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=slurm_platform.api_url, timeout=60) as client:
+        yield client
+
+
+def submit(sapi: httpx.Client, **extra) -> str:
+    body = {"config": experiment("slurm", extra.pop("run", "r")), "target_host": "deucalion", **extra}
+    r = sapi.post("/run-simulation", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()["job_id"]
+
+
+def final_status(sapi: httpx.Client, job_id: str, timeout: float = 120) -> dict:
+    def done():
+        s = sapi.get(f"/status/{job_id}").json()
+        return s if s["status"] in ("finished", "failed", "stopped", "canceled") else None
+
+    return wait_for(done, timeout, what=f"job {job_id} to end")
+
+
+def squeue_count(cluster) -> int:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env={**os.environ, **cluster.env()})
+    return len([l for l in out.stdout.splitlines() if l.strip()])
+
+
+def test_reference_simulator_finishes_with_logs_and_slurm_fields(sapi, cluster):
+    job_id = submit(sapi, deucalion_options={"partition": "normal-x86", "time": "00:04:00", "cpus_per_task": 1})
+    status = final_status(sapi, job_id)
+    assert status["status"] == "finished", status
+    info = sapi.get(f"/job-info/{job_id}").json()
+    assert info["executor"] == "slurm"
+    assert info["slurm_job_id"].isdigit()
+    assert info["slurm_state"] == "COMPLETED"
+    assert info["slurm_partition"] == "normal-x86"
+    assert info["slurm_node_list"] == cluster.node and info["slurm_nodes"] == 1
+    assert info["slurm_cpus"] == 1 and info["slurm_gpus"] == 0
+    status = sapi.get(f"/status/{job_id}").json()
+    assert (status["slurm_job_id"], status["slurm_state"], status["slurm_partition"]) == (info["slurm_job_id"], "COMPLETED", "normal-x86")
+    assert info["slurm_time_limit"] == "00:04:00"
+    logs = sapi.get(f"/logs/{job_id}").text
+    assert f"Slurm job {info['slurm_job_id']}" in logs  # the batch script's own line, from Slurm's output file
+    assert "the simulator exited with code 0" in logs
+    result = sapi.get(f"/result/{job_id}").json()
+    assert result.get("status") != "pending", result
+
+
+def test_exit_code_3_is_failed_with_the_code(sapi):
+    job_id = submit(sapi, run="exit3", command=["sh", "-c", "echo about to fail; exit 3"])
+    status = final_status(sapi, job_id)
+    assert status["status"] == "failed", status
+    assert "exit code 3" in (status.get("prefect_state") or {}).get("message", ""), status
+    info = sapi.get(f"/job-info/{job_id}").json()
+    assert info["slurm_state"] == "FAILED"
+    assert "about to fail" in sapi.get(f"/logs/{job_id}").text
+
+
+def test_stop_reaches_scancel_and_the_term_handler_runs(sapi, cluster):
+    script = ("trap 'echo TERM handler ran; exit 0' TERM; echo started; "
+              "while true; do sleep 0.2; done")
+    job_id = submit(sapi, run="stop", command=["bash", "-c", script])
+    wait_for(lambda: "started" in sapi.get(f"/logs/{job_id}").text, 90, what="the job to start")
+    card = sapi.get("/hosts").json()["hosts"]["deucalion"]
+    assert card["online"] and card["info"]["executor"] == "slurm"
+    assert card["info"]["partition_limits"]["partitions"][0]["partition"] == "normal-x86"
+    mine = next(j for j in card["info"]["active_jobs"] if j["job_id"] == job_id)
+    assert mine["status"] == "running" and mine["slurm_state"] == "RUNNING", mine
+    assert mine["slurm_job_id"].isdigit() and mine["slurm_partition"] == "normal-x86" and mine["slurm_nodes"] == 1
+    r = sapi.post(f"/stop/{job_id}")
+    assert r.status_code == 200, r.text
+    status = final_status(sapi, job_id, timeout=90)
+    assert status["status"] == "stopped", status
+    assert "TERM handler ran" in sapi.get(f"/logs/{job_id}").text
+    info = sapi.get(f"/job-info/{job_id}").json()
+    wait_for(lambda: subprocess.run(["scontrol", "show", "job", "-o", info["slurm_job_id"]], capture_output=True, text=True,
+                                    env={**os.environ, **cluster.env()}).stdout.find("JobState=RUNNING") < 0, 30,
+             what="Slurm to end the job")
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"partition": "dev-x86"}, "partition 'dev-x86' is not allowed"),
+    ({"time": "02:00:00"}, "walltime limit (MaxTime) of partition 'normal-x86'"),
+    ({"cpus_per_task": 8}, "exceeds the 2 CPUs of a node"),
+    ({"time": "soon"}, "is not a Slurm time"),
+    ({"partition": "normal-x86", "bogus": 1}, "bogus"),
+])
+def test_over_a_limit_is_400_and_nothing_queued(sapi, cluster, options, words):
+    before = squeue_count(cluster)
+    jobs_before = len(sapi.get("/jobs").json())
+    r = sapi.post("/run-simulation", json={"config": experiment(), "target_host": "deucalion", "slurm": options})
+    assert r.status_code == 400, r.text
+    assert words in r.json()["detail"]
+    assert squeue_count(cluster) == before
+    assert len(sapi.get("/jobs").json()) == jobs_before
+
+
+def test_partitions_from_the_cluster(sapi):
+    r = sapi.get("/hosts/deucalion/partitions")
+    assert r.status_code == 200, r.text
+    rows = {p["partition"]: p for p in r.json()["partitions"]}
+    assert set(rows) == {"normal-x86"}  # dev-x86 exists in the cluster but the host does not allow it
+    assert rows["normal-x86"]["time_limit_seconds"] == 3600
+    assert rows["normal-x86"]["cpus_per_node"] == 2
+    up = sapi.get("/deucalion/partitions").json()
+    assert up["partitions"][0]["partition"] == "normal-x86" and up["partitions"][0]["time_limit_label"] == "1 hour"
+    assert sapi.get("/hosts/nope/partitions").status_code == 404
+
+
+def test_docker_runtime_runs_the_simulator_unprivileged_without_credentials(sapi, slurm_platform):
+    if not slurm_platform.slurm_docker:
+        pytest.skip("needs a Docker engine (set OPEVA_REQUIRE_DOCKER=1 to fail instead)")
+    probe = ("echo uid=$(id -u); echo prefect_vars=$(env | grep -c PREFECT); echo job=$OPEVA_JOB_ID; "
+             "grep CapEff /proc/self/status; python -m simulator")
+    r = sapi.post("/run-simulation", json={"config": experiment("slurm", "docker"), "target_host": "slurm-docker",
+                                           "command": ["sh", "-c", probe]})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    status = final_status(sapi, job_id, timeout=180)
+    logs = sapi.get(f"/logs/{job_id}").text
+    assert status["status"] == "finished", (status, logs[-2000:])
+    assert "uid=65534" in logs and "prefect_vars=0" in logs and f"job={job_id}" in logs
+    assert "CapEff:\t0000000000000000" in logs
+    assert sapi.get(f"/result/{job_id}").json().get("status") != "pending"
+    assert sapi.get(f"/job-info/{job_id}").json()["slurm_state"] == "COMPLETED"
+
+
+ALGORITHMS_MIRROR = Path("/work/.mirror/Soft-CPS-Research-Group+Algorithms/repo")
+
+
+def test_algorithms_preflight_with_deucalion_passes(sapi, slurm_platform, tmp_path):
+    """``manage_remote_experiment.py preflight --deucalion --target-host deucalion --strict``: its five
+    GETs answer JSON, the host is found and online. The maintainers' own script is run too where
+    their repository's mirror is on this machine (bench/clients/algorithms_scripts.py fetches it)."""
+    answers = {}
+    for path in ("/health", "/hosts", "/queue", "/job-images/versions", "/deucalion/partitions"):
+        r = sapi.get(path)
+        assert r.status_code == 200, (path, r.text)
+        answers[path] = r.json()
+    assert answers["/hosts"]["hosts"]["deucalion"]["online"] is True
+    assert "deucalion" in answers["/hosts"]["available_hosts"]
+    assert {"source", "partitions"} <= set(answers["/deucalion/partitions"])
+    if not ALGORITHMS_MIRROR.exists():
+        return
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "clients"))
+    from algorithms_scripts import run, scripts_from_mirror, scripts_python
+
+    repo = tmp_path / "algorithms"
+    repo.mkdir()
+    scripts_from_mirror(ALGORITHMS_MIRROR, "0bc57d9", repo)
+    snapshot = tmp_path / "preflight.json"
+    code, out, _ = run(scripts_python(), repo, slurm_platform.api_url,
+                       ["scripts/manage_remote_experiment.py", "preflight", "--target-host", "deucalion", "--deucalion",
+                        "--strict", "--output", str(snapshot)], timeout=300)
+    import json
+
+    snap = json.loads(snapshot.read_text())
+    assert code == 0 and not snap["errors"], out[-2000:]
+    assert snap["target_host_found"] is True and snap["target_host_online"] is True
+    assert snap["responses"]["deucalion_partitions"]["partitions"][0]["partition"] == "normal-x86"
