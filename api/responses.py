@@ -12,7 +12,7 @@ from typing import Any, Literal
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.responses_insight import EtaFields, FailureFields, JobInfoExtras, OrganizationFields, StartFields
+from api.responses_insight import EtaFields, FailureFields, JobInfoExtras, OrganizationFields, SlurmFields, StartFields
 from core.states import OPEVA_STATES
 
 JobStatus = Literal[OPEVA_STATES]  # type: ignore[valid-type]
@@ -90,7 +90,7 @@ class JobSubmitted(BaseModel):
     message: str = "Job submitted"
 
 
-class JobStatusOut(FailureFields):
+class JobStatusOut(FailureFields, SlurmFields):
     model_config = _example(job_id=JOB_ID, status="running", worker_id="local", target_worker_profile=None, dispatched_image="opeva-runtime:0.1.0",
                             dispatched_image_tag=None, status_updated_at="2026-11-23T10:00:02+00:00", last_status_at="2026-11-23T10:00:02+00:00",
                             prefect_state={"type": "RUNNING", "name": "Running", "message": None}, host="local", job_name="flex-demo-q1")
@@ -105,14 +105,6 @@ class JobStatusOut(FailureFields):
     prefect_state: PrefectState
     host: str | None
     job_name: str | None
-    # Slurm hosts (null elsewhere): the batch job as Slurm reports it (flows/slurm_run.py writes them into job_info.json)
-    slurm_job_id: str | None = None
-    slurm_state: str | None = None
-    slurm_reason: str | None = None
-    slurm_partition: str | None = None
-    slurm_nodes: int | None = None
-    slurm_cpus: int | None = None
-    slurm_gpus: int | None = None
 
 
 class JobInfoBrief(BaseModel):
@@ -273,19 +265,13 @@ class HostRef(BaseModel):
     host: str
 
 
-class ActiveJob(BaseModel):
+class ActiveJob(SlurmFields):
     """One active job of a host, as energaize_ui's host card reads it (Slurm fields: null on Docker hosts)."""
 
     job_id: str
     job_name: str | None
     status: JobStatus
     phase: str | None = Field(None, description="queued, provisioning (dispatched, setup) or running.")
-    slurm_job_id: str | None = None
-    slurm_state: str | None = None
-    slurm_partition: str | None = None
-    slurm_nodes: int | None = None
-    slurm_cpus: int | None = None
-    slurm_gpus: int | None = None
     queue_pos: int | None = Field(None, description="Position in the host's queue (queued jobs, 1 = next).")
     ahead: int | None = Field(None, description="Queued jobs ahead of this one on the host.")
     updated_at: str | None = None

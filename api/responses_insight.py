@@ -73,6 +73,19 @@ class StartFields(BaseModel):
     estimated_start_seconds: float | None = None
 
 
+class SlurmFields(BaseModel):
+    """The batch job as Slurm reports it, on Slurm hosts (null elsewhere): flows/slurm_run.py writes
+    them into job_info.json; /status, /job-info and /hosts' active jobs carry them."""
+
+    slurm_job_id: str | None = None
+    slurm_state: str | None = None
+    slurm_reason: str | None = None
+    slurm_partition: str | None = None
+    slurm_nodes: int | None = None
+    slurm_cpus: int | None = None
+    slurm_gpus: int | None = None
+
+
 class FailureFields(BaseModel):
     """A failed (or stopped) job's failure, classified by core/failures.py; null otherwise."""
 
