@@ -13,6 +13,7 @@ JOB_ID = "opeva.job_id"
 FLOW_RUN_ID = "opeva.flow_run_id"
 HOST = "opeva.host"
 SUPERVISOR = "opeva.supervisor"
+RUNTIME_IMAGE_ENV = "OPEVA_RUNTIME_IMAGE"  # set in the supervisor by deployments/setup.py: the image the reference simulator runs from
 
 SIMULATOR_ROLE = "simulator"
 SUPERVISOR_ROLE = "supervisor"

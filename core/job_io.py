@@ -29,7 +29,10 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.layout import JobPaths
 
 CHUNK = 64 << 10  # one read
 MAX_LINE = 16 << 10  # a longer line is cut (Prefect refuses log records over 1 MB anyway)
@@ -365,3 +368,19 @@ def chown_tree(top: str | Path, uid: int, gid: int) -> None:
                 os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
             except FileNotFoundError:
                 pass
+
+
+def chown_job_dir(job: "JobPaths", run_as: str, only: Path | None = None) -> None:
+    """The simulator's uid must write its own job folder (and nothing else: the rest is mounted read-only).
+    ``only``: one file of it the platform just rewrote (atomically, so owned by the platform again)."""
+    uid, _, gid = run_as.partition(":")
+    uid_n, gid_n = int(uid), int(gid or uid)
+    if os.geteuid() != 0:
+        return  # not root: the folder's mode must already let run_as write (documented)
+    if only is not None:
+        os.chown(only, uid_n, gid_n, follow_symlinks=False)
+        return
+    # platform.log (and logs/) made anew if a job's earlier attempt replaced them; the job is not running now
+    os.close(open_platform_file(job.dir, job.log_file.relative_to(job.dir)))
+    chown_tree(job.dir, uid_n, gid_n)  # links themselves only: never what a job's link points at
+    os.chown(job.log_file, 0, 0, follow_symlinks=False)  # the merged log stays the platform's: read-only to the job

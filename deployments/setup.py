@@ -153,7 +153,7 @@ def job_template(host: Host, *, docker: bool, image: str) -> dict[str, Any]:
     env = {
         **_run_env(),
         "OPEVA_HOST_SETTINGS": host.model_dump_json(),
-        "OPEVA_RUNTIME_IMAGE": host.image or image,
+        containers.RUNTIME_IMAGE_ENV: host.image or image,
         **pool_env(docker, remote_engine=host.docker_url is not None),  # the jobs network's name, MLflow's addresses (deployments/mlflow_server.py)
     }
     if docker:

@@ -30,8 +30,9 @@ from prefect.runtime import flow_run as current_run
 
 from blocks.storage import load_storage
 from core.experiment import ExperimentConfigError, names_of, resolve_experiment
+from core.containers import RUNTIME_IMAGE_ENV
 from core.hosts import Host, job_limits, repository_of, simulator_limits
-from core.job_io import chown_tree, open_platform_file, read_json as read_job_json
+from core.job_io import chown_job_dir, read_json as read_job_json
 from core.job_limits import error_message
 from core.layout import DataRoot, JobPaths, write_json_atomic
 from flows.phase import mark_phase
@@ -39,7 +40,6 @@ from flows.supervise import MirrorLimits, SubprocessSource, contract_env, mirror
 
 REFERENCE_COMMAND = ["python", "-m", "simulator"]
 HOST_SETTINGS_ENV = "OPEVA_HOST_SETTINGS"  # the host's entry of the hosts file, JSON (set by deployments.setup)
-RUNTIME_IMAGE_ENV = "OPEVA_RUNTIME_IMAGE"
 
 
 class SimulatorFailed(RuntimeError):
@@ -314,7 +314,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         **contract_env(job, data_dir=host.data_mount, job_dir=job_in, config_path=f"{host.data_mount}/{rel_cfg}", job_name=name),
         "HOME": "/tmp",
     }
-    _chown_job_dir(job, host.run_as)
+    chown_job_dir(job, host.run_as)
     spec = SimulatorSpec(
         image=image, job_id=job.job_id, flow_run_id=str(current_run.id), host=host.name, data_root=str(storage.root),
         data_mount=host.data_mount, job_dir=str(job.dir), run_as=host.run_as, env=env, command=args, limits=limits,
@@ -325,7 +325,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         supervisor = _container_name(client, supervisor_id)
         info.update(container_id=container_id, container_name=spec.name, supervisor_container_name=supervisor or info["supervisor_container_name"])
         write_json_atomic(job.job_info_file, info)
-        _chown_job_dir(job, host.run_as, only=job.job_info_file)  # upstream's image rewrites it in place (open "w")
+        chown_job_dir(job, host.run_as, only=job.job_info_file)  # upstream's image rewrites it in place (open "w")
 
     try:
         container = SimulatorContainer(client, spec, before_start=record)
@@ -366,19 +366,3 @@ def _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logge
                       limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries), backlog=prefect_log_backlog)
     finally:
         source.stop()
-
-
-def _chown_job_dir(job: JobPaths, run_as: str, only: Path | None = None) -> None:
-    """The simulator's uid must write its own job folder (and nothing else: the rest is mounted read-only).
-    ``only``: one file of it the platform just rewrote (atomically, so owned by the platform again)."""
-    uid, _, gid = run_as.partition(":")
-    uid_n, gid_n = int(uid), int(gid or uid)
-    if os.geteuid() != 0:
-        return  # not root: the folder's mode must already let run_as write (documented)
-    if only is not None:
-        os.chown(only, uid_n, gid_n, follow_symlinks=False)
-        return
-    # platform.log (and logs/) made anew if a job's earlier attempt replaced them; the job is not running now
-    os.close(open_platform_file(job.dir, job.log_file.relative_to(job.dir)))
-    chown_tree(job.dir, uid_n, gid_n)  # links themselves only: never what a job's link points at
-    os.chown(job.log_file, 0, 0, follow_symlinks=False)  # the merged log stays the platform's: read-only to the job

@@ -22,7 +22,8 @@ from typing import Any
 
 from core import slurm
 from core.hosts import Host, job_limits
-from core.job_io import FileFollower
+from core.containers import RUNTIME_IMAGE_ENV
+from core.job_io import FileFollower, chown_job_dir
 from core.layout import DataRoot, JobPaths, write_json_atomic
 from core.settings import PROJECT_ROOT
 from core.slurm_script import JobScript, output_file, render, sbatch_options, sif_path
@@ -112,7 +113,6 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
                  options: dict[str, Any] | None, job_variables: dict[str, Any]) -> SupervisedRun:
     """Submit, follow to the end (or a stop), and return what the mirror saw; ``run.error_code``
     carries a Slurm failure's cause (core/states.slurm_status)."""
-    from flows.simulation import _chown_job_dir
 
     settings = host.slurm
     assert settings is not None
@@ -123,7 +123,7 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
     script = render(settings, req, spec)
     (job.dir / "logs").mkdir(exist_ok=True)
     write_json_atomic(job.dir / "slurm_job.sh.json", {"script": script})  # what was submitted, for the record
-    _chown_job_dir(job, host.run_as)
+    chown_job_dir(job, host.run_as)
     slurm_id = slurm.submit(script, sbatch_options(req, spec, as_root=as_root, runtime=settings.runtime))
     logger.info("[INFO] Job %s on Slurm host %s: Slurm job %s, partition %s, time %s, %s CPU(s), %g GB, %s GPU(s), runtime %s",
                 job.job_id, host.name, slurm_id, req.partition, slurm.format_time(req.time_seconds), req.cpus_per_task,
@@ -135,7 +135,7 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
     def on_state(src: SlurmSource) -> None:
         info.update(_slurm_fields(src, req))
         write_json_atomic(job.job_info_file, info)
-        _chown_job_dir(job, host.run_as, only=job.job_info_file)
+        chown_job_dir(job, host.run_as, only=job.job_info_file)
         want = {"dispatched": "dispatched", "running": "running"}.get(info["slurm_status"])
         if want and want != phase["now"]:
             phase["now"] = want
@@ -178,7 +178,6 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
 def _job_script(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, name: str, sim_image: str | None,
                 cmd: list[str] | None, bounds) -> JobScript:
     """What the batch script runs, with paths and the contract as the runtime sees them."""
-    from flows.simulation import RUNTIME_IMAGE_ENV
 
     settings = host.slurm
     assert settings is not None
