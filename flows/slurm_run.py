@@ -113,7 +113,6 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
                  options: dict[str, Any] | None, job_variables: dict[str, Any]) -> SupervisedRun:
     """Submit, follow to the end (or a stop), and return what the mirror saw; ``run.error_code``
     carries a Slurm failure's cause (core/states.slurm_status)."""
-
     settings = host.slurm
     assert settings is not None
     req = slurm.resolve(settings, options, slurm.partitions())
