@@ -31,6 +31,7 @@ DEFAULT_CONCURRENCY = 8
 CONTROL_FLOWS: dict[str, tuple[str, str]] = {
     "run-sweep": ("flows/sweep.py:run_sweep", "flows.sweep:run_sweep"),
     "deploy-bundle": ("flows/deploy_bundle.py:deploy_bundle", "flows.deploy_bundle:deploy_bundle"),
+    "compare-runs": ("flows/compare_runs.py:compare_runs", "flows.compare_runs:compare_runs"),
 }
 
 
