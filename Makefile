@@ -24,7 +24,7 @@ image:  ## Build the runtime image (offline-capable: debootstrap base + wheelhou
 	bash deployments/build_image.sh
 
 seed:  ## Fill the local MongoDB-compatible server with two sample sites in the real OPEVA layout (make up must be running)
-	$(PYTHON) -m tools.seed_site --uri $${MONGO_URI:-mongodb://127.0.0.1:27017}
+	$(PYTHON) -m tools.seed_site --uri $${MONGO_URI:-mongodb://127.0.0.1:$${OPEVA_MONGO_PORT:-27017}}
 
 setup:  ## Re-create pools and deployments after editing the hosts file, with the configuration `make up` runs with (docs/images.md)
 	$(PYTHON) -m deployments.setup $${MONGO_URI:+--mongo-uri "$$MONGO_URI"}
