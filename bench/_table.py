@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import statistics
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: benches run as `python3 bench/<x>.py`
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+from tools.load_drill import percentile as pct  # noqa: E402  (one interpolated percentile for every bench and drill)
 
 
 def row(name: str, values: list[float], unit: str = "s", scale: float = 1.0) -> str:
