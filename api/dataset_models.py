@@ -210,3 +210,24 @@ class Uploaded(_Formats):
     name: str
     size_bytes: int
     files: int
+
+
+class LineageJob(BaseModel):
+    job_id: str
+    status: str = Field(description="The job's OPEVA status now (not_found: deleted since)")
+    used_at: str = Field(description="When the job started on this version")
+    kpis: dict[str, float | None] = Field(default_factory=dict, description="Its newest session's district KPIs, if it exported any")
+
+
+class LineageVersion(BaseModel):
+    digest: str = Field(description="sha256 of the dataset's files (dataset.json left out): the version")
+    current: bool = Field(description="This is the dataset's version on disk now")
+    jobs: list[LineageJob]
+
+
+class DatasetLineage(BaseModel):
+    name: str
+    current_digest: str | None = Field(description="The version on disk now; null when the dataset was deleted")
+    site: str | None = None
+    window: dict[str, str | None] | None = None
+    versions: list[LineageVersion] = Field(description="Versions in the order they were first used, each with the jobs that ran on it")

@@ -29,6 +29,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.runtime import flow_run as current_run
 
 from blocks.storage import load_storage
+from core.dataset_lineage import record_job_dataset
 from core.experiment import ExperimentConfigError, names_of, resolve_experiment
 from core.containers import RUNTIME_IMAGE_ENV
 from core.hosts import Host, job_limits, repository_of, simulator_limits
@@ -230,6 +231,7 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         "attempt": attempt,
         "started_at": datetime.now(timezone.utc).isoformat(),
     }
+    info["dataset"] = record_job_dataset(storage, job_id, experiment)  # lineage (core/dataset_lineage.py)
     write_json_atomic(job.job_info_file, info)
 
     progress_id = create_progress_artifact(progress=0.0, description=f"{name}: starting")

@@ -18,10 +18,11 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import Gateway, Hosts, Mongo, Storage, known_host
 from api.errors import ApiError
-from api.dataset_models import DatasetCreated, DatasetEntry, DatasetRequest, Generated, GenerateNotFound, GenerateRequest, Uploaded
+from api.dataset_models import DatasetCreated, DatasetEntry, DatasetLineage, DatasetRequest, Generated, GenerateNotFound, GenerateRequest, Uploaded
 from api.models import FILE_NAME_PATTERN
 from api.owners import Owned
 from api.routers.sites import SiteName, check_site_name, errors
+from api.usecases import dataset_lineage as lineage_usecase
 from api.usecases import datasets as datasets_usecase
 from core.datasets import DatasetError, extract_upload, iter_zip, list_datasets, require_dataset
 from core.sites import dataset_sites, dates_available
@@ -112,13 +113,15 @@ def download(name: DatasetName, own: Owned, storage: Storage) -> StreamingRespon
     return StreamingResponse(iter_zip(storage, path), media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
 
 
-@router.delete("/dataset/{name}", summary="Delete a dataset (its owner or an admin)", response_model=Message, responses=errors(400, 403, 404))
-def delete(name: DatasetName, own: Owned, storage: Storage) -> dict[str, Any]:
+@router.delete("/dataset/{name}", summary="Delete a dataset (its owner or an admin; not while an unfinished job uses it)", response_model=Message,
+               responses=errors(400, 403, 404, 409))
+async def delete(name: DatasetName, own: Owned, storage: Storage, gateway: Gateway) -> dict[str, Any]:
     path = _mapped(require_dataset, storage, name)
     own.check_change("dataset", name)
+    await lineage_usecase.refuse_delete_while_used(gateway, storage, name)
     if path.is_symlink():  # not made by the API: neither the link nor what it points at is ours to delete
         raise ApiError(403, f"dataset {name!r} is a link, not a folder the platform made; it is not deleted through the API")
-    storage.remove_inside(path)  # links inside are removed, never followed
+    await asyncio.to_thread(storage.remove_inside, path)  # links inside are removed, never followed
     own.gone("dataset", name)
     return {"message": f"Dataset {name} deleted"}
 
@@ -143,3 +146,9 @@ def sites_for_datasets(client: Mongo) -> dict[str, Any]:
             responses=errors(404, 422))
 def dates(site: SiteName, client: Mongo) -> list[dict[str, Any]]:
     return dates_available(client, check_site_name(site))
+
+
+@router.get("/dataset/{name}/lineage", summary="The dataset's versions and the jobs that ran on each (state, KPIs)",
+            response_model=DatasetLineage, responses=errors(400, 404))
+async def lineage(name: DatasetName, storage: Storage, gateway: Gateway) -> DatasetLineage:
+    return await lineage_usecase.lineage(gateway, storage, name)
