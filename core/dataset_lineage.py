@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,16 @@ def uses(storage: DataRoot, name: str) -> list[dict[str, str]]:
                 entry = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(entry, dict) and isinstance(entry.get("job_id"), str) and isinstance(entry.get("digest"), str):
+            if isinstance(entry, dict) and _job_id(entry.get("job_id")) and isinstance(entry.get("digest"), str):
                 seen.setdefault(entry["job_id"], {"job_id": entry["job_id"], "digest": entry["digest"], "at": str(entry.get("at", ""))})
     return list(seen.values())
+
+
+def _job_id(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def versions(storage: DataRoot, name: str) -> list[dict[str, Any]]:

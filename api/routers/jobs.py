@@ -58,9 +58,11 @@ async def list_jobs(
     limit: int | None = Query(None, ge=1, le=1000, description="At most this many, 1 to 1000 (default: all, up to 10,000)."),
     offset: int = Query(0, ge=0, le=1_000_000),
     sweep_id: UUID | None = Query(None, description="Only the trials of this sweep (POST /sweeps)."),
+    dataset: str | None = Query(None, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(@[0-9a-fA-F]{1,64})?$",
+                                description="Only the jobs that ran on this dataset, `name` or `name@<sha256 or its start>` (GET /dataset/{name}/lineage)."),
 ) -> list[JobItem]:
     items, total = await jobs.list_jobs(gateway, status=status, host=host, limit=limit, offset=offset, storage=storage, hosts=hosts, index=index,
-                                        sweep_id=str(sweep_id) if sweep_id else None)
+                                        sweep_id=str(sweep_id) if sweep_id else None, dataset=dataset)
     response.headers["X-Total-Count"] = str(total)
     return items
 

@@ -49,3 +49,14 @@ async def refuse_delete_while_used(gateway: PrefectGateway, storage: DataRoot, n
     if active:
         raise ApiError(409, f"dataset {name!r} is used by {len(active)} unfinished job(s): {', '.join(active[:5])}; "
                             "stop them or wait for them to end")
+
+
+async def job_ids(storage: DataRoot, spec: str) -> set[str]:
+    """``name`` or ``name@digest`` (a full or leading part of the sha256) -> the ids of the jobs that
+    ran on that dataset (that version); ``GET /jobs?dataset=`` keeps only those."""
+    name, _, digest = spec.partition("@")
+    try:
+        uses = await asyncio.to_thread(dataset_lineage.uses, storage, name)
+    except ValueError as exc:  # an unsafe name
+        raise ApiError(400, f"dataset filter {spec!r}: {exc}") from None
+    return {u["job_id"] for u in uses if not digest or u["digest"].startswith(digest.lower())}

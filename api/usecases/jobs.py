@@ -7,6 +7,7 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from typing import Any
+from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun, StateType
 
@@ -28,7 +29,7 @@ from core import job_io
 from core.images import ImageCatalog
 from api.usecases.images import chosen_image
 from core.layout import DataRoot
-from api.usecases import insight, organization
+from api.usecases import dataset_lineage as lineage, insight, organization
 from core.states import PROFILE_LABEL, ACTIVE
 from api.usecases.slurm_hosts import slurm_fields
 from core.submission import SubmissionRefused, check_image_tag, check_profile, check_profile_value, config_requires_gpu
@@ -246,12 +247,18 @@ async def status(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> Job
 
 async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | None, limit: int | None, offset: int,
                     storage: DataRoot | None = None, hosts: HostsFile | None = None, index: JobIndex | None = None,
-                    sweep_id: str | None = None) -> tuple[list[JobItem], int]:
+                    sweep_id: str | None = None, dataset: str | None = None) -> tuple[list[JobItem], int]:
     """One page of jobs, newest first, and the total; from the job index when it is built
-    (api/job_index.py says why), else straight from Prefect. ``sweep_id``: a sweep's trials only (their tag)."""
+    (api/job_index.py says why), else straight from Prefect. ``sweep_id``: a sweep's trials only (their tag).
+    ``dataset``: ``name[@digest]``, the jobs that ran on it (the platform's lineage record)."""
     every: list[FlowRun] | None = None
     tag = f"sweep:{sweep_id}" if sweep_id else None
-    if index is not None and index.ready:
+    only = await lineage.job_ids(storage, dataset) if dataset and storage is not None else None
+    if only is not None:  # a handful of ids: read them, newest first
+        found = [r for r in await gateway.runs_by_id(sorted(UUID(j) for j in only)) if matches(r, status, host, None, tag)]
+        found.sort(key=lambda r: r.created or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+        runs, total = found[offset:None if limit is None else offset + limit], len(found)
+    elif index is not None and index.ready:
         every = await index.runs()
         matching = [r for r in every if matches(r, status, host, None, tag)]
         runs, total = matching[offset:None if limit is None else offset + limit], len(matching)

@@ -24,13 +24,14 @@ def test_the_dataset_a_config_names_in_each_layout():
 
 def test_uses_group_by_version_count_a_retry_once_and_skip_junk(storage):
     name = f"lin-{uuid.uuid4().hex[:8]}"
-    for job, digest in (("j1", "a" * 64), ("j2", "a" * 64), ("j1", "a" * 64), ("j3", "b" * 64)):
+    j1, j2, j3 = (str(uuid.uuid4()) for _ in range(3))
+    for job, digest in ((j1, "a" * 64), (j2, "a" * 64), (j1, "a" * 64), (j3, "b" * 64)):
         dataset_lineage.record_use(storage, job, {"name": name, "digest": digest})
     path = storage.platform_dir / "lineage" / f"{name}.jsonl"
     with path.open("a") as f:
-        f.write("not json\n" + '{"job_id": 5}\n' + "x" * 5000 + "\n")
+        f.write("not json\n" + '{"job_id": 5, "digest": "c"}\n' + '{"job_id": "j9", "digest": "c"}\n' + "x" * 5000 + "\n")
     versions = dataset_lineage.versions(storage, name)
-    assert [(v["digest"][0], [u["job_id"] for u in v["jobs"]]) for v in versions] == [("a", ["j1", "j2"]), ("b", ["j3"])]
+    assert [(v["digest"][0], [u["job_id"] for u in v["jobs"]]) for v in versions] == [("a", [j1, j2]), ("b", [j3])]
 
 
 def _queued_job(api, dataset: str) -> str:
@@ -60,6 +61,10 @@ def test_lineage_lists_jobs_per_version_and_a_used_dataset_is_not_deleted(api, m
     assert [(v["digest"], v["current"], [j["job_id"] for j in v["jobs"]]) for v in body["versions"]] == [
         (v1["digest"], False, [j1, j2]), (v2["digest"], True, [j3])]
     assert {j["status"] for v in body["versions"] for j in v["jobs"]} == {"queued"}
+    listed = api.get("/jobs", params={"dataset": name}).json()
+    assert sorted(j["job_id"] for j in listed) == sorted([j1, j2, j3])
+    assert [j["job_id"] for j in api.get("/jobs", params={"dataset": f"{name}@{v2['digest'][:12]}"}).json()] == [j3]
+    assert api.get("/jobs", params={"dataset": "../x"}).status_code == 422
 
     r = api.delete(f"/dataset/{name}")
     assert r.status_code == 409 and "3 unfinished job(s)" in r.json()["detail"] and j3 in r.json()["detail"]
