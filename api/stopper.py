@@ -103,6 +103,10 @@ def kill_job_containers(infrastructure_pid: str, run_id: UUID, engine: str | Non
             if container.status == "running":
                 container.kill()
                 killed = True
+                try:
+                    container.wait(timeout=10)  # gone, not just signalled: callers remove its files next
+                except (NotFound, APIError, OSError) as exc:  # removed meanwhile, or still dying after 10 s
+                    log.info("run %s: waiting for its killed container: %s", run_id, exc)
         except NotFound:
             pass
         for sim in client.containers.list(all=True, filters=containers.simulators_of(str(run_id))):

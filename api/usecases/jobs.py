@@ -337,6 +337,11 @@ async def delete(gateway: PrefectGateway, storage: DataRoot, job_id: str, user: 
         await gateway.cancel_now(run.id, "Deleted through the OPEVA API")
         if current == "stop_requested":
             await kill_now(gateway, run.id)
+    elif run.infrastructure_pid:
+        # Final, yet its supervisor may still be finishing: a stop records Cancelled before the
+        # supervisor's clean-up, which writes into the job folder. Killed first, or it writes back
+        # the folder we remove (a no-op once the container has exited).
+        await kill_now(gateway, run.id)
     job_dir = storage.job(str(run.id)).dir
     if job_dir.exists() or job_dir.is_symlink():
         await asyncio.to_thread(storage.remove_inside, job_dir)
