@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -44,6 +44,7 @@ from core.job_io import CHUNK, LineSplitter
 
 STOP_TIMEOUT_SECONDS = 3  # docker stop: SIGTERM, then SIGKILL after this
 LINE_QUEUE = 2000  # lines read ahead of the mirror; the engine keeps the rest on disk (bounded memory)
+OOM_EVENT_GRACE = 2.0  # seconds a 137 without the OOMKilled mark waits for the engine's late ``oom`` event
 EXITED_KEEP_SECONDS = 60  # exited containers older than this are removed by reap()
 
 log = logging.getLogger("opeva.sandbox")
@@ -215,6 +216,20 @@ class SimulatorContainer:
         except (APIError, NotFound):
             return {}
 
+    def settle_oom_mark(self) -> bool:
+        """True when the kernel's OOM killer ended the simulator; call it after the container ended.
+
+        Why not only ``State.OOMKilled``: Docker 20.10 (Debian 12's) sets that mark only when
+        containerd's OOM event reaches it before the exit event; under load the order flips and the
+        mark stays false (CI saw a memory hog end 137 without it). The engine still logs an ``oom``
+        event for the container, late or not, so a 137 without the mark looks there, waiting up to
+        ``OOM_EVENT_GRACE`` seconds for a late one.
+        """
+        if self.oom_killed or self.exit_code != 137:
+            return self.oom_killed
+        self.oom_killed = oom_event_logged(self.client, self.container.id, self._state().get("StartedAt") or "")
+        return self.oom_killed
+
     def pids(self) -> tuple[int, int] | None:
         """(processes now, limit) of the container, from the engine; None when unknown."""
         try:
@@ -241,6 +256,32 @@ class SimulatorContainer:
             log.warning("could not stop %s: %s", self.spec.name, exc)
         self._done.wait(timeout=5)
         _remove_quietly(self.client, self.container.id)
+
+
+def oom_event_logged(client: docker.DockerClient, container_id: str, started_at: str, grace: float = OOM_EVENT_GRACE) -> bool:
+    """Whether the engine logged an ``oom`` event for this container, waiting ``grace`` seconds for a late one."""
+    started = _engine_time(started_at) or time.time() - 24 * 3600
+    stream = None
+    try:
+        stream = client.events(since=int(started) - 1, until=round(time.time() + grace, 3), decode=True,
+                               filters={"type": "container", "container": container_id, "event": "oom"})
+        return any(True for _ in stream)
+    except (APIError, OSError, ValueError) as exc:
+        log.debug("could not read the engine's events for %s: %s", container_id, exc)
+        return False
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def _engine_time(value: str) -> float | None:
+    """Seconds since the epoch of an engine timestamp (RFC 3339, nanoseconds cut); None when unset."""
+    if not value or value[:4] == "0001":
+        return None
+    try:
+        return datetime.fromisoformat(value[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return None
 
 
 def _create(client: docker.DockerClient, spec: SimulatorSpec) -> Any:
@@ -279,12 +320,8 @@ def remove_for_run(client: docker.DockerClient, flow_run_id: str) -> int:
 
 
 def _finished_seconds_ago(attrs: dict[str, Any]) -> float:
-    text = (attrs.get("State") or {}).get("FinishedAt") or ""
-    try:
-        finished = datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00") if text[:4] != "0001" else None
-    except ValueError:
-        finished = None
-    return (datetime.now(timezone.utc) - finished).total_seconds() if finished else 0.0
+    finished = _engine_time((attrs.get("State") or {}).get("FinishedAt") or "")
+    return time.time() - finished if finished else 0.0
 
 
 def reap(client: docker.DockerClient) -> list[str]:

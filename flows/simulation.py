@@ -340,6 +340,8 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
         run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set,
                      limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries),
                      pids=container.pids, backlog=prefect_log_backlog)
+        if not _CANCELLED.is_set():
+            container.settle_oom_mark()
         if container.oom_killed and not run.error_code:
             run.error_code, run.error_detail = "out_of_memory", f"the simulator went over its memory limit ({bounds.memory} bytes) and was killed"
         if container.wait_error:

@@ -26,6 +26,9 @@ import time
 import docker
 import pytest
 
+from core.settings import PlatformSettings
+from flows.sandbox import oom_event_logged
+
 from attack_modes import MODES, Target, open_sqlite, tokens_postgres
 from helpers import wait_for
 from test_sim_images import wait_status
@@ -268,6 +271,28 @@ def test_a_job_at_its_limit_fails_with_its_error_code(api, target, script, resou
     assert all(s.proc.poll() is None for s in target.platform.services), [s.name for s in target.platform.services if s.proc.poll() is not None]
     assert docker.from_env().ping()
     assert api.get("/hosts").json()["hosts"]["local"]["online"] is True
+
+
+@pytest.mark.usefixtures("needs_docker")
+def test_an_oom_kill_is_told_from_a_kill_even_without_the_engines_mark():
+    """Docker 20.10 may leave State.OOMKilled false when containerd's OOM event comes after the exit
+    (CI saw it once); the supervisor then reads the engine's ``oom`` event. A container killed with
+    SIGKILL ends with the same 137 and must not be called out of memory."""
+    client = docker.from_env()
+    image = PlatformSettings().runtime_image
+    runs = {"hog": ["python3", "-c", MEMORY_HOG], "killed": ["sleep", "60"]}
+    try:
+        for name, command in runs.items():
+            c = client.containers.run(image, command, detach=True, network_mode="none", mem_limit="96m", memswap_limit="96m",
+                                      labels={"opeva.test": "oom-event"})
+            if name == "killed":
+                c.kill()
+            assert c.wait(timeout=60)["StatusCode"] == 137, name
+            runs[name] = oom_event_logged(client, c.id, client.api.inspect_container(c.id)["State"]["StartedAt"], grace=0.5)
+    finally:
+        for c in client.containers.list(all=True, filters={"label": "opeva.test=oom-event"}):
+            c.remove(force=True)
+    assert runs == {"hog": True, "killed": False}
 
 
 @FIRST_MODE_ONLY
