@@ -41,8 +41,7 @@ from core.dataset_check import validate
 from core.dataset_ev import ChargerTracker
 from core.dataset_read import Grid, Sums, finish, floor_to, read_building
 from core.dataset_schema import CityLearnConfigs, base_schema, building_entry, ev_definitions, merged_schema
-from core.datasets import METADATA_FILE, TMP_PREFIX, DatasetError, parse_ts, read_metadata
-from core.dataset_window import files_digest
+from core.datasets import METADATA_FILE, TMP_PREFIX, DatasetError, files_digest, parse_ts, read_metadata
 from core.layout import DataRoot, safe_name, write_json_atomic
 from core.site_spec import BUILDING_COLUMNS, SITE_COLUMNS, SUMMED, WEATHER_COLUMNS, BuildingSpec, SiteSchema
 from core.sites import collection_range, get_schema

@@ -1,6 +1,6 @@
 """Dataset → run lineage: which version of a dataset each job ran on.
 
-A dataset's version is the sha256 of its files (core/dataset_window.files_digest; builds keep it
+A dataset's version is the sha256 of its files (core/datasets.files_digest; builds keep it
 in ``dataset.json``). When a job starts, the platform appends ``{job_id, digest, at}`` to
 ``<root>/platform/lineage/<dataset>.jsonl``.
 
@@ -19,8 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.dataset_window import files_digest
-from core.datasets import METADATA_FILE, read_metadata
+from core.datasets import METADATA_FILE, files_digest, read_metadata
 from core.layout import DataRoot
 from core.names import safe_name
 
@@ -47,7 +46,7 @@ def dataset_name_of(config: dict[str, Any]) -> str | None:
 
 def dataset_version(storage: DataRoot, name: str) -> dict[str, Any] | None:
     """``{name, digest, site, window}`` of ``datasets/<name>`` as it is now; None when absent.
-    Uploaded datasets carry no digest: it is computed from their files."""
+    Builds and uploads store the digest in the metadata; a folder placed by hand gets it computed."""
     folder = storage.dataset_dir(name)
     if not folder.is_dir() or folder.is_symlink():
         return None

@@ -10,13 +10,12 @@ clock.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from core.datasets import METADATA_FILE, DatasetError, parse_ts
+from core.datasets import DatasetError, parse_ts
 from core.names import safe_name
 
 _RELATIVE = re.compile(r"last_(\d{1,4})([hd])")
@@ -49,23 +48,6 @@ def window_bounds(window: str | dict[str, Any], anchor: datetime) -> tuple[datet
 def scheduled_name(prefix: str, end: datetime) -> str:
     """``<prefix>-<window end, UTC, YYYYMMDDTHHMMZ>``: one name per slot, sortable by time."""
     return safe_name(f"{prefix}-{_utc(end):%Y%m%dT%H%MZ}", what="dataset name")
-
-
-def files_digest(folder: Path) -> str:
-    """sha256 over the dataset's files (relative path and bytes, in name order), the metadata
-    file left out (it holds the build's own time). Two builds of the same input give the same
-    digest; it is the dataset's version."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
-        rel = path.relative_to(folder).as_posix()
-        if rel == METADATA_FILE:
-            continue
-        h.update(rel.encode() + b"\0")
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 def _utc(value: datetime) -> datetime:

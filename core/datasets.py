@@ -7,6 +7,7 @@ folder under ``datasets/``, never half there).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -167,6 +168,23 @@ def _members(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, PurePosixP
     return files
 
 
+def files_digest(folder: Path) -> str:
+    """sha256 over the dataset's files (relative path and bytes, in name order), the metadata
+    file left out (it holds the build's own time). Two builds of the same input give the same
+    digest; it is the dataset's version."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(folder).as_posix()
+        if rel == METADATA_FILE:
+            continue
+        h.update(rel.encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def extract_upload(storage: DataRoot, name: str, upload: BinaryIO) -> dict[str, Any]:
     """Unpack an uploaded zip into ``datasets/<name>/`` (409 if it exists, 400 if unsafe).
 
@@ -201,7 +219,8 @@ def extract_upload(storage: DataRoot, name: str, upload: BinaryIO) -> dict[str, 
                             raise DatasetError(f"the zip expands to more than {MAX_UPLOAD_BYTES} bytes")
                         dst.write(block)
         meta = read_metadata(tmp)
-        meta.update({"name": name, "source": "upload", "created": datetime.now(timezone.utc).isoformat()})
+        # the digest is ours, never the zip's: it names the version jobs record (core/dataset_lineage.py)
+        meta.update({"name": name, "source": "upload", "created": datetime.now(timezone.utc).isoformat(), "digest": files_digest(tmp)})
         meta.setdefault("description", "")
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2))
         if final.exists():

@@ -12,7 +12,8 @@ from helpers import gateway_call, wait_for
 from test_datasets_build import DAY, fill_site
 
 from core.dataset_build import BuildRequest, build
-from core.dataset_window import files_digest, scheduled_name, window_bounds
+from core.dataset_window import scheduled_name, window_bounds
+from core.datasets import files_digest
 from core.datasets import DatasetError
 
 ANCHOR = datetime(2025, 1, 7, 2, 0, tzinfo=timezone.utc)

@@ -4,6 +4,7 @@ and the site lists the dataset page reads."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import uuid
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from core.datasets import files_digest
 from tools.seed_site import seed_ev_site, seed_site
 
 END = datetime(2026, 3, 30, tzinfo=timezone.utc)  # across the Lisbon DST change of 2026-03-29
@@ -56,6 +58,18 @@ def test_upload_list_download_delete(api, storage):
     assert api.delete(f"/dataset/{name}").json() == {"message": f"Dataset {name} deleted"}
     assert api.get(f"/dataset/download/{name}").status_code == 404
     assert api.delete(f"/dataset/{name}").status_code == 404
+
+
+def test_an_upload_is_versioned_by_its_files_not_by_what_its_zip_claims(api, storage):
+    """The digest jobs record as the dataset's version (GET /dataset/{name}/lineage) is computed at
+    upload from the files; a ``dataset.json`` in the zip naming another digest does not set it."""
+    a, b = (f"up-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    files = {"schema.json": b'{"buildings": {}}', "Building_1.csv": b"month,hour\n1,1\n"}
+    assert _upload(api, a, _zip(files)).status_code == 200
+    assert _upload(api, b, _zip({**files, "dataset.json": b'{"digest": "forged", "description": "mine"}'})).status_code == 200
+    meta_a, meta_b = (json.loads((storage.dataset_dir(n) / "dataset.json").read_text()) for n in (a, b))
+    assert meta_a["digest"] == meta_b["digest"] == files_digest(storage.dataset_dir(a)) != "forged"
+    assert meta_b["description"] == "mine"
 
 
 @pytest.mark.parametrize("data, words", [
