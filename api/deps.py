@@ -19,7 +19,7 @@ from api.job_index import JobIndex
 from api.security import CurrentUser, User, authenticate, may_manage  # noqa: F401  (re-exported for routes)
 from core.settings import PlatformSettings
 from core.layout import DataRoot
-from core.hosts import Host, HostsFile, load_hosts
+from core.hosts import Host, HostsFile
 from core.images import ImageCatalog
 
 def get_settings(request: Request) -> PlatformSettings:
@@ -45,21 +45,6 @@ def get_mongo(request: Request) -> pymongo.MongoClient:
     if getattr(state, "mongo_client", None) is None:
         state.mongo_client = state.mongo.client()
     return state.mongo_client
-
-
-class HostsCache:
-    """The hosts file, re-read when it changes on disk (hosts are added without restarts)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._mtime: float | None = None
-        self._hosts: HostsFile | None = None
-
-    def get(self) -> HostsFile:
-        mtime = self.path.stat().st_mtime
-        if self._hosts is None or mtime != self._mtime:
-            self._hosts, self._mtime = load_hosts(self.path), mtime
-        return self._hosts
 
 
 def get_images(request: Request) -> ImageCatalog:

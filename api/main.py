@@ -16,12 +16,13 @@ from fastapi import Depends, FastAPI
 from prefect.client.orchestration import get_client
 
 from api import cors, errors, security
-from api.deps import HostsCache, require_token
+from api.deps import require_token
 from api.gateway import PrefectGateway
 from api.job_index import JobIndex
 from api.routers import (ai_manager_ui, compare, configs, dataset_schedules, deploy_bundles, deploy_inferences, datasets, health, hosts,
                          job_files, jobs, live_data, ops, organization, sites, sweeps)
 from api.usecases.live_data import LiveData
+from core.hosts import HostsCache
 from core.settings import PlatformSettings, project_version
 from blocks.sites import aload_mongo
 from blocks.storage import aload_storage

@@ -44,11 +44,10 @@ def host_engine(pool: str | None) -> str | None:
     """The network Docker engine hosts.yaml names for ``pool`` (None: use the run's own)."""
     if not pool:
         return None
-    from core.hosts import load_hosts
-    from core.settings import PlatformSettings
+    from core.hosts import current_hosts
 
     try:
-        host = load_hosts(PlatformSettings().hosts_file).get(pool)
+        host = current_hosts().get(pool)
     except (OSError, ValueError) as exc:
         log.warning("hosts file unreadable while stopping a run of %s: %s", pool, exc)
         return None

@@ -266,3 +266,31 @@ def load_hosts(path: Path | None = None, env: dict[str, str] | None = None) -> H
     env.setdefault("OPEVA_DATA_DIR", str(settings.shared_data_dir))
     raw = yaml.safe_load(Path(path or settings.hosts_file).read_text())
     return HostsFile.model_validate(_expand(raw, env))
+
+
+class HostsCache:
+    """The hosts file, re-read only when it changes on disk: hosts are added without restarts,
+    and a stop or a request does not parse the YAML again each time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime: float | None = None
+        self._hosts: HostsFile | None = None
+
+    def get(self) -> HostsFile:
+        mtime = self.path.stat().st_mtime
+        if self._hosts is None or mtime != self._mtime:
+            self._hosts, self._mtime = load_hosts(self.path), mtime
+        return self._hosts
+
+
+_CACHES: dict[Path, HostsCache] = {}
+
+
+def current_hosts() -> HostsFile:
+    """The configured hosts file (PlatformSettings().hosts_file), cached per path for this process."""
+    from core.settings import PlatformSettings
+
+    path = Path(PlatformSettings().hosts_file)
+    cache = _CACHES.get(path) or _CACHES.setdefault(path, HostsCache(path))
+    return cache.get()

@@ -121,12 +121,12 @@ def cancel_left_job(pool: str | None, job_id: str) -> str | None:
     before its own scancel, say). The Slurm job id comes from job_info.json, which the job can
     write, so it is only acted on when Slurm names that job ``opeva-<job_id>`` (sbatch --job-name,
     set by the platform): a forged id cannot cancel anyone else's job. Returns the id cancelled."""
+    from core.hosts import current_hosts
     from core.settings import PlatformSettings
-    from core.hosts import load_hosts
     from core.states import slurm_status
 
     try:
-        host = load_hosts(PlatformSettings().hosts_file).get(pool or "")
+        host = current_hosts().get(pool or "")
     except (OSError, ValueError):
         return None
     if host is None or host.kind != "slurm":
