@@ -7,7 +7,6 @@ every request.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import pymongo

@@ -28,6 +28,12 @@ import httpx  # noqa: E402
 from _table import HEADER, row  # noqa: E402
 from deployments.slurm_cluster import SlurmCluster, simulator_venv  # noqa: E402
 from helpers import new_platform, pointed_at  # noqa: E402
+from tools.polling import wait_until  # noqa: E402
+
+
+def wait(pred, timeout: float = 300.0, step: float = 0.1):
+    """Polled every 0.1 s: the figures below are latencies."""
+    return wait_until(pred, timeout, step)
 
 HOSTS = """hosts:
   - name: deucalion
@@ -50,16 +56,6 @@ def sh(*args: str, env=None) -> str:
 def raw_state(job: str) -> str:
     out = sh("scontrol", "show", "job", "-o", job)
     return out.split("JobState=")[1].split()[0] if "JobState=" in out else "GONE"
-
-
-def wait(pred, timeout=300.0, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise TimeoutError
 
 
 def raw_sbatch(script: str, output: str = "/dev/null") -> str:

@@ -23,6 +23,9 @@ from uuid import UUID
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _platform import running_platform  # noqa: E402
+from _table import HEADER  # noqa: E402,F401  (puts the repository on sys.path)
+
+from tools.polling import wait_until  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -37,16 +40,6 @@ FINAL = {"finished", "failed", "stopped", "canceled"}
 
 def _t(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
-
-
-def _wait(predicate, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout:.0f} s")
 
 
 def _prefect_reads(sweep_id: str) -> tuple[int, dict[str, int]]:
@@ -78,7 +71,7 @@ def acceptance(api: httpx.Client) -> list[tuple[str, str, str]]:
     r = api.post("/sweeps", json=body)
     r.raise_for_status()
     sweep_id, n = r.json()["sweep_id"], r.json()["n_jobs"]
-    table = _wait(lambda: (t := _parent(api, sweep_id))["status"] in FINAL and t, 1800, 1)
+    table = wait_until(lambda: (t := _parent(api, sweep_id))["status"] in FINAL and t, 1800, 1)
     ended = time.time()
     trials = table["trials"]
     per_host = {h: sum(1 for t in trials if t["host"] == h) for h in ("h1", "h2")}
@@ -92,7 +85,7 @@ def acceptance(api: httpx.Client) -> list[tuple[str, str, str]]:
     out = subprocess.run(prefect_cli() + ["flow-run", "retry", sweep_id], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(out.stdout + out.stderr)
-    _wait(lambda: (t := _parent(api, sweep_id))["status"] in FINAL and len(api.get("/jobs", params={"sweep_id": sweep_id}).json()) and t, 300, 1)
+    wait_until(lambda: (t := _parent(api, sweep_id))["status"] in FINAL and len(api.get("/jobs", params={"sweep_id": sweep_id}).json()) and t, 300, 1)
     time.sleep(2)
     after_retry = len(api.get("/jobs", params={"sweep_id": sweep_id}).json())
     return [
@@ -115,10 +108,10 @@ def stop_mid_sweep(api: httpx.Client) -> tuple[str, str, str]:
                                   "hosts": ["h1", "h2"], "max_parallel": MAX_PARALLEL})
     r.raise_for_status()
     sweep_id = r.json()["sweep_id"]
-    _wait(lambda: _parent(api, sweep_id)["counts"].get("running", 0) >= 2, 300)
+    wait_until(lambda: _parent(api, sweep_id)["counts"].get("running", 0) >= 2, 300)
     started = time.monotonic()
     api.post(f"/sweeps/{sweep_id}/stop", timeout=60).raise_for_status()
-    _wait(lambda: all(t["status"] in FINAL for t in _parent(api, sweep_id)["trials"] if t["job_id"]), 60, 0.1)
+    wait_until(lambda: all(t["status"] in FINAL for t in _parent(api, sweep_id)["trials"] if t["job_id"]), 60, 0.1)
     return ("stop mid-sweep -> every child final (s)", f"{time.monotonic() - started:.1f}", "<= 10 (Prefect's cascade: up to 20)")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from core.settings import PlatformSettings
 from deployments.mlflow_server import start_mlflow, start_relay
 from deployments.platform import Platform, free_port, prefect_cli
+from tools.polling import wait_until as wait_for  # noqa: F401  (the tests' name for it)
 
 API_TOKEN = "test-token-123"
 
@@ -144,16 +144,6 @@ def gateway_call(fn: Callable[..., Any]) -> Any:
     return asyncio.run(_with_gateway(fn))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.5, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def read_run(job_id: str):
     return gateway_call(lambda g: g.read_run(job_id))
 
@@ -178,3 +168,17 @@ def prefect_cmd(*args: str) -> list[str]:
 def sh(script: str) -> list[str]:
     """A simulator command: a shell script using the contract's environment."""
     return ["sh", "-c", script]
+
+
+KPI_HEADER = "KPI,R-H-01,District\n"
+
+
+def job_with_kpis(api, storage, district_cost: str, tag: str = "q") -> str:
+    """A job on the host without a worker, given a KPI table as a finished job's results hold it."""
+    r = api.post("/run-simulation", json={"config": experiment("compare", tag), "command": ["true"], "target_host": "offline"})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    folder = storage.job(job_id).dir / "results" / "simulation_data" / "s1"
+    folder.mkdir(parents=True)
+    (folder / "exported_kpis.csv").write_text(KPI_HEADER + f"district_cost_total_control_eur,1,{district_cost}\n")
+    return job_id

@@ -9,21 +9,7 @@ import subprocess
 
 import httpx
 
-from helpers import experiment, gateway_call, prefect_cmd, wait_for
-
-HEADER = "KPI,R-H-01,District\n"
-
-
-def _job(api, storage, district_cost: str) -> str:
-    """A job on the host without a worker, given a KPI table as a finished job's results hold it."""
-    r = api.post("/run-simulation", json={"config": experiment("compare", "e2e"), "command": ["true"], "target_host": "offline"})
-    assert r.status_code == 200, r.text
-    job_id = r.json()["job_id"]
-    folder = storage.job(job_id).dir / "results" / "simulation_data" / "s1"
-    folder.mkdir(parents=True)
-    (folder / "exported_kpis.csv").write_text(HEADER + f"district_cost_total_control_eur,1,{district_cost}\n")
-    return job_id
-
+from helpers import gateway_call, job_with_kpis, prefect_cmd, wait_for
 
 def _compare_run(job_ids: list[str]):
     async def read(gateway):
@@ -40,7 +26,7 @@ def _compare_run(job_ids: list[str]):
 
 
 def test_compare_runs_from_the_cli_runs_on_the_control_pool_and_its_chart_loads(api, storage, platform):
-    ids = [_job(api, storage, "6.5"), _job(api, storage, "5.9")]
+    ids = [job_with_kpis(api, storage, "6.5", "e2e"), job_with_kpis(api, storage, "5.9", "e2e")]
     out = subprocess.run(prefect_cmd("deployment", "run", "compare-runs/control", "--params", json.dumps({"job_ids": ids})),
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

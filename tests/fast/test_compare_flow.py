@@ -7,22 +7,9 @@ import re
 
 import httpx
 import pytest
-from helpers import experiment, run
+from helpers import job_with_kpis, run
 
 from flows.compare_runs import compare_runs
-
-HEADER = "KPI,R-H-01,District\n"
-
-
-def _job(api, storage, district_cost: str) -> str:
-    r = api.post("/run-simulation", json={"config": experiment("compare", "q"), "command": ["true"], "target_host": "offline"})
-    assert r.status_code == 200, r.text
-    job_id = r.json()["job_id"]
-    folder = storage.job(job_id).dir / "results" / "simulation_data" / "s1"
-    folder.mkdir(parents=True)
-    (folder / "exported_kpis.csv").write_text(HEADER + f"district_cost_total_control_eur,1,{district_cost}\n")
-    return job_id
-
 
 async def _artifacts(flow_run_id):
     from prefect.client.orchestration import get_client
@@ -33,7 +20,7 @@ async def _artifacts(flow_run_id):
 
 
 def test_flow_writes_a_table_and_an_image_the_api_serves(api, storage, platform):
-    a, b = _job(api, storage, "6.5"), _job(api, storage, "5.9")
+    a, b = job_with_kpis(api, storage, "6.5"), job_with_kpis(api, storage, "5.9")
     state = compare_runs([a, b], return_state=True)
     assert state.is_completed(), state
     result = state.result()
