@@ -207,23 +207,12 @@ def main() -> int:
         _remove_simulators(flow_run_id)
 
 
-def _docker():
-    """The engine, when this container was given one (None on process pools or no socket)."""
-    try:
-        from flows.sandbox import docker_client
-
-        client = docker_client()
-        client.ping()
-        return client
-    except Exception:
-        return None
-
-
 def _reap_leftovers() -> None:
-    client = _docker()
+    from flows.sandbox import reachable_docker, reap
+
+    client = reachable_docker()
     if client is None:
         return
-    from flows.sandbox import reap
 
     try:
         removed = reap(client)
@@ -235,10 +224,11 @@ def _reap_leftovers() -> None:
 
 def _remove_simulators(flow_run_id: UUID) -> None:
     """The simulator must not outlive its supervisor, even if the engine never ran its ``finally``."""
-    client = _docker()
+    from flows.sandbox import reachable_docker, remove_for_run
+
+    client = reachable_docker()
     if client is None:
         return
-    from flows.sandbox import remove_for_run
 
     try:
         if (n := remove_for_run(client, str(flow_run_id))):

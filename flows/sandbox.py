@@ -139,6 +139,17 @@ def docker_client() -> docker.DockerClient:
     return docker.from_env(timeout=30)
 
 
+def reachable_docker() -> docker.DockerClient | None:
+    """The engine when this process was given one and it answers; None on process pools or
+    without a socket (callers then run without containers, or have nothing to clean)."""
+    try:
+        client = docker_client()
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
 class SimulatorContainer:
     """One started simulator container: its output lines, its exit code, its stop."""
 

@@ -251,7 +251,7 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
 
         run = run_on_slurm(host, job, storage, cfg_file, name, sim_image, cmd, info, logger, on_progress, _CANCELLED, slurm,
                            current_run.job_variables or {})
-    elif (client := _docker_or_none()) is not None:
+    elif (client := _engine()) is not None:
         run = _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd, supervisor_id, info, logger, on_progress)
     else:
         run = _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logger, on_progress)
@@ -265,15 +265,10 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
     return {"job_id": job_id, "result": result}
 
 
-def _docker_or_none():
-    from flows.sandbox import docker_client
+def _engine():
+    from flows.sandbox import reachable_docker  # docker-py loads only where a run needs it
 
-    try:
-        client = docker_client()
-        client.ping()
-        return client
-    except Exception:
-        return None
+    return reachable_docker()
 
 
 def _outcome(run, job: JobPaths, info: dict[str, Any]) -> Any:
