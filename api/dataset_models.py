@@ -61,6 +61,8 @@ class DatasetRequest(_BuildOptions):
     site_id: str
     period: int = Field(60, ge=1, le=1440, description="Minutes per time step (seconds_per_time_step wins when given)")
     wait: float = Field(0, ge=0, le=600, description="Seconds to wait for the build to end (0: answer at once)")
+    overwrite: bool = Field(False, description="Rebuild an existing dataset of that name (its owner or an admin): a changed input makes a "
+                                               "new version (GET /dataset/{name}/lineage); 409 while an unfinished job uses it")
 
     @field_validator("name")
     @classmethod

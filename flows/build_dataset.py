@@ -48,6 +48,7 @@ def build_dataset(
     window: str | dict[str, Any] | None = None,
     name_prefix: str | None = None,
     anchor: str | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Build datasets/<name> from site <site_id>: one CSV per building, chargers, weather,
     pricing and carbon intensity, and CityLearn's schema.json. ``seconds_per_time_step``
@@ -58,7 +59,8 @@ def build_dataset(
     ``from_ts``/``until_ts``: the window ends at ``anchor`` (a backfill's occurrence) or at this
     run's scheduled start time, never at "now" (core/dataset_window.py says why); the name
     defaults to ``<name_prefix or site_id>-<window end>``, and an unchanged rebuild of a slot
-    ends Completed with the message "unchanged"."""
+    ends Completed with the message "unchanged". ``overwrite`` rebuilds a named dataset the
+    same way (a changed input is a new version)."""
     logger = get_run_logger()
     if not site_id:
         raise ValueError("site_id is required")
@@ -84,7 +86,7 @@ def build_dataset(
 
     request = BuildRequest(name, site_id, citylearn_configs or {}, description, period, from_ts, until_ts, seconds_per_time_step)
     with sites.client() as client:
-        meta = build(client, storage, request, batch_size=sites.batch_size, progress=on_progress, replace=window is not None)
+        meta = build(client, storage, request, batch_size=sites.batch_size, progress=on_progress, replace=window is not None or overwrite)
     if meta["status"] == "unchanged":
         logger.info("[INFO] dataset %s unchanged (digest %s): the existing folder stays", name, meta["digest"][:12])
         return Completed(message=f"dataset {name} unchanged", data=meta)

@@ -72,7 +72,11 @@ async def create_dataset(
     hosts: Hosts,
 ) -> dict[str, Any]:
     """``seconds_per_time_step`` overrides ``period``; ``citylearn_configs.validation.smoke_check``
-    asks for the CityLearn load check (an option, never written into schema.json)."""
+    asks for the CityLearn load check (an option, never written into schema.json). ``overwrite``
+    rebuilds an existing dataset: only its owner may, and not while a job uses it."""
+    if body.overwrite and await asyncio.to_thread(storage.dataset_dir(body.name).exists):
+        own.check_change("dataset", body.name)
+        await lineage_usecase.refuse_change_while_used(gateway, storage, body.name)
     answer = await datasets_usecase.create(body, gateway, storage, client, known_host(body.target_host, hosts))
     await asyncio.to_thread(own.made, "dataset", body.name)
     return answer
@@ -118,7 +122,7 @@ def download(name: DatasetName, own: Owned, storage: Storage) -> StreamingRespon
 async def delete(name: DatasetName, own: Owned, storage: Storage, gateway: Gateway) -> dict[str, Any]:
     path = _mapped(require_dataset, storage, name)
     own.check_change("dataset", name)
-    await lineage_usecase.refuse_delete_while_used(gateway, storage, name)
+    await lineage_usecase.refuse_change_while_used(gateway, storage, name)
     if path.is_symlink():  # not made by the API: neither the link nor what it points at is ours to delete
         raise ApiError(403, f"dataset {name!r} is a link, not a folder the platform made; it is not deleted through the API")
     await asyncio.to_thread(storage.remove_inside, path)  # links inside are removed, never followed

@@ -41,8 +41,8 @@ async def lineage(gateway: PrefectGateway, storage: DataRoot, name: str) -> Data
                           window=(current or {}).get("window"), versions=out)
 
 
-async def refuse_delete_while_used(gateway: PrefectGateway, storage: DataRoot, name: str) -> None:
-    """A dataset a job still runs (or waits to run) on is not deleted: 409 naming the jobs."""
+async def refuse_change_while_used(gateway: PrefectGateway, storage: DataRoot, name: str) -> None:
+    """A dataset a job still runs (or waits to run) on is neither deleted nor rebuilt under it: 409 naming the jobs."""
     uses = await asyncio.to_thread(dataset_lineage.uses, storage, name)
     statuses = await _statuses(gateway, [u["job_id"] for u in uses])
     active = sorted(j for j, s in statuses.items() if s in ACTIVE)

@@ -40,9 +40,9 @@ def _planned_formats(p: Plan) -> dict[str, Any]:
 def _preflight(client: pymongo.MongoClient, storage: DataRoot, params: dict[str, Any]) -> Plan:
     """The checks every build passes before it is submitted (raises DatasetError, LimitExceeded, ApiError)."""
     name = params["name"]
-    if storage.dataset_dir(name).exists():
-        raise DatasetError(f"dataset {name!r} already exists; delete it first or choose another name", 409)
-    request = BuildRequest(**params)
+    if storage.dataset_dir(name).exists() and not params.get("overwrite"):
+        raise DatasetError(f"dataset {name!r} already exists; delete it first, choose another name or rebuild it with overwrite: true", 409)
+    request = BuildRequest(**{k: v for k, v in params.items() if k != "overwrite"})  # a flow option, not the body upstream knows
     if request.from_ts and request.until_ts:  # the size of what was asked is refused before any site lookup
         check_dataset_rows(parse_ts(request.from_ts, "from_ts"), parse_ts(request.until_ts, "until_ts"), request.step_seconds)
     p = plan(client, request)

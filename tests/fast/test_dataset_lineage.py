@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from helpers import experiment
+from helpers import experiment, read_run
 from test_datasets_build import DAY, fill_site
 
 from core import dataset_lineage
@@ -75,3 +75,26 @@ def test_lineage_lists_jobs_per_version_and_a_used_dataset_is_not_deleted(api, m
     after = api.get(f"/dataset/{name}/lineage").json()  # the record outlives the dataset
     assert after["current_digest"] is None and len(after["versions"]) == 2
     assert api.get("/dataset/never-made-xyz/lineage").status_code == 404
+
+
+def test_a_rebuild_through_the_api_asks_for_overwrite_and_waits_for_the_jobs_on_it(api, mongo, storage):
+    """``POST /dataset {overwrite: true}`` rebuilds a dataset (a new version when its input changed),
+    never under a job that still runs or waits on it."""
+    site = f"site_{uuid.uuid4().hex[:8]}"
+    fill_site(mongo, site)
+    name = f"re-{site}"
+    body = {"name": name, "site_id": site, "from_ts": DAY.isoformat(), "until_ts": (DAY + timedelta(days=1)).isoformat()}
+    build(mongo, storage, BuildRequest(name=name, site_id=site, from_ts=body["from_ts"], until_ts=body["until_ts"]), smoke=False)
+    job = _queued_job(api, name)
+    dataset_lineage.record_job_dataset(storage, job, {"dataset": name})
+
+    r = api.post("/dataset", json=body)
+    assert r.status_code == 409 and "overwrite: true" in r.json()["detail"], r.text
+    r = api.post("/dataset", json={**body, "overwrite": True})
+    assert r.status_code == 409 and job in r.json()["detail"] and "unfinished" in r.json()["detail"], r.text
+    assert api.post(f"/stop/{job}").status_code == 200
+    r = api.post("/dataset", json={**body, "overwrite": True})
+    assert r.status_code == 200, r.text
+    rebuild = r.json()["job_id"]
+    assert read_run(rebuild).parameters["overwrite"] is True  # the build-dataset flow replaces the folder
+    assert api.post(f"/stop/{rebuild}").status_code == 200  # no worker in this tier
