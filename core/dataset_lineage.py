@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,3 +116,18 @@ def record_job_dataset(storage: DataRoot, job_id: str, config: dict[str, Any]) -
     if version is not None:
         record_use(storage, job_id, version)
     return version
+
+
+def lineage_markdown(storage: DataRoot, name: str) -> str:
+    """The dataset's versions and the jobs on each, as the markdown of a Prefect artifact (the
+    "graph" Prefect's UI can show: Prefect OSS has no asset graph)."""
+    lines = [f"### Dataset `{name}`: versions and the jobs that ran on them", "", "| version (sha256) | job | used at |", "|---|---|---|"]
+    for v in versions(storage, name):
+        for use in v["jobs"]:
+            lines.append(f"| `{v['digest'][:12]}` | `{use['job_id']}` | {use['at'][:19]} |")
+    return "\n".join(lines) + "\n"
+
+
+def artifact_key(name: str) -> str:
+    """A Prefect artifact key for the dataset (lowercase letters, digits and dashes only)."""
+    return "lineage-" + re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:80]

@@ -9,6 +9,7 @@ one that started after the job did is taken, and the link says which run it is (
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -105,3 +106,23 @@ def metric_history(tracking_url: str, run_id: str, key: str) -> list[tuple[int, 
                 break
     points.sort(key=lambda p: (p[0], p[2]))
     return [(step, value) for step, value, _ in points]
+
+
+def log_dataset_input(tracking_url: str, job_id: str, version: dict[str, Any], not_before_ms: int = 0) -> str | None:
+    """Log the dataset version a job ran on as an input of the job's MLflow run (MLflow's
+    ``runs/log-inputs``); the run id, or None when the job made no run.
+
+    Why the short digest: MLflow stores a dataset digest in 36 characters; the full sha256 (the
+    platform's version id, core/dataset_lineage.py) goes in ``source``.
+    """
+    run = find_run(tracking_url, tracking_url, job_id, not_before_ms)
+    if run is None:
+        return None
+    source = {"uri": f"opeva://datasets/{version['name']}", "sha256": version["digest"]}
+    profile = {k: version.get(k) for k in ("site", "window")}
+    dataset = {"name": version["name"], "digest": version["digest"][:12], "source_type": "opeva-dataset",
+               "source": json.dumps(source), "profile": json.dumps(profile)}
+    with httpx.Client(base_url=tracking_url.rstrip("/"), timeout=TIMEOUT_SECONDS) as client:
+        _post(client, "runs/log-inputs", {"run_id": run["run_id"], "datasets": [
+            {"dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": "training"}]}]})
+    return run["run_id"]

@@ -140,6 +140,7 @@ def pool_env(docker: bool, remote_engine: bool = False) -> dict[str, str]:
     if s.mlflow and not remote_engine and http_ok(f"{s.mlflow_url}/health"):
         env["OPEVA_MLFLOW_TRACKING_URI"] = MLFLOW_URI_FOR_JOBS if docker else s.mlflow_url
         env["OPEVA_MLFLOW_UI_URL"] = s.mlflow_browser_url
+        env["OPEVA_MLFLOW_PLATFORM_URL"] = s.mlflow_url  # the flow's own calls (it runs on the host's network)
     return env
 
 

@@ -233,6 +233,8 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
     }
     info["dataset"] = record_job_dataset(storage, job_id, experiment)  # lineage (core/dataset_lineage.py)
     write_json_atomic(job.job_info_file, info)
+    if info["dataset"]:
+        _lineage_artifact(storage, info["dataset"]["name"])
 
     progress_id = create_progress_artifact(progress=0.0, description=f"{name}: starting")
 
@@ -256,6 +258,8 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
     else:
         run = _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logger, on_progress)
 
+    if info["dataset"]:
+        _log_dataset_to_mlflow(job_id, info["dataset"], info["started_at"], logger)
     result = _outcome(run, job, info)
     if isinstance(result, dict):
         create_markdown_artifact(_result_markdown(result), description=f"Result of {name}")
@@ -263,6 +267,30 @@ def _run(config, config_path, save_as, job_name, submitted_by, target_host, comm
         logger.warning("[WARNING] the simulator wrote no results/result.json")
     update_progress_artifact(progress_id, 100.0, description=f"{name}: finished")
     return {"job_id": job_id, "result": result}
+
+
+def _lineage_artifact(storage: DataRoot, dataset: str) -> None:
+    """The dataset's versions and jobs as a markdown artifact keyed by the dataset: Prefect's UI
+    shows its latest version under Artifacts, with the history of earlier ones."""
+    from core.dataset_lineage import artifact_key, lineage_markdown
+
+    create_markdown_artifact(lineage_markdown(storage, dataset), key=artifact_key(dataset), description=f"Lineage of dataset {dataset}")
+
+
+def _log_dataset_to_mlflow(job_id: str, version: dict[str, Any], started_at: str, logger: Any) -> None:
+    """The dataset version as an input of the job's MLflow run, when the platform runs MLflow
+    and the simulator made a run; best effort: MLflow's absence never fails a job."""
+    from core.mlflow_runs import MlflowUnavailable, log_dataset_input
+
+    url = os.environ.get("OPEVA_MLFLOW_PLATFORM_URL")
+    if not url:
+        return
+    not_before = int(datetime.fromisoformat(started_at).timestamp() * 1000) - 60_000  # clocks of two processes
+    try:
+        if run_id := log_dataset_input(url, job_id, version, not_before):
+            logger.info("[INFO] MLflow run %s: input dataset %s@%s", run_id, version["name"], version["digest"][:12])
+    except (MlflowUnavailable, ValueError) as exc:
+        logger.warning("[WARNING] could not log the dataset to MLflow: %s", exc)
 
 
 def _engine():

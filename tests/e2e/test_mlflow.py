@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+from core.dataset_lineage import artifact_key
 from flows.job_network import ensure_network, network_name
+from simulator.sample import write_sample_dataset
 from helpers import gateway_call, running_platform
 from test_sim_images import status, submit, upstream_config, upstream_image, wait_status  # noqa: F401
 
@@ -92,6 +97,26 @@ def test_reference_simulator_logs_params_metrics_and_artifacts(api, platform):
     assert [f["path"] for f in files] == ["result.json"]
     assert api.get(f"/job-info/{job_id}").json()["mlflow"]["run_id"] == run["info"]["run_id"]
     assert api.get(f"/result/{job_id}").json()["mlflow_run_id"] == run["info"]["run_id"]
+
+
+def test_a_job_on_a_dataset_logs_its_version_to_mlflow_and_to_a_lineage_artifact(api, storage, platform):
+    """Issue 25 §5: the dataset version a job ran on is an input of its MLflow run (the full sha256
+    in ``source``), and Prefect shows the dataset's lineage as a markdown artifact keyed by it."""
+    name = f"mlin-{uuid.uuid4().hex[:6]}"
+    write_sample_dataset(storage.dataset_dir(name), buildings=2, days=3)
+    config = {"experiment": {"name": "mlflow-lineage", "run_name": "r1"}, "algorithm": "rule_based", "dataset": name}
+    r = api.post("/run-simulation", json={"config": config})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    finished(api, job_id)
+    digest = api.get(f"/job-info/{job_id}").json()["dataset"]["digest"]
+
+    [run] = runs_of(platform, job_id)
+    inputs = [d["dataset"] for d in run.get("inputs", {}).get("dataset_inputs", [])]
+    assert [(d["name"], d["digest"], json.loads(d["source"])["sha256"]) for d in inputs] == [(name, digest[:12], digest)], run.get("inputs")
+    latest = gateway_call(lambda g: g.client.read_latest_artifacts(
+        artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[artifact_key(name)]))))
+    assert len(latest) == 1 and job_id in latest[0].data and digest[:12] in latest[0].data
 
 
 @pytest.fixture

@@ -98,3 +98,14 @@ def test_a_rebuild_through_the_api_asks_for_overwrite_and_waits_for_the_jobs_on_
     rebuild = r.json()["job_id"]
     assert read_run(rebuild).parameters["overwrite"] is True  # the build-dataset flow replaces the folder
     assert api.post(f"/stop/{rebuild}").status_code == 200  # no worker in this tier
+
+
+def test_the_lineage_artifact_lists_each_version_and_job_under_a_valid_key(storage):
+    name = f"Lin_Ds.{uuid.uuid4().hex[:6]}"
+    j1, j2 = str(uuid.uuid4()), str(uuid.uuid4())
+    dataset_lineage.record_use(storage, j1, {"name": name, "digest": "a" * 64})
+    dataset_lineage.record_use(storage, j2, {"name": name, "digest": "b" * 64})
+    rows = [line for line in dataset_lineage.lineage_markdown(storage, name).splitlines() if line.startswith("| `")]
+    assert [(r.split("|")[1].strip(" `"), r.split("|")[2].strip(" `")) for r in rows] == [("a" * 12, j1), ("b" * 12, j2)]
+    key = dataset_lineage.artifact_key(name)
+    assert key == f"lineage-lin-ds-{name[-6:]}" and key == key.lower()
