@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 
 import pytest
+
+from simulator.sample import write_sample_dataset
 
 from helpers import experiment, gateway_call, read_run, sh, wait_for
 
 pytestmark = [pytest.mark.usefixtures("needs_docker"), pytest.mark.disruptive]
 
 
-def test_job_completes_across_a_prefect_server_restart(storage, platform):
+def test_job_completes_across_a_prefect_server_restart(storage, platform, api):
     script = 'for i in $(seq 1 30); do echo "[INFO] step $i"; echo "{\\"percent\\": $((i*100/30))}" > "$OPEVA_PROGRESS_FILE"; sleep 1; done'
-    params = {"config": experiment(), "command": sh(script)}
+    dataset = f"restart-{uuid.uuid4().hex[:6]}"  # lineage is the platform's own record: a restart loses none of it
+    write_sample_dataset(storage.dataset_dir(dataset), buildings=1, days=1)
+    params = {"config": {**experiment(), "dataset": dataset}, "command": sh(script)}
     job_id = str(gateway_call(lambda g: g.submit("run-simulation", "local", params)).id)
     wait_for(lambda: read_run(job_id).state.is_running(), 90, what="the job to run")
 
@@ -28,4 +33,7 @@ def test_job_completes_across_a_prefect_server_restart(storage, platform):
     assert run.state.is_completed(), run.state
     names = [s.name for s in gateway_call(lambda g: g.client.read_flow_run_states(run.id))]
     assert "Running" in names and names[-1] == "Completed"
+    lineage = api.get(f"/dataset/{dataset}/lineage").json()
+    assert [[j["job_id"] for j in v["jobs"]] for v in lineage["versions"]] == [[job_id]]
+    assert lineage["versions"][0]["jobs"][0]["status"] == "finished" and lineage["versions"][0]["current"] is True
     assert "[INFO] step 30" in storage.job(job_id).log_file.read_text()
