@@ -169,3 +169,35 @@ def test_a_failed_job_notifies_once_per_channel_and_a_stop_or_another_users_job_
     finally:
         for channel in channels:
             napi.delete(f"/notifications/channels/{channel}")
+
+
+def test_with_tokens_a_users_channel_watches_only_their_jobs_and_is_theirs_alone(platform, receivers):
+    from deployments.platform import Platform, free_port
+
+    _, hooks = receivers
+    secured = Platform(home=platform.home, prefect_port=platform.prefect_port, mongo_port=platform.mongo_port,
+                       api_port=free_port(), data_dir=platform.data_dir)
+    secured.start_api(OPEVA_API_TOKENS="alice:tok-alice,bob:tok-bob,root:tok-root", OPEVA_API_ADMINS="root",
+                      OPEVA_HOSTS_FILE=str(platform.home / "hosts.yaml"))
+    try:
+        def client(token: str) -> httpx.Client:
+            return httpx.Client(base_url=secured.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+        with client("tok-alice") as alice, client("tok-bob") as bob, client("tok-root") as root:
+            r = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a"), "filters": {"user": "bob"}})
+            assert r.status_code == 403 and "only watch 'alice'" in r.json()["detail"], r.text
+            mine = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a")}).json()["channel_id"]
+            assert alice.get(f"/notifications/channels/{mine}").json()["filters"]["user"] == "alice"  # narrowed to her own jobs
+            assert alice.get(f"/notifications/channels/{mine}").json()["owner"] == "alice"
+            assert mine not in [c["channel_id"] for c in bob.get("/notifications/channels").json()]
+            for method, path in (("GET", f"/notifications/channels/{mine}"), ("POST", f"/notifications/channels/{mine}/test"),
+                                 ("DELETE", f"/notifications/channels/{mine}")):
+                assert bob.request(method, path).status_code == 404, path  # not even its existence
+            assert alice.post(f"/notifications/channels/{mine}/test").json()["outcome"] == "published"
+            assert not [d for d in bob.get("/notifications/deliveries").json() if d["channel_id"] == mine]
+            assert [d["channel_id"] for d in alice.get("/notifications/deliveries", params={"channel_id": mine}).json()] == [mine]
+            assert mine in [c["channel_id"] for c in root.get("/notifications/channels").json()]  # an admin sees all
+            assert root.delete(f"/notifications/channels/{mine}").status_code == 200
+            assert httpx.get(f"{secured.api_url}/notifications/channels").status_code == 401
+    finally:
+        secured.stop()
