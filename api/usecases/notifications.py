@@ -147,8 +147,9 @@ async def delete(gateway: PrefectGateway, channel_id: str, user: User) -> Channe
     except ChannelNotFound:
         out = None
     await gateway.notifications.delete(automation)
-    return out or ChannelOut(channel_id=channel_id, kind="email", events=[], filters=ChannelFilters(), automation_name=automation.name,
-                             block_document_id="")
+    kind = "email" if automation.actions and automation.actions[0].type == "send-notification" else "webhook"
+    return out or ChannelOut(channel_id=channel_id, kind=kind, events=[], filters=filters_of(automation.trigger.match_related),
+                             automation_name=automation.name, block_document_id="")  # its block was already gone
 
 
 async def test(gateway: PrefectGateway, channel_id: str, user: User) -> NotificationAttempt:
