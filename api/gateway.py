@@ -43,6 +43,7 @@ from prefect.states import Cancelled, Cancelling, Completed, Failed
 from prefect.utilities.names import generate_slug
 
 from api.gateway_hosts import HostGateway
+from api.gateway_notifications import NotificationGateway
 from api.gateway_schedules import ScheduleGateway
 from api.group_commit import GroupCommit
 from api.idempotency import conflicts as key_conflicts
@@ -79,6 +80,7 @@ class PrefectGateway:
         self.touched: Callable[[UUID], None] = lambda _run_id: None  # every write through this door is reported (api/job_index.py)
         self.schedules = ScheduleGateway(client)  # dataset-build schedules (api/gateway_schedules.py)
         self.hosts = HostGateway(client)  # work pools and workers (api/gateway_hosts.py)
+        self.notifications = NotificationGateway(client)  # channels: automations + blocks (api/gateway_notifications.py)
 
     # -- submitting ------------------------------------------------------
 

@@ -20,7 +20,7 @@ from api.deps import require_token
 from api.gateway import PrefectGateway
 from api.job_index import JobIndex
 from api.routers import (ai_manager_ui, compare, configs, dataset_schedules, deploy_bundles, deploy_inferences, datasets, health, hosts,
-                         job_files, jobs, live_data, ops, organization, sites, sweeps)
+                         job_files, jobs, live_data, notifications, ops, organization, sites, sweeps)
 from api.usecases.live_data import LiveData
 from core.hosts import HostsCache
 from core.settings import PlatformSettings, project_version
@@ -73,7 +73,7 @@ def add_routes(app: FastAPI, *, shapes_2025: bool) -> None:
     app.include_router(live_data.router)  # a WebSocket: its own token check (browsers send no header)
     protected = [Depends(require_token)]
     for module in (jobs, job_files, configs, hosts, ops, sites, dataset_schedules, datasets, organization, compare, deploy_bundles,
-                   deploy_inferences, sweeps):
+                   deploy_inferences, sweeps, notifications):
         app.include_router(module.router, dependencies=protected)
     for router in ((ai_manager_ui.router,) if shapes_2025 else (configs.root_router, hosts.root_router)):
         app.include_router(router, dependencies=protected)

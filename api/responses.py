@@ -12,6 +12,7 @@ from typing import Any, Literal
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.models_notifications import NotificationFields  # last_email_notification / email_notifications[] (docs/notifications.md)
 from api.responses_insight import EtaFields, FailureFields, JobInfoExtras, OrganizationFields, SlurmFields, StartFields
 from core.states import OPEVA_STATES
 
@@ -90,7 +91,7 @@ class JobSubmitted(BaseModel):
     message: str = "Job submitted"
 
 
-class JobStatusOut(FailureFields, SlurmFields):
+class JobStatusOut(FailureFields, SlurmFields, NotificationFields):
     model_config = _example(job_id=JOB_ID, status="running", worker_id="local", target_worker_profile=None, dispatched_image="opeva-runtime:0.1.0",
                             dispatched_image_tag=None, status_updated_at="2026-11-23T10:00:02+00:00", last_status_at="2026-11-23T10:00:02+00:00",
                             prefect_state={"type": "RUNNING", "name": "Running", "message": None}, host="local", job_name="flex-demo-q1")
@@ -159,7 +160,7 @@ class MlflowLink(BaseModel):
     runs_with_this_tag: int | None = None
 
 
-class JobInfoOut(JobInfoExtras, JobItem):
+class JobInfoOut(JobInfoExtras, JobItem, NotificationFields):
     """``job_info.json`` as the job wrote it, over Prefect's view of the run."""
 
     model_config = ConfigDict(extra="allow")

@@ -45,7 +45,8 @@ GRANTS: dict[str, frozenset[str]] = {
     "prefect-server": frozenset({"PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING",
                                  "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
                                  "PREFECT_REDIS_MESSAGING_URL", "PREFECT_SERVER_DOCKET_URL"}),
-    "api": frozenset({"PREFECT_API_AUTH_STRING", "OPEVA_API_TOKENS", "MONGO_URI", "OPEVA_AMQP_URL"}),
+    "api": frozenset({"PREFECT_API_AUTH_STRING", "OPEVA_API_TOKENS", "MONGO_URI", "OPEVA_AMQP_URL",
+                      "OPEVA_SMTP_PASSWORD"}),  # saved into e-mail channels' blocks (docs/notifications.md)
     "worker": frozenset({"PREFECT_API_AUTH_STRING"}),
     "setup": frozenset({"PREFECT_API_AUTH_STRING", "MONGO_URI"}),
     "mongo": frozenset(),

@@ -166,6 +166,10 @@ def main() -> int:
             return 2
         memoise_schema_checks()
         sqlite_writes_immediate(wait)
+    # The notification blocks' classes: the server's automation actions load them (blocks/notifications.py)
+    import blocks.notifications
+
+    blocks.notifications.record_in_this_server()
     from prefect.cli import app
 
     sys.argv[0] = "prefect"

@@ -161,7 +161,8 @@ def start_control_plane(platform: Platform, scale: ScaleSettings, layout: Layout
             PREFECT_SERVER_REGISTER_BLOCKS_ON_START="true" if i == 1 else "false",  # once, by the first
             **env,
         )
-    services = platform.start("prefect-services", prefect_cli() + ["server", "services", "start"], lambda: True, wait=False, **env)
+    services = platform.start("prefect-services", [sys.executable, "-m", "deployments.prefect_server", "server", "services", "start"],  # it runs
+                              lambda: True, wait=False, **env)  # the automations' actions: it must import our notification blocks
     _services_started(services, timeout)
     if layout.server_ports or layout.api_ports:
         start_haproxy(platform, layout)

@@ -29,7 +29,8 @@ from core import job_io
 from core.images import ImageCatalog
 from api.usecases.images import chosen_image
 from core.layout import DataRoot
-from api.usecases import dataset_lineage as lineage, insight, organization
+from api.usecases import dataset_lineage as lineage, insight, notifications, organization
+from api.models_notifications import NotificationFields
 from core.states import PROFILE_LABEL, ACTIVE
 from api.usecases.slurm_hosts import slurm_fields
 from core.submission import SubmissionRefused, check_image_tag, check_profile, check_profile_value, config_requires_gpu
@@ -242,7 +243,14 @@ async def status(gateway: PrefectGateway, storage: DataRoot, job_id: str) -> Job
         prefect_state=state_of(run), host=run.work_pool_name, job_name=run.name,
         **slurm_fields(info),
     )
-    return insight.with_failure(out, (await insight.failures(storage, [run])).get(out.job_id))
+    out = insight.with_failure(out, (await insight.failures(storage, [run])).get(out.job_id))
+    notified = await _notified(gateway, run)
+    return out.model_copy(update={k: getattr(notified, k) for k in notified.model_fields_set})
+
+
+async def _notified(gateway: PrefectGateway, run: FlowRun) -> NotificationFields:
+    """The job's notification attempts (only an ended run has any: no read for the others)."""
+    return await notifications.job_attempts(gateway, run.id) if run.state and run.state.is_final() else NotificationFields()
 
 
 async def list_jobs(gateway: PrefectGateway, *, status: str | None, host: str | None, limit: int | None, offset: int,
@@ -299,6 +307,7 @@ async def job_info(gateway: PrefectGateway, storage: DataRoot, job_id: str, host
         deployment_id=str(run.deployment_id) if run.deployment_id else None, infrastructure_pid=run.infrastructure_pid,
         job_variables=run.job_variables, retries=run.empirical_policy.retries or 0, labels=dict(run.labels or {}), tags=list(run.tags),
         mlflow=link, **{k: v for k, v in info.items() if k not in reserved and k not in ("config_path", "submitted_by", "resolved_config_path")},
+        **(await _notified(gateway, run)).model_dump(exclude_unset=True),
     )
 
 

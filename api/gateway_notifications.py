@@ -1,0 +1,118 @@
+"""The gateway's notification door: a channel is a Prefect automation plus a block.
+
+Part of the one Prefect gateway (``PrefectGateway.notifications``). Why Prefect's automations
+and not a watcher of ours: Prefect's server already evaluates every flow-run state event against
+its automations' triggers and runs their actions (prefect/server/events), so the rule "a job of
+alice's on host local failed" is an event trigger, shown and editable in the Prefect UI, and the
+delivery is Prefect's ``send-notification`` / ``call-webhook`` action on a block of ours
+(blocks/notifications.py). Nothing is stored here: the channel is the automation (its rule and
+tags) and the block (its destination); the delivery log is the blocks' artifacts.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from prefect.blocks.core import Block
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+from prefect.client.schemas.objects import Artifact
+from prefect.client.schemas.sorting import ArtifactSort
+from prefect.events.actions import CallWebhook, SendNotification
+from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
+from prefect.exceptions import ObjectNotFound
+
+from blocks.notifications import OpevaEmail, OpevaWebhook, artifact_body
+from core.notify import ARTIFACT_TYPE
+
+CHANNEL_TAG = "opeva-notification"
+ID_TAG, OWNER_TAG = "channel:", "owner:"
+
+
+class ChannelNotFound(LookupError):
+    """No automation of ours carries that channel id."""
+
+
+def tag_value(automation: Automation, prefix: str) -> str | None:
+    return next((t[len(prefix):] for t in automation.tags if t.startswith(prefix)), None)
+
+
+class NotificationGateway:
+    def __init__(self, client: PrefectClient) -> None:
+        self.client = client
+
+    async def create(self, channel_id: str, kind: str, destination: dict[str, Any], *, name: str, owner: str | None, expect: list[str],
+                     match_related: list[dict[str, Any]], payload: str) -> Automation:
+        """The block (the destination: ``destination`` are its fields), then the automation (the
+        rule) whose one action uses it. Reactive, one firing per event (threshold 1, within 0):
+        every failed run is one notice."""
+        block = (OpevaEmail if kind == "email" else OpevaWebhook)(**destination, channel_id=channel_id)
+        block_id = await block.asave(name=f"opeva-channel-{channel_id}", client=self.client)
+        action = (SendNotification(block_document_id=block_id, subject="OPEVA job notice", body=payload) if isinstance(block, OpevaEmail)
+                  else CallWebhook(block_document_id=block_id, payload=payload))
+        trigger = EventTrigger(expect=set(expect), match={"prefect.resource.id": "prefect.flow-run.*"}, match_related=match_related,  # type: ignore[arg-type]
+                               for_each={"prefect.resource.id"}, posture=Posture.Reactive, threshold=1, within=timedelta(0))
+        tags = [CHANNEL_TAG, f"{ID_TAG}{channel_id}", *([f"{OWNER_TAG}{owner}"] if owner else [])]
+        core = AutomationCore(name=name, description=f"OPEVA notification channel {channel_id} (made through the OPEVA API)",
+                              enabled=True, tags=tags, trigger=trigger, actions=[action])
+        try:
+            automation_id = await self.client.create_automation(core)
+        except Exception:
+            await self.client.delete_block_document(block_id)
+            raise
+        return await self.client.read_automation(automation_id)  # type: ignore[return-value]
+
+    def prefect_ui_url(self) -> str:
+        """Prefect's UI, for links in notices: PREFECT_UI_URL, else the API's address without ``/api``."""
+        from prefect.settings import PREFECT_UI_URL
+
+        configured = PREFECT_UI_URL.value()
+        return str(configured) if configured else str(self.client.api_url).rstrip("/").removesuffix("/api")
+
+    async def channels(self) -> list[Automation]:
+        return [a for a in await self.client.read_automations() if CHANNEL_TAG in a.tags]
+
+    async def channel(self, channel_id: str) -> Automation:
+        found = next((a for a in await self.channels() if tag_value(a, ID_TAG) == channel_id), None)
+        if found is None:
+            raise ChannelNotFound(f"no notification channel {channel_id!r}")
+        return found
+
+    async def test_send(self, automation: Automation, notice: dict[str, Any]) -> dict[str, Any]:
+        """Deliver ``notice`` from this process with the channel's own block, record it, return the record."""
+        block = await self.block_of(automation)
+        record = await block.deliver(notice)  # type: ignore[attr-defined]
+        await self.record(record)
+        return record
+
+    async def block_of(self, automation: Automation) -> Block:
+        """The channel's block, secrets included (what the server loads for the action)."""
+        block_id = getattr(automation.actions[0], "block_document_id", None)
+        try:
+            document = await self.client.read_block_document(block_id, include_secrets=True)
+        except (ObjectNotFound, TypeError):
+            raise ChannelNotFound(f"the block of channel {tag_value(automation, ID_TAG)!r} is gone; delete the channel") from None
+        return Block._from_block_document(document)
+
+    async def delete(self, automation: Automation) -> None:
+        block_id = getattr(automation.actions[0], "block_document_id", None) if automation.actions else None
+        await self.client.delete_automation(automation.id)
+        if block_id is not None:
+            try:
+                await self.client.delete_block_document(block_id)
+            except ObjectNotFound:
+                pass
+
+    async def record(self, record: dict[str, Any]) -> None:
+        """Store an attempt made in this process (a test send) as the blocks do in the server."""
+        response = await self.client.request("POST", "/artifacts/", json=artifact_body(record))  # type: ignore[arg-type]
+        response.raise_for_status()
+
+    async def records(self, job_ids: list[UUID] | None = None, limit: int = 200) -> list[Artifact]:
+        """Delivery records, newest first (of the given jobs' runs only, when given)."""
+        flt = ArtifactFilter(type=ArtifactFilterType(any_=[ARTIFACT_TYPE]))
+        if job_ids is not None:
+            flt.flow_run_id = ArtifactFilterFlowRunId(any_=job_ids)
+        return await self.client.read_artifacts(artifact_filter=flt, sort=ArtifactSort.CREATED_DESC, limit=limit)
