@@ -131,6 +131,7 @@ class RelayHandler(Handler):
         # Streamed through as it comes (chunked): a followed log (GET .../logs/stream) never ends
         # while the page reads it, and the browser must see its lines as they come.
         data = b""
+        recorded = False
         bodiless = self.command == "HEAD" or resp.status_code in (204, 304)
         try:
             self.send_response(resp.status_code)
@@ -142,6 +143,8 @@ class RelayHandler(Handler):
                 return
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            if "json" not in resp.headers.get("content-type", ""):
+                recorded = self._record(resp, path, query, sent, body, b"")  # a followed log may never end
             for chunk in resp.iter_bytes():
                 if chunk:
                     if len(data) < RECORD_MAX:
@@ -153,9 +156,10 @@ class RelayHandler(Handler):
             pass  # the browser went (a log stream closed): stop reading the backend
         finally:
             resp.close()
-            self._record(resp, path, query, sent, body, data)
+            if not recorded:
+                self._record(resp, path, query, sent, body, data)
 
-    def _record(self, resp: httpx.Response, path: str, query: str, sent: dict, body: bytes | None, data: bytes) -> None:
+    def _record(self, resp: httpx.Response, path: str, query: str, sent: dict, body: bytes | None, data: bytes) -> bool:
         if self.record:
             ctype = resp.headers.get("content-type", "")
             answer: object = None
@@ -170,6 +174,7 @@ class RelayHandler(Handler):
                    "cors": {k: v for k, v in resp.headers.items() if k.lower().startswith("access-control-")}}
             with _record_lock, self.record.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+        return True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 

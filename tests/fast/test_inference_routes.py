@@ -217,6 +217,16 @@ def test_unknown_targets_and_bundles_are_404_on_every_route_and_change_nothing(a
     assert api.get("/deploy/bundles").json() == before
 
 
+def test_a_target_that_does_not_answer(api):
+    """No container for local in this tier, nobody on down's port: health says so in its body (the
+    page shows "offline"), the followed log is a 502 naming the container, and nothing hangs."""
+    for target in ("local", "down"):
+        health = api.get(f"/deploy/inferences/{target}/health")
+        assert health.status_code == 200 and health.json()["reachable"] is False and health.json()["error"], health.text
+    r = api.get("/deploy/inferences/local/logs/stream", params={"tail": 10})
+    assert r.status_code == 502 and "opeva-inference-local-" in r.json()["detail"], r.text
+
+
 def test_more_bad_uploads_are_400_and_store_nothing(api, storage):
     before = api.get("/deploy/bundles").json()
     bad = [
