@@ -30,6 +30,8 @@ ROUTES = [
     "/job-folders/{folder_id}", "/experiment-config/{config}", "/dataset/{dataset}",
     "/dataset/download/{dataset}", "/dataset/dates-available/{site}",
     "/deploy/inferences/{target}/health", "/deploy/bundles/{bundle}/files",
+    "/deploy/inferences/{target}/switch-bundle", "/deploy/inferences/{target}/logs/stream",
+    "/deploy/inferences/{target}/logs/history/chunk", "/deploy/bundles/{bundle}/files/content", "/deploy/bundles/{bundle}",
 ]
 
 

@@ -144,6 +144,24 @@ async function detail(page, name) {
   return id;
 }
 
+// The Deploy page (src/pages/ai/DeployPage.tsx): a table of targets (name, health pill, active
+// bundle, actions) and a Bundles panel (name over id). It offers a target only the bundles whose
+// name or id contains the target's id, so the prepared folders are named local-policy-<tag>.
+const TARGET_NAME = 'Local inference service';
+const policyName = (tag) => `local-policy-${tag}`;
+let switchedAt = 0; // when the switch journey saw its toast
+
+async function deployPage(page) {
+  await page.goto('/app/ai/deploy');
+  await page.getByRole('heading', { name: 'Deploy', exact: true, level: 1 }).waitFor({ timeout: 15000 });
+}
+
+const targetRow = (page) => page.locator('.deploy-manager-main tbody tr', { has: page.locator('.deploy-target-name strong', { hasText: new RegExp(`^${TARGET_NAME}$`) }) });
+const bundleRow = (page, name) => page.locator('.deploy-manager-side tbody tr', { has: page.locator('.deploy-bundle-name strong', { hasText: new RegExp(`^${name}$`) }) });
+const healthOf = async (page) => (await targetRow(page).first().locator('.deploy-health-pill').innerText()).trim().toLowerCase(); // shown capitalised by CSS
+const activeOf = async (page) => (await targetRow(page).first().locator('.deploy-active-bundle-col').innerText()).trim();
+const bundleIdOf = async (page, name) => (await bundleRow(page, name).first().locator('.deploy-bundle-name small').innerText()).trim();
+
 const quick = (tag) => `eui-quick-${tag}`;
 const second = (tag) => `eui-second-${tag}`;
 const long = (tag) => `eui-long-${tag}`;
@@ -700,7 +718,7 @@ export const journeys = [
     if (await page.locator('table tbody tr', { hasText: upName(tag) }).count()) throw new Error(`${upName(tag)} still listed after reload`);
   } },
 
-  // -- deploy (the serving side; the inference issue owns it) ---------------------------------
+  // -- deploy: inference targets and policy bundles (issue 24) --------------------------------
   { name: 'deploy: the Deploy page lists inference targets and bundles', run: async (page) => {
     // The page shows no error of its own when its lists fail to load (it renders them empty),
     // so its two list requests are judged too.
@@ -713,6 +731,120 @@ export const journeys = [
     const text = (await page.locator('.page').first().innerText()).replace(/\s+/g, ' ');
     if (/Request failed|Failed to fetch|Not Found/i.test(text)) throw new Error(`page shows: ${text.match(/.{0,60}(Request failed|Failed to fetch|Not Found).{0,60}/i)[0]}`);
     if (bad.length) throw new Error(`the target and bundle lists did not load: ${bad.join(', ')}`);
+  } },
+  { name: 'deploy: the local target shows with its health', run: async (page) => {
+    await deployPage(page);
+    await targetRow(page).first().waitFor({ timeout: 20000 }).catch(async () => {
+      throw new Error(`no "${TARGET_NAME}" row; targets shown: ${(await page.locator('.deploy-manager-main tbody tr strong').allInnerTexts()).join(', ')}`);
+    });
+    // loading -> offline | unconfigured (reachable, no bundle yet) | healthy | unhealthy
+    const seen = await until(async () => { const h = await healthOf(page); return h !== 'loading' ? h : null; }, 20, 'the health of local');
+    if (!['unconfigured', 'healthy'].includes(seen)) throw new Error(`local shows health "${seen}"`);
+  } },
+  { name: 'deploy: add a bundle folder, it is listed', run: async (page, { tag, state }) => {
+    await deployPage(page);
+    // "Add bundle folder" opens the browser's folder picker (an input with webkitdirectory).
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser', { timeout: 10000 }), page.getByRole('button', { name: 'Add bundle folder' }).click()]);
+    await chooser.setFiles(path.join(state, 'deploy-bundles', policyName(tag)));
+    // "Bundle uploaded", or "Bundle already available" when that content is stored already
+    // (bundles are content-addressed: a second run on the same platform uploads the same folder).
+    await expectToast(page, /Bundle uploaded|Bundle already available/, 30);
+    await page.reload();
+    await until(async () => (await bundleRow(page, policyName(tag)).count()) > 0, 20, `${policyName(tag)} in the Bundles list after reload`);
+    const id = await bundleIdOf(page, policyName(tag));
+    if (!/^[0-9a-f]{16}$/.test(id)) throw new Error(`the bundle row shows id "${id}"`);
+  } },
+  { name: 'deploy: a bundle stored from a finished job is listed with its files', needs: ['run: the launched job finishes with progress 100%'], run: async (page, { tag, API }) => {
+    // The UI has no button for it: a person (or a script) stores the finished job's policy with
+    // POST /deploy/bundles/from-job/{job_id}; the Deploy page then lists it under the job's name.
+    await jobsPage(page, '?status=all');
+    await until(async () => (await row(page, quick(tag)).count()) > 0, 20, `row ${quick(tag)}`);
+    const jobId = await rowJobId(page, quick(tag));
+    const r = await page.request.post(`${API}/deploy/bundles/from-job/${encodeURIComponent(jobId)}`);
+    if (![200, 201].includes(r.status())) throw new Error(`POST /deploy/bundles/from-job/${jobId} -> ${r.status()} ${(await r.text()).slice(0, 160)}`);
+    await deployPage(page);
+    await until(async () => (await bundleRow(page, quick(tag)).count()) > 0, 20, `${quick(tag)} in the Bundles list`);
+    await bundleRow(page, quick(tag)).first().getByRole('button', { name: `See more details for ${quick(tag)}` }).click();
+    const modal = page.locator('.modal', { hasText: `Bundle: ${quick(tag)}` });
+    await modal.waitFor({ timeout: 10000 });
+    const files = modal.locator('.deploy-bundle-file-btn');
+    await until(async () => (await files.allInnerTexts()).some((t) => t.includes('artifact_manifest.json')), 15, 'artifact_manifest.json in the file list')
+      .catch(async (e) => { throw new Error(`${e.message}; modal shows: ${(await modal.innerText()).replace(/\s+/g, ' ').slice(0, 160)}`); });
+    if (!(await files.allInnerTexts()).some((t) => t.includes('policy_agent_0.json'))) throw new Error(`files listed: ${(await files.allInnerTexts()).join(', ').replace(/\s+/g, ' ')}`);
+    await files.filter({ hasText: 'artifact_manifest.json' }).first().click();
+    await until(async () => /"manifest_version"/.test(await modal.locator('pre.deploy-bundle-file-content').innerText().catch(() => '')), 15, 'the manifest\'s text');
+  } },
+  { name: 'deploy: switch local to the added bundle, the page shows it active and healthy', needs: ['deploy: add a bundle folder, it is listed'], timeout: 120, run: async (page, { tag }) => {
+    await deployPage(page);
+    await bundleRow(page, policyName(tag)).first().waitFor({ timeout: 20000 });
+    const target = targetRow(page).first();
+    await target.waitFor({ timeout: 20000 });
+    await until(async () => !(await target.getByRole('button', { name: 'Switch bundle', exact: true }).isDisabled()), 15, 'Switch bundle enabled');
+    await target.getByRole('button', { name: 'Switch bundle', exact: true }).click();
+    const modal = page.locator('.modal', { hasText: `Switch Bundle: ${TARGET_NAME}` });
+    await modal.waitFor({ timeout: 10000 });
+    await modal.locator('select').selectOption({ label: policyName(tag) });
+    await until(async () => (await modal.locator('.deploy-switch-selected strong').innerText()).trim() === policyName(tag), 5, `${policyName(tag)} selected`);
+    await modal.getByRole('button', { name: 'Confirm Switch' }).click();
+    await expectToast(page, 'Bundle switched', 90);
+    switchedAt = Date.now();
+    const said = (await page.locator('.toast', { hasText: 'Bundle switched' }).first().innerText()).replace(/\s+/g, ' ');
+    if (!said.includes(policyName(tag))) throw new Error(`the toast says: ${said}`);
+    const check = async (when) => {
+      await until(async () => (await healthOf(page)) === 'healthy' && (await activeOf(page)) === policyName(tag), 20, `local healthy with ${policyName(tag)} active ${when}`)
+        .catch(async (e) => { throw new Error(`${e.message}; shows "${await healthOf(page)}" / "${await activeOf(page)}"`); });
+    };
+    await check('after the switch');
+    await page.reload();
+    await check('after reload');
+  } },
+  { name: 'deploy: the live log of local shows the switch', needs: ['deploy: switch local to the added bundle, the page shows it active and healthy'], run: async (page, { tag }) => {
+    await deployPage(page);
+    const id = await until(async () => (await bundleRow(page, policyName(tag)).count()) && bundleIdOf(page, policyName(tag)), 20, `${policyName(tag)} listed`);
+    await targetRow(page).first().getByRole('button', { name: 'Open logs', exact: true }).click();
+    const modal = page.locator('.modal', { hasText: `Inference Logs: ${TARGET_NAME}` });
+    await modal.waitFor({ timeout: 10000 });
+    const log = modal.locator('pre[role="log"]');
+    await until(async () => (await log.innerText()).includes(`serving bundle ${id}`), 20, `"serving bundle ${id}" in the live log`)
+      .catch(async (e) => { throw new Error(`${e.message}; log shows: ${(await log.innerText()).replace(/\s+/g, ' ').slice(-200)}`); });
+    const status = (await modal.locator('.deploy-logs-status').innerText()).trim();
+    if (status !== 'Live') throw new Error(`the stream shows "${status}" (it ended instead of following)`);
+  } },
+  { name: 'deploy: the log history of local shows the switch', needs: ['deploy: switch local to the added bundle, the page shows it active and healthy'], timeout: 120, run: async (page, { tag }) => {
+    // The log window's end is the minute the modal opened (the page keeps its times to the
+    // minute; upstream reads `docker logs --until` as we do), so the switch shows in History
+    // once its minute is over: a person looks back at it a little later.
+    while (Math.floor(Date.now() / 60000) <= Math.floor(switchedAt / 60000)) await sleep(1000);
+    await deployPage(page);
+    const id = await until(async () => (await bundleRow(page, policyName(tag)).count()) && bundleIdOf(page, policyName(tag)), 20, `${policyName(tag)} listed`);
+    await targetRow(page).first().getByRole('button', { name: 'Open logs', exact: true }).click();
+    const modal = page.locator('.modal', { hasText: `Inference Logs: ${TARGET_NAME}` });
+    await modal.getByRole('button', { name: 'History', exact: true }).click({ timeout: 10000 });
+    const log = modal.locator('pre[role="log"]');
+    await until(async () => (await log.innerText()).includes(`serving bundle ${id}`), 20, `"serving bundle ${id}" in the last 6 h of history`)
+      .catch(async (e) => { throw new Error(`${e.message}; history shows: ${(await log.innerText()).replace(/\s+/g, ' ').slice(-200)}`); });
+    if (await modal.locator('.deploy-logs-chip', { hasText: 'Unavailable' }).count()) throw new Error('the history is marked Unavailable');
+  } },
+  { name: 'deploy: deleting the bundle local serves is refused with the reason', needs: ['deploy: switch local to the added bundle, the page shows it active and healthy'], allowErrorToast: true, run: async (page, { tag }) => {
+    await deployPage(page);
+    await bundleRow(page, policyName(tag)).first().getByRole('button', { name: `Delete ${policyName(tag)}` }).click({ timeout: 20000 });
+    await confirm(page, 'Delete Bundle', 'Delete');
+    const toast = page.locator('.toast', { hasText: 'Failed to delete bundle' });
+    await until(async () => (await toast.count()) > 0, 20, 'toast "Failed to delete bundle"');
+    const said = (await toast.first().innerText()).replace(/\s+/g, ' ');
+    if (!/active on inference target/.test(said) || !said.includes('local')) throw new Error(`the toast says: ${said}`);
+    await page.reload();
+    await until(async () => (await bundleRow(page, policyName(tag)).count()) > 0, 20, `${policyName(tag)} still listed after reload`);
+  } },
+  { name: 'deploy: delete a bundle no target serves', needs: ['deploy: a bundle stored from a finished job is listed with its files'], run: async (page, { tag }) => {
+    await deployPage(page);
+    await bundleRow(page, quick(tag)).first().getByRole('button', { name: `Delete ${quick(tag)}` }).click({ timeout: 20000 });
+    await confirm(page, 'Delete Bundle', 'Delete');
+    await expectToast(page, 'Bundle removed');
+    await page.reload();
+    await page.getByRole('heading', { name: 'Deploy', exact: true, level: 1 }).waitFor({ timeout: 15000 });
+    await sleep(2000);
+    if (await bundleRow(page, quick(tag)).count()) throw new Error(`${quick(tag)} still listed after reload`);
   } },
 
   // -- the community user ---------------------------------------------------------------------

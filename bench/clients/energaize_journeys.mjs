@@ -10,7 +10,9 @@
 // Journeys marked `uiBlocked` cannot work whatever the API answers (the UI's own dead routes and
 // hard-coded addresses); they run all the same and are counted apart.
 //
-// usage: node energaize_journeys.mjs --ui http://127.0.0.1:PORT --mode cross|proxy|proxy-hosts --state STATE_DIR [--out verdicts.jsonl] [--only substr]
+// usage: node energaize_journeys.mjs --ui http://127.0.0.1:PORT --mode cross|proxy|proxy-hosts --state STATE_DIR [--api http://127.0.0.1:PORT]
+//        [--out verdicts.jsonl] [--only substr]
+// --api: our API, for the few steps a person does outside the UI (a script's POST /deploy/bundles/from-job).
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -111,7 +113,7 @@ async function runOne(session, j) {
     if (blocker) throw new Error(`not run: needs "${blocker}", which failed`);
     let timer;
     await Promise.race([
-      j.run(page, { UI, MODE, prepared, state: STATE, tag: args.tag || { cross: 'x', proxy: 'p', 'proxy-hosts': 'h' }[MODE] || 'z' }),
+      j.run(page, { UI, API: (args.api || '').replace(/\/$/, ''), MODE, prepared, state: STATE, tag: args.tag || { cross: 'x', proxy: 'p', 'proxy-hosts': 'h' }[MODE] || 'z' }),
       crashed,
       new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`journey timed out after ${j.timeout || 60} s`)), (j.timeout || 60) * 1000); }),
     ]).finally(() => clearTimeout(timer));

@@ -35,6 +35,7 @@ PROXY_PREFIX = "/__opeva_api"
 TEXT = (".js", ".html", ".css", ".json", ".map")
 RECORD_HEADERS = ("origin", "content-type", "access-control-request-method", "access-control-request-headers", "accept")
 _record_lock = threading.Lock()
+RECORD_MAX = 4 << 20  # bytes of an answer kept to record its shape
 
 
 def body_shape(data: bytes | None, content_type: str) -> object:
@@ -119,7 +120,7 @@ class RelayHandler(Handler):
         path = self.path.split("?", 1)[0]
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         try:
-            resp = self.client.request(self.command, self.backend + path + query, headers=headers, content=body)
+            resp = self.client.send(self.client.build_request(self.command, self.backend + path + query, headers=headers, content=body), stream=True)
         except httpx.HTTPError as exc:
             msg = f"relay: backend unreachable: {exc}".encode()
             self.send_response(502)
@@ -127,15 +128,38 @@ class RelayHandler(Handler):
             self.end_headers()
             self.wfile.write(msg)
             return
-        data = resp.content
-        self.send_response(resp.status_code)
-        for k, v in resp.headers.multi_items():
-            if k.lower() not in HOP and k.lower() != "content-encoding":
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        # Streamed through as it comes (chunked): a followed log (GET .../logs/stream) never ends
+        # while the page reads it, and the browser must see its lines as they come.
+        data = b""
+        recorded = False
+        bodiless = self.command == "HEAD" or resp.status_code in (204, 304)
+        try:
+            self.send_response(resp.status_code)
+            for k, v in resp.headers.multi_items():
+                if k.lower() not in HOP and k.lower() != "content-encoding":
+                    self.send_header(k, v)
+            if bodiless:
+                self.end_headers()
+                return
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if "json" not in resp.headers.get("content-type", ""):
+                recorded = self._record(resp, path, query, sent, body, b"")  # a followed log may never end
+            for chunk in resp.iter_bytes():
+                if chunk:
+                    if len(data) < RECORD_MAX:
+                        data += chunk
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser went (a log stream closed): stop reading the backend
+        finally:
+            resp.close()
+            if not recorded:
+                self._record(resp, path, query, sent, body, data)
+
+    def _record(self, resp: httpx.Response, path: str, query: str, sent: dict, body: bytes | None, data: bytes) -> bool:
         if self.record:
             ctype = resp.headers.get("content-type", "")
             answer: object = None
@@ -150,6 +174,7 @@ class RelayHandler(Handler):
                    "cors": {k: v for k, v in resp.headers.items() if k.lower().startswith("access-control-")}}
             with _record_lock, self.record.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+        return True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 

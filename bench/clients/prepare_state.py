@@ -27,6 +27,11 @@ What and why:
   ``metadata`` as that UI reads them) and ``eui-dataset-a`` (downloaded).
 - ``<state>/sample-dataset.zip``: the zip Postman's "Upload Dataset (ZIP)" sends (the
   collection points at /tmp/sample-dataset.zip; postman.py points it here instead).
+- ``<state>/deploy-bundles/local-policy-<tag>/``: a policy bundle folder per journey tag, for
+  energaize_ui's Deploy page ("Add bundle folder" picks it). Each is what the reference simulator
+  (``python -m simulator``, a 2-building rule-based run) writes to ``bundle/``; the run name is the
+  tag, so each folder has its own content and bundle id. The page offers a target only the bundles
+  whose name contains the target's id (``local``), hence the folder's name.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ import argparse
 import datetime as dt
 import json
 import math
+import shutil
+import subprocess
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -148,6 +157,28 @@ def prepare_files(data_dir: Path, state_dir: Path) -> None:
             z.write(f, f.name)
 
 
+BUNDLE_TAGS = ("x", "p", "h")  # energaize_journeys.mjs: cross, proxy, proxy-hosts
+REPO = Path(__file__).resolve().parents[2]
+
+
+def prepare_bundles(state_dir: Path) -> list[str]:
+    """One bundle folder per tag, made by the reference simulator (a real trained-policy export)."""
+    out = []
+    for tag in BUNDLE_TAGS:
+        name = f"local-policy-{tag}"
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "c.yaml"
+            config.write_text(f"experiment:\n  name: local-policy\n  run_name: {tag}\nalgorithm:\n  name: rule_based\n"
+                              "simulation:\n  buildings: 2\n  days: 2\n")
+            subprocess.run([sys.executable, "-m", "simulator", "--config", str(config), "--out", str(Path(tmp) / "out")],
+                           cwd=REPO, check=True, capture_output=True, timeout=120)
+            dest = state_dir / "deploy-bundles" / name
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(Path(tmp) / "out" / "bundle", dest)
+        out.append(name)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mongo-uri", required=True)
@@ -157,8 +188,10 @@ def main() -> None:
     a.state_dir.mkdir(parents=True, exist_ok=True)
     info = prepare_mongo(a.mongo_uri, dt.datetime.now(UTC))
     prepare_files(a.data_dir, a.state_dir)
+    info["bundle_folders"] = prepare_bundles(a.state_dir)
     (a.state_dir / "prepared.json").write_text(json.dumps(info))
-    print(f"prepared: 2 sites ({info['documents']} documents), {len(CONFIGS)} configs, 5 datasets, sample-dataset.zip")
+    print(f"prepared: 2 sites ({info['documents']} documents), {len(CONFIGS)} configs, 5 datasets, sample-dataset.zip, "
+          f"{len(info['bundle_folders'])} bundle folders")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ fi
 
 # -- platform: what `make up` runs (python -m deployments.up), on free ports -------
 STATE=$(mktemp -d /tmp/opeva-clients-XXXXXX)
+# mktemp makes it 0700: the platform's own accounts (RabbitMQ runs as `rabbitmq`, make up's
+# broker) must traverse it to reach their folders under $OPEVA_HOME, which stay private.
+chmod 755 "$STATE"
 read -r PREFECT_PORT API_PORT MONGO_PORT UI_PORT EUI_PORT EAPI_PORT EPROXY_PORT < <(python3 -c '
 import socket
 ss=[socket.socket() for _ in range(7)]
@@ -52,8 +55,9 @@ unset MONGO_URI PREFECT_API_URL
 # http-proxy-middleware does): its origin must be allowed too, or every POST/PUT/DELETE is a 403.
 export OPEVA_CORS_ORIGINS=${OPEVA_CORS_ORIGINS:-http://127.0.0.1:$EUI_PORT,http://127.0.0.1:$UI_PORT}
 mkdir -p "$OPEVA_DATA_DIR"
-# local: the host the UI picks; worker-a: the host Postman's "Run Simulation (Config Path)"
-# names, with no worker (a remote host that is down), so its job stays queued.
+# local: the host the UI picks, with the inference target `local` (no bundle until a switch);
+# worker-a: the host Postman's "Run Simulation (Config Path)" names, with no worker (a remote
+# host that is down), so its job stays queued.
 cat > "$OPEVA_HOSTS_FILE" <<HOSTS
 hosts:
   - name: local
@@ -62,6 +66,8 @@ hosts:
     start_worker: true
     simulator_image: calof/opeva_simulator     # as the shipped hosts.yaml: the UI's runtime versions are its tags
     allowed_images: [calof/opeva_simulator, calof/algorithms]   # calof/algorithms: the image Postman's launches name
+    inference_targets:        # as the shipped hosts.yaml: energaize_ui's Deploy page manages it
+      - {id: local, name: Local inference service, memory: 256m, cpus: 1, pids: 64}
   - name: worker-a
     concurrency_limit: 1
     volumes: ["$OPEVA_DATA_DIR:$OPEVA_DATA_DIR"]
@@ -126,7 +132,7 @@ if has energaize; then
     python3 "$HERE/energaize_serve.py" --build "$EBUILD" --backend "$API" "${SERVE[@]}" > "$STATE/energaize-serve-$MODE.log" 2>&1 &
     EUI_PID=$!
     for _ in $(seq 30); do curl -sf "$EUI/" >/dev/null && break; sleep 0.5; done
-    timeout 2400 node "$HERE/energaize_journeys.mjs" --ui "$EUI" --mode "$MODE" --state "$STATE" --out "$VERDICTS"
+    timeout 2400 node "$HERE/energaize_journeys.mjs" --ui "$EUI" --api "$API" --mode "$MODE" --state "$STATE" --out "$VERDICTS"
     kill "$EUI_PID" 2>/dev/null; EUI_PID=""
   done
   if [ "${UPDATE_FIXTURE:-0}" = 1 ] && [ -s "$STATE/energaize-requests.jsonl" ]; then

@@ -26,10 +26,12 @@ from typing import Any
 import pytest
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "energaize_requests.json").read_text())
-# The Deploy page's routes (/deploy/*) are issue 24's (inference services), not served yet: the
-# recording keeps them, this replay leaves them out until that issue lands.
-NOT_YET_SERVED = ("/deploy/",)
-REQUESTS = [r for r in FIXTURE["requests"] if not r["route"].startswith(NOT_YET_SERVED)]
+REQUESTS = FIXTURE["requests"]
+# Two Deploy-page calls need what this tier does not run (an inference container, the control
+# worker): the switch and the followed log. Here their preflight and CORS headers are checked on
+# answers that need neither (an unknown bundle: 404 before any flow run; no container: 502); what
+# they do is judged by tests/e2e/test_inference.py and the Deploy journeys (bench/clients/).
+CORS_ONLY = {("POST", "/deploy/inferences/{target}/switch-bundle"): 404, ("GET", "/deploy/inferences/{target}/logs/stream"): 502}
 UI_ORIGIN = "http://energaize-ui.test:3000"
 OWNER = "Tiago Fonseca"  # the UI sends its signed-in user's name as owner and submitted_by
 SITE = "eui_site"
@@ -95,6 +97,17 @@ SHAPES: dict[tuple[str, str], Any] = {
     ("POST", "/simulation-data/index"): {"session": "str?", "files": ["str"]},
     ("GET", "/deploy/inferences"): [{"id": "str", "name": "str", "base_url": "str"}],
     ("GET", "/deploy/bundles"): [{"bundle_id": "str", "name": "str"}],
+    # src/api/deployApi.ts
+    ("GET", "/deploy/inferences/{target}/health"): {"id": "str", "name": "str", "reachable": "bool", "configured": "bool", "healthy": "bool",
+                                                   "active_manifest_path": "str?"},
+    ("GET", "/deploy/bundles/{bundle}/files"): {"bundle_id": "str", "bundle_name": "str", "file_count": "num", "files": [{"path": "str", "size_bytes": "num"}]},
+    ("GET", "/deploy/bundles/{bundle}/files/content"): {"bundle_id": "str", "path": "str", "is_text": "bool", "size_bytes": "num", "truncated": "bool",
+                                                       "content": "str?"},
+    ("POST", "/deploy/bundles/upload-folder"): {"created": "bool", "bundle": {"bundle_id": "str", "name": "str"}},
+    ("DELETE", "/deploy/bundles/{bundle}"): {"status": "str", "bundle_id": "str"},
+    ("GET", "/deploy/inferences/{target}/logs/history/chunk"): {
+        "target_id": "str", "since_ts": "str", "until_ts": "str", "lines": [{"ts": "str?", "text": "str", "source": "str"}], "next_cursor": "str?",
+        "prev_cursor": "str?", "has_more_before": "bool", "has_more_after": "bool", "available": "bool", "message": "str?"},
 }
 TEXT_ROUTES = {("GET", "/experiment-config/{config}"), ("GET", "/file-logs/{job_id}"), ("GET", "/logs/{job_id}"),
                ("GET", "/job-resolved-config/{job_id}")}
@@ -195,7 +208,7 @@ def world(http, storage, mongo_module) -> dict[str, str]:
     paths.resolved_config_file.write_text(CONFIG_TEXT)
     tags = http.get("/job-images/versions").json().get("tags") or [{"name": "latest"}]
     return {"job_id": job_id, "config": "eui_contract.yaml", "dataset": "eui-contract-ds", "site": SITE,
-            "image_tag": tags[0]["name"] if isinstance(tags[0], dict) else str(tags[0])}
+            "image_tag": tags[0]["name"] if isinstance(tags[0], dict) else str(tags[0]), "bundle": _fresh_bundle(http)}
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +221,39 @@ def mongo_module(platform) -> Iterator[Any]:
 
 # -- building each request as the UI sends it ------------------------------------------------------
 
+_NOW = __import__("datetime").datetime.now(__import__("datetime").timezone.utc).replace(microsecond=0)
 QUERY = {"owner": OWNER, "tail_lines": "400", "offset": "0", "max_bytes": "262144", "limit": "50",
-         "repository": "", "session": "latest"}
+         "repository": "", "session": "latest",
+         # the Deploy page: its log window (toISOString(), UTC), a followed log's tail, a bundle file
+         "since_ts": (_NOW - __import__("datetime").timedelta(hours=6)).isoformat().replace("+00:00", "Z"),
+         "until_ts": _NOW.isoformat().replace("+00:00", "Z"), "limit_lines": "500", "tail": "200", "path": "artifact_manifest.json"}
+
+
+def _bundle_form(note: str) -> dict:
+    """A policy bundle folder as the page's "Add bundle folder" sends it: ``files`` and
+    ``relative_paths`` once per file, under the picked folder's name (what the reference simulator exports)."""
+    import tempfile
+
+    from simulator.agents import make_controller
+    from simulator.bundle import export_bundle
+    from simulator.config import validate_config
+    from simulator.sample import sample_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = validate_config({"experiment": {"name": "eui", "run_name": "contract"}, "algorithm": "rule_based",
+                                  "simulation": {"buildings": 2, "days": 1}})
+        data = sample_dataset(2, 1, 0)
+        export_bundle(Path(tmp), config, data, make_controller("rule_based", data, config.params, 0))
+        folder = Path(tmp) / "bundle"
+        (folder / "notes.txt").write_text(note)
+        files = [("files", (f"local-policy/{p.name}", p.read_bytes(), "application/octet-stream")) for p in sorted(folder.iterdir())]
+    return {"files": files, "data": {"relative_paths": [name for _, (name, _, _) in files]}}
+
+
+def _fresh_bundle(http) -> str:
+    r = http.post("/deploy/bundles/upload-folder", headers={"Origin": UI_ORIGIN}, **_bundle_form(uuid.uuid4().hex))
+    assert r.status_code == 201, f"setup: upload answered {r.status_code} {r.text[:200]}"
+    return r.json()["bundle"]["bundle_id"]
 
 
 def _fresh_job(http, **extra) -> str:
@@ -244,7 +288,10 @@ def values_for(entry: dict, http, storage, world: dict) -> dict[str, str]:
         _dataset_folder(storage, v["dataset"])
     if "{folder_id}" in route:
         v["folder_id"] = _fresh_folder(http)
+    if "{bundle}" in route:
+        v["bundle"] = _fresh_bundle(http) if changes or "bundle" not in world else world["bundle"]
     v.setdefault("worker", "local")
+    v.setdefault("target", "local")  # the tier's hosts file declares it; no container runs in this tier
     return v
 
 
@@ -270,7 +317,10 @@ def body_for(entry: dict, v: dict) -> tuple[dict | None, dict | None]:
         ("POST", "/ops/jobs/{job_id}/cancel"): {"reason": "ops_cancel", "force": False},
         ("POST", "/simulation-data/index"): {"job_id": v["job_id"], "session": "latest"},
         ("POST", "/simulation-data/file"): {"job_id": v["job_id"], "session": "s1", "relative_path": "exported_kpis.csv"},
+        ("POST", "/deploy/inferences/{target}/switch-bundle"): {"bundle_id": "0123456789abcdef"},  # CORS_ONLY: unknown, 404
     }
+    if isinstance(shape, dict) and "multipart" in shape and route == "/deploy/bundles/upload-folder":
+        return None, _bundle_form(uuid.uuid4().hex)
     if isinstance(shape, dict) and "multipart" in shape:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as z:
@@ -331,7 +381,10 @@ def test_ui_request_cross_origin(entry, http, storage, world):
                          content=None if json_body is None else json.dumps(json_body))
     if origin and r.headers.get("access-control-allow-origin") not in (UI_ORIGIN, "*"):
         problems.append(f"no Access-Control-Allow-Origin on the {r.status_code} answer: the browser hides it from the UI")
-    if r.status_code >= 400:
+    if (method, route) in CORS_ONLY:
+        if r.status_code != CORS_ONLY[(method, route)]:
+            problems.append(f"answered {r.status_code}, expected {CORS_ONLY[(method, route)]} here: {r.text[:160]}")
+    elif r.status_code >= 400:
         problems.append(f"answered {r.status_code}: {r.text[:160]}")
     elif (method, route) in TEXT_ROUTES:
         if r.headers.get("content-type", "").startswith("application/json"):

@@ -188,3 +188,85 @@ def test_upload_folder_as_the_ui_sends_it(api, storage, tmp_path):
         assert r.status_code == 400 and words in r.json()["detail"], (form, r.text)
     assert api.get("/deploy/bundles").json() == before, "a refused upload stores nothing"
     assert not [p for p in bundle_store.store_dir(storage.root).iterdir() if p.name.startswith(".upload-")]
+
+
+def test_unknown_targets_and_bundles_are_404_on_every_route_and_change_nothing(api, storage):
+    """What the Deploy page can ask about a target or bundle that is not there: a 404 naming it."""
+    bundle = _stored_bundle(api, storage)
+    before = api.get("/deploy/bundles").json()
+    since = {"since_ts": "2026-01-01T00:00:00Z"}
+    for method, path, kw in [
+        ("GET", "/deploy/inferences/nope/health", {}),
+        ("POST", "/deploy/inferences/nope/switch-bundle", {"json": {"bundle_id": bundle}}),
+        ("GET", "/deploy/inferences/nope/logs/stream", {}),
+        ("GET", "/deploy/inferences/nope/logs/history/chunk", {"params": since}),
+    ]:
+        r = api.request(method, path, **kw)
+        assert r.status_code == 404 and "nope" in r.json()["detail"], (path, r.text)
+    for method, path, kw in [
+        ("GET", "/deploy/bundles/0123456789abcdef/files", {}),
+        ("GET", "/deploy/bundles/0123456789abcdef/files/content", {"params": {"path": "artifact_manifest.json"}}),
+        ("DELETE", "/deploy/bundles/0123456789abcdef", {}),
+        ("POST", "/deploy/inferences/local/switch-bundle", {"json": {"bundle_id": "0123456789abcdef"}}),
+    ]:
+        r = api.request(method, path, **kw)
+        assert r.status_code == 404 and "0123456789abcdef" in r.json()["detail"], (path, r.text)
+    for odd in ("..", "%2e%2e", "index.json", ".upload-x"):  # names that are not bundle ids never reach the disk
+        r = api.get(f"/deploy/bundles/{odd}/files")
+        assert r.status_code in (404, 422) and "detail" in r.json(), (odd, r.text)
+    assert api.get("/deploy/bundles").json() == before
+
+
+def test_a_target_that_does_not_answer(api):
+    """No container for local in this tier, nobody on down's port: health says so in its body (the
+    page shows "offline"), the followed log is a 502 naming the container, and nothing hangs."""
+    for target in ("local", "down"):
+        health = api.get(f"/deploy/inferences/{target}/health")
+        assert health.status_code == 200 and health.json()["reachable"] is False and health.json()["error"], health.text
+    r = api.get("/deploy/inferences/local/logs/stream", params={"tail": 10})
+    assert r.status_code == 502 and "opeva-inference-local-" in r.json()["detail"], r.text
+
+
+def test_more_bad_uploads_are_400_and_store_nothing(api, storage):
+    before = api.get("/deploy/bundles").json()
+    bad = [
+        ([("files", ("b/artifact_manifest.json", b"not json {", "application/json"))], {"relative_paths": ["b/artifact_manifest.json"]}, "JSON"),
+        ([("files", ("b/artifact_manifest.json", b"{}", "application/json"))], {"relative_paths": ["b/c/d/artifact_manifest.json"]}, "artifact_manifest.json"),
+        ([("files", ("a", b"{}", "application/json"))] * 2, {"relative_paths": ["artifact_manifest.json", "./artifact_manifest.json"]}, "twice"),
+    ]
+    for files, form, words in bad:
+        r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
+        assert r.status_code == 400 and words in r.json()["detail"], (form, r.text)
+    r = api.post("/deploy/bundles/upload-folder", data={"name": "nothing"})
+    assert 400 <= r.status_code < 500 and "detail" in r.json(), r.text
+    assert api.get("/deploy/bundles").json() == before
+
+
+@pytest.fixture(scope="module")
+def ui_api(platform):
+    """An API with an Origin allow-list, as run_all.sh starts it for energaize_ui."""
+    from deployments.platform import Platform
+
+    api = Platform(home=platform.home, prefect_port=platform.prefect_port, mongo_port=platform.mongo_port,
+                   api_port=free_port(), data_dir=platform.data_dir)
+    api.start_api(OPEVA_CORS_ORIGINS="http://ui.example:5173", OPEVA_HOSTS_FILE=str(platform.home / "hosts.yaml"))
+    yield api.api_url
+    api.stop()
+
+
+def test_deploy_state_changes_from_a_foreign_origin_are_refused(api, storage, ui_api):
+    """A folder upload is multipart, a 'simple' request a browser sends with no preflight: the server
+    itself refuses it from an origin not allowed (and a switch or delete too); the UI's origin gets through."""
+    bundle = _stored_bundle(api, storage)
+    folder = bundle_store.store_dir(storage.root) / bundle
+    files, form = _folder_upload(folder, top="foreign")
+    before = api.get("/deploy/bundles").json()
+    evil = {"Origin": "http://evil.example"}
+    r = httpx.post(f"{ui_api}/deploy/bundles/upload-folder", files=files, data=form, headers=evil)
+    assert r.status_code == 403 and "evil.example" in r.json()["detail"] and "access-control-allow-origin" not in r.headers
+    assert httpx.delete(f"{ui_api}/deploy/bundles/{bundle}", headers=evil).status_code == 403
+    assert httpx.post(f"{ui_api}/deploy/inferences/local/switch-bundle", json={"bundle_id": bundle}, headers=evil).status_code == 403
+    assert api.get("/deploy/bundles").json() == before and (folder / "artifact_manifest.json").is_file()
+    ok = httpx.post(f"{ui_api}/deploy/bundles/upload-folder", files=files, data=form, headers={"Origin": "http://ui.example:5173"})
+    assert ok.status_code == 200 and ok.json()["bundle"]["bundle_id"] == bundle, ok.text
+    assert ok.headers["access-control-allow-origin"] == "http://ui.example:5173"
