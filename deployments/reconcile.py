@@ -17,8 +17,9 @@ The rule, and why:
   containers are removed. A job that finished while the platform was down is therefore
   ``failed``/host_lost; its files are intact and ``POST /ops/jobs/{id}/recover`` makes it finished.
 - **While ``make up`` runs** (:func:`reconcile_pass`, every ``PASS_SECONDS`` from the supervisor
-  loop) a container whose run has been final for ``GRACE_SECONDS`` (a re-attached supervisor whose
-  run was crashed meanwhile, a killed API's stop check) is killed and removed, with its simulators;
+  loop) a container whose run has been final for ``GRACE_SECONDS`` (``RUNNING_GRACE_SECONDS`` if it
+  still runs: a re-attached supervisor whose run was crashed meanwhile, a killed API's stop check)
+  is killed and removed, with its simulators;
   a run whose supervisor exited ``GRACE_SECONDS`` ago without a final state (a re-attached job:
   no worker watches its container) is crashed the same way. The grace leaves the normal path alone:
   a finishing supervisor ships its logs after its Completed, the worker reads its exit code.
@@ -48,6 +49,7 @@ PREFECT_RUN_LABEL = "io.prefect.flow-run-id"  # prefect-docker's label on the su
 LIVE_TYPES = ("PENDING", "RUNNING", "CANCELLING")
 FINAL_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 GRACE_SECONDS = 30.0
+RUNNING_GRACE_SECONDS = 60.0  # the OPEVA API's stop check gives a stopped supervisor as long before killing it
 PASS_SECONDS = 15.0
 HOST_LOST = "error_code=host_lost: "  # core/failures.py reads this prefix
 
@@ -167,12 +169,14 @@ def reconcile_at_start(prefect: PrefectRest, engine: Any, pools: list[str]) -> R
             continue
         _make_final(prefect, run, f"the platform was stopped while the job ran and, when it started again, {_exit_words(sup)}.", report)
         _remove(engine, found, report)
-    _remove_final(prefect, engine, by_run, report, grace=0.0)  # containers of runs already final: no live owner
+    _remove_final(prefect, engine, by_run, report, 0.0, 0.0)  # containers of runs already final: no live owner
     return report
 
 
-def _remove_final(prefect: PrefectRest, engine: Any, by_run: dict[str, list[Any]], report: Report, grace: float) -> None:
-    """Remove the containers of runs (known here) that have been final for ``grace`` seconds."""
+def _remove_final(prefect: PrefectRest, engine: Any, by_run: dict[str, list[Any]], report: Report, grace: float,
+                  running_grace: float) -> None:
+    """Remove the containers of runs (known here) final for ``grace`` seconds (``running_grace`` for a running one:
+    a supervisor whose run just ended may still be shipping its logs)."""
     if not by_run:
         return
     now = time.time()
@@ -180,9 +184,8 @@ def _remove_final(prefect: PrefectRest, engine: Any, by_run: dict[str, list[Any]
         if run["state_type"] not in FINAL_TYPES:
             continue
         since = _engine_seconds((run.get("state") or {}).get("timestamp"))
-        if since is not None and now - since < grace:
-            continue
-        _remove(engine, by_run[run["id"]], report)
+        age = now - since if since is not None else float("inf")
+        _remove(engine, [c for c in by_run[run["id"]] if age >= (running_grace if c.status == "running" else grace)], report)
 
 
 def reconcile_pass(prefect: PrefectRest, engine: Any, grace: float = GRACE_SECONDS) -> Report:
@@ -199,7 +202,7 @@ def reconcile_pass(prefect: PrefectRest, engine: Any, grace: float = GRACE_SECON
         if ended is not None and now - ended >= grace:
             _make_final(prefect, run, f"{_exit_words(sup)} for {now - ended:.0f} s (no worker watched it).", report)
             _remove(engine, found, report)
-    _remove_final(prefect, engine, by_run, report, grace)
+    _remove_final(prefect, engine, by_run, report, grace, RUNNING_GRACE_SECONDS)
     return report
 
 
