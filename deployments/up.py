@@ -126,7 +126,8 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  Logs:         {platform.logs_dir}\n"
         f"Try: export PREFECT_API_URL={platform.prefect_api_url} PREFECT_API_AUTH_STRING={_auth_hint(platform)}\n"
         f"     prefect deployment run 'run-simulation/local'\n"
-        f"A child that dies is restarted (see Logs); Ctrl-C stops everything started here."
+        f"A child that dies is restarted (see Logs); Ctrl-C stops everything started here.\n"
+        f"Running jobs keep running across a stop and are re-attached at the next start (docs/reliability.md)."
     )
 
 
