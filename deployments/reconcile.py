@@ -144,10 +144,11 @@ def _supervisor(found: list[Any]) -> Any | None:
 
 def _make_final(prefect: PrefectRest, run: dict[str, Any], why: str, report: Report) -> None:
     if run["state_type"] == "CANCELLING":
-        prefect.set_state(run["id"], "CANCELLED", "Cancelled", f"Stopped on request; {why}")
+        status = prefect.set_state(run["id"], "CANCELLED", "Cancelled", f"Stopped on request; {why}")
     else:
-        prefect.set_state(run["id"], "CRASHED", "Crashed", f"{HOST_LOST}{why}")
-    report.made_final.append(run["id"])
+        status = prefect.set_state(run["id"], "CRASHED", "Crashed", f"{HOST_LOST}{why}")
+    if status == "ACCEPT":  # otherwise it became final by itself meanwhile: that state stands
+        report.made_final.append(run["id"])
 
 
 def _exit_words(sup: Any | None) -> str:
