@@ -14,6 +14,7 @@ its own report) and its container removed once its run is final (deployments/rec
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,3 +161,4 @@ def test_restart_reattaches_live_jobs_crashes_dead_ones_and_removes_their_contai
         for job in jobs:  # only this test's own containers
             for c in _containers(engine, job):
                 c.remove(force=True)
+        shutil.rmtree(home, ignore_errors=True)
