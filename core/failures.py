@@ -64,7 +64,7 @@ RULES: tuple[Rule, ...] = (
           r"\bTimeoutError\b", r"timed out", r"walltime", r"DUE TO TIME LIMIT", r"deadline exceeded"),
     _rule("host_lost", "infrastructure", "The host or its worker stopped answering while the job ran: requeue it "
           "(POST /ops/jobs/{id}/requeue); if the host came back with results, POST /ops/jobs/{id}/recover.",
-          r"No heartbeat", r"heartbeat", r"zombie", r"worker or host died", r"lost the simulator's container",
+          r"error_code=host_lost\b", r"No heartbeat", r"heartbeat", r"zombie", r"worker or host died", r"lost the simulator's container",
           r"removed before it ended"),
     _rule("killed", "resources", "The job was killed (SIGKILL, exit 137) without an out-of-memory mark: an operator, the "
           "engine or the host's limits ended it; requeue it, and check its resource limits.",

@@ -19,6 +19,9 @@ p95 10 s, with thousands of lock errors in the server log. Taking the write lock
 BEGIN makes writers queue on the busy timeout instead. Everything else is Prefect's
 own CLI.
 
+A Failed, Crashed or Cancelled run is kept so against a late non-forced Running/Completed
+report (``deployments/keep_final.py``).
+
 Guards: the patches reach into Prefect's internals, so they are applied only to the
 Prefect versions they were measured on (``PATCHED_VERSIONS``); another version is
 refused with a message (``OPEVA_PREFECT_PATCHES=0`` runs Prefect's CLI unpatched). They
@@ -166,6 +169,9 @@ def main() -> int:
             return 2
         memoise_schema_checks()
         sqlite_writes_immediate(wait)
+        from deployments.keep_final import install
+
+        install()  # a late report cannot resurrect a final state (deployments/keep_final.py)
     # The notification blocks' classes: the server's automation actions load them (blocks/notifications.py)
     import blocks.notifications
 

@@ -89,10 +89,13 @@ def check_children(platform: Platform, policy: RestartPolicy, now: float | None 
 
 
 def supervise(platform: Platform, policy: RestartPolicy = RestartPolicy(), interval: float = 0.5,
-              until: Callable[[], bool] = lambda: False) -> None:
-    """Run until ``until()`` (or Ctrl-C / SIGTERM, which raise out of here); ChildKeepsDying when one child cannot stay up."""
+              until: Callable[[], bool] = lambda: False, tick: Callable[[], None] | None = None) -> None:
+    """Run until ``until()`` (or Ctrl-C / SIGTERM, which raise out of here); ChildKeepsDying when one child cannot stay up.
+    ``tick`` runs every pass too (the jobs' reconciler, deployments/reconcile.py: it keeps its own pace)."""
     while not until():
         check_children(platform, policy)
+        if tick is not None:
+            tick()
         time.sleep(interval)
 
 

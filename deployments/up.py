@@ -2,6 +2,9 @@
 database, the Prefect server, MongoDB, pools and deployments, workers, the API; then
 it supervises the children until Ctrl-C (deployments/supervisor.py).
 
+Stopping leaves running jobs' containers running; the next start re-attaches them or makes
+their runs final (deployments/reconcile.py, docs/reliability.md).
+
 Kept apart from :mod:`deployments.platform`, which holds the services themselves and
 is also what the tests start, so each file reads on its own.
 """
@@ -13,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from core.settings import RUNNING_FILE, PlatformSettings, record_running
 from deployments.platform import Platform, StartupError, http_ok, port_open
@@ -32,8 +36,8 @@ def _use_docker(settings: PlatformSettings) -> bool:
     return False
 
 
-def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str]:
-    """Every service, in dependency order; returns each host's pool type and the AMQP URL to show."""
+def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, Any]:
+    """Every service, in dependency order; returns each host's pool type, the AMQP URL to show and the jobs' reconciler."""
     from core.hosts import load_hosts
     from deployments.postgres import DatabaseSettings
 
@@ -62,6 +66,7 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str]:
         if use_docker:
             start_relay(platform, PlatformSettings().runtime_image)
     types = platform.setup_pools(docker=use_docker)  # after MLflow: set-up tells the pools whether it answers
+    reconciler = _reconcile_at_start(platform) if use_docker else None  # before any worker: each left job re-attached or made final
     for host in load_hosts().hosts:
         if host.start_worker:
             platform.start_worker(host.name, types[host.name])
@@ -79,7 +84,24 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str]:
 
     amqp_url, amqp_shown = ensure_broker(platform, PlatformSettings())  # live site data (docs/live-data.md)
     start_apis(platform, layout, OPEVA_AMQP_URL=amqp_url)
-    return types, amqp_shown
+    return types, amqp_shown, reconciler
+
+
+def _reconcile_at_start(platform: Platform):
+    """Jobs left by a previous ``make up`` (deployments/reconcile.py): live ones re-attached, the others
+    made final and their containers removed. Returns the reconciler the supervisor loop runs; None when
+    the engine or Prefect cannot be asked (printed, not fatal: the zombie automation still crashes them)."""
+    from deployments.reconcile import Reconciler, local_docker_pools
+
+    started = time.monotonic()
+    try:
+        reconciler = Reconciler(platform.prefect_api_url, platform.prefect_auth_string, local_docker_pools())
+        report = reconciler.at_start()
+    except Exception as exc:  # noqa: BLE001
+        print(f"Could not reconcile the jobs left by the last run: {exc}", flush=True)
+        return None
+    print(f"Jobs left by the last run: {report} ({time.monotonic() - started:.1f} s)", flush=True)
+    return reconciler
 
 
 def _auth_hint(platform: Platform) -> str:
@@ -104,7 +126,8 @@ def _banner(platform: Platform, settings: PlatformSettings, types: dict[str, str
         f"  Logs:         {platform.logs_dir}\n"
         f"Try: export PREFECT_API_URL={platform.prefect_api_url} PREFECT_API_AUTH_STRING={_auth_hint(platform)}\n"
         f"     prefect deployment run 'run-simulation/local'\n"
-        f"A child that dies is restarted (see Logs); Ctrl-C stops everything started here."
+        f"A child that dies is restarted (see Logs); Ctrl-C stops everything started here.\n"
+        f"Running jobs keep running across a stop and are re-attached at the next start (docs/reliability.md)."
     )
 
 
@@ -127,13 +150,14 @@ def run() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        types, amqp = _start(platform, _use_docker(settings))
+        types, amqp, reconciler = _start(platform, _use_docker(settings))
         record_running(settings, mongo_uri=platform.env()["MONGO_URI"])  # what `make setup` reads
         print(_banner(platform, settings, types, amqp), flush=True)
         from deployments.supervisor import ChildKeepsDying, supervise
 
         try:
-            supervise(platform)  # restarts dead children with back-off; returns only by an exception
+            # restarts dead children with back-off, removes containers of final runs; returns only by an exception
+            supervise(platform, tick=reconciler.tick if reconciler else None)
         except ChildKeepsDying as exc:
             print(f"Stopping the platform: {exc}", file=sys.stderr, flush=True)
             return 1
