@@ -27,6 +27,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -322,6 +323,7 @@ async def main(clients: int, rates: list[int], seconds: int, with_queues: bool) 
         load.append(os.getloadavg()[0])
     finally:
         platform.stop()
+        shutil.rmtree(home, ignore_errors=True)
     report(clients, rates, seconds, phases, rss, load)
     return 0
 
