@@ -14,14 +14,13 @@ document it stores in MongoDB (docs/live-data.md). History answers it through
 - a body that is not JSON (or not UTF-8) is relayed as ``{"raw": "<text>"}`` (upstream's rule),
   undecodable bytes replaced.
 
-Every client of one exchange receives its own copy of each message (one queue per client), so
-the same body is rendered many times: :class:`FrameCache` keeps the last few renderings.
+The API renders each message once per exchange, whatever the number of clients
+(core/live_fanout.py shares the frame).
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from typing import Any
 
 from bson import json_util
@@ -48,22 +47,3 @@ def to_frame(body: bytes) -> str:
         return json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False)
     except ValueError:
         return raw
-
-
-class FrameCache:
-    """``to_frame`` for the last ``size`` distinct bodies (bounded: a few hundred small strings)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._frames: OrderedDict[bytes, str] = OrderedDict()
-
-    def frame(self, body: bytes) -> str:
-        found = self._frames.get(body)
-        if found is not None:
-            return found
-        made = to_frame(body)
-        if len(body) <= 65536:  # big bodies are rare: not worth holding
-            self._frames[body] = made
-            if len(self._frames) > self.size:
-                self._frames.popitem(last=False)
-        return made

@@ -18,11 +18,11 @@ import logging
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from api.errors import ApiError
-from api.usecases.live_data import LiveData, LiveDataError
+from api.usecases.live_data import LiveData, LiveDataError, Refused
 
 router = APIRouter(tags=["live data"])
 log = logging.getLogger("opeva.api.live")
-POLICY = 1008
+CLOSE_WAIT = 30.0  # seconds a close frame may wait for a socket that takes nothing
 
 
 def _reason(text: str) -> str:
@@ -58,27 +58,28 @@ async def live_data(
     exchange_name: str = Query("", max_length=1000, description="The site's RabbitMQ fanout exchange"),
     access_token: str = Query("", max_length=1000, description="The bearer token, for browsers (tokens on)"),
 ) -> None:
-    await websocket.accept()
-    problem = _token_problem(websocket, access_token) or ("exchange_name is required: /ws/data?exchange_name=<exchange>" if not exchange_name else None)
-    if problem:
-        return await websocket.close(code=POLICY, reason=_reason(problem))
     live: LiveData = websocket.app.state.live
-    relay = asyncio.create_task(live.relay(exchange_name, websocket.send_text))
-    listen = asyncio.create_task(_until_gone(websocket))
-    done, pending = await asyncio.wait({relay, listen}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task  # the relay's clean-up (channel and queue closed) runs here
-    if relay not in done or relay.cancelled():
-        return
-    exc = relay.exception()
-    if exc is None:
-        return
-    if isinstance(exc, LiveDataError):
-        code, reason = exc.code, str(exc)
-    else:
-        log.error("live data relay for %r failed", exchange_name, exc_info=exc)
-        code, reason = 1011, "live data relay failed (see the API log)"
+    problem = _token_problem(websocket, access_token) or ("exchange_name is required: /ws/data?exchange_name=<exchange>" if not exchange_name else None)
+    refusal: LiveDataError | None = Refused(problem) if problem else None
+    sub = None
+    if refusal is None:
+        try:
+            sub = await live.join(exchange_name)  # before the handshake completes: nothing published after it is missed
+        except LiveDataError as exc:
+            refusal = exc
+    await websocket.accept()
+    if sub is None:
+        return await _close(websocket, refusal)
+    try:
+        error = await live.stream(sub, websocket.send_text, _until_gone(websocket))
+    finally:
+        await live.leave(sub)
+    if error is not None:
+        await _close(websocket, error)
+
+
+async def _close(websocket: WebSocket, error: LiveDataError | None) -> None:
+    """Close with the error's code and reason; a socket that takes nothing gets CLOSE_WAIT seconds to take the close frame."""
+    code, reason = (error.code, str(error)) if error is not None else (1000, "")
     with contextlib.suppress(Exception):
-        await websocket.close(code=code, reason=_reason(reason))
+        await asyncio.wait_for(websocket.close(code=code, reason=_reason(reason)), CLOSE_WAIT)
