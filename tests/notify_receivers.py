@@ -11,7 +11,11 @@ import threading
 import time
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
+
+import httpx
+import pytest
 
 from aiosmtpd.controller import Controller
 
@@ -105,3 +109,24 @@ def notify_api(platform: Any, smtp: SmtpServer, ui_base_url: str = "http://opeva
     extra.start_api(OPEVA_HOSTS_FILE=str(platform.home / "hosts.yaml"), OPEVA_SMTP_HOST="127.0.0.1", OPEVA_SMTP_PORT=str(smtp.port),
                     OPEVA_SMTP_FROM="opeva@test.invalid", OPEVA_UI_BASE_URL=ui_base_url, **env)
     return extra
+
+
+UI = "http://opeva-ui.test:5173"
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[tuple[SmtpServer, Hooks]]:
+    """A loopback SMTP server and webhook receiver for one test module."""
+    with SmtpServer() as smtp, Hooks() as hooks:
+        yield smtp, hooks
+
+
+@pytest.fixture(scope="module")
+def napi(platform, receivers) -> Iterator[httpx.Client]:
+    """An extra API process of the module's platform, with SMTP pointed at ``receivers``."""
+    extra = notify_api(platform, receivers[0], UI)
+    try:
+        with httpx.Client(base_url=extra.api_url, timeout=30) as client:
+            yield client
+    finally:
+        extra.stop()

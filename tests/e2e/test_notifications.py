@@ -18,26 +18,9 @@ import httpx
 import pytest
 
 from helpers import experiment, gateway_call, read_run, sh, wait_final, wait_for
-from notify_receivers import Hooks, SmtpServer, notify_api
+from notify_receivers import UI, napi, receivers  # noqa: F401  (module fixtures)
 
 pytestmark = pytest.mark.usefixtures("needs_docker")
-UI = "http://opeva-ui.test:5173"
-
-
-@pytest.fixture(scope="module")
-def receivers() -> Iterator[tuple[SmtpServer, Hooks]]:
-    with SmtpServer() as smtp, Hooks() as hooks:
-        yield smtp, hooks
-
-
-@pytest.fixture(scope="module")
-def napi(platform, receivers) -> Iterator[httpx.Client]:
-    extra = notify_api(platform, receivers[0], UI)
-    try:
-        with httpx.Client(base_url=extra.api_url, timeout=30) as client:
-            yield client
-    finally:
-        extra.stop()
 
 
 @pytest.fixture(scope="module")

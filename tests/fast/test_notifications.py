@@ -9,32 +9,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from helpers import experiment, wait_for
-from notify_receivers import Hooks, SmtpServer, notify_api
+from notify_receivers import UI, napi, receivers  # noqa: F401  (module fixtures)
 
-UI = "http://opeva-ui.test:5173"
-
-
-@pytest.fixture(scope="module")
-def receivers() -> Iterator[tuple[SmtpServer, Hooks]]:
-    with SmtpServer() as smtp, Hooks() as hooks:
-        yield smtp, hooks
-
-
-@pytest.fixture(scope="module")
-def napi(platform, receivers) -> Iterator[httpx.Client]:
-    extra = notify_api(platform, receivers[0], UI)
-    try:
-        with httpx.Client(base_url=extra.api_url, timeout=30) as client:
-            yield client
-    finally:
-        extra.stop()
 
 
 BAD_BODIES = [
