@@ -55,6 +55,7 @@ log = logging.getLogger("opeva.api")
 
 SIMULATION_FLOW = "run-simulation"
 DATASET_FLOW = "build-dataset"
+SWEEP_FLOW = "run-sweep"
 JOB_FLOWS = [SIMULATION_FLOW, DATASET_FLOW]
 PAGE = 200  # the Prefect server's largest page
 MAX_SCAN = 10_000

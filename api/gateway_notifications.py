@@ -11,7 +11,6 @@ tags) and the block (its destination); the delivery log is the blocks' artifacts
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +20,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.client.schemas.objects import Artifact
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.events.actions import CallWebhook, SendNotification
-from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger
 from prefect.exceptions import ObjectNotFound
 
 from blocks.notifications import OpevaEmail, OpevaWebhook, artifact_body
@@ -43,17 +42,17 @@ class NotificationGateway:
     def __init__(self, client: PrefectClient) -> None:
         self.client = client
 
-    async def create(self, channel_id: str, kind: str, destination: dict[str, Any], *, name: str, owner: str | None, expect: list[str],
-                     match_related: list[dict[str, Any]], payload: str) -> Automation:
+    async def create(self, channel_id: str, kind: str, destination: dict[str, Any], *, name: str, owner: str | None,
+                     rule: dict[str, Any], payload: str) -> Automation:
         """The block (the destination: ``destination`` are its fields), then the automation (the
-        rule) whose one action uses it. Reactive, one firing per event (threshold 1, within 0):
-        every failed run is one notice."""
+        rule) whose one action uses it. ``rule`` holds the trigger's expect/after/match/
+        match_related/posture/within; one bucket per flow run, threshold 1: a reactive rule
+        notifies once per event, a proactive one once per run whose expected event did not come."""
         block = (OpevaEmail if kind == "email" else OpevaWebhook)(**destination, channel_id=channel_id)
         block_id = await block.asave(name=f"opeva-channel-{channel_id}", client=self.client)
         action = (SendNotification(block_document_id=block_id, subject="OPEVA job notice", body=payload) if isinstance(block, OpevaEmail)
                   else CallWebhook(block_document_id=block_id, payload=payload))
-        trigger = EventTrigger(expect=set(expect), match={"prefect.resource.id": "prefect.flow-run.*"}, match_related=match_related,  # type: ignore[arg-type]
-                               for_each={"prefect.resource.id"}, posture=Posture.Reactive, threshold=1, within=timedelta(0))
+        trigger = EventTrigger(**rule, for_each={"prefect.resource.id"}, threshold=1)
         tags = [CHANNEL_TAG, f"{ID_TAG}{channel_id}", *([f"{OWNER_TAG}{owner}"] if owner else [])]
         core = AutomationCore(name=name, description=f"OPEVA notification channel {channel_id} (made through the OPEVA API)",
                               enabled=True, tags=tags, trigger=trigger, actions=[action])

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.notify import DEFAULT_EVENTS, JOB_EVENTS, LATER_EVENTS, valid_email, webhook_url_problem
+from core.notify import BUILD_MISSED_GRACE, DEFAULT_EVENTS, JOB_EVENTS, SOLO_EVENTS, about_of, valid_email, webhook_url_problem
 
 EventName = Literal["failed", "crashed", "timed_out", "sweep_done", "build_missed"]
 MAX_RECIPIENTS = 10
@@ -24,12 +24,18 @@ class ChannelFilters(BaseModel):
 class ChannelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"kind": "email", "to": "alice@example.org", "events": ["failed", "crashed"], "filters": {"user": "alice"}},
-        {"kind": "webhook", "url": "https://hooks.example.org/opeva", "filters": {"host": "local"}}]})
+        {"kind": "webhook", "url": "https://hooks.example.org/opeva", "filters": {"host": "local"}},
+        {"kind": "email", "to": "alice@example.org", "events": ["sweep_done"], "filters": {"user": "alice"}},
+        {"kind": "email", "to": "ops@example.org", "events": ["build_missed"], "grace_seconds": 900}]})
     kind: Literal["email", "webhook"]
     to: list[str] | str | None = Field(None, description="E-mail channel: one address or a list (at most 10).")
     url: str | None = Field(None, description="Webhook channel: an http(s) URL; each notice is POSTed to it as JSON.")
-    events: list[EventName] = Field(default_factory=lambda: list(DEFAULT_EVENTS), min_length=1, max_length=5)
+    events: list[EventName] = Field(default_factory=lambda: list(DEFAULT_EVENTS), min_length=1, max_length=5, description=(
+        "Job events (failed, crashed, timed_out: a job's run ended so), or one of: sweep_done (a sweep's run ended "
+        "Completed, Failed or Crashed), build_missed (a scheduled dataset build did not start by its slot + 15 s + grace_seconds)."))
     filters: ChannelFilters = Field(default_factory=ChannelFilters)
+    grace_seconds: int | None = Field(None, ge=10, le=7 * 86400, description=(
+        f"build_missed only: how long after Prefect marks the build Late (15 s after its slot) it may still start; default {BUILD_MISSED_GRACE}."))
 
     @field_validator("to")
     @classmethod
@@ -54,10 +60,13 @@ class ChannelRequest(BaseModel):
     @field_validator("events")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
-        later = [e for e in value if e in LATER_EVENTS]
-        if later:
-            raise ValueError(f"{', '.join(later)}: not offered yet; events are {', '.join(JOB_EVENTS)}")
-        return sorted(set(value), key=list(JOB_EVENTS).index)
+        value = sorted(set(value), key=[*JOB_EVENTS, *SOLO_EVENTS].index)
+        about_of(value)  # one kind per channel (its ValueError is the 422's message)
+        return value
+
+    @property
+    def about(self) -> str:
+        return about_of(self.events)
 
     @model_validator(mode="after")
     def _destination(self) -> "ChannelRequest":
@@ -65,6 +74,13 @@ class ChannelRequest(BaseModel):
             raise ValueError("an email channel takes 'to' (an address or a list), not 'url'")
         if self.kind == "webhook" and (not self.url or self.to is not None):
             raise ValueError("a webhook channel takes 'url', not 'to'")
+        about = self.about
+        if self.grace_seconds is not None and about != "build_missed":
+            raise ValueError("grace_seconds is for build_missed channels only")
+        if about == "sweep_done" and self.filters.host:
+            raise ValueError("a sweep_done channel filters by user or sweep_id, not host (a sweep runs on the control pool)")
+        if about == "build_missed" and (self.filters.user or self.filters.sweep_id):
+            raise ValueError("a build_missed channel filters by host only (scheduled builds have no submitter and no sweep)")
         return self
 
 
@@ -79,6 +95,7 @@ class ChannelOut(BaseModel):
     url: str | None = Field(None, description="The webhook's address without user, password or query.")
     events: list[str]
     filters: ChannelFilters
+    grace_seconds: int | None = Field(None, description="build_missed channels: the grace after a build is marked Late.")
     owner: str | None = None
     enabled: bool = True
     automation_name: str = Field(description="The Prefect automation holding the rule (Prefect UI > Automations).")

@@ -21,8 +21,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # channel event -> the Prefect flow-run state name whose event fires it (``prefect.flow-run.<name>``).
 # A user stop ends Cancelled: no event here stands for it, so a stop never notifies.
 JOB_EVENTS = {"failed": "Failed", "crashed": "Crashed", "timed_out": "TimedOut"}
-LATER_EVENTS = ("sweep_done", "build_missed")  # named by issue 25; not offered yet (docs/notifications.md)
 DEFAULT_EVENTS = ("failed", "crashed", "timed_out")
+# A sweep is done when its parent run ends on its own; a stopped sweep (Cancelled) is the user's act.
+SWEEP_DONE_STATES = ("Completed", "Failed", "Crashed")
+# A scheduled build is missed when Prefect's late-runs service marks it Late (not started 15 s
+# after its slot) and it has not started ``grace`` seconds after that.
+LATE_STATE, STARTED_STATE = "Late", "Running"
+BUILD_MISSED_GRACE = 600
+SOLO_EVENTS = ("sweep_done", "build_missed")  # each its own rule: a channel takes one of them, or job events
+
+
+def about_of(events: list[str]) -> str:
+    """What a channel's notices are about: ``job``, ``sweep_done`` or ``build_missed``.
+
+    Why one kind per channel: a channel is one Prefect automation with one event trigger, and a
+    trigger's related-resource filter is one AND: "failed simulation runs" and "completed sweep
+    runs" cannot share it without also matching completed simulations."""
+    solo = [e for e in events if e in SOLO_EVENTS]
+    if not solo:
+        return "job"
+    if len(events) > 1:
+        raise ValueError(f"{solo[0]} is a channel of its own: give events [{solo[0]!r}] alone, and make another channel for the rest")
+    return solo[0]
 NOTICE_KIND = "opeva.job-notice"
 ARTIFACT_TYPE = "opeva-notification"  # the Prefect artifact type of a delivery record
 HISTORY_LIMIT = 20  # upstream keeps the last 20 attempts per job
@@ -74,14 +94,15 @@ def redacted_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def payload_template(channel_id: str, ui_base_url: str, prefect_ui_url: str) -> str:
+def payload_template(channel_id: str, ui_base_url: str, prefect_ui_url: str, about: str = "job") -> str:
     """The notice as a Jinja template Prefect's server renders for each triggering event
     (``flow_run`` and ``flow`` are read from its API at that moment). Strings go through
-    ``tojson``: a job name or state message cannot break the document."""
-    ui = f"{ui_base_url.rstrip('/')}/app/ai/jobs/{{{{ flow_run.id }}}}" if ui_base_url else ""
+    ``tojson``: a job name or state message cannot break the document. The OPEVA UI has a page
+    per job, not per sweep: a sweep's notice links to the Prefect UI only."""
+    ui = f"{ui_base_url.rstrip('/')}/app/ai/jobs/{{{{ flow_run.id }}}}" if ui_base_url and about != "sweep_done" else ""
     prefect = f"{prefect_ui_url.rstrip('/')}/runs/flow-run/{{{{ flow_run.id }}}}" if prefect_ui_url else ""
     fields = {
-        "kind": json.dumps(NOTICE_KIND), "channel_id": json.dumps(channel_id),
+        "kind": json.dumps(NOTICE_KIND), "channel_id": json.dumps(channel_id), "about": json.dumps(about),
         "job_id": '"{{ flow_run.id }}"', "job_name": "{{ flow_run.name | tojson }}",
         "host": "{{ flow_run.work_pool_name | default(none) | tojson }}",
         "state": "{{ flow_run.state.name | default(none) | tojson }}",
@@ -89,7 +110,7 @@ def payload_template(channel_id: str, ui_base_url: str, prefect_ui_url: str) -> 
         "message": "{{ flow_run.state.message | default(none) | tojson }}",
         "submitted_by": "{{ flow_run.parameters.submitted_by | default(none) | tojson }}",
         "flow": "{{ flow.name | default(none) | tojson }}",
-        "occurred": '"{{ event.occurred }}"',
+        "occurred": '"{{ event.occurred }}"', "scheduled": '"{{ flow_run.expected_start_time }}"',
         "ui_url": json.dumps(ui) if ui else "null", "prefect_url": json.dumps(prefect) if prefect else "null",
     }
     return "{" + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}"
@@ -121,13 +142,18 @@ def status_of(notice: dict[str, Any]) -> str:
 def email_subject(notice: dict[str, Any]) -> str:
     if notice.get("test"):
         return "[OPEVA] Test notification"
+    if notice.get("about") == "sweep_done":
+        return _one_line(f"[OPEVA] Sweep {str(notice.get('state') or 'ended').lower()}: {notice.get('job_name') or notice.get('job_id')}")
+    if notice.get("about") == "build_missed":
+        return _one_line(f"[OPEVA] Scheduled build missed: {notice.get('job_name') or notice.get('job_id')} on {notice.get('host') or '-'}")
     return _one_line(f"[OPEVA] Job {str(notice.get('state') or 'ended').lower()}: {notice.get('job_name') or notice.get('job_id')} on {notice.get('host') or '-'}")
 
 
 def email_text(notice: dict[str, Any]) -> str:
     """The plain-text e-mail: what happened, to which job, where, and the links."""
-    rows = [("Job", notice.get("job_name")), ("Job ID", notice.get("job_id")), ("State", notice.get("state")),
-            ("Host", notice.get("host")), ("Submitted by", notice.get("submitted_by")), ("Flow", notice.get("flow")),
+    what = {"sweep_done": "Sweep", "build_missed": "Build"}.get(str(notice.get("about")), "Job")
+    rows = [(what, notice.get("job_name")), (f"{what} ID", notice.get("job_id")), ("State", notice.get("state")),
+            ("Scheduled for", notice.get("scheduled") if notice.get("about") == "build_missed" else None), ("Host", notice.get("host")), ("Submitted by", notice.get("submitted_by")), ("Flow", notice.get("flow")),
             ("When", notice.get("occurred"))]
     lines = [f"{label}: {value}" for label, value in rows if value]
     if notice.get("message"):

@@ -20,7 +20,8 @@ BEGIN makes writers queue on the busy timeout instead. Everything else is Prefec
 own CLI.
 
 A Failed, Crashed or Cancelled run is kept so against a late non-forced Running/Completed
-report (``deployments/keep_final.py``).
+report (``deployments/keep_final.py``). The events of a run Prefect's scheduler made reach
+automations at once, not 15 minutes late (``deployments/scheduled_events.py``).
 
 Guards: the patches reach into Prefect's internals, so they are applied only to the
 Prefect versions they were measured on (``PATCHED_VERSIONS``); another version is
@@ -52,7 +53,9 @@ class PatchRefused(RuntimeError):
 def check_patchable(argv: list[str]) -> None:
     """Refuse, with what to do, before anything is patched."""
     import prefect
+    import prefect.server.models  # noqa: F401 (first: instrumentation_policies alone is a circular import in 3.8.8)
     from prefect.server.database import configurations
+    from prefect.server.orchestration import instrumentation_policies
     from prefect.utilities.schema_tools import validation
 
     if prefect.__version__ not in PATCHED_VERSIONS:
@@ -62,6 +65,7 @@ def check_patchable(argv: list[str]) -> None:
         ("validation._VALIDATOR.check_schema", hasattr(getattr(validation, "_VALIDATOR", None), "check_schema")),
         ("configurations.SQLITE_BEGIN_MODE", hasattr(configurations, "SQLITE_BEGIN_MODE")),
         ("AioSqliteConfiguration.begin_transaction", hasattr(getattr(configurations, "AioSqliteConfiguration", None), "begin_transaction")),
+        ("instrumentation_policies.flow_run_state_change_event", hasattr(instrumentation_policies, "flow_run_state_change_event")),
     ) if not ok]
     if missing:
         raise PatchRefused(f"Prefect {prefect.__version__} lacks {', '.join(missing)}: the patches do not fit; set OPEVA_PREFECT_PATCHES=0")
@@ -172,6 +176,9 @@ def main() -> int:
         from deployments.keep_final import install
 
         install()  # a late report cannot resurrect a final state (deployments/keep_final.py)
+        from deployments import scheduled_events
+
+        scheduled_events.install()  # a scheduled run's events reach automations at once (deployments/scheduled_events.py)
     # The notification blocks' classes: the server's automation actions load them (blocks/notifications.py)
     import blocks.notifications
 

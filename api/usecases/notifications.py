@@ -1,9 +1,12 @@
-"""Notification channels: an e-mail or webhook destination plus the rule of which jobs notify.
+"""Notification channels: an e-mail or webhook destination plus the rule of which runs notify.
 
 A channel is made of Prefect objects only (api/gateway_notifications.py): the rule is an event
-trigger on flow-run state events (``prefect.flow-run.Failed``/``Crashed``/``TimedOut``) narrowed
-to job flows and, when asked, to a user's ``submitted-by:<user>`` tag, a host's work pool or a
-sweep's ``sweep:<id>`` tag; the destination is a block Prefect's server uses to deliver. A user
+trigger on flow-run state events, the destination a block Prefect's server uses to deliver.
+Three kinds of rule (:func:`rule`): job events (``prefect.flow-run.Failed``/``Crashed``/
+``TimedOut`` of job flows, narrowed when asked to a user's ``submitted-by:<user>`` tag, a host's
+work pool or a sweep's ``sweep:<id>`` tag); ``sweep_done`` (a ``run-sweep`` run ended Completed,
+Failed or Crashed); ``build_missed`` (a proactive trigger: a scheduled ``build-dataset`` run
+marked Late by Prefect's late-runs service that is not Running ``grace`` seconds later). A user
 stop ends Cancelled, which no channel listens to. Without tokens everyone is an admin; with
 tokens a user's channels watch that user's jobs only, and only admins see every channel.
 """
@@ -17,15 +20,17 @@ from uuid import UUID
 
 from api.deps import known_host
 from api.errors import ApiError
-from api.gateway import DATASET_FLOW, SIMULATION_FLOW, PrefectGateway, parse_job_id
+from api.gateway import DATASET_FLOW, SIMULATION_FLOW, SWEEP_FLOW, PrefectGateway, parse_job_id
 from api.gateway_notifications import ID_TAG, OWNER_TAG, ChannelNotFound, tag_value
 from api.models_notifications import ChannelCreated, ChannelFilters, ChannelOut, ChannelRequest, NotificationAttempt, NotificationFields, attempts
 from api.security import User
 from core.hosts import HostsFile
-from core.notify import JOB_EVENTS, NotifySettings, payload_template, redacted_url, test_notice
+from core.notify import (BUILD_MISSED_GRACE, JOB_EVENTS, LATE_STATE, STARTED_STATE, SWEEP_DONE_STATES, NotifySettings, payload_template,
+                         redacted_url, test_notice)
 
 EVENT_PREFIX = "prefect.flow-run."
-USER_TAG, SWEEP_TAG = "submitted-by:", "sweep:"
+USER_TAG, SWEEP_TAG, SCHEDULED_TAG = "submitted-by:", "sweep:", "auto-scheduled"  # the last: Prefect's, on its scheduler's runs
+ANY_RUN = "prefect.flow-run.*"
 MAX_CHANNELS = 200
 READ_PAGE = 200  # the Prefect server's largest page
 
@@ -35,25 +40,53 @@ def _owner_filters(body: ChannelRequest, user: User) -> ChannelFilters:
     filters = body.filters
     if user.admin:
         return filters
+    if body.about == "build_missed":
+        raise ApiError(403, "build_missed channels watch every scheduled build: an admin's to make")
     if filters.user not in (None, user.name):
         raise ApiError(403, f"a channel of {user.name!r} may only watch {user.name!r}'s jobs; ask an admin for others'")
     return filters.model_copy(update={"user": user.name})
 
 
-def match_related(filters: ChannelFilters) -> list[dict[str, Any]]:
+def _related(flows: list[str], filters: ChannelFilters, *tags: str) -> list[dict[str, Any]]:
     """The trigger's related-resource labels: every one must match (Prefect ANDs the list)."""
-    related: list[dict[str, Any]] = [{"prefect.resource.role": "flow", "prefect.resource.name": [SIMULATION_FLOW, DATASET_FLOW]}]
+    related: list[dict[str, Any]] = [{"prefect.resource.role": "flow", "prefect.resource.name": flows}]
     if filters.host:
         related.append({"prefect.resource.role": "work-pool", "prefect.resource.name": filters.host})
-    for prefix, value in ((USER_TAG, filters.user), (SWEEP_TAG, filters.sweep_id)):
-        if value:
-            related.append({"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{prefix}{value}"})
+    wanted = [*tags, *(f"{prefix}{value}" for prefix, value in ((USER_TAG, filters.user), (SWEEP_TAG, filters.sweep_id)) if value)]
+    related.extend({"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"} for tag in wanted)
     return related
 
 
-def filters_of(related: Any) -> ChannelFilters:
-    """The filters back from a trigger made by :func:`match_related`."""
+def rule(body: ChannelRequest, filters: ChannelFilters) -> dict[str, Any]:
+    """The channel's event trigger (its fields; the gateway adds one bucket per run, threshold 1)."""
+    about = body.about
+    if about == "sweep_done":  # the sweep's own run: its id is the sweep id
+        run = f"prefect.flow-run.{filters.sweep_id}" if filters.sweep_id else ANY_RUN
+        return {"expect": {f"{EVENT_PREFIX}{s}" for s in SWEEP_DONE_STATES}, "match": {"prefect.resource.id": run},
+                "match_related": _related([SWEEP_FLOW], filters.model_copy(update={"sweep_id": None})), "posture": "Reactive", "within": 0}
+    if about == "build_missed":
+        return {"after": {f"{EVENT_PREFIX}{LATE_STATE}"}, "expect": {f"{EVENT_PREFIX}{STARTED_STATE}"}, "match": {"prefect.resource.id": ANY_RUN},
+                "match_related": _related([DATASET_FLOW], filters, SCHEDULED_TAG), "posture": "Proactive",
+                "within": body.grace_seconds or BUILD_MISSED_GRACE}
+    return {"expect": {f"{EVENT_PREFIX}{JOB_EVENTS[e]}" for e in body.events}, "match": {"prefect.resource.id": ANY_RUN},
+            "match_related": _related([SIMULATION_FLOW, DATASET_FLOW], filters), "posture": "Reactive", "within": 0}
+
+
+def events_of(trigger: Any) -> list[str]:
+    """The channel's events back from its trigger (made by :func:`rule`)."""
+    states = {e[len(EVENT_PREFIX):] for e in trigger.expect}
+    if str(getattr(trigger.posture, "value", trigger.posture)) == "Proactive":
+        return ["build_missed"]
+    if "Completed" in states:
+        return ["sweep_done"]
+    by_state = {v: k for k, v in JOB_EVENTS.items()}
+    return sorted((by_state[s] for s in states if s in by_state), key=list(JOB_EVENTS).index)
+
+
+def filters_of(trigger: Any) -> ChannelFilters:
+    """The filters back from a trigger made by :func:`rule`."""
     out: dict[str, str] = {}
+    related = trigger.match_related
     for spec in related if isinstance(related, list) else [related]:
         labels = {k: v for k, v in (spec.items() if isinstance(spec, dict) else getattr(spec, "root", {}).items())}
         value = labels.get("prefect.resource.name") if labels.get("prefect.resource.role") == "work-pool" else None
@@ -63,6 +96,10 @@ def filters_of(related: Any) -> ChannelFilters:
         for prefix, key in ((USER_TAG, "user"), (SWEEP_TAG, "sweep_id")):
             if labels.get("prefect.resource.role") == "tag" and tag.startswith(prefix):
                 out[key] = tag[len(prefix):]
+    match = getattr(trigger.match, "root", trigger.match) or {}
+    run = str(match.get("prefect.resource.id") or ANY_RUN) if isinstance(match, dict) else ANY_RUN
+    if run != ANY_RUN:
+        out["sweep_id"] = run.removeprefix("prefect.flow-run.")
     return ChannelFilters(**out)
 
 
@@ -92,9 +129,8 @@ async def create(gateway: PrefectGateway, body: ChannelRequest, user: User, host
         raise ApiError(409, f"at most {MAX_CHANNELS} notification channels; delete some first")
     channel_id = uuid.uuid4().hex
     await gateway.notifications.create(
-        channel_id, body.kind, destination, name=_name(body, filters), owner=user.name,
-        expect=[f"{EVENT_PREFIX}{JOB_EVENTS[e]}" for e in body.events], match_related=match_related(filters),
-        payload=payload_template(channel_id, NotifySettings().ui_base_url, gateway.notifications.prefect_ui_url()),
+        channel_id, body.kind, destination, name=_name(body, filters), owner=user.name, rule=rule(body, filters),
+        payload=payload_template(channel_id, NotifySettings().ui_base_url, gateway.notifications.prefect_ui_url(), body.about),
     )
     return ChannelCreated(channel_id=channel_id)
 
@@ -102,12 +138,12 @@ async def create(gateway: PrefectGateway, body: ChannelRequest, user: User, host
 async def _out(gateway: PrefectGateway, automation: Any) -> ChannelOut:
     block = await gateway.notifications.block_of(automation)
     kind = "email" if automation.actions[0].type == "send-notification" else "webhook"
-    by_state = {v: k for k, v in JOB_EVENTS.items()}
-    events = [by_state[e[len(EVENT_PREFIX):]] for e in sorted(automation.trigger.expect) if e[len(EVENT_PREFIX):] in by_state]
+    events, trigger = events_of(automation.trigger), automation.trigger
     return ChannelOut(
         channel_id=tag_value(automation, ID_TAG) or "", kind=kind, to=getattr(block, "to", None) if kind == "email" else None,
         url=redacted_url(block.url.get_secret_value()) if kind == "webhook" else None,  # type: ignore[attr-defined]
-        events=sorted(events, key=list(JOB_EVENTS).index), filters=filters_of(automation.trigger.match_related),
+        events=events, filters=filters_of(trigger),
+        grace_seconds=int(trigger.within.total_seconds()) if events == ["build_missed"] else None,
         owner=tag_value(automation, OWNER_TAG), enabled=automation.enabled, automation_name=automation.name,
         block_document_id=str(automation.actions[0].block_document_id),
     )
@@ -148,7 +184,7 @@ async def delete(gateway: PrefectGateway, channel_id: str, user: User) -> Channe
         out = None
     await gateway.notifications.delete(automation)
     kind = "email" if automation.actions and automation.actions[0].type == "send-notification" else "webhook"
-    return out or ChannelOut(channel_id=channel_id, kind=kind, events=[], filters=filters_of(automation.trigger.match_related),
+    return out or ChannelOut(channel_id=channel_id, kind=kind, events=[], filters=filters_of(automation.trigger),
                              automation_name=automation.name, block_document_id="")  # its block was already gone
 
 

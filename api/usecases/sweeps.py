@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import ValidationError
 
 from api.errors import ApiError
-from api.gateway import SIMULATION_FLOW, DeploymentMissing, JobNotFound, PrefectGateway, opeva_status
+from api.gateway import SIMULATION_FLOW, SWEEP_FLOW, DeploymentMissing, JobNotFound, PrefectGateway, opeva_status
 from api.models_sweeps import SweepOut, SweepRequest, SweepStopped, SweepSubmitted, SweepTrialOut
 from api.security import User, require_manage
 from api.stopper import ensure_container_gone, kill_now
@@ -27,7 +27,6 @@ from core.experiment import resolve_experiment
 from core.hosts import CONTROL_POOL, HostsFile
 from core.layout import DataRoot
 
-SWEEP_FLOW = "run-sweep"
 STOP_DEADLINE_SECONDS = 9.0  # every child final within this (Prefect's own cascade can take 20 s)
 FORCE_AFTER_SECONDS = 5.0  # a started child still not final then is ended by force, its containers killed
 QUEUED = (StateType.SCHEDULED, StateType.PAUSED)

@@ -1,6 +1,7 @@
 """Sweeps as one experiment, on the real platform: the parent on the control pool, 8 trials as
 subflow runs of run-simulation over two Docker hosts in a sliding window, a forced parent retry
-that adds no child, and a stop mid-sweep that leaves every child final within 10 s."""
+that adds no child, and a stop mid-sweep that leaves every child final within 10 s. A
+``sweep_done`` webhook channel (issue 25 §3) hears each end of a sweep once, and not its stop."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import csv
 import io
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from uuid import UUID
 
@@ -17,12 +20,25 @@ from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRu
 
 from core.sweep import max_in_flight
 from helpers import gateway_call, prefect_cmd, read_run, wait_for
+from notify_receivers import receivers  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.usefixtures("needs_docker")
 
 SMALL = {"experiment": {"name": "sweep-e2e", "run_name": "r"}, "algorithm": "rule_based", "simulation": {"buildings": 1, "days": 1}}
 GRID = {"algorithm.params.cheap_price_fraction": [0.1, 0.3], "algorithm.params.grid_charge_soc": [0.0, 0.5]}
 FINAL = {"finished", "failed", "stopped", "canceled"}
+SWEEPER = f"sweeper-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def sweep_calls(api, receivers) -> Iterator:
+    """A ``sweep_done`` webhook channel on this module's sweeps; yields the calls it got, by sweep id."""
+    _, hooks = receivers
+    r = api.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/sweeps"), "events": ["sweep_done"],
+                                                  "filters": {"user": SWEEPER}})
+    assert r.status_code == 201, r.text
+    yield lambda sweep_id: [c for c in hooks.calls if c["path"] == "/sweeps" and c["body"].get("job_id") == sweep_id]
+    api.delete(f"/notifications/channels/{r.json()['channel_id']}")
 
 
 def _children(sweep_id: str) -> list:
@@ -47,15 +63,20 @@ def _epoch(text: str | None) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def test_sweep_runs_every_trial_in_a_window_and_a_retry_adds_no_child(api):
+def test_sweep_runs_every_trial_in_a_window_and_a_retry_adds_no_child(api, sweep_calls):
     r = api.post("/sweeps", json={"config": SMALL, "grid": GRID, "seeds": [1, 2], "hosts": ["local", "second"], "max_parallel": 3,
-                                  "objective": {"metric": "electricity_cost", "mode": "min"}, "name": "e2e"})
+                                  "objective": {"metric": "electricity_cost", "mode": "min"}, "name": "e2e", "submitted_by": SWEEPER})
     assert r.status_code == 202, r.text
     sweep_id = r.json()["sweep_id"]
     assert r.json()["n_jobs"] == 8
     parent = _wait_parent(sweep_id)
     assert parent.state.is_completed(), parent.state
     assert parent.work_pool_name == "control"
+    [call] = wait_for(lambda: sweep_calls(sweep_id), 15, 0.2, what="the sweep_done notice")
+    body = call["body"]
+    assert (body["about"], body["flow"], body["state"], body["submitted_by"], body["ui_url"]) == (
+        "sweep_done", "run-sweep", "Completed", SWEEPER, None), body
+    assert body["prefect_url"].endswith(f"/runs/flow-run/{sweep_id}") and call["at"] - parent.state.timestamp.timestamp() < 15
 
     table = api.get(f"/sweeps/{sweep_id}").json()
     assert table["counts"] == {"finished": 8}, table["counts"]
@@ -91,12 +112,13 @@ def test_sweep_runs_every_trial_in_a_window_and_a_retry_adds_no_child(api):
     assert again.state.is_completed() and again.run_count == 2
     assert sorted(str(c.id) for c in _children(sweep_id)) == sorted(t["job_id"] for t in trials)
     assert len(api.get("/jobs", params={"sweep_id": sweep_id}).json()) == 8
+    wait_for(lambda: len(sweep_calls(sweep_id)) == 2, 15, 0.2, what="the second run's sweep_done notice")  # each end of the sweep, once
 
 
-def test_stop_mid_sweep_leaves_every_child_final_within_10_s(api):
+def test_stop_mid_sweep_leaves_every_child_final_within_10_s(api, sweep_calls):
     slow = {**SMALL, "algorithm": "q_learning", "episodes": 40, "simulation": {"buildings": 2, "days": 14}}
     r = api.post("/sweeps", json={"config": slow, "grid": {"algorithm.params.learning_rate": [0.1, 0.2, 0.3]}, "seeds": [1, 2],
-                                  "hosts": ["local", "second"], "max_parallel": 2, "name": "stop"})
+                                  "hosts": ["local", "second"], "max_parallel": 2, "name": "stop", "submitted_by": SWEEPER})
     assert r.status_code == 202, r.text
     sweep_id = r.json()["sweep_id"]
 
@@ -123,6 +145,7 @@ def test_stop_mid_sweep_leaves_every_child_final_within_10_s(api):
     assert parent.state.is_cancelled(), parent.state
     time.sleep(3)  # nothing starts after the stop
     assert len(_children(sweep_id)) == len([t for t in table["trials"] if t["job_id"]])
+    assert sweep_calls(sweep_id) == [], "a stopped sweep (Cancelled) notifies no one"
 
 
 def test_prefect_cli_starts_a_sweep_on_the_control_pool_with_automatic_hosts(api, storage):

@@ -32,7 +32,12 @@ BAD_BODIES = [
     ({"kind": "sms", "to": "a@b.org"}, "kind"),
     ({"kind": "webhook", "url": "http://example.org", "events": ["exploded"]}, "events"),
     ({"kind": "webhook", "url": "http://example.org", "events": []}, "events"),
-    ({"kind": "webhook", "url": "http://example.org", "events": ["sweep_done"]}, "not offered yet"),
+    ({"kind": "webhook", "url": "http://example.org", "events": ["sweep_done", "failed"]}, "sweep_done is a channel of its own"),
+    ({"kind": "webhook", "url": "http://example.org", "events": ["build_missed", "sweep_done"]}, "is a channel of its own"),
+    ({"kind": "webhook", "url": "http://example.org", "grace_seconds": 60}, "grace_seconds is for build_missed"),
+    ({"kind": "webhook", "url": "http://example.org", "events": ["build_missed"], "grace_seconds": 5}, "grace_seconds"),
+    ({"kind": "webhook", "url": "http://example.org", "events": ["sweep_done"], "filters": {"host": "local"}}, "not host"),
+    ({"kind": "webhook", "url": "http://example.org", "events": ["build_missed"], "filters": {"user": "al"}}, "host only"),
     ({"kind": "webhook", "url": "http://example.org", "filters": {"team": "x"}}, "team"),
     ({"kind": "webhook", "url": "http://example.org", "filters": {"user": "../../etc"}}, "user"),
 ]
@@ -76,6 +81,14 @@ def test_channels_are_prefect_automations_with_a_test_send_and_a_delivery_log(na
     assert listed[hook]["url"] == hooks.url("/t") and listed[hook]["events"] == ["failed", "crashed", "timed_out"]  # no secret shown
     assert listed[hook]["filters"] == {"user": "carol", "host": None, "sweep_id": "sw1"}
     assert listed[hook]["automation_name"].startswith("OPEVA webhook")
+    sweeps = _channel(napi, kind="webhook", url=hooks.url("/s"), events=["sweep_done"], filters={"sweep_id": "sw2", "user": "dan"})
+    missed = _channel(napi, kind="webhook", url=hooks.url("/m"), events=["build_missed"], grace_seconds=900, filters={"host": "local"})
+    got = {c: napi.get(f"/notifications/channels/{c}").json() for c in (sweeps, missed)}
+    assert (got[sweeps]["events"], got[sweeps]["filters"], got[sweeps]["grace_seconds"]) == (
+        ["sweep_done"], {"user": "dan", "host": None, "sweep_id": "sw2"}, None)
+    assert (got[missed]["events"], got[missed]["filters"]["host"], got[missed]["grace_seconds"]) == (["build_missed"], "local", 900)
+    for channel in (sweeps, missed):
+        assert napi.delete(f"/notifications/channels/{channel}").status_code == 200
 
     sent = napi.post(f"/notifications/channels/{email}/test").json()
     assert sent["outcome"] == "published" and sent["recipients"] == ["ops@example.org"] and sent["status"] == "test", sent
@@ -168,6 +181,8 @@ def test_with_tokens_a_users_channel_watches_only_their_jobs_and_is_theirs_alone
         with client("tok-alice") as alice, client("tok-bob") as bob, client("tok-root") as root:
             r = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a"), "filters": {"user": "bob"}})
             assert r.status_code == 403 and "only watch 'alice'" in r.json()["detail"], r.text
+            r = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a"), "events": ["build_missed"]})
+            assert r.status_code == 403 and "admin" in r.json()["detail"], r.text
             mine = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a")}).json()["channel_id"]
             assert alice.get(f"/notifications/channels/{mine}").json()["filters"]["user"] == "alice"  # narrowed to her own jobs
             assert alice.get(f"/notifications/channels/{mine}").json()["owner"] == "alice"
