@@ -17,6 +17,7 @@ class BundleOut(BaseModel):
     config_sha256: str | None = Field(None, description="The simulator's config digest, from the manifest.")
     dataset_name: str | None = Field(None, description="The dataset the policy was trained on, from the manifest.")
     algorithm: str | None = None
+    kpis: dict[str, float | None] | None = Field(None, description="The source job's district KPIs when the bundle was stored (lineage).")
 
 
 class BundleCreatedOut(BaseModel):

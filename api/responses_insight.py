@@ -149,6 +149,8 @@ class JobInfoExtras(FailureFields, StartFields):
     supervisor_container_name: str | None = Field(None, description="The flow run's own container.")
     error_summary: str | None = Field(None, description="The line the failure was recognised by.")
     bundle: JobBundle | None = Field(None, description="The trained policy's bundle, when the job exported one.")
+    stored_bundle_ids: list[str] = Field(default_factory=list, description=(
+        "Bundles stored from this job (POST /deploy/bundles/from-job/{job_id}): GET /deploy/bundles lists them, switch-bundle serves one."))
 
 
 class FolderOut(BaseModel):

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core import job_io
+from core.kpis import read_job_kpis
 from core.job_bundle import BUNDLE_DIR, MANIFEST, MAX_MANIFEST
 from core.layout import write_json_atomic
 
@@ -61,6 +62,11 @@ def _locked(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def bundles_of_job(root: Path, job_id: str) -> list[str]:
+    """The ids of the stored bundles made from ``job_id`` (the job detail links them)."""
+    return [str(e["bundle_id"]) for e in list_bundles(root) if e.get("source_job_id") == job_id and e.get("bundle_id")]
 
 
 def list_bundles(root: Path) -> list[dict[str, Any]]:
@@ -214,8 +220,9 @@ def import_job_bundle(root: Path, job_dir: Path, job_id: str, job_name: str | No
             if digest != expected:
                 raise BundleError(422, f"{rel}: sha256 {digest} does not match the manifest's {expected}")
         (tmp / MANIFEST).write_bytes(raw)
+        kpis = read_job_kpis(job_dir).district or None  # lineage: how the policy scored when it was stored
         return _store_folder(root, tmp, [MANIFEST, *(rel for rel, _ in listed)],
-                             lambda bundle_id: _entry(bundle_id, manifest, job_id, job_name, len(listed) + 1))
+                             lambda bundle_id: {**_entry(bundle_id, manifest, job_id, job_name, len(listed) + 1), "kpis": kpis})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -27,6 +27,7 @@ from core.hosts import HostsFile, InferenceTargetSpec
 
 SOCKET_NAME = "inference.sock"
 SOCKET_DIR_IN_CONTAINER = "/run/opeva-inference"
+REMEMBERED_NAME = "last-load.json"  # the target's last successful load, reloaded when it restarts (inference/service.py)
 MANIFEST = "artifact_manifest.json"
 PROBE_SECONDS = 2.0
 LOAD_SECONDS = 60.0

@@ -28,6 +28,7 @@ from typing import Any
 from core import bundle_store
 from core.hosts import HostsFile, load_hosts
 from core.inference_targets import (
+    REMEMBERED_NAME,
     SOCKET_DIR_IN_CONTAINER,
     SOCKET_NAME,
     Target,
@@ -114,13 +115,15 @@ def run_command(target: Target, home: Path, data_dir: Path, image: str) -> list[
         "-v", f"{bundle_store.store_dir(data_dir)}:{target.bundle_mount_path}:ro",
         "-v", f"{socket_path(home, target.id).parent}:{SOCKET_DIR_IN_CONTAINER}",
         image, "--listen", f"unix:{SOCKET_DIR_IN_CONTAINER}/{SOCKET_NAME}", "--bundle-root", target.bundle_mount_path,
+        "--remember", f"{SOCKET_DIR_IN_CONTAINER}/{REMEMBERED_NAME}",
     ]
     return ["sh", "-c", f"docker rm -f {shlex.quote(target.container_name or '')} >/dev/null 2>&1; exec {shlex.join(run)}"]
 
 
 def _prepare(target: Target, home: Path, data_dir: Path) -> None:
     """The socket's folder, writable by the container's uid only (its parent private to the platform),
-    no stale socket; the bundle store present (an empty one is mounted too)."""
+    no stale socket and no remembered load (a platform starts its targets empty; only a restart
+    by the supervisor, which skips this, reloads); the bundle store present (an empty one is mounted too)."""
     run_dir = socket_path(home, target.id).parent
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir.parent, 0o700)
@@ -131,6 +134,7 @@ def _prepare(target: Target, home: Path, data_dir: Path) -> None:
     else:
         os.chmod(run_dir, 0o777)  # no chown without root; the private parent keeps other users out
     socket_path(home, target.id).unlink(missing_ok=True)
+    (run_dir / REMEMBERED_NAME).unlink(missing_ok=True)
     bundle_store.store_dir(data_dir).mkdir(parents=True, exist_ok=True)
 
 

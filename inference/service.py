@@ -7,6 +7,14 @@ policy replaces the old one by one reference assignment when it is whole, so no 
 half a bundle or no bundle (a switch drops nothing). Standard library only: the image needs no
 web framework and the process starts fast. ``/admin/load`` only reads under ``--bundle-root``
 (the bundle store, mounted read-only), whatever path it is given.
+
+``--remember FILE``: each successful load is written there (manifest, artifacts folder, bundle
+id; atomically), and a service started with that file present loads that bundle again before it
+answers. Why: a target that dies is restarted by ``make up``'s supervisor with the same command;
+without this it came back serving nothing until someone switched it again. The file lives in the
+target's own socket folder, which ``make up`` empties at its start, so a fresh platform still
+starts with no bundle loaded (docs/inference.md). What the file names goes through the same
+checks as a ``POST /admin/load`` (under the bundle root, digests): a forged file loads nothing else.
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ from typing import Any
 from inference.policy import Policy, PolicyError, load_policy
 
 MAX_BODY = 4 << 20  # 4 MiB: thousands of agents' observations
+MAX_REMEMBERED = 64 << 10  # the remembered load is three short fields
 
 
 class Serving:
     """What the service holds: the current policy (one reference, swapped whole) and the last load."""
 
-    def __init__(self, bundle_root: Path) -> None:
+    def __init__(self, bundle_root: Path, remember: Path | None = None) -> None:
         self.bundle_root = bundle_root.resolve()
+        self.remember = remember
         self.policy: Policy | None = None
         self.loaded_at: str | None = None
         self.last_load: dict[str, Any] | None = None
@@ -87,10 +97,46 @@ class Serving:
                               "manifest_path": str(manifest), "artifacts_dir": str(artifacts), "agents": len(policy.agents),
                               "load_seconds": round(time.monotonic() - started, 4), "loaded_at": self.loaded_at}
             log(f"serving bundle {bundle_id} ({len(policy.agents)} agents) instead of {previous or 'nothing'}")
+            self._write_remembered({"manifest_path": str(manifest), "artifacts_dir": str(artifacts), "bundle_id": bundle_id})
             return 200, self.last_load
         finally:
             self.loading = None
             self.load_lock.release()
+
+    def _write_remembered(self, load: dict[str, str]) -> None:
+        if self.remember is None:
+            return
+        tmp = self.remember.with_name(f".{self.remember.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(load))
+            os.replace(tmp, self.remember)
+        except OSError as exc:  # serving goes on; only a restart would come back empty
+            log(f"could not remember the load in {self.remember}: {exc}")
+
+    def reload_remembered(self) -> None:
+        """Load the bundle of the last successful load before a restart, if the file names one."""
+        if self.remember is None:
+            return
+        try:
+            fd = os.open(self.remember, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log(f"not reloading: {self.remember} cannot be opened ({exc})")
+            return
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MAX_REMEMBERED + 1) if os.fstat(f.fileno()).st_mode & 0o170000 == 0o100000 else b""
+        try:
+            body = json.loads(raw) if 0 < len(raw) <= MAX_REMEMBERED else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            log(f"not reloading: {self.remember} is not a remembered load")
+            return
+        log(f"restarted: loading bundle {str(body.get('bundle_id'))[:128]} again")
+        status, answer = self.load({k: body.get(k) for k in ("manifest_path", "artifacts_dir", "bundle_id")})
+        if status != 200:
+            log(f"reload failed ({status}): {answer.get('detail')}")
 
     def act(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         policy = self.policy  # one read: the whole request uses one bundle
@@ -189,10 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="OPEVA inference service (GET /health, POST /admin/load, POST /act)")
     parser.add_argument("--listen", default=os.environ.get("OPEVA_INFERENCE_LISTEN", "unix:/run/opeva-inference/inference.sock"))
     parser.add_argument("--bundle-root", default=os.environ.get("OPEVA_INFERENCE_BUNDLE_ROOT", "/bundles"))
+    parser.add_argument("--remember", default=None, help="a file where each load is kept and read back at start (a restart reloads)")
     args = parser.parse_args(argv)
-    serving = Serving(Path(args.bundle_root))
+    serving = Serving(Path(args.bundle_root), Path(args.remember) if args.remember else None)
+    serving.reload_remembered()  # before the socket exists: a caller never sees the empty service of a restart
     server = make_server(args.listen, serving)
-    log(f"listening on {args.listen}; bundles under {serving.bundle_root}; no bundle loaded")
+    loaded = serving.policy.bundle_id if serving.policy else None
+    log(f"listening on {args.listen}; bundles under {serving.bundle_root}; {f'serving bundle {loaded}' if loaded else 'no bundle loaded'}")
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:

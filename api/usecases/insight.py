@@ -24,6 +24,7 @@ from core.eta import Eta, SampleBook, estimate, read_progress
 from core.failures import Failure, classify, result_error_text
 from core.hosts import HostsFile
 from core.job_bundle import bundle_summary
+from core.bundle_store import bundles_of_job
 from core.job_storage import measure
 from core.layout import DataRoot
 from core.queue_estimate import HostQueue, RunningJob, estimate_starts, usual_duration
@@ -212,4 +213,5 @@ def job_info_extras(storage: DataRoot, run: FlowRun, status: str, supervisor: An
         **(failure.fields() if failure else {}),
         "error_summary": failure.error_summary if failure else None,
         "bundle": bundle_summary(storage.job(job_id).dir, job_id),
+        "stored_bundle_ids": bundles_of_job(storage.root, job_id),
     }

@@ -16,6 +16,7 @@ from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, PrefectGateway, opeva_status
 from api.job_index import JobIndex, matches
 from core.limits import Resources
+from core.placement import HostLoad, pick
 from api.models import RunSimulationRequest
 from api.idempotency import DIGEST_LABEL
 from api.owners import Ownership
@@ -131,17 +132,20 @@ def _submitted(run: FlowRun, message: str) -> JobSubmitted:
 
 
 async def choose_host(gateway: PrefectGateway, hosts: HostsFile, profile: str | None) -> Host:
-    """Automatic selection: the first host of the profile (gpu: GPU-capable; cpu: not) in the
-    hosts file's order that has a worker online, else the first of the profile (it waits)."""
+    """Automatic selection: among the profile's hosts (gpu: GPU-capable; cpu: not) with a worker
+    online, the first with a free slot, else the shortest wait per slot (core/placement.py); with
+    no worker online, the first of the profile (it waits there)."""
     candidates = [h for h in hosts.hosts if profile is None or (h.gpus is not None) == (profile == "gpu")]
     if not candidates:
         kind = "GPU-capable" if profile == "gpu" else "CPU-only"
         raise ApiError(400, f"no {kind} host is configured for target_worker_profile {profile!r}; hosts: {', '.join(hosts.names)}")
-    online = await asyncio.gather(*(gateway.hosts.workers(h.name) for h in candidates))
-    for host, workers in zip(candidates, online):
-        if any(w.status == "ONLINE" for w in workers):
-            return host
-    return candidates[0]
+    workers = await asyncio.gather(*(gateway.hosts.workers(h.name) for h in candidates))
+    online = [h for h, found in zip(candidates, workers) if any(w.status == "ONLINE" for w in found)]
+    if len(online) <= 1:
+        return online[0] if online else candidates[0]
+    pools, active = await asyncio.gather(gateway.hosts.pools([h.name for h in online]), asyncio.gather(*(gateway.active_runs(h.name) for h in online)))
+    loads = [HostLoad(h.name, pools[h.name].concurrency_limit if h.name in pools else None, len(runs)) for h, runs in zip(online, active)]
+    return hosts.get(pick(loads)) or online[0]
 
 
 async def _placement(gateway: PrefectGateway, hosts: HostsFile, body: RunSimulationRequest, config: dict[str, Any] | None) -> tuple[Host, str | None]:

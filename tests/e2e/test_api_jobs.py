@@ -110,6 +110,23 @@ def test_stop_running_job_then_already_finished(api):
     assert again.status_code == 200 and again.json() == {"message": "Job already finished (stopped)", "job_id": job_id, "status": "stopped"}
 
 
+def test_an_automatic_job_goes_to_the_first_online_host_with_a_free_slot(api):
+    """No ``target_host``: ``local`` (first in hosts.yaml, limit 4) is full of pinned jobs, so the
+    job goes to ``second``; ``offline`` (no worker) is never chosen (core/placement.py)."""
+    pinned = [launch(api, TICKS, target_host="local") for _ in range(4)]
+    try:
+        r = api.post("/run-simulation", json={"config": experiment(), "command": sh("echo placed")})
+        assert r.status_code == 200 and r.json()["host"] == "second", r.text
+        auto = r.json()["job_id"]
+        assert wait_status(api, auto, {"finished", "failed"}, 120) == "finished"
+        assert api.get(f"/job-info/{auto}").json()["target_host"] == "second"
+    finally:
+        for job in pinned:
+            api.post(f"/stop/{job}")
+        for job in pinned:
+            wait_status(api, job, {"stopped", "canceled"}, 90)
+
+
 def test_stop_queued_job_is_canceled_and_hosts_report_offline_worker(api):
     job_id = launch(api, TICKS, target_host="offline")  # a pool with no worker: stays queued
     assert api.get(f"/status/{job_id}").json()["status"] == "queued"

@@ -147,3 +147,36 @@ def test_bundle_from_job_served_switched_without_failures_and_refusals(targets, 
     assert "listening on unix:" in first
     external = api.get("/deploy/inferences/down/logs/history/chunk", params={"since_ts": since}).json()
     assert external["available"] is False and external["lines"] == []
+
+
+def test_a_target_that_dies_comes_back_serving_its_last_bundle(targets, api):
+    """``make up``'s supervisor restarts a dead target with its own command; it reloads the last
+    bundle it loaded before it answers (inference/service.py ``--remember``), so clients get the
+    same policy back, not 409 "no bundle is loaded"."""
+    import docker
+
+    from deployments.supervisor import RestartPolicy, check_children
+
+    platform = targets
+    served = api.get("/deploy/inferences/local/health").json()
+    if not served["configured"]:  # run alone: give it a bundle first
+        job = _job(api, "rule_based", "local")
+        _finished(api, job)
+        bundle = api.post(f"/deploy/bundles/from-job/{job}").json()["bundle"]["bundle_id"]
+        assert api.post("/deploy/inferences/local/switch-bundle", json={"bundle_id": bundle}, timeout=150).status_code == 200
+        served = api.get("/deploy/inferences/local/health").json()
+    bundle = served["active_bundle_id"]
+    service = next(s for s in platform.services if s.name == "inference-local")
+    container = api.get("/deploy/inferences").json()
+    name = next(t["container_name"] for t in container if t["id"] == "local")
+    docker.from_env().containers.get(name).kill()
+    wait_for(lambda: service.proc.poll() is not None, 30, 0.2, what="the target's process to end")
+    assert api.get("/deploy/inferences/local/health").json()["reachable"] is False
+    policy = RestartPolicy()
+    check_children(platform, policy, now=time.monotonic())  # the supervisor's pass: a restart scheduled
+    check_children(platform, policy, now=time.monotonic() + policy.cap + 1)  # the next: restarted, ready
+    health = api.get("/deploy/inferences/local/health").json()
+    assert health["reachable"] and health["configured"] and health["active_bundle_id"] == bundle, health
+    dims = health["raw"]["observation_dimensions"]
+    with _target_client(platform) as target:
+        assert target.post("/act", json={"observations": _observations(dims)}).json()["bundle_id"] == bundle

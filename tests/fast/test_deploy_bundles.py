@@ -8,7 +8,7 @@ import json
 import uuid
 from pathlib import Path
 
-from helpers import experiment, gateway_call
+from helpers import KPI_HEADER, experiment, gateway_call
 
 from simulator.agents import make_controller
 from simulator.bundle import export_bundle
@@ -47,8 +47,12 @@ def _expected_id(folder: Path) -> str:
 def test_a_finished_job_s_bundle_is_stored_once_with_its_lineage(api, storage):
     job = _job(api)
     _export(storage.job(job).dir)
+    kpi_folder = storage.job(job).dir / "results" / "simulation_data" / "s1"
+    kpi_folder.mkdir(parents=True)
+    (kpi_folder / "exported_kpis.csv").write_text(KPI_HEADER + "district_cost_total_control_eur,1,12.5\n")
     source = storage.job(job).dir / "bundle"
     manifest = json.loads((source / "artifact_manifest.json").read_text())
+    assert api.get(f"/job-info/{job}").json()["stored_bundle_ids"] == []
     r = api.post(f"/deploy/bundles/from-job/{job}")
     assert r.status_code == 201, r.text
     body = r.json()
@@ -58,6 +62,8 @@ def test_a_finished_job_s_bundle_is_stored_once_with_its_lineage(api, storage):
     assert bundle["source_job_id"] == job and bundle["file_count"] == 3
     assert bundle["config_sha256"] == manifest["simulator"]["config_sha256"]
     assert bundle["dataset_name"] == manifest["simulator"]["dataset_name"]
+    assert 12.5 in bundle["kpis"].values(), bundle["kpis"]  # lineage: the job's KPIs when it was stored
+    assert api.get(f"/job-info/{job}").json()["stored_bundle_ids"] == [bundle["bundle_id"]]  # the job detail links it
     stored = storage.root / "bundles" / bundle["storage_dir_name"]
     for item in manifest["files"]:
         assert (stored / item["path"]).read_bytes() == (source / item["path"]).read_bytes()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import datetime
 import uuid
 import zipfile
@@ -206,9 +207,23 @@ def world(http, storage, mongo_module) -> dict[str, str]:
     paths.log_file.parent.mkdir(parents=True, exist_ok=True)
     paths.log_file.write_text("2026-01-01 00:00:00 | INFO | episode 1/1 done\n")
     paths.resolved_config_file.write_text(CONFIG_TEXT)
-    tags = http.get("/job-images/versions").json().get("tags") or [{"name": "latest"}]
     return {"job_id": job_id, "config": "eui_contract.yaml", "dataset": "eui-contract-ds", "site": SITE,
-            "image_tag": tags[0]["name"] if isinstance(tags[0], dict) else str(tags[0]), "bundle": _fresh_bundle(http)}
+            "image_tag": _offered_tag(http), "bundle": _fresh_bundle(http)}
+
+
+def _offered_tag(http) -> str:
+    """The tag the UI would pick: on a fresh engine (CI's) that is ``reference``, which
+    ``make setup`` makes on Docker hosts and this tier's process pools do not: made here."""
+    from core.hosts import load_hosts
+    from core.settings import PlatformSettings
+    from deployments.reference_image import ensure_reference_image
+
+    made = ensure_reference_image(load_hosts().get("local"), PlatformSettings().runtime_image)
+    if made:
+        return made.rsplit(":", 1)[1]
+    assert os.environ.get("OPEVA_REQUIRE_DOCKER") != "1", "OPEVA_REQUIRE_DOCKER=1 but the reference image could not be made"
+    tags = http.get("/job-images/versions").json().get("tags") or [{"name": "latest"}]
+    return tags[0]["name"] if isinstance(tags[0], dict) else str(tags[0])
 
 
 @pytest.fixture(scope="module")

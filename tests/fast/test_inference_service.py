@@ -7,6 +7,7 @@ Real HTTP over a real Unix socket to the service's own server, in a thread of th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -173,3 +174,41 @@ def test_service_refuses_bad_input_and_keeps_serving(service, tmp_path):
     assert client.post("/nope", json={}).status_code == 404
     assert client.get("/health").json()["bundle_id"] == "aaaa", "every refusal left the loaded bundle serving"
     assert client.post("/act", json={"observations": good}).status_code == 200
+
+
+def test_a_restarted_service_reloads_its_last_bundle_and_nothing_a_forged_file_names(tmp_path):
+    root = tmp_path / "bundles"
+    root.mkdir()
+    remembered = tmp_path / "last-load.json"
+    a, *_ = _bundle(root, "aaaa", "rule_based")
+    b, *_ = _bundle(root, "bbbb", "no_control")
+    first = Serving(root, remembered)
+    first.reload_remembered()
+    assert first.policy is None, "a fresh start (no file) serves nothing"
+    assert first.load({"manifest_path": str(a / MANIFEST)})[0] == 200
+    assert first.load({"manifest_path": str(b / MANIFEST), "bundle_id": "bbbb"})[0] == 200
+    assert first.load({"manifest_path": str(root / "nope" / MANIFEST)})[0] == 422  # a failed load is not remembered
+
+    again = Serving(root, remembered)  # the restart: same command, same file
+    again.reload_remembered()
+    assert again.policy is not None and again.policy.bundle_id == "bbbb" and again.health()["last_load"]["status"] == "loaded"
+
+    outside = tmp_path / "outside"
+    shutil.copytree(a, outside)
+    forged = [json.dumps({"manifest_path": str(outside / MANIFEST), "bundle_id": "x"}), "not json", "[1, 2]", "{" * 70000]
+    for text in forged:
+        remembered.write_text(text)
+        s = Serving(root, remembered)
+        s.reload_remembered()
+        assert s.policy is None, text[:80]
+    remembered.unlink()
+    remembered.symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"manifest_path": str(a / MANIFEST)}))
+    s = Serving(root, remembered)
+    s.reload_remembered()
+    assert s.policy is None, "a link is not followed"
+    remembered.unlink()
+    os.mkfifo(remembered)
+    s = Serving(root, remembered)
+    s.reload_remembered()  # a FIFO neither blocks the start nor loads anything
+    assert s.policy is None

@@ -12,6 +12,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState, FlowRunFilterStateName
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Running
 
@@ -27,10 +28,11 @@ def _late_runs(sites: list[str]) -> dict[str, list]:
 
     async def read(gateway):
         dep = await gateway.client.read_deployment_by_name("build-dataset/local")
-        return [r for r in await gateway.client.read_flow_runs(limit=200) if r.deployment_id == dep.id]
+        late = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[dep.id]), state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Late"])))
+        return await gateway.client.read_flow_runs(flow_run_filter=late, limit=200)  # a minute cron makes an hour of runs ahead
 
     runs = gateway_call(read)
-    return {s: [r for r in runs if r.parameters.get("site_id") == s and r.state and r.state.name == "Late"] for s in sites}
+    return {s: [r for r in runs if r.parameters.get("site_id") == s] for s in sites}
 
 
 def _set_state(run_id, state) -> None:
