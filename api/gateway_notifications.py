@@ -34,6 +34,19 @@ class ChannelNotFound(LookupError):
     """No automation of ours carries that channel id."""
 
 
+async def restricted_url_problem(url: str) -> str | None:
+    """Why Prefect's SSRF check refuses ``url`` (it resolves the name: run off the event loop), or None."""
+    import asyncio
+
+    from prefect.utilities.urls import validate_restricted_url
+
+    try:
+        await asyncio.to_thread(validate_restricted_url, url)
+    except ValueError as exc:
+        return str(exc).split("URL.", 1)[-1].strip() or str(exc)
+    return None
+
+
 def tag_value(automation: Automation, prefix: str) -> str | None:
     return next((t[len(prefix):] for t in automation.tags if t.startswith(prefix)), None)
 

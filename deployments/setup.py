@@ -33,6 +33,7 @@ log = logging.getLogger("opeva.setup")
 
 IMAGE_WORKDIR = "/opt/opeva"
 ZOMBIE_AUTOMATION = "opeva: crash runs whose heartbeats stopped"
+LOST_HOST_AUTOMATION = "opeva: move the queued jobs of a lost host"
 HEARTBEAT_SECONDS = 30
 # The container's command: one Python that runs the engine and acts on cancellation
 # (flows/container_entry.py says why it replaces `prefect flow-run execute`).
@@ -298,6 +299,31 @@ async def ensure_zombie_automation() -> None:
     ).acreate()
 
 
+async def ensure_lost_host_automation(client: Any, hosts: HostsFile) -> None:
+    """When a host's pool loses its last worker (Prefect's foreman: ``prefect.work-pool.not-ready``),
+    run ``move-lost-host-jobs/control`` for it (flows/move_lost_host_jobs.py). Made again at each
+    setup: the hosts it watches are the hosts file's."""
+    from prefect.automations import Automation
+    from prefect.events.actions import RunDeployment
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    deployment = await client.read_deployment_by_name("move-lost-host-jobs/control")
+    try:
+        old = await Automation.aread(name=LOST_HOST_AUTOMATION)
+        await old.adelete()
+    except ValueError:
+        pass
+    await Automation(
+        name=LOST_HOST_AUTOMATION,
+        description="A host whose last worker stopped heart-beating: its automatically placed queued jobs move to online hosts.",
+        trigger=EventTrigger(expect={"prefect.work-pool.not-ready"},
+                             match={"prefect.resource.id": "prefect.work-pool.*", "prefect.resource.name": hosts.names},  # type: ignore[arg-type]
+                             posture=Posture.Reactive, threshold=1, within=timedelta(0)),
+        actions=[RunDeployment(source="selected", deployment_id=deployment.id,
+                               parameters={"host": {"__prefect_kind": "jinja", "template": "{{ event.resource.name }}"}})],
+    ).acreate()
+
+
 async def setup(
     hosts: HostsFile | None = None,
     *,
@@ -327,6 +353,7 @@ async def setup(
         await control_pool.ensure_control_pool(client, _run_env())
         for name in await control_pool.ensure_control_deployments(client, control_pool.CONTROL_FLOWS):
             log.info("deployment %s on the control pool", name)
+        await ensure_lost_host_automation(client, hosts)
     await ensure_zombie_automation()
     return types
 

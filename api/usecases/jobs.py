@@ -32,12 +32,11 @@ from api.usecases.images import chosen_image
 from core.layout import DataRoot
 from api.usecases import dataset_lineage as lineage, insight, notifications, organization
 from api.models_notifications import NotificationFields
-from core.states import PROFILE_LABEL, ACTIVE
+from core.states import ACTIVE, PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM
 from api.usecases.slurm_hosts import slurm_fields
 from core.submission import SubmissionRefused, check_image_tag, check_profile, check_profile_value, config_requires_gpu
 
 KINDS = {"run-simulation": "simulation", "build-dataset": "dataset"}
-REQUEUED_FROM = "opeva.requeued_from"
 QUEUED_TYPES = (StateType.SCHEDULED, StateType.PAUSED)
 
 
@@ -115,8 +114,8 @@ def job_variables_for(host: Host, resources: Resources | None, lowered: dict[str
     return variables
 
 
-def _labels(body: RunSimulationRequest, profile: str | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
+def _labels(body: RunSimulationRequest, profile: str | None, automatic: bool) -> dict[str, str]:
+    labels: dict[str, str] = {PLACEMENT_LABEL: "automatic"} if automatic else {}
     if profile:
         labels[PROFILE_LABEL] = profile
     if body.deucalion_options:
@@ -222,7 +221,7 @@ async def submit_simulation(
     submitted = await gateway.submit(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
         job_variables=job_variables_for(host, resources, asked), idempotency_key=scoped_key(user, idempotency_key),
-        labels={**_labels(body, profile), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
+        labels={**_labels(body, profile, automatic=not (body.target_host and body.target_host.strip())), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
         tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
     )
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made

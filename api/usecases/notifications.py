@@ -21,7 +21,7 @@ from uuid import UUID
 from api.deps import known_host
 from api.errors import ApiError
 from api.gateway import DATASET_FLOW, SIMULATION_FLOW, SWEEP_FLOW, PrefectGateway, parse_job_id
-from api.gateway_notifications import ID_TAG, OWNER_TAG, ChannelNotFound, tag_value
+from api.gateway_notifications import ID_TAG, OWNER_TAG, ChannelNotFound, restricted_url_problem, tag_value
 from api.models_notifications import ChannelCreated, ChannelFilters, ChannelOut, ChannelRequest, NotificationAttempt, NotificationFields, attempts
 from api.security import User
 from core.hosts import HostsFile
@@ -103,9 +103,16 @@ def filters_of(trigger: Any) -> ChannelFilters:
     return ChannelFilters(**out)
 
 
-def _destination(body: ChannelRequest, settings: NotifySettings) -> dict[str, Any]:
+async def _destination(body: ChannelRequest, settings: NotifySettings, user: User) -> dict[str, Any]:
+    """The block's fields. A webhook is called by the Prefect server, from inside the platform's
+    network: a user's webhook may only reach public addresses (Prefect's own SSRF check, at
+    creation and again at each call with its pinned-address transport); an admin's may reach
+    any, since admins run the platform (and without tokens everyone is one)."""
     if body.kind == "webhook":
-        return {"url": body.url, "method": "POST", "headers": {"Content-Type": "application/json"}}
+        if not user.admin and (why := await restricted_url_problem(body.url or "")):
+            raise ApiError(400, f"url {redacted_url(body.url or '')} is refused: {why}; "
+                                "a webhook to a private, loopback or link-local address is an admin's to make")
+        return {"url": body.url, "method": "POST", "headers": {"Content-Type": "application/json"}, "allow_private_urls": user.admin}
     if not settings.smtp_host:
         raise ApiError(400, "e-mail channels need an SMTP server: set OPEVA_SMTP_HOST (and OPEVA_SMTP_PORT, OPEVA_SMTP_FROM) for the API")
     if settings.smtp_security not in ("none", "starttls", "ssl"):
@@ -124,7 +131,7 @@ async def create(gateway: PrefectGateway, body: ChannelRequest, user: User, host
     filters = _owner_filters(body, user)
     if filters.host:
         known_host(filters.host, hosts)
-    destination = _destination(body, NotifySettings())
+    destination = await _destination(body, NotifySettings(), user)
     if len(await gateway.notifications.channels()) >= MAX_CHANNELS:
         raise ApiError(409, f"at most {MAX_CHANNELS} notification channels; delete some first")
     channel_id = uuid.uuid4().hex

@@ -23,7 +23,8 @@ from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, JobNotFound, PrefectGateway, opeva_status
 from api.models import CancelRequest, FailRequest, JobsCleanupRequest, QueueCleanupRequest, RequeueRequest
 from api.responses import CleanupOut, JobMessage, RequeueOut
-from api.usecases.jobs import QUEUED_TYPES, REQUEUED_FROM
+from api.usecases.jobs import QUEUED_TYPES
+from core.states import REQUEUED_FROM
 from core.states import PHASE_LABEL
 from core.hosts import HostsFile
 from core.layout import DataRoot

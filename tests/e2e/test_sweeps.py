@@ -31,14 +31,17 @@ SWEEPER = f"sweeper-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
-def sweep_calls(api, receivers) -> Iterator:
+def sweep_calls(platform, receivers) -> Iterator:
     """A ``sweep_done`` webhook channel on this module's sweeps; yields the calls it got, by sweep id."""
+    import httpx
+
     _, hooks = receivers
-    r = api.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/sweeps"), "events": ["sweep_done"],
-                                                  "filters": {"user": SWEEPER}})
-    assert r.status_code == 201, r.text
-    yield lambda sweep_id: [c for c in hooks.calls if c["path"] == "/sweeps" and c["body"].get("job_id") == sweep_id]
-    api.delete(f"/notifications/channels/{r.json()['channel_id']}")
+    with httpx.Client(base_url=platform.api_url, timeout=30) as api:
+        r = api.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/sweeps"), "events": ["sweep_done"],
+                                                      "filters": {"user": SWEEPER}})
+        assert r.status_code == 201, r.text
+        yield lambda sweep_id: [c for c in hooks.calls if c["path"] == "/sweeps" and c["body"].get("job_id") == sweep_id]
+        api.delete(f"/notifications/channels/{r.json()['channel_id']}")
 
 
 def _children(sweep_id: str) -> list:

@@ -169,21 +169,25 @@ def test_a_failed_job_notifies_once_per_channel_and_a_stop_or_another_users_job_
 def test_with_tokens_a_users_channel_watches_only_their_jobs_and_is_theirs_alone(platform, receivers):
     from deployments.platform import Platform, free_port
 
-    _, hooks = receivers
+    smtp, hooks = receivers
     secured = Platform(home=platform.home, prefect_port=platform.prefect_port, mongo_port=platform.mongo_port,
                        api_port=free_port(), data_dir=platform.data_dir)
     secured.start_api(OPEVA_API_TOKENS="alice:tok-alice,bob:tok-bob,root:tok-root", OPEVA_API_ADMINS="root",
-                      OPEVA_HOSTS_FILE=str(platform.home / "hosts.yaml"))
+                      OPEVA_HOSTS_FILE=str(platform.home / "hosts.yaml"), OPEVA_SMTP_HOST="127.0.0.1", OPEVA_SMTP_PORT=str(smtp.port))
     try:
         def client(token: str) -> httpx.Client:
             return httpx.Client(base_url=secured.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
 
         with client("tok-alice") as alice, client("tok-bob") as bob, client("tok-root") as root:
-            r = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a"), "filters": {"user": "bob"}})
+            r = alice.post("/notifications/channels", json={"kind": "email", "to": "a@example.org", "filters": {"user": "bob"}})
             assert r.status_code == 403 and "only watch 'alice'" in r.json()["detail"], r.text
             r = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a"), "events": ["build_missed"]})
             assert r.status_code == 403 and "admin" in r.json()["detail"], r.text
-            mine = alice.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/a")}).json()["channel_id"]
+            # the Prefect server makes the call from inside the platform: a user's webhook may not reach private addresses
+            for url in (hooks.url("/a"), "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/x", "http://[::1]:4200/api"):
+                r = alice.post("/notifications/channels", json={"kind": "webhook", "url": url})
+                assert r.status_code == 400 and "admin's to make" in r.json()["detail"], (url, r.text)
+            mine = alice.post("/notifications/channels", json={"kind": "email", "to": "alice@example.org"}).json()["channel_id"]
             assert alice.get(f"/notifications/channels/{mine}").json()["filters"]["user"] == "alice"  # narrowed to her own jobs
             assert alice.get(f"/notifications/channels/{mine}").json()["owner"] == "alice"
             assert mine not in [c["channel_id"] for c in bob.get("/notifications/channels").json()]
@@ -195,6 +199,10 @@ def test_with_tokens_a_users_channel_watches_only_their_jobs_and_is_theirs_alone
             assert [d["channel_id"] for d in alice.get("/notifications/deliveries", params={"channel_id": mine}).json()] == [mine]
             assert mine in [c["channel_id"] for c in root.get("/notifications/channels").json()]  # an admin sees all
             assert root.delete(f"/notifications/channels/{mine}").status_code == 200
+            admins = root.post("/notifications/channels", json={"kind": "webhook", "url": hooks.url("/root")})
+            assert admins.status_code == 201, admins.text  # an admin's webhook may reach the platform's own network
+            assert root.post(f"/notifications/channels/{admins.json()['channel_id']}/test").json()["outcome"] == "published"
+            assert root.delete(f"/notifications/channels/{admins.json()['channel_id']}").status_code == 200
             assert httpx.get(f"{secured.api_url}/notifications/channels").status_code == 401
     finally:
         secured.stop()

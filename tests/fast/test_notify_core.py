@@ -44,3 +44,25 @@ def test_webhook_urls_and_what_records_show_of_them():
     assert "http:// or https://" in webhook_url_problem("file:///etc/passwd")
     assert "spaces" in webhook_url_problem("http://a b.org/")
     assert redacted_url("https://user:pw@hooks.example.org:8443/p?token=s#f") == "https://hooks.example.org:8443/p"
+
+
+def test_sweep_and_missed_build_notices_say_what_they_are_about():
+    sweep = parse_notice(_render(payload_template("c1", "http://ui.test", "http://prefect.test", "sweep_done"), "sweep-grid", None))
+    assert sweep["about"] == "sweep_done" and sweep["ui_url"] is None, "the OPEVA UI has no sweep page: no dead link"
+    assert email_subject({**sweep, "state": "Completed"}) == "[OPEVA] Sweep completed: sweep-grid"
+    assert "Sweep ID: 0b7e6a0e" in email_text(sweep)
+    missed = {"about": "build_missed", "job_name": "nightly-x", "job_id": "r1", "host": "local", "state": "Late",
+              "scheduled": "2026-12-05 02:00:00+00:00"}
+    assert email_subject(missed) == "[OPEVA] Scheduled build missed: nightly-x on local"
+    assert "Scheduled for: 2026-12-05 02:00:00+00:00" in email_text(missed) and "Build ID: r1" in email_text(missed)
+
+
+def test_a_users_webhook_block_refuses_a_private_address_at_call_time():
+    """Created through the API by a non-admin, the block has allow_private_urls off: even if the
+    name resolved to a public address at creation, Prefect's check runs again at each call."""
+    from blocks.notifications import OpevaWebhook
+
+    block = OpevaWebhook(url="http://127.0.0.1:9/hook", allow_private_urls=False, channel_id="c1")
+    record = asyncio.run(block.deliver({"kind": "opeva.job-notice", "job_id": "j1", "state": "Failed"}))
+    assert record["outcome"] == "failed" and record["published"] is False
+    assert "private" in record["error"].lower() or "not a valid url" in record["error"].lower(), record["error"]
