@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from datetime import timedelta
 from typing import Any
 
 from prefect import get_client
@@ -26,15 +25,13 @@ from core import containers
 from core.settings import PROJECT_ROOT, PlatformSettings
 from blocks.storage import DEFAULT_BLOCK_NAME, SharedStorage
 from core.hosts import Host, HostsFile, load_hosts
-from deployments import control_pool
+from deployments import automations, control_pool
+from deployments.automations import HEARTBEAT_SECONDS
 from deployments.mlflow_server import pool_env
 
 log = logging.getLogger("opeva.setup")
 
 IMAGE_WORKDIR = "/opt/opeva"
-ZOMBIE_AUTOMATION = "opeva: crash runs whose heartbeats stopped"
-LOST_HOST_AUTOMATION = "opeva: move the queued jobs of a lost host"
-HEARTBEAT_SECONDS = 30
 # The container's command: one Python that runs the engine and acts on cancellation
 # (flows/container_entry.py says why it replaces `prefect flow-run execute`).
 CONTAINER_COMMAND = "python -m flows.container_entry"
@@ -265,65 +262,6 @@ async def register_blocks(settings: PlatformSettings, mongo_uri: str | None) -> 
         await MongoSites(uri=mongo_uri).asave(DEFAULT_BLOCK_NAME, overwrite=True)
 
 
-async def ensure_zombie_automation() -> None:
-    """Runs whose worker or host died stay Running forever (Prefect #16746); missing
-    heartbeats mark them Crashed instead (Prefect docs, "Detect zombie flows")."""
-    from prefect.automations import Automation
-    from prefect.client.schemas.objects import StateType
-    from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    try:
-        await Automation.aread(name=ZOMBIE_AUTOMATION)
-        return
-    except ValueError:
-        pass
-    await Automation(
-        name=ZOMBIE_AUTOMATION,
-        trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
-            expect={
-                "prefect.flow-run.heartbeat",
-                "prefect.flow-run.Completed",
-                "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled",
-                "prefect.flow-run.Crashed",
-            },
-            match={"prefect.resource.id": ["prefect.flow-run.*"]},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=timedelta(seconds=3 * HEARTBEAT_SECONDS),
-        ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED, message="No heartbeat for 90 s: the worker or host died.")],
-    ).acreate()
-
-
-async def ensure_lost_host_automation(client: Any, hosts: HostsFile) -> None:
-    """When a host's pool loses its last worker (Prefect's foreman: ``prefect.work-pool.not-ready``),
-    run ``move-lost-host-jobs/control`` for it (flows/move_lost_host_jobs.py). Made again at each
-    setup: the hosts it watches are the hosts file's."""
-    from prefect.automations import Automation
-    from prefect.events.actions import RunDeployment
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    deployment = await client.read_deployment_by_name("move-lost-host-jobs/control")
-    try:
-        old = await Automation.aread(name=LOST_HOST_AUTOMATION)
-        await old.adelete()
-    except ValueError:
-        pass
-    await Automation(
-        name=LOST_HOST_AUTOMATION,
-        description="A host whose last worker stopped heart-beating: its automatically placed queued jobs move to online hosts.",
-        trigger=EventTrigger(expect={"prefect.work-pool.not-ready"},
-                             match={"prefect.resource.id": "prefect.work-pool.*", "prefect.resource.name": hosts.names},  # type: ignore[arg-type]
-                             posture=Posture.Reactive, threshold=1, within=timedelta(0)),
-        actions=[RunDeployment(source="selected", deployment_id=deployment.id,
-                               parameters={"host": {"__prefect_kind": "jinja", "template": "{{ event.resource.name }}"}})],
-    ).acreate()
-
-
 async def setup(
     hosts: HostsFile | None = None,
     *,
@@ -353,8 +291,8 @@ async def setup(
         await control_pool.ensure_control_pool(client, _run_env())
         for name in await control_pool.ensure_control_deployments(client, control_pool.CONTROL_FLOWS):
             log.info("deployment %s on the control pool", name)
-        await ensure_lost_host_automation(client, hosts)
-    await ensure_zombie_automation()
+        await automations.ensure_lost_host_automation(client, hosts)
+    await automations.ensure_zombie_automation()
     return types
 
 
