@@ -27,7 +27,7 @@ from blocks.notifications import OpevaEmail, OpevaWebhook, artifact_body
 from core.notify import ARTIFACT_TYPE
 
 CHANNEL_TAG = "opeva-notification"
-ID_TAG, OWNER_TAG = "channel:", "owner:"
+ID_TAG, OWNER_TAG, KIND_TAG = "channel:", "owner:", "kind:"
 
 
 class ChannelNotFound(LookupError):
@@ -56,25 +56,31 @@ class NotificationGateway:
         self.client = client
 
     async def create(self, channel_id: str, kind: str, destination: dict[str, Any], *, name: str, owner: str | None,
-                     rule: dict[str, Any], payload: str) -> Automation:
-        """The block (the destination: ``destination`` are its fields), then the automation (the
-        rule) whose one action uses it. ``rule`` holds the trigger's expect/after/match/
-        match_related/posture/within; one bucket per flow run, threshold 1: a reactive rule
-        notifies once per event, a proactive one once per run whose expected event did not come."""
+                     parts: list[tuple[str, dict[str, Any], str]]) -> list[Automation]:
+        """The block (the destination: ``destination`` are its fields), then one automation per
+        part ``(kind of rule, trigger fields, payload template)``, each with one action on that
+        block. The trigger fields are expect/after/match/match_related/posture/within; one bucket
+        per flow run, threshold 1: a reactive rule notifies once per event, a proactive one once
+        per run whose expected event did not come. All or nothing: a failure removes what was made."""
         block = (OpevaEmail if kind == "email" else OpevaWebhook)(**destination, channel_id=channel_id)
         block_id = await block.asave(name=f"opeva-channel-{channel_id}", client=self.client)
-        action = (SendNotification(block_document_id=block_id, subject="OPEVA job notice", body=payload) if isinstance(block, OpevaEmail)
-                  else CallWebhook(block_document_id=block_id, payload=payload))
-        trigger = EventTrigger(**rule, for_each={"prefect.resource.id"}, threshold=1)
-        tags = [CHANNEL_TAG, f"{ID_TAG}{channel_id}", *([f"{OWNER_TAG}{owner}"] if owner else [])]
-        core = AutomationCore(name=name, description=f"OPEVA notification channel {channel_id} (made through the OPEVA API)",
-                              enabled=True, tags=tags, trigger=trigger, actions=[action])
+        made: list[UUID] = []
         try:
-            automation_id = await self.client.create_automation(core)
+            for about, rule, payload in parts:
+                action = (SendNotification(block_document_id=block_id, subject="OPEVA job notice", body=payload) if isinstance(block, OpevaEmail)
+                          else CallWebhook(block_document_id=block_id, payload=payload))
+                trigger = EventTrigger(**rule, for_each={"prefect.resource.id"}, threshold=1)
+                tags = [CHANNEL_TAG, f"{ID_TAG}{channel_id}", f"{KIND_TAG}{about}", *([f"{OWNER_TAG}{owner}"] if owner else [])]
+                core = AutomationCore(name=f"{name} [{about}]"[:200] if len(parts) > 1 else name, enabled=True, tags=tags, trigger=trigger,
+                                      description=f"OPEVA notification channel {channel_id}, {about} rule (made through the OPEVA API)",
+                                      actions=[action])
+                made.append(await self.client.create_automation(core))
         except Exception:
+            for automation_id in made:
+                await self.client.delete_automation(automation_id)
             await self.client.delete_block_document(block_id)
             raise
-        return await self.client.read_automation(automation_id)  # type: ignore[return-value]
+        return [await self.client.read_automation(a) for a in made]  # type: ignore[misc]
 
     def prefect_ui_url(self) -> str:
         """Prefect's UI, for links in notices: PREFECT_UI_URL, else the API's address without ``/api``."""
@@ -86,9 +92,10 @@ class NotificationGateway:
     async def channels(self) -> list[Automation]:
         return [a for a in await self.client.read_automations() if CHANNEL_TAG in a.tags]
 
-    async def channel(self, channel_id: str) -> Automation:
-        found = next((a for a in await self.channels() if tag_value(a, ID_TAG) == channel_id), None)
-        if found is None:
+    async def channel(self, channel_id: str) -> list[Automation]:
+        """The channel's automations (one per kind of rule)."""
+        found = [a for a in await self.channels() if tag_value(a, ID_TAG) == channel_id]
+        if not found:
             raise ChannelNotFound(f"no notification channel {channel_id!r}")
         return found
 
@@ -108,12 +115,14 @@ class NotificationGateway:
             raise ChannelNotFound(f"the block of channel {tag_value(automation, ID_TAG)!r} is gone; delete the channel") from None
         return Block._from_block_document(document)
 
-    async def delete(self, automation: Automation) -> None:
-        block_id = getattr(automation.actions[0], "block_document_id", None) if automation.actions else None
-        await self.client.delete_automation(automation.id)
-        if block_id is not None:
+    async def delete(self, automations: list[Automation]) -> None:
+        """Every automation of the channel, then its block."""
+        block_ids = {getattr(a.actions[0], "block_document_id", None) for a in automations if a.actions}
+        for automation in automations:
+            await self.client.delete_automation(automation.id)
+        for block_id in block_ids - {None}:
             try:
-                await self.client.delete_block_document(block_id)
+                await self.client.delete_block_document(block_id)  # type: ignore[arg-type]
             except ObjectNotFound:
                 pass
 

@@ -40,6 +40,8 @@ class ResourceRequest(BaseModel):
     nofile: int | None = Field(None, ge=64, le=1_048_576, description="Open files per process.")
     log_bytes: int | None = Field(None, ge=1024, le=1 << 40, description="Log bytes mirrored; past it a marker.")
     disk_bytes: int | None = Field(None, ge=1 << 20, le=1 << 50, description="Bytes in the job's folder; over it: error_code disk_limit.")
+    wall_seconds: int | None = Field(None, ge=1, le=366 * 86400, description=(
+        "Run time of the simulator; over it the job is stopped: error_code timed_out, state TimedOut (a 'timed_out' notification)."))
 
     @field_validator("memory")
     @classmethod

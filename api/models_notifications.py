@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.notify import BUILD_MISSED_GRACE, DEFAULT_EVENTS, JOB_EVENTS, SOLO_EVENTS, about_of, valid_email, webhook_url_problem
+from core.notify import ALL_EVENTS, BUILD_MISSED_GRACE, DEFAULT_EVENTS, FILTERS_OF_KIND, kinds_of, valid_email, webhook_url_problem
 
 EventName = Literal["failed", "crashed", "timed_out", "sweep_done", "build_missed"]
 MAX_RECIPIENTS = 10
@@ -60,13 +60,11 @@ class ChannelRequest(BaseModel):
     @field_validator("events")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
-        value = sorted(set(value), key=[*JOB_EVENTS, *SOLO_EVENTS].index)
-        about_of(value)  # one kind per channel (its ValueError is the 422's message)
-        return value
+        return sorted(set(value), key=list(ALL_EVENTS).index)
 
     @property
-    def about(self) -> str:
-        return about_of(self.events)
+    def kinds(self) -> list[str]:
+        return kinds_of(self.events)
 
     @model_validator(mode="after")
     def _destination(self) -> "ChannelRequest":
@@ -74,13 +72,16 @@ class ChannelRequest(BaseModel):
             raise ValueError("an email channel takes 'to' (an address or a list), not 'url'")
         if self.kind == "webhook" and (not self.url or self.to is not None):
             raise ValueError("a webhook channel takes 'url', not 'to'")
-        about = self.about
-        if self.grace_seconds is not None and about != "build_missed":
+        kinds = self.kinds
+        if self.grace_seconds is not None and "build_missed" not in kinds:
             raise ValueError("grace_seconds is for build_missed channels only")
-        if about == "sweep_done" and self.filters.host:
+        if kinds == ["sweep_done"] and self.filters.host:
             raise ValueError("a sweep_done channel filters by user or sweep_id, not host (a sweep runs on the control pool)")
-        if about == "build_missed" and (self.filters.user or self.filters.sweep_id):
+        if kinds == ["build_missed"] and (self.filters.user or self.filters.sweep_id):
             raise ValueError("a build_missed channel filters by host only (scheduled builds have no submitter and no sweep)")
+        unused = [k for k, v in self.filters.model_dump(exclude_none=True).items() if not any(k in FILTERS_OF_KIND[kind] for kind in kinds)]
+        if unused:
+            raise ValueError(f"filter {unused[0]} narrows none of the events {', '.join(self.events)}")
         return self
 
 
@@ -98,7 +99,9 @@ class ChannelOut(BaseModel):
     grace_seconds: int | None = Field(None, description="build_missed channels: the grace after a build is marked Late.")
     owner: str | None = None
     enabled: bool = True
-    automation_name: str = Field(description="The Prefect automation holding the rule (Prefect UI > Automations).")
+    automation_name: str = Field(description=(
+        "The Prefect automation(s) holding the rules (Prefect UI > Automations), ' | '-separated: one per kind of event "
+        "(job events, sweep_done, build_missed)."))
     block_document_id: str = Field(description="The Prefect block holding the destination (Prefect UI > Blocks).")
 
 

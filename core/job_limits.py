@@ -31,7 +31,9 @@ ERROR_CODES = {
     "out_of_memory": "the job used more memory than its limit and was killed by the kernel",
     "pids_limit": "the job stayed at its process limit (a fork bomb or a runaway pool) and was stopped",
     "disk_limit": "the job's folder grew over its disk limit and the job was stopped",
+    "timed_out": "the simulator ran longer than its time limit (wall_seconds) and was stopped; the run ends TimedOut",
 }
+MAX_WALL_SECONDS = 366 * 86400
 
 
 def parse_bytes(value: Any, *, what: str = "size") -> int:
@@ -69,6 +71,8 @@ class JobLimits(BaseModel):
     log_bytes: int | str = Field("256m", description="Log bytes mirrored into Prefect and platform.log; past it a marker, the job goes on.")
     disk_bytes: int | str = Field("10g", description="Bytes on disk in the job's folder; over it the job is stopped: disk_limit.")
     disk_entries: int = Field(200_000, ge=100, le=100_000_000, description="Files and folders in the job's folder.")
+    wall_seconds: int | None = Field(None, ge=1, le=MAX_WALL_SECONDS, description=(
+        "Run time of the simulator; over it the job is stopped (error_code timed_out, Prefect state TimedOut). null: no limit."))
 
     def model_post_init(self, _: Any) -> None:
         for name in ("memory", "log_bytes", "disk_bytes"):
@@ -97,6 +101,7 @@ class Effective(BaseModel):
     log_bytes: int
     disk_bytes: int
     disk_entries: int
+    wall_seconds: int | None = None
 
     def create_kwargs(self) -> dict[str, Any]:
         """Docker ``containers.create`` settings of the simulator's container."""
@@ -120,7 +125,7 @@ class Effective(BaseModel):
 
 
 # What a job may ask for (``resources`` in the REST body, job variable ``limits``): only lower.
-JOB_FIELDS = ("pids", "memory", "cpus", "nofile", "log_bytes", "disk_bytes")
+JOB_FIELDS = ("pids", "memory", "cpus", "nofile", "log_bytes", "disk_bytes", "wall_seconds")
 
 
 def effective(host_limits: JobLimits, asked: dict[str, Any] | None, *, host_name: str = "", strict: bool = True) -> Effective:
@@ -129,7 +134,7 @@ def effective(host_limits: JobLimits, asked: dict[str, Any] | None, *, host_name
     out: dict[str, Any] = {
         "pids": host_limits.pids, "memory": host_limits.memory_bytes, "cpus": host_limits.cpus,
         "nofile": host_limits.nofile, "log_bytes": host_limits.log_bytes_n, "disk_bytes": host_limits.disk_bytes_n,
-        "disk_entries": host_limits.disk_entries,
+        "disk_entries": host_limits.disk_entries, "wall_seconds": host_limits.wall_seconds,
     }
     for key, raw in (asked or {}).items():
         if key not in JOB_FIELDS or raw is None:

@@ -28,21 +28,23 @@ SWEEP_DONE_STATES = ("Completed", "Failed", "Crashed")
 # after its slot) and it has not started ``grace`` seconds after that.
 LATE_STATE, STARTED_STATE = "Late", "Running"
 BUILD_MISSED_GRACE = 600
-SOLO_EVENTS = ("sweep_done", "build_missed")  # each its own rule: a channel takes one of them, or job events
+SOLO_EVENTS = ("sweep_done", "build_missed")  # each is its own Prefect automation in a channel (kinds_of)
+ALL_EVENTS = (*JOB_EVENTS, *SOLO_EVENTS)
+# Which filters narrow which kind of rule: a sweep runs on the control pool (no host); a
+# scheduled build has no submitter and no sweep.
+FILTERS_OF_KIND = {"job": ("user", "host", "sweep_id"), "sweep_done": ("user", "sweep_id"), "build_missed": ("host",)}
 
 
-def about_of(events: list[str]) -> str:
-    """What a channel's notices are about: ``job``, ``sweep_done`` or ``build_missed``.
+def kinds_of(events: list[str]) -> list[str]:
+    """The rules a channel's events need: ``job`` (failed/crashed/timed_out), ``sweep_done``,
+    ``build_missed``, in that order. Why several: a Prefect automation has one trigger, and its
+    related-resource filter is a single AND, so "failed simulation runs" and "completed sweep
+    runs" cannot share one without also matching completed simulations. A channel is then one
+    block (the destination) and one automation per kind."""
+    kinds = ["job"] if any(e in JOB_EVENTS for e in events) else []
+    return kinds + [e for e in SOLO_EVENTS if e in events]
 
-    Why one kind per channel: a channel is one Prefect automation with one event trigger, and a
-    trigger's related-resource filter is one AND: "failed simulation runs" and "completed sweep
-    runs" cannot share it without also matching completed simulations."""
-    solo = [e for e in events if e in SOLO_EVENTS]
-    if not solo:
-        return "job"
-    if len(events) > 1:
-        raise ValueError(f"{solo[0]} is a channel of its own: give events [{solo[0]!r}] alone, and make another channel for the rest")
-    return solo[0]
+
 NOTICE_KIND = "opeva.job-notice"
 ARTIFACT_TYPE = "opeva-notification"  # the Prefect artifact type of a delivery record
 HISTORY_LIMIT = 20  # upstream keeps the last 20 attempts per job

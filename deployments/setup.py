@@ -92,12 +92,12 @@ JOB_VARIABLES_SCHEMA: dict[str, Any] = {
                 {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {k: {"type": "integer", "minimum": 1} for k in ("pids", "nofile", "log_bytes", "disk_bytes")},
+                    "properties": {k: {"type": "integer", "minimum": 1} for k in ("pids", "nofile", "log_bytes", "disk_bytes", "wall_seconds")},
                 },
                 {"type": "null"},
             ],
             "default": None,
-            "title": "Lower limits of the simulator (processes, open files, log bytes, disk bytes; core/job_limits.py)",
+            "title": "Lower limits of the simulator (processes, open files, log bytes, disk bytes, run time; core/job_limits.py)",
         },
         "container_create_kwargs": {
             "anyOf": [

@@ -308,6 +308,8 @@ def _outcome(run, job: JobPaths, info: dict[str, Any]) -> Any:
     written = read_job_json(job.dir, job.job_info_file.relative_to(job.dir))
     merged = {**(written if isinstance(written, dict) else {}), **info}
     write_json_atomic(job.job_info_file, {**merged, "error_code": run.error_code, "log": run.log_summary()})
+    if run.error_code == "timed_out":  # Prefect's engine turns a TimeoutError into its own TimedOut state
+        raise TimeoutError(error_message(run.error_code, f"{run.error_detail}{run.note or ''}"))
     if run.error_code:
         raise SimulatorFailed(error_message(run.error_code, f"{run.error_detail}{run.note or ''}"))
     if run.returncode != 0:
@@ -361,7 +363,7 @@ def _run_in_container(client, host, job, storage, cfg_file, name, sim_image, cmd
     mark_phase("running")
     try:
         run = mirror(container, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set,
-                     limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries),
+                     limits=MirrorLimits.of(bounds),
                      pids=container.pids, backlog=prefect_log_backlog)
         if not _CANCELLED.is_set():
             container.settle_oom_mark()
@@ -390,6 +392,6 @@ def _run_as_subprocess(host, job, storage, cfg_file, name, sim_image, cmd, logge
     try:
         bounds = job_limits(host, current_run.job_variables or {})
         return mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=_CANCELLED.is_set,
-                      limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries), backlog=prefect_log_backlog)
+                      limits=MirrorLimits.of(bounds), backlog=prefect_log_backlog)
     finally:
         source.stop()

@@ -163,7 +163,7 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
     previous = _on_sigterm(cancelled)
     try:
         run = mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=polled_should_stop,
-                     limits=MirrorLimits(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries), backlog=prefect_log_backlog)
+                     limits=MirrorLimits.of(bounds), backlog=prefect_log_backlog)
     finally:
         if not source.ended:  # the mirror left early (a limit, an error): the job must not run on unwatched
             _stop(slurm_id, 0, source, logger)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO, Protocol
 
 from core.job_io import CHUNK, FileFollower, LineSplitter, folder_usage, open_platform_file, read_json
-from core.job_limits import show_bytes
+from core.job_limits import Effective, show_bytes
 from core.layout import JobPaths
 
 POLL_SECONDS = 0.2
@@ -86,6 +86,12 @@ class MirrorLimits:
     log_bytes: int = 256 << 20
     disk_bytes: int | None = None
     disk_entries: int | None = None
+    wall_seconds: int | None = None  # from the watchdog's start: over it, error_code timed_out
+
+    @classmethod
+    def of(cls, bounds: Effective) -> "MirrorLimits":
+        """From a job's effective limits (core.job_limits.Effective)."""
+        return cls(bounds.log_bytes, bounds.disk_bytes, bounds.disk_entries, bounds.wall_seconds)
 
 
 class OutputSource(Protocol):
@@ -164,6 +170,7 @@ class Watchdog(threading.Thread):
         self.error_code: str | None = None
         self.detail: str | None = None
         self._strikes = 0
+        self.started = time.monotonic()
 
     def run(self) -> None:
         while not self.done.wait(WATCH_SECONDS):
@@ -176,6 +183,8 @@ class Watchdog(threading.Thread):
 
     def check(self) -> None:
         lim = self.limits
+        if lim.wall_seconds and time.monotonic() - self.started > lim.wall_seconds:
+            return self._trip("timed_out", f"the simulator ran over its time limit of {lim.wall_seconds} s")
         if lim.disk_bytes or lim.disk_entries:
             used, entries = folder_usage(self.job_dir, max_entries=(lim.disk_entries or 10**9) + 1)
             if lim.disk_bytes and used > lim.disk_bytes:

@@ -98,7 +98,7 @@ def _check_reference_simulator(config: dict[str, Any], storage: DataRoot) -> Non
         raise ExperimentConfigError(exc.field, str(exc)) from exc
 
 
-LOWERED = ("pids", "nofile", "log_bytes", "disk_bytes")  # limits a job may lower (core/job_limits.py)
+LOWERED = ("pids", "nofile", "log_bytes", "disk_bytes", "wall_seconds")  # limits a job may lower (core/job_limits.py)
 
 
 def job_variables_for(host: Host, resources: Resources | None, lowered: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Notification channels: an e-mail or webhook destination plus the rule of which runs notify.
 
-A channel is made of Prefect objects only (api/gateway_notifications.py): the rule is an event
-trigger on flow-run state events, the destination a block Prefect's server uses to deliver.
-Three kinds of rule (:func:`rule`): job events (``prefect.flow-run.Failed``/``Crashed``/
+A channel is made of Prefect objects only (api/gateway_notifications.py): one block (the
+destination, which Prefect's server uses to deliver) and one automation per kind of rule its
+events need, tagged ``channel:<id>`` (an automation has one trigger: core.notify.kinds_of says
+why). Three kinds of rule (:func:`rule`): job events (``prefect.flow-run.Failed``/``Crashed``/
 ``TimedOut`` of job flows, narrowed when asked to a user's ``submitted-by:<user>`` tag, a host's
 work pool or a sweep's ``sweep:<id>`` tag); ``sweep_done`` (a ``run-sweep`` run ended Completed,
 Failed or Crashed); ``build_missed`` (a proactive trigger: a scheduled ``build-dataset`` run
@@ -25,7 +26,7 @@ from api.gateway_notifications import ID_TAG, OWNER_TAG, ChannelNotFound, restri
 from api.models_notifications import ChannelCreated, ChannelFilters, ChannelOut, ChannelRequest, NotificationAttempt, NotificationFields, attempts
 from api.security import User
 from core.hosts import HostsFile
-from core.notify import (BUILD_MISSED_GRACE, JOB_EVENTS, LATE_STATE, STARTED_STATE, SWEEP_DONE_STATES, NotifySettings, payload_template,
+from core.notify import (ALL_EVENTS, BUILD_MISSED_GRACE, FILTERS_OF_KIND, JOB_EVENTS, LATE_STATE, STARTED_STATE, SWEEP_DONE_STATES, NotifySettings, payload_template,
                          redacted_url, test_notice)
 
 EVENT_PREFIX = "prefect.flow-run."
@@ -40,8 +41,8 @@ def _owner_filters(body: ChannelRequest, user: User) -> ChannelFilters:
     filters = body.filters
     if user.admin:
         return filters
-    if body.about == "build_missed":
-        raise ApiError(403, "build_missed channels watch every scheduled build: an admin's to make")
+    if "build_missed" in body.events:
+        raise ApiError(403, "build_missed watches every scheduled build: an admin's to make")
     if filters.user not in (None, user.name):
         raise ApiError(403, f"a channel of {user.name!r} may only watch {user.name!r}'s jobs; ask an admin for others'")
     return filters.model_copy(update={"user": user.name})
@@ -57,18 +58,19 @@ def _related(flows: list[str], filters: ChannelFilters, *tags: str) -> list[dict
     return related
 
 
-def rule(body: ChannelRequest, filters: ChannelFilters) -> dict[str, Any]:
-    """The channel's event trigger (its fields; the gateway adds one bucket per run, threshold 1)."""
-    about = body.about
-    if about == "sweep_done":  # the sweep's own run: its id is the sweep id
+def rule(kind: str, body: ChannelRequest, filters: ChannelFilters) -> dict[str, Any]:
+    """One kind's event trigger (its fields; the gateway adds one bucket per run, threshold 1),
+    narrowed by the filters that apply to that kind (core.notify.FILTERS_OF_KIND)."""
+    filters = ChannelFilters(**{k: v for k, v in filters.model_dump().items() if k in FILTERS_OF_KIND[kind]})
+    if kind == "sweep_done":  # the sweep's own run: its id is the sweep id
         run = f"prefect.flow-run.{filters.sweep_id}" if filters.sweep_id else ANY_RUN
         return {"expect": {f"{EVENT_PREFIX}{s}" for s in SWEEP_DONE_STATES}, "match": {"prefect.resource.id": run},
                 "match_related": _related([SWEEP_FLOW], filters.model_copy(update={"sweep_id": None})), "posture": "Reactive", "within": 0}
-    if about == "build_missed":
+    if kind == "build_missed":
         return {"after": {f"{EVENT_PREFIX}{LATE_STATE}"}, "expect": {f"{EVENT_PREFIX}{STARTED_STATE}"}, "match": {"prefect.resource.id": ANY_RUN},
                 "match_related": _related([DATASET_FLOW], filters, SCHEDULED_TAG), "posture": "Proactive",
                 "within": body.grace_seconds or BUILD_MISSED_GRACE}
-    return {"expect": {f"{EVENT_PREFIX}{JOB_EVENTS[e]}" for e in body.events}, "match": {"prefect.resource.id": ANY_RUN},
+    return {"expect": {f"{EVENT_PREFIX}{JOB_EVENTS[e]}" for e in body.events if e in JOB_EVENTS}, "match": {"prefect.resource.id": ANY_RUN},
             "match_related": _related([SIMULATION_FLOW, DATASET_FLOW], filters), "posture": "Reactive", "within": 0}
 
 
@@ -132,47 +134,61 @@ async def create(gateway: PrefectGateway, body: ChannelRequest, user: User, host
     if filters.host:
         known_host(filters.host, hosts)
     destination = await _destination(body, NotifySettings(), user)
-    if len(await gateway.notifications.channels()) >= MAX_CHANNELS:
+    if len({tag_value(a, ID_TAG) for a in await gateway.notifications.channels()}) >= MAX_CHANNELS:
         raise ApiError(409, f"at most {MAX_CHANNELS} notification channels; delete some first")
     channel_id = uuid.uuid4().hex
-    await gateway.notifications.create(
-        channel_id, body.kind, destination, name=_name(body, filters), owner=user.name, rule=rule(body, filters),
-        payload=payload_template(channel_id, NotifySettings().ui_base_url, gateway.notifications.prefect_ui_url(), body.about),
-    )
+    ui, prefect_ui = NotifySettings().ui_base_url, gateway.notifications.prefect_ui_url()
+    parts = [(kind, rule(kind, body, filters), payload_template(channel_id, ui, prefect_ui, kind)) for kind in body.kinds]
+    await gateway.notifications.create(channel_id, body.kind, destination, name=_name(body, filters), owner=user.name, parts=parts)
     return ChannelCreated(channel_id=channel_id)
 
 
-async def _out(gateway: PrefectGateway, automation: Any) -> ChannelOut:
-    block = await gateway.notifications.block_of(automation)
-    kind = "email" if automation.actions[0].type == "send-notification" else "webhook"
-    events, trigger = events_of(automation.trigger), automation.trigger
+async def _out(gateway: PrefectGateway, automations: list[Any]) -> ChannelOut:
+    """The channel as one answer: its automations' events and filters merged, its block's destination."""
+    first = automations[0]
+    block = await gateway.notifications.block_of(first)
+    kind = "email" if first.actions[0].type == "send-notification" else "webhook"
+    events = {e for a in automations for e in events_of(a.trigger)}
+    filters: dict[str, str] = {}
+    for a in automations:
+        filters.update(filters_of(a.trigger).model_dump(exclude_none=True))
+    missed = next((a.trigger for a in automations if events_of(a.trigger) == ["build_missed"]), None)
     return ChannelOut(
-        channel_id=tag_value(automation, ID_TAG) or "", kind=kind, to=getattr(block, "to", None) if kind == "email" else None,
+        channel_id=tag_value(first, ID_TAG) or "", kind=kind, to=getattr(block, "to", None) if kind == "email" else None,
         url=redacted_url(block.url.get_secret_value()) if kind == "webhook" else None,  # type: ignore[attr-defined]
-        events=events, filters=filters_of(trigger),
-        grace_seconds=int(trigger.within.total_seconds()) if events == ["build_missed"] else None,
-        owner=tag_value(automation, OWNER_TAG), enabled=automation.enabled, automation_name=automation.name,
-        block_document_id=str(automation.actions[0].block_document_id),
+        events=[e for e in ALL_EVENTS if e in events], filters=ChannelFilters(**filters),
+        grace_seconds=int(missed.within.total_seconds()) if missed is not None else None,
+        owner=tag_value(first, OWNER_TAG), enabled=all(a.enabled for a in automations),
+        automation_name=" | ".join(a.name for a in automations)[:500],
+        block_document_id=str(first.actions[0].block_document_id),
     )
+
+
+def _grouped(automations: list[Any]) -> list[list[Any]]:
+    """Automations by channel, in the order their channels first appear."""
+    groups: dict[str, list[Any]] = {}
+    for a in automations:
+        groups.setdefault(tag_value(a, ID_TAG) or str(a.id), []).append(a)
+    return list(groups.values())
 
 
 def _visible(automation: Any, user: User) -> bool:
     return user.admin or tag_value(automation, OWNER_TAG) == user.name
 
 
-async def _mine(gateway: PrefectGateway, channel_id: str, user: User) -> Any:
+async def _mine(gateway: PrefectGateway, channel_id: str, user: User) -> list[Any]:
     try:
-        automation = await gateway.notifications.channel(channel_id)
+        automations = await gateway.notifications.channel(channel_id)
     except ChannelNotFound as exc:
         raise ApiError(404, str(exc)) from None
-    if not _visible(automation, user):
+    if not _visible(automations[0], user):
         raise ApiError(404, f"no notification channel {channel_id!r}")  # another user's: not even its existence
-    return automation
+    return automations
 
 
 async def list_all(gateway: PrefectGateway, user: User) -> list[ChannelOut]:
-    mine = [a for a in await gateway.notifications.channels() if _visible(a, user)]
-    found = await asyncio.gather(*(_out(gateway, a) for a in mine), return_exceptions=True)
+    mine = _grouped([a for a in await gateway.notifications.channels() if _visible(a, user)])
+    found = await asyncio.gather(*(_out(gateway, group) for group in mine), return_exceptions=True)
     return [c for c in found if isinstance(c, ChannelOut)]  # a channel whose block was deleted in Prefect's UI is left out
 
 
@@ -184,21 +200,22 @@ async def read(gateway: PrefectGateway, channel_id: str, user: User) -> ChannelO
 
 
 async def delete(gateway: PrefectGateway, channel_id: str, user: User) -> ChannelOut:
-    automation = await _mine(gateway, channel_id, user)
+    automations = await _mine(gateway, channel_id, user)
     try:
-        out = await _out(gateway, automation)
+        out = await _out(gateway, automations)
     except ChannelNotFound:
         out = None
-    await gateway.notifications.delete(automation)
-    kind = "email" if automation.actions and automation.actions[0].type == "send-notification" else "webhook"
-    return out or ChannelOut(channel_id=channel_id, kind=kind, events=[], filters=filters_of(automation.trigger),
-                             automation_name=automation.name, block_document_id="")  # its block was already gone
+    await gateway.notifications.delete(automations)
+    first = automations[0]
+    kind = "email" if first.actions and first.actions[0].type == "send-notification" else "webhook"
+    return out or ChannelOut(channel_id=channel_id, kind=kind, events=[], filters=filters_of(first.trigger),
+                             automation_name=first.name, block_document_id="")  # its block was already gone
 
 
 async def test(gateway: PrefectGateway, channel_id: str, user: User) -> NotificationAttempt:
-    automation = await _mine(gateway, channel_id, user)
+    automations = await _mine(gateway, channel_id, user)
     try:
-        record = await gateway.notifications.test_send(automation, test_notice(channel_id, NotifySettings().ui_base_url))
+        record = await gateway.notifications.test_send(automations[0], test_notice(channel_id, NotifySettings().ui_base_url))
     except ChannelNotFound as exc:
         raise ApiError(404, str(exc)) from None
     return NotificationAttempt(**record)

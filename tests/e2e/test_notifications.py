@@ -36,9 +36,9 @@ def user(napi, receivers) -> Iterator[str]:
         napi.delete(f"/notifications/channels/{channel}")
 
 
-def submit(napi: httpx.Client, user: str, command: list[str]) -> str:
+def submit(napi: httpx.Client, user: str, command: list[str], **body) -> str:
     r = napi.post("/run-simulation", json={"config": experiment("notify", uuid.uuid4().hex[:6]), "command": command,
-                                           "target_host": "local", "submitted_by": user})
+                                           "target_host": "local", "submitted_by": user, **body})
     assert r.status_code == 200, r.text
     return r.json()["job_id"]
 
@@ -82,6 +82,19 @@ def test_a_killed_container_is_notified(napi, receivers, user):
     sim.kill()
     assert not wait_final(job_id, 60).state.is_cancelled()
     assert_notified_once(receivers, job_id, ("FAILED", "CRASHED"))
+
+
+def test_a_job_over_its_time_limit_ends_timed_out_and_is_notified(napi, receivers, user):
+    """``resources.wall_seconds``: the supervisor stops the simulator and the run ends in Prefect's
+    own TimedOut state (a Failed type), which the ``timed_out`` event of a channel hears."""
+    job_id = submit(napi, user, sh('i=0; while true; do i=$((i+1)); echo "[INFO] tick $i"; sleep 0.5; done'), resources={"wall_seconds": 4})
+    run = wait_final(job_id, 120)
+    assert run.state.name == "TimedOut" and run.state.is_failed() and "error_code=timed_out" in run.state.message, run.state
+    info = napi.get(f"/job-info/{job_id}").json()
+    assert info["status"] == "failed" and info["error_code"] == "timed_out", info
+    assert_notified_once(receivers, job_id, ("FAILED",))
+    assert "State: TimedOut" in receivers[0].mailbox.about(job_id)[0]["text"]
+    assert not docker.from_env().containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
 
 
 def test_a_user_stop_notifies_no_one(napi, receivers, user):

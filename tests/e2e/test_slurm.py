@@ -182,7 +182,15 @@ def test_stop_reaches_scancel_and_the_term_handler_runs(sapi, cluster):
               "while true; do sleep 0.2; done")
     job_id = submit(sapi, run="stop", command=["bash", "-c", script])
     wait_for(lambda: "started" in sapi.get(f"/logs/{job_id}").text, 90, what="the job to start")
-    card = sapi.get("/hosts").json()["hosts"]["deucalion"]
+
+    def running_card() -> dict | None:
+        # The job's output is followed apart from Slurm's state, which the watcher reads every
+        # POLL_SECONDS: the first line can show before the card says RUNNING (seen in CI: "dispatched").
+        card = sapi.get("/hosts").json()["hosts"]["deucalion"]
+        mine = next((j for j in card["info"]["active_jobs"] if j["job_id"] == job_id), None)
+        return card if mine and mine["status"] == "running" else None
+
+    card = wait_for(running_card, 15, 0.25, what="the host card to show the job running")
     assert card["online"] and card["info"]["executor"] == "slurm"
     assert card["info"]["partition_limits"]["partitions"][0]["partition"] == "normal-x86"
     mine = next(j for j in card["info"]["active_jobs"] if j["job_id"] == job_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import threading
+import time
 
 import pytest
 
@@ -117,6 +118,11 @@ def test_limits_a_job_may_only_lower_and_absurd_values_are_refused():
     assert job_limits(host, {"mem_limit": "2g"}).memory == 1 << 30  # a run made by hand: the ceiling
     with pytest.raises(LimitExceeded):
         parse_bytes("5p")
+    assert effective(JobLimits(), None).wall_seconds is None, "no time limit unless the host or the job sets one"
+    timed = Host(name="t", limits=JobLimits(wall_seconds=3600))
+    assert job_limits(timed, {"limits": {"wall_seconds": 60}}).wall_seconds == 60
+    with pytest.raises(LimitExceeded, match="wall_seconds"):
+        job_limits(timed, {"limits": {"wall_seconds": 7200}}, strict=True)
     eff = effective(JobLimits(), None)
     kwargs = eff.create_kwargs()
     assert kwargs["pids_limit"] == 512 and kwargs["memswap_limit"] == kwargs["mem_limit"] and kwargs["ulimits"][0]["Soft"] == 4096
@@ -194,3 +200,8 @@ def test_mirror_keeps_every_line_of_a_flood_caps_the_log_and_stops_a_disk_filler
 
     filled = mirror(Endless(0), job=job, logger=logger, limits=MirrorLimits(disk_bytes=1 << 20))
     assert filled.error_code == "disk_limit" and "disk limit" in filled.error_detail
+
+    started = time.monotonic()
+    late = mirror(Endless(0), job=job, logger=logger, limits=MirrorLimits(wall_seconds=1))
+    assert late.error_code == "timed_out" and "time limit of 1 s" in late.error_detail
+    assert 1 <= time.monotonic() - started < 10, "stopped at its time limit, by the watchdog's next check"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import experiment, wait_for
+from helpers import experiment, gateway_call, wait_for
 from notify_receivers import UI, napi, receivers  # noqa: F401  (module fixtures)
 
 
@@ -32,8 +32,8 @@ BAD_BODIES = [
     ({"kind": "sms", "to": "a@b.org"}, "kind"),
     ({"kind": "webhook", "url": "http://example.org", "events": ["exploded"]}, "events"),
     ({"kind": "webhook", "url": "http://example.org", "events": []}, "events"),
-    ({"kind": "webhook", "url": "http://example.org", "events": ["sweep_done", "failed"]}, "sweep_done is a channel of its own"),
-    ({"kind": "webhook", "url": "http://example.org", "events": ["build_missed", "sweep_done"]}, "is a channel of its own"),
+    ({"kind": "webhook", "url": "http://example.org", "events": ["sweep_done", "build_missed"], "filters": {"sweep_id": "s"}, "grace_seconds": 5},
+     "grace_seconds"),
     ({"kind": "webhook", "url": "http://example.org", "grace_seconds": 60}, "grace_seconds is for build_missed"),
     ({"kind": "webhook", "url": "http://example.org", "events": ["build_missed"], "grace_seconds": 5}, "grace_seconds"),
     ({"kind": "webhook", "url": "http://example.org", "events": ["sweep_done"], "filters": {"host": "local"}}, "not host"),
@@ -83,7 +83,16 @@ def test_channels_are_prefect_automations_with_a_test_send_and_a_delivery_log(na
     assert listed[hook]["automation_name"].startswith("OPEVA webhook")
     sweeps = _channel(napi, kind="webhook", url=hooks.url("/s"), events=["sweep_done"], filters={"sweep_id": "sw2", "user": "dan"})
     missed = _channel(napi, kind="webhook", url=hooks.url("/m"), events=["build_missed"], grace_seconds=900, filters={"host": "local"})
-    got = {c: napi.get(f"/notifications/channels/{c}").json() for c in (sweeps, missed)}
+    mixed = _channel(napi, kind="webhook", url=hooks.url("/x"), events=["build_missed", "failed", "sweep_done"], grace_seconds=120,
+                     filters={"host": "local"})
+    got = {c: napi.get(f"/notifications/channels/{c}").json() for c in (sweeps, missed, mixed)}
+    assert (got[mixed]["events"], got[mixed]["filters"]["host"], got[mixed]["grace_seconds"]) == (
+        ["failed", "sweep_done", "build_missed"], "local", 120)
+    parts = gateway_call(lambda g: g.client.read_automations())
+    mine = [a for a in parts if f"channel:{mixed}" in a.tags]
+    assert sorted(t for a in mine for t in a.tags if t.startswith("kind:")) == ["kind:build_missed", "kind:job", "kind:sweep_done"]
+    assert napi.delete(f"/notifications/channels/{mixed}").status_code == 200
+    assert not [a for a in gateway_call(lambda g: g.client.read_automations()) if f"channel:{mixed}" in a.tags], "every part goes"
     assert (got[sweeps]["events"], got[sweeps]["filters"], got[sweeps]["grace_seconds"]) == (
         ["sweep_done"], {"user": "dan", "host": None, "sweep_id": "sw2"}, None)
     assert (got[missed]["events"], got[missed]["filters"]["host"], got[missed]["grace_seconds"]) == (["build_missed"], "local", 900)
