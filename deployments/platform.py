@@ -30,6 +30,11 @@ from deployments.file_modes import open_private_log, private_dir, private_secret
 from deployments.postgres import drop_to
 
 WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5-15 s; see bench/submit_latency.py
+# A lost host shows offline (and its automatic jobs move) once Prefect's foreman sees 3 missed worker
+# beats: 3 x 7 s + a 5 s foreman loop is <= 26 s after the worker dies (Prefect's 30 s beat and 15 s
+# loop made it 20-45 s; issue 22 asks <= 35 s). A beat is one small API call per worker.
+WORKER_HEARTBEAT_SECONDS = "7"
+FOREMAN_LOOP_SECONDS = "5"
 
 
 class StartupError(RuntimeError):
@@ -228,17 +233,20 @@ class Platform:
         return pg.url
 
     def server_env(self) -> dict[str, str]:
-        """The Prefect server's database settings (see README "Production (PostgreSQL)")."""
+        """The Prefect server's settings: its database (see README "Production (PostgreSQL)") and the foreman's loop."""
+        liveness = {"PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": FOREMAN_LOOP_SECONDS}
         if not self.database_url:
             # SQLite: one writer at a time; a longer lock wait beats "database is locked" errors in bursts.
-            return {"PREFECT_SERVER_DATABASE_TIMEOUT": "30"}
+            return {**liveness, "PREFECT_SERVER_DATABASE_TIMEOUT": "30"}
         return {
+            **liveness,
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
             "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20",  # bursts of submissions (Prefect #22314)
             "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "20",
         }
 
-    def start_prefect_server(self) -> None:
+    def start_prefect_server(self, **settings: str) -> None:
+        """The Prefect server; ``settings`` are extra ``PREFECT_SERVER_*`` values for this start (tests)."""
         if http_ok(f"{self.prefect_api_url}/health"):
             print(f"Prefect server already answers on {self.prefect_api_url}; using it")
             return
@@ -251,7 +259,7 @@ class Platform:
             [sys.executable, "-m", "deployments.prefect_server", "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
             lambda: http_ok(f"{self.prefect_api_url}/health"),
             timeout=float(os.environ.get("OPEVA_PREFECT_START_TIMEOUT", "180")),  # first start runs migrations: slow on a busy machine
-            **self.server_env(),
+            **self.server_env(), **settings,
         )
 
     def start_mongo(self) -> None:
@@ -291,7 +299,7 @@ class Platform:
             prefect_cli() + ["worker", "start", "--pool", pool, "--type", pool_type, "--name", worker_name],
             lambda: worker_online(self.prefect_api_url, pool, worker_name, auth=self.prefect_auth_string),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_QUERY_SECONDS,
-            PREFECT_WORKER_HEARTBEAT_SECONDS="10",
+            PREFECT_WORKER_HEARTBEAT_SECONDS=WORKER_HEARTBEAT_SECONDS,
         )
 
     def start_api(self, **env: str) -> None:

@@ -1,5 +1,7 @@
 """A job survives a restart of the Prefect server: the run ends Completed and its
-states are recorded. Runs last (marker ``disruptive``): it restarts the server."""
+states are recorded; its dataset lineage (issue 25 §5) survives that restart and another with
+Prefect's event retention at 0, when Prefect no longer holds a single event of the job. Runs
+last (marker ``disruptive``): it restarts the server."""
 
 from __future__ import annotations
 
@@ -24,10 +26,7 @@ def test_job_completes_across_a_prefect_server_restart(storage, platform, api):
     job_id = str(gateway_call(lambda g: g.submit("run-simulation", "local", params)).id)
     wait_for(lambda: read_run(job_id).state.is_running(), 90, what="the job to run")
 
-    server = next(s for s in platform.services if s.name == "prefect-server" and s.proc.poll() is None)
-    os.killpg(server.proc.pid, signal.SIGTERM)
-    server.proc.wait(timeout=30)
-    platform.start_prefect_server()  # same port, same database
+    _restart(platform)  # same port, same database
 
     run = wait_for(lambda: (r := read_run(job_id)).state.is_final() and r, 180, what="the job to finish")
     assert run.state.is_completed(), run.state
@@ -37,3 +36,30 @@ def test_job_completes_across_a_prefect_server_restart(storage, platform, api):
     assert [[j["job_id"] for j in v["jobs"]] for v in lineage["versions"]] == [[job_id]]
     assert lineage["versions"][0]["jobs"][0]["status"] == "finished" and lineage["versions"][0]["current"] is True
     assert "[INFO] step 30" in storage.job(job_id).log_file.read_text()
+
+    # Event retention 0 (Prefect OSS keeps events 7 days, then forgets): lineage is not built on them.
+    assert _events_of(job_id) > 0
+    try:
+        _restart(platform, PREFECT_SERVER_EVENTS_RETENTION_PERIOD="PT0S", PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS="1")
+        wait_for(lambda: _events_of(job_id) == 0, 90, interval=1, what="Prefect's vacuum to delete the job's events")
+        assert api.get(f"/dataset/{dataset}/lineage").json() == lineage
+        assert api.get(f"/job-info/{job_id}").json()["dataset"]["name"] == dataset
+    finally:
+        _restart(platform)  # the default retention again
+
+
+def _restart(platform, **settings: str) -> None:
+    server = next(s for s in platform.services if s.name == "prefect-server" and s.proc.poll() is None)
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    server.proc.wait(timeout=30)
+    platform.start_prefect_server(**settings)
+
+
+def _events_of(job_id: str) -> int:
+    """How many events Prefect still holds about the job's flow run (its own events API)."""
+    async def count(g):
+        r = await g.client._client.post("/events/filter", json={"filter": {"any_resource": {"id": [f"prefect.flow-run.{job_id}"]}}, "limit": 50})
+        r.raise_for_status()
+        return r.json()["total"]
+
+    return gateway_call(count)
