@@ -16,6 +16,7 @@ import yaml
 
 from core.child_env import child_env
 from deployments.platform import Platform
+from deployments.platform import FOREMAN_LOOP_SECONDS, WORKER_HEARTBEAT_SECONDS
 from deployments.scaled import COMPOSE_LAYOUT, Layout, ScaleSettings, compose_haproxy_config, haproxy_config, redis_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +84,11 @@ def test_the_compose_file_describes_the_same_layout():
     assert [services[n]["environment"]["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] for n in servers] == ["true"] + ["false"] * (len(servers) - 1)
     assert services["prefect-services"]["command"] == "prefect server services start"
     assert "maxmemory-policy noeviction" in " ".join(services["redis"]["command"]) and "127.0.0.1" in " ".join(services["redis"]["command"])
+    # a lost host is seen offline as fast as with `make up` (issue 22: <= 35 s)
+    assert services["prefect-services"]["environment"]["PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS"] == FOREMAN_LOOP_SECONDS
+    host_compose = yaml.safe_load((ROOT / "docker-compose.host.yml").read_text())["services"]
+    workers = [s for s in [*services.values(), *host_compose.values()] if "worker start" in str(s.get("command"))]
+    assert len(workers) >= 3 and all(w["environment"]["PREFECT_WORKER_HEARTBEAT_SECONDS"] == WORKER_HEARTBEAT_SECONDS for w in workers)
 
 
 def test_each_child_of_the_scaled_layout_gets_only_its_secrets():
