@@ -200,6 +200,10 @@ class LineSplitter:
         self._skipping = False
         self.lines_cut = 0
 
+    def held(self) -> int | None:
+        """Bytes of an unfinished line held back, or None while skipping the rest of a cut line."""
+        return None if self._skipping else len(self._partial)
+
     def feed(self, chunk: bytes) -> list[str]:
         out: list[str] = []
         start = 0
@@ -246,6 +250,11 @@ class FileFollower:
         self.offset = 0
         self.refused: str | None = None
         self._lines = LineSplitter(max_line)
+
+    def resume_offset(self) -> int | None:
+        """Where a later reader starts to see exactly the lines not yet returned (None mid-cut-line)."""
+        held = self._lines.held()
+        return None if held is None else self.offset - held
 
     def read_lines(self, *, final: bool = False, budget: int = 16 * CHUNK) -> tuple[list[str], bool]:
         """(lines, more): ``more`` when the file holds more than ``budget`` unread bytes."""

@@ -295,14 +295,15 @@ def job_record(job_id: str) -> dict[str, str] | None:
 
 def _sacct(job_id: str) -> dict[str, str] | None:
     try:
-        text = _run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobState,ExitCode,NodeList,Partition,Reason,AllocCPUS"])
+        text = _run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobState,ExitCode,NodeList,Partition,Reason,AllocCPUS,JobName"])
     except SlurmError:
         return None  # accounting disabled or down: the caller treats the job as forgotten
     line = next((l for l in text.splitlines() if l.strip()), None)
     if line is None:
         return None
-    state, code, nodes, partition, reason, cpus = (line.split("|") + [""] * 6)[:6]
-    return {"JobState": state.split()[0], "ExitCode": code, "NodeList": nodes, "Partition": partition, "Reason": reason, "NumCPUs": cpus}
+    state, code, nodes, partition, reason, cpus, name = (line.split("|") + [""] * 7)[:7]
+    return {"JobState": state.split()[0], "ExitCode": code, "NodeList": nodes, "Partition": partition, "Reason": reason, "NumCPUs": cpus,
+            "JobName": name}
 
 
 def signal_job(job_id: str, signal_name: str = "TERM") -> None:
@@ -312,3 +313,15 @@ def signal_job(job_id: str, signal_name: str = "TERM") -> None:
 
 def cancel(job_id: str) -> None:
     _run(["scancel", job_id])
+
+
+def live_jobs() -> dict[str, str]:
+    """OPEVA job id -> Slurm job id, for the jobs Slurm still queues or runs under the platform's
+    names (``--job-name=opeva-<job id>``)."""
+    found: dict[str, str] = {}
+    for line in _run(["squeue", "-h", "-o", "%i|%j"]).splitlines():
+        slurm_id, _, name = line.strip().partition("|")
+        job_id = name[len("opeva-"):] if name.startswith("opeva-") else ""
+        if slurm_id.isdigit() and re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", job_id):
+            found[job_id] = slurm_id  # anyone may name a job so: this only says where to look
+    return found

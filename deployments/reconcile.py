@@ -88,9 +88,10 @@ class PrefectRest:
             if len(page.json()) < body["limit"]:
                 return found
 
-    def set_state(self, run_id: str, state_type: str, name: str, message: str) -> str:
-        """Propose (not force) a final state: a run that became final meanwhile keeps its own."""
-        r = self.http.post(f"/flow_runs/{run_id}/set_state", json={"state": {"type": state_type, "name": name, "message": message}})
+    def set_state(self, run_id: str, state_type: str, name: str, message: str, *, force: bool = False) -> str:
+        """Propose a state (not forced unless asked: a run that became final meanwhile keeps its own)."""
+        r = self.http.post(f"/flow_runs/{run_id}/set_state",
+                           json={"state": {"type": state_type, "name": name, "message": message}, "force": force})
         r.raise_for_status()
         return r.json().get("status", "")
 

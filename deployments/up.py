@@ -37,7 +37,7 @@ def _use_docker(settings: PlatformSettings) -> bool:
 
 
 def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, Any]:
-    """Every service, in dependency order; returns each host's pool type, the AMQP URL to show and the jobs' reconciler."""
+    """Every service, in dependency order; returns each host's pool type, the AMQP URL to show and the jobs' reconcile tick."""
     from core.hosts import load_hosts
     from deployments.postgres import DatabaseSettings
 
@@ -67,6 +67,7 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, A
             start_relay(platform, PlatformSettings().runtime_image)
     types = platform.setup_pools(docker=use_docker)  # after MLflow: set-up tells the pools whether it answers
     reconciler = _reconcile_at_start(platform) if use_docker else None  # before any worker: each left job re-attached or made final
+    reattacher = _reattach_at_start(platform)  # Slurm jobs whose watcher died: followed again (deployments/reconcile_slurm.py)
     for host in load_hosts().hosts:
         if host.start_worker:
             platform.start_worker(host.name, types[host.name])
@@ -84,7 +85,13 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, A
 
     amqp_url, amqp_shown = ensure_broker(platform, PlatformSettings())  # live site data (docs/live-data.md)
     start_apis(platform, layout, OPEVA_AMQP_URL=amqp_url)
-    return types, amqp_shown, reconciler
+    ticks = [r.tick for r in (reconciler, reattacher) if r is not None]
+
+    def tick() -> None:
+        for each in ticks:
+            each()
+
+    return types, amqp_shown, tick
 
 
 def _reconcile_at_start(platform: Platform):
@@ -102,6 +109,23 @@ def _reconcile_at_start(platform: Platform):
         return None
     print(f"Jobs left by the last run: {report} ({time.monotonic() - started:.1f} s)", flush=True)
     return reconciler
+
+
+def _reattach_at_start(platform: Platform):
+    """The Slurm hosts' re-attacher after its first pass, or None without Slurm hosts here."""
+    from deployments.reconcile_slurm import SlurmReattacher, local_slurm_pools
+
+    pools = local_slurm_pools()
+    if not pools:
+        return None
+    reattacher = SlurmReattacher(platform.prefect_api_url, platform.prefect_auth_string, pools)
+    try:
+        moved = reattacher.at_start()
+    except Exception as exc:  # noqa: BLE001 (the next pass tries again)
+        print(f"Could not look for Slurm jobs left without a watcher: {exc}", flush=True)
+        return reattacher
+    print(f"Slurm jobs left without a watcher: {len(moved)} re-attached", flush=True)
+    return reattacher
 
 
 def _auth_hint(platform: Platform) -> str:
@@ -150,14 +174,14 @@ def run() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        types, amqp, reconciler = _start(platform, _use_docker(settings))
+        types, amqp, tick = _start(platform, _use_docker(settings))
         record_running(settings, mongo_uri=platform.env()["MONGO_URI"])  # what `make setup` reads
         print(_banner(platform, settings, types, amqp), flush=True)
         from deployments.supervisor import ChildKeepsDying, supervise
 
         try:
             # restarts dead children with back-off, removes containers of final runs; returns only by an exception
-            supervise(platform, tick=reconciler.tick if reconciler else None)
+            supervise(platform, tick=tick)
         except ChildKeepsDying as exc:
             print(f"Stopping the platform: {exc}", file=sys.stderr, flush=True)
             return 1

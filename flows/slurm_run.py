@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+from collections import deque
 import signal
 import threading
 import time
@@ -27,6 +28,7 @@ from core.job_io import FileFollower, chown_job_dir
 from core.layout import DataRoot, JobPaths, write_json_atomic
 from core.settings import PROJECT_ROOT
 from core.slurm_script import JobScript, output_file, render, sbatch_options, sif_path
+from core.slurm_watch import Watch, read_watch, resumable, write_watch
 from core.states import slurm_status
 from flows.phase import mark_phase
 from flows.supervise import LINE_QUEUE, MirrorLimits, SupervisedRun, contract_env, mirror, prefect_log_backlog
@@ -35,18 +37,32 @@ POLL_SECONDS = 1.0
 FORGOTTEN_POLLS = 3  # Slurm forgot the job this many polls in a row: it is lost, not running
 
 
+class _CountingQueue(queue.Queue):
+    """A line queue that counts the lines taken (the mirror is its only reader)."""
+
+    taken = 0
+
+    def _get(self):  # called under the queue's lock
+        self.taken += 1
+        return super()._get()
+
+
 class SlurmSource:
     """A Slurm job as the mirror sees it: its output file's lines, ended when Slurm says so."""
 
-    def __init__(self, slurm_job_id: str, job: JobPaths, on_state=None) -> None:
+    def __init__(self, slurm_job_id: str, job: JobPaths, on_state=None, start_offset: int = 0) -> None:
         self.slurm_job_id = slurm_job_id
-        self.lines: "queue.Queue[str | None]" = queue.Queue(maxsize=LINE_QUEUE)
+        self.lines = _CountingQueue(maxsize=LINE_QUEUE)
         self.record: dict[str, str] | None = {}
         self.state: str | None = "PENDING"
         self.exit_code: int | None = None
         self._ended = threading.Event()
         self._done_reading = threading.Event()
         self._out = FileFollower(job.dir, Path(output_file(str(job.dir))).relative_to(job.dir))
+        self._out.offset = start_offset  # a resumed watch: what an earlier attempt mirrored is not read again
+        self._marks: deque[tuple[int, int]] = deque([(0, start_offset)])  # (lines put so far, offset after them)
+        self._marks_lock = threading.Lock()
+        self._put = 0
         self._on_state = on_state
         threading.Thread(target=self._follow, daemon=True, name="slurm-follow").start()
 
@@ -80,10 +96,26 @@ class SlurmSource:
                 self.exit_code = 128 + int(sig)
             self._ended.set()
 
+    def mirrored_offset(self) -> int | None:
+        """The output file's offset after the last line the mirror took, or None mid-batch. The
+        mirror calls it after writing a round, so taken means written: a resumed watch starts
+        there and shows no line twice (a flood's partial batch excepted: it repeats that batch)."""
+        taken = self.lines.taken
+        with self._marks_lock:
+            while len(self._marks) > 1 and self._marks[1][0] <= taken:
+                self._marks.popleft()
+            count, offset = self._marks[0]
+        return offset if count <= taken else None
+
     def _follow(self) -> None:
         while True:
             final = self._ended.is_set()
             lines, more = self._out.read_lines(final=final)
+            offset = self._out.resume_offset()
+            self._put += len(lines)
+            if lines and offset is not None:
+                with self._marks_lock:
+                    self._marks.append((self._put, offset))
             for line in lines:
                 self.lines.put(line)
             if final and not more:
@@ -123,10 +155,12 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
     (job.dir / "logs").mkdir(exist_ok=True)
     write_json_atomic(job.dir / "slurm_job.sh.json", {"script": script})  # what was submitted, for the record
     chown_job_dir(job, host.run_as)
-    slurm_id = slurm.submit(script, sbatch_options(req, spec, as_root=as_root, runtime=settings.runtime))
-    logger.info("[INFO] Job %s on Slurm host %s: Slurm job %s, partition %s, time %s, %s CPU(s), %g GB, %s GPU(s), runtime %s",
-                job.job_id, host.name, slurm_id, req.partition, slurm.format_time(req.time_seconds), req.cpus_per_task,
-                req.mem_gb, req.gpus, settings.runtime)
+    watch, resumed = _resume_or_submit(job, script, sbatch_options(req, spec, as_root=as_root, runtime=settings.runtime), logger)
+    slurm_id = watch.slurm_job_id
+    if not resumed:
+        logger.info("[INFO] Job %s on Slurm host %s: Slurm job %s, partition %s, time %s, %s CPU(s), %g GB, %s GPU(s), runtime %s",
+                    job.job_id, host.name, slurm_id, req.partition, slurm.format_time(req.time_seconds), req.cpus_per_task,
+                    req.mem_gb, req.gpus, settings.runtime)
     info.update(executor="slurm", slurm_job_id=slurm_id, slurm_partition=req.partition)
     write_json_atomic(job.job_info_file, info)
     phase = {"now": "setup"}
@@ -142,8 +176,9 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
             if want == "dispatched" and info.get("slurm_reason"):
                 logger.info("[INFO] Slurm job %s is waiting: %s", slurm_id, info["slurm_reason"])
 
-    source = SlurmSource(slurm_id, job, on_state)
+    source = SlurmSource(slurm_id, job, on_state, start_offset=watch.output_offset)
     stopping = {"asked": False}
+    checkpoint = _Checkpoint(job, watch, source)
 
     def should_stop() -> bool:
         source.poll()
@@ -163,15 +198,56 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
     previous = _on_sigterm(cancelled)
     try:
         run = mirror(source, job=job, logger=logger, on_progress=on_progress, should_stop=polled_should_stop,
-                     limits=MirrorLimits.of(bounds), backlog=prefect_log_backlog)
+                     limits=MirrorLimits.of(bounds), backlog=prefect_log_backlog, log_offset=watch.log_offset, checkpoint=checkpoint)
     finally:
         if not source.ended:  # the mirror left early (a limit, an error): the job must not run on unwatched
             _stop(slurm_id, 0, source, logger)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if source.ended:
+        checkpoint.end()
     if stopping["asked"]:
         _record_cancelled(logger)
     return _finish(run, source, req, stopping["asked"], info, job)
+
+
+def _resume_or_submit(job: JobPaths, script: str, options: list[str], logger) -> tuple[Watch, bool]:
+    """The Slurm job an earlier attempt of this run submitted and no watcher saw end (followed
+    from its checkpoint: core/slurm_watch.py), else a new one. (watch, resumed)."""
+    earlier = read_watch(job.dir)
+    try:
+        record = slurm.job_record(earlier.slurm_job_id) if earlier else None
+    except slurm.SlurmError:
+        record = None
+    if earlier is not None and resumable(earlier, record, job.job_id):
+        logger.info("[INFO] Re-attached to Slurm job %s (%s), submitted by an earlier attempt of this run: following it from "
+                    "byte %d of its output and byte %d of its log", earlier.slurm_job_id, (record or {}).get("JobState"),
+                    earlier.output_offset, earlier.log_offset)
+        return earlier, True
+    if earlier is not None and not earlier.ended:
+        logger.warning("[WARNING] Slurm job %s of an earlier attempt is not this run's or Slurm forgot it: submitting anew",
+                       earlier.slurm_job_id)
+    watch = Watch(slurm_job_id=slurm.submit(script, options))
+    write_watch(job.dir, watch)
+    return watch, False
+
+
+class _Checkpoint:
+    """Writes how far the watch got (core/slurm_watch.py) after each mirrored round that moved it
+    (one small atomic file write), and once more when Slurm said the job ended."""
+
+    def __init__(self, job: JobPaths, watch: Watch, source: SlurmSource) -> None:
+        self.job, self.watch, self.source = job, watch, source
+
+    def __call__(self, log_offset: int | None) -> None:
+        output = self.source.mirrored_offset()
+        if output is None or log_offset is None or (output, log_offset) == (self.watch.output_offset, self.watch.log_offset):
+            return
+        self.watch = self.watch.model_copy(update={"output_offset": output, "log_offset": log_offset})
+        write_watch(self.job.dir, self.watch)
+
+    def end(self) -> None:
+        write_watch(self.job.dir, self.watch.model_copy(update={"ended": True}))
 
 
 def _job_script(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, name: str, sim_image: str | None,

@@ -280,14 +280,19 @@ def mirror(
     limits: MirrorLimits | None = None,
     pids: Callable[[], tuple[int, int] | None] | None = None,
     backlog: Callable[[], int] = lambda: 0,
+    log_offset: int = 0,
+    checkpoint: Callable[[int | None], None] | None = None,
 ) -> SupervisedRun:
     """Follow ``source`` to its end (or until ``should_stop()`` or a limit), mirroring its
     output, its log file and its progress, in bounded memory: files are read through
     core.job_io (no link followed, bounded chunks and lines), and reading waits while
-    ``backlog()`` (records not yet shipped to Prefect) is over MAX_BACKLOG."""
+    ``backlog()`` (records not yet shipped to Prefect) is over MAX_BACKLOG. A resumed watch
+    (flows/slurm_run.py) starts the log file at ``log_offset`` and is told after each written
+    round how far the log file's lines were mirrored (``checkpoint``)."""
     limits = limits or MirrorLimits()
     run = SupervisedRun(returncode=-1)
     sim_log = FileFollower(job.dir, job.simulator_log_file.relative_to(job.dir))
+    sim_log.offset = log_offset
     progress_rel = job.progress_file.relative_to(job.dir)
     progress_seen: int | None = None
     watchdog = Watchdog(job.dir, limits, pids)
@@ -334,6 +339,8 @@ def mirror(
             for line in lines:
                 merged.emit(line, "file")
             merged.flush()
+            if checkpoint is not None:
+                checkpoint(sim_log.resume_offset())
             check_progress()
             if stop or (final and not more):
                 break

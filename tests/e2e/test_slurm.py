@@ -9,8 +9,11 @@ submits with sbatch. OPEVA_REQUIRE_SLURM=1 (CI) turns a missing Slurm into a fai
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -289,3 +292,84 @@ def test_algorithms_preflight_with_deucalion_passes(sapi, slurm_platform, tmp_pa
     assert code == 0 and not snap["errors"], out[-2000:]
     assert snap["target_host_found"] is True and snap["target_host_online"] is True
     assert snap["responses"]["deucalion_partitions"]["partitions"][0]["partition"] == "normal-x86"
+
+
+def _watcher_pids(job_id: str) -> list[int]:
+    """The flow processes following the job (Prefect gives each its run id in PREFECT__FLOW_RUN_ID)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"PREFECT__FLOW_RUN_ID={job_id}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+LINES = 'for i in $(seq 1 40); do echo "line $i"; sleep 0.4; done'
+
+
+def _each_line_once(sapi, job_id: str, slurm_id: str) -> None:
+    """The job finished under the Slurm job first submitted, each of its 40 lines once in /logs."""
+    status = final_status(sapi, job_id, 120)
+    assert status["status"] == "finished", status
+    info = sapi.get(f"/job-info/{job_id}").json()
+    assert info["slurm_job_id"] == slurm_id and info["slurm_state"] == "COMPLETED"  # followed, never submitted again
+    logs = sapi.get(f"/logs/{job_id}").text
+    assert f"Re-attached to Slurm job {slurm_id}" in logs
+    counts = Counter(re.findall(r"^line (\d+)$", logs, flags=re.M))
+    assert [counts.get(str(i), 0) for i in range(1, 41)] == [1] * 40, counts
+
+
+def test_a_watcher_killed_with_its_worker_is_reattached_and_no_line_is_lost_or_doubled(sapi, slurm_platform, cluster):
+    """The submit node's platform dies mid-job (worker and watcher SIGKILLed, as a power cut would):
+    the Slurm job runs on; `make up`'s re-attach pass reschedules the run and the restarted worker's
+    new attempt follows the same Slurm job from its checkpoint to the end."""
+    import signal
+
+    from deployments.reconcile_slurm import SlurmReattacher
+    from helpers import read_run
+
+    job_id = submit(sapi, run="reattach", command=["bash", "-c", LINES])
+    wait_for(lambda: "line 5" in sapi.get(f"/logs/{job_id}").text, 90, what="the job's output")
+    first = sapi.get(f"/job-info/{job_id}").json()["slurm_job_id"]
+    worker = next(s for s in slurm_platform.services if s.name.startswith("worker-deucalion") and s.proc.poll() is None)
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(timeout=10)
+    for pid in _watcher_pids(job_id):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _watcher_pids(job_id), 10, 0.2, what="the watcher to be gone")
+    assert read_run(job_id).state.is_running()  # nobody is left to say otherwise
+    time.sleep(3)  # the job writes on, unwatched
+
+    reattacher = SlurmReattacher(slurm_platform.prefect_api_url, slurm_platform.prefect_auth_string, ["deucalion"])
+    assert reattacher.at_start() == [job_id]  # what `make up` does before it starts the workers
+    slurm_platform.start_worker("deucalion", "process")
+    _each_line_once(sapi, job_id, first)
+    assert read_run(job_id).run_count == 2
+
+
+def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, slurm_platform, cluster):
+    """Only the watcher dies (OOM-killed, say): its worker records the run Crashed at once, while
+    the Slurm job runs on. The pass `make up` runs every 15 s re-attaches it all the same."""
+    import signal
+
+    from deployments.reconcile import PrefectRest
+    from deployments.reconcile_slurm import reattach_orphans
+    from helpers import read_run
+
+    job_id = submit(sapi, run="reattach-crashed", command=["bash", "-c", LINES])
+    wait_for(lambda: "line 5" in sapi.get(f"/logs/{job_id}").text, 90, what="the job's output")
+    first = sapi.get(f"/job-info/{job_id}").json()["slurm_job_id"]
+    for pid in _watcher_pids(job_id):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: read_run(job_id).state.is_crashed(), 30, 0.2, what="the worker to record the run Crashed")
+    # Prefect's runner then runs the flow's on_crashed hooks in a process of the run's own; the pass
+    # (30 s grace in `make up`) leaves a run alone while one lives
+    wait_for(lambda: not _watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    prefect = PrefectRest(slurm_platform.prefect_api_url, slurm_platform.prefect_auth_string)
+    try:
+        assert reattach_orphans(prefect, ["deucalion"], grace=0) == [job_id]
+    finally:
+        prefect.close()
+    _each_line_once(sapi, job_id, first)

@@ -1,0 +1,115 @@
+"""Slurm jobs whose watcher died are followed again, never lost and never submitted twice.
+
+On a Slurm host the job runs in Slurm, but its watcher (the run-simulation flow run, a process
+started by the host's process-pool worker on this machine) follows it, mirrors its output and
+records its end. When that process is gone while Prefect still holds the run Pending or Running
+(``make up`` stopped, the process killed with its worker), nothing would ever record the end: the
+run would be crashed by the zombie automation while its Slurm job ran on unwatched. When only the
+process died, its worker records the run Crashed at once, and the Slurm job runs on all the same.
+
+This puts such a run (and a Crashed one whose Slurm job still runs) back to Scheduled; the host's worker starts it again, and the new attempt
+re-attaches to the Slurm job the earlier one submitted, from where its output was mirrored
+(flows/slurm_run.py, core/slurm_watch.py): a job that ended meanwhile is recorded as it ended.
+Only hosts whose worker runs under this ``make up`` (``submit: local``, ``start_worker``) are
+looked at; a watcher is alive while any process here carries its run id (Prefect's
+``PREFECT__FLOW_RUN_ID``), which also keeps watchers that outlived a stop of ``make up``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core import slurm
+from deployments.reconcile import PrefectRest
+
+log = logging.getLogger("opeva.reconcile")
+
+GRACE_SECONDS = 30.0  # a worker proposes Pending before it starts the process: give it time
+PASS_SECONDS = 15.0
+REATTACH = "Re-attaching"
+
+
+def local_slurm_pools() -> list[str]:
+    """Slurm hosts whose watchers run on this machine, under this ``make up``."""
+    from core.hosts import load_hosts
+
+    return [h.name for h in load_hosts().hosts if h.kind == "slurm" and h.start_worker and h.slurm and h.slurm.submit == "local"]
+
+
+def live_watchers(proc: Path = Path("/proc")) -> set[str]:
+    """Run ids of the flow processes alive on this machine, among processes of this uid only (a
+    Slurm job runs as another: it cannot pass for a watcher)."""
+    found: set[str] = set()
+    me = os.geteuid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != me:
+                continue
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for var in environ.split(b"\0"):
+            if var.startswith(b"PREFECT__FLOW_RUN_ID="):
+                found.add(var.split(b"=", 1)[1].decode(errors="replace"))
+    return found
+
+
+def _age(run: dict) -> float:
+    stamp = (run.get("state") or {}).get("timestamp")
+    if not stamp:
+        return float("inf")
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+
+
+def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRACE_SECONDS) -> list[str]:
+    """Reschedule the runs of ``pools`` without a watcher process: Pending or Running ones, and
+    Crashed ones whose Slurm job still runs (the worker saw its watcher die, or the zombie
+    automation crashed it). Their ids."""
+    if not pools:
+        return []
+    live = [r for r in prefect.runs(state_types=("PENDING", "RUNNING"), pools=pools) if _age(r) >= grace]
+    running_in_slurm = slurm.live_jobs()
+    crashed = [r for r in prefect.runs(ids=running_in_slurm, state_types=("CRASHED",), pools=pools) if _age(r) >= grace] if running_in_slurm else []
+    if not live and not crashed:
+        return []
+    alive = live_watchers()
+    moved: list[str] = []
+    for run in live + crashed:
+        if run["id"] in alive:
+            continue
+        status = prefect.set_state(run["id"], "SCHEDULED", REATTACH,
+                                   "Its watcher process is gone; the next attempt re-attaches to its Slurm job", force=True)
+        if status == "ACCEPT":
+            moved.append(run["id"])
+    return moved
+
+
+class SlurmReattacher:
+    """What ``make up`` holds for Slurm hosts: a pass at start (no worker yet: no grace) and every PASS_SECONDS."""
+
+    def __init__(self, api_url: str, auth: str | None, pools: list[str]) -> None:
+        self.prefect = PrefectRest(api_url, auth)
+        self.pools = pools
+        self.next_pass = time.monotonic() + PASS_SECONDS
+
+    def at_start(self) -> list[str]:
+        return reattach_orphans(self.prefect, self.pools, grace=0)
+
+    def tick(self) -> None:
+        """One pass when due; never raises (a failed pass is tried again at the next)."""
+        if time.monotonic() < self.next_pass:
+            return
+        self.next_pass = time.monotonic() + PASS_SECONDS
+        try:
+            moved = reattach_orphans(self.prefect, self.pools)
+        except Exception as exc:  # noqa: BLE001 (the server restarting)
+            log.warning("Slurm re-attach pass failed: %s", exc)
+            return
+        if moved:
+            print(f"{datetime.now():%H:%M:%S} reconcile: {len(moved)} Slurm job(s) re-attached: {', '.join(moved)}", flush=True)
