@@ -164,7 +164,8 @@ class Request(BaseModel):
 
     def sbatch_args(self) -> list[str]:
         args = [f"--partition={self.partition}", f"--time={format_time(self.time_seconds)}", "--nodes=1", "--ntasks=1",
-                f"--cpus-per-task={self.cpus_per_task}", f"--mem={max(1, int(self.mem_gb * 1024))}M"]
+                f"--cpus-per-task={self.cpus_per_task}", f"--mem={max(1, int(self.mem_gb * 1024))}M",
+                "--no-requeue"]  # a lost node fails the job (node_fail) whatever the cluster's JobRequeue says; a requeue is ours to make
         if self.gpus:
             args.append(f"--gpus={self.gpus}")
         if self.account:

@@ -175,12 +175,26 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
         out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, env={**os.environ, **self.env()})
         return out.returncode == 0 and any(line.split()[-1] == "idle" for line in out.stdout.splitlines() if line.strip())
 
+    def lose_node(self) -> None:
+        """The node as Slurm sees a lost one: its slurmd stops answering (SIGSTOP); its jobs' own
+        processes go on, as on a node cut off from the controller."""
+        self._slurmd().send_signal(signal.SIGSTOP)
+
+    def restore_node(self) -> None:
+        """slurmd answers again; ReturnToService=2 puts the node back in service once it registers."""
+        self._slurmd().send_signal(signal.SIGCONT)
+        self._wait(self.idle, f"node {self.node} idle again")
+
+    def _slurmd(self) -> subprocess.Popen:
+        return next(p for p in self.procs if p.args[0] == "slurmd")
+
     def stop(self) -> None:
         """Cancel what is left in the queue, then end the daemons this object started."""
         if self.procs and all(p.poll() is None for p in self.procs):
             subprocess.run(["scancel", "--full", "--quiet", "-u", "root"], env={**os.environ, **self.env()}, capture_output=True, timeout=30)
         for proc in reversed(self.procs):
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a stopped slurmd (lose_node) could not act on SIGTERM
                 proc.send_signal(signal.SIGTERM)
         for proc in reversed(self.procs):
             try:

@@ -373,3 +373,22 @@ def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, s
     finally:
         prefect.close()
     _each_line_once(sapi, job_id, first)
+
+
+def test_a_lost_node_ends_the_job_failed_node_fail_never_stuck(sapi, cluster):
+    """The node drill (last in this module: the one node is out for a while): slurmd stops
+    answering while a job runs; past SlurmdTimeout (30 s here) Slurm marks the node down and the
+    job NODE_FAIL (sbatch --no-requeue: Slurm does not run it again); the job ends failed with
+    error_code node_fail, not running forever. The node then comes back into service."""
+    job_id = submit(sapi, run="node-lost", command=["bash", "-c", "echo started; while true; do sleep 1; done"])
+    wait_for(lambda: "started" in sapi.get(f"/logs/{job_id}").text, 90, what="the job to start")
+    cluster.lose_node()
+    lost = time.monotonic()
+    try:
+        status = final_status(sapi, job_id, 180)
+        print(f"\nnode lost -> job {status['status']} in {time.monotonic() - lost:.1f} s (SlurmdTimeout 30 s)")
+        assert status["status"] == "failed", status
+        info = sapi.get(f"/job-info/{job_id}").json()
+        assert info["slurm_state"] == "NODE_FAIL" and info["error_code"] == "node_fail", info
+    finally:
+        cluster.restore_node()

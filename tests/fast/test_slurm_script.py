@@ -78,6 +78,12 @@ def test_defaults_fill_what_the_job_leaves_unset():
     assert resolve(settings(), {"time_limit": "2-00:00:00"}, CLUSTER).time_seconds == 172800  # upstream's other name
 
 
+def test_a_lost_node_fails_the_job_whatever_the_clusters_requeue_default():
+    # Slurm's JobRequeue=1 (its default) would requeue a batch job whose node failed, and run it
+    # again from its start; the platform says node_fail and leaves a requeue to the user (/ops requeue).
+    assert "--no-requeue" in resolve(settings(), {}, CLUSTER).sbatch_args()
+
+
 @pytest.mark.parametrize("options, words", [
     ({"partition": "dev-x86"}, "partition 'dev-x86' is not allowed on this host (allowed: normal-x86, normal-a100-40)"),
     ({"time": "3-00:00:00"}, "exceeds the 48 hours walltime limit (MaxTime) of partition 'normal-x86'"),
