@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: up check test install image seed bench setup clean citylearn mlflow
+.PHONY: up check test install image seed bench setup host clean citylearn mlflow
 
 install: var/.installed  ## Python dependencies of the platform and its tests
 
@@ -28,6 +28,10 @@ seed:  ## Fill the local MongoDB-compatible server with two sample sites in the 
 
 setup:  ## Re-create pools and deployments after editing the hosts file, with the configuration `make up` runs with (docs/images.md)
 	$(PYTHON) -m deployments.setup $${MONGO_URI:+--mongo-uri "$$MONGO_URI"}
+
+host: install  ## On a compute host's own machine: check it and run its worker (NAME=<host>; OPEVA_PREFECT_API_URL, OPEVA_PREFECT_AUTH_STRING; docs/hosts.md)
+	@test -n "$(NAME)" || { echo "make host NAME=<host in the server's hosts.yaml>"; exit 2; }
+	$(PYTHON) -m deployments.join_host --name "$(NAME)"
 
 citylearn:  ## CityLearn 2.5 in its own venv (/var/cache/opeva/citylearn-venv): built datasets get a CityLearn smoke check
 	bash .ci/install_citylearn.sh

@@ -292,8 +292,23 @@ async def setup(
         for name in await control_pool.ensure_control_deployments(client, control_pool.CONTROL_FLOWS):
             log.info("deployment %s on the control pool", name)
         await automations.ensure_lost_host_automation(client, hosts)
+        await _publish_data_root_id(client, settings)
     await automations.ensure_zombie_automation()
     return types
+
+
+async def _publish_data_root_id(client: Any, settings: PlatformSettings) -> None:
+    """The data root's id, as a Prefect variable: a host joining from another machine checks
+    that its mount holds the same root (core/data_root_id.py, deployments/join_host.py)."""
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+
+    from core.data_root_id import VARIABLE, ensure_marker
+
+    ident = ensure_marker(settings.shared_data_dir)
+    if await client.read_variable_by_name(VARIABLE) is None:
+        await client.create_variable(VariableCreate(name=VARIABLE, value=ident))
+    else:
+        await client.update_variable(VariableUpdate(name=VARIABLE, value=ident))
 
 
 def setup_as_configured(mongo_uri: str | None, docker: bool | None) -> dict[str, str]:
