@@ -270,6 +270,27 @@ class _MergedLog:
         os.close(self.fd)
 
 
+class _ProgressWatch:
+    """Hands progress.json to ``on_progress`` each time the job rewrites it (read safely: the job's file)."""
+
+    def __init__(self, job: JobPaths, run: SupervisedRun, on_progress: Callable[[dict], None] | None) -> None:
+        self.job, self.run, self.on_progress = job, run, on_progress
+        self.seen: int | None = None
+
+    def __call__(self) -> None:
+        try:
+            mtime = os.stat(self.job.progress_file, follow_symlinks=False).st_mtime_ns
+        except OSError:
+            return
+        if mtime == self.seen:
+            return
+        self.seen = mtime
+        data = read_json(self.job.dir, self.job.progress_file.relative_to(self.job.dir))
+        if isinstance(data, dict) and self.on_progress is not None:
+            self.on_progress(data)
+            self.run.progress_updates += 1
+
+
 def mirror(
     source: OutputSource,
     *,
@@ -293,25 +314,10 @@ def mirror(
     run = SupervisedRun(returncode=-1)
     sim_log = FileFollower(job.dir, job.simulator_log_file.relative_to(job.dir))
     sim_log.offset = log_offset
-    progress_rel = job.progress_file.relative_to(job.dir)
-    progress_seen: int | None = None
     watchdog = Watchdog(job.dir, limits, pids)
     watchdog.start()
     merged = _MergedLog(job, logger, run, limits.log_bytes)
-
-    def check_progress() -> None:
-        nonlocal progress_seen
-        try:
-            mtime = os.stat(job.progress_file, follow_symlinks=False).st_mtime_ns
-        except OSError:
-            return
-        if mtime == progress_seen:
-            return
-        progress_seen = mtime
-        data = read_json(job.dir, progress_rel)
-        if isinstance(data, dict) and on_progress is not None:
-            on_progress(data)
-            run.progress_updates += 1
+    check_progress = _ProgressWatch(job, run, on_progress)
 
     try:
         stream_open, file_capped = True, False

@@ -105,6 +105,7 @@ def test_sweep_runs_every_trial_in_a_window_and_a_retry_adds_no_child(api, sweep
     assert {t["seed"] for t in trials} == {1, 2}
     peak = max_in_flight([(_epoch(t["started_at"]), _epoch(t["finished_at"])) for t in trials])
     assert 1 <= peak <= 4, peak
+    print(f"\nSWEEP 18 trials: per host {per_host}, most in flight {peak} (max_parallel 4)")
     assert table["best_trial"] == min(trials, key=lambda t: (t["objective"], t["trial"]))["trial"]
 
     rows = list(csv.reader(io.StringIO(api.get(f"/sweeps/{sweep_id}/summary.csv").text)))
