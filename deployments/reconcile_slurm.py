@@ -74,7 +74,11 @@ def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRAC
     if not pools:
         return []
     live = [r for r in prefect.runs(state_types=("PENDING", "RUNNING"), pools=pools) if _age(r) >= grace]
-    running_in_slurm = slurm.live_jobs()
+    try:
+        running_in_slurm = slurm.live_jobs()
+    except slurm.SlurmError as exc:  # the controller away: the Pending/Running part still holds
+        log.warning("squeue: %s", exc)
+        running_in_slurm = {}
     crashed = [r for r in prefect.runs(ids=running_in_slurm, state_types=("CRASHED",), pools=pools) if _age(r) >= grace] if running_in_slurm else []
     if not live and not crashed:
         return []
