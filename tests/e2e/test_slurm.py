@@ -306,7 +306,15 @@ def _watcher_pids(job_id: str) -> list[int]:
     return found
 
 
-LINES = 'for i in $(seq 1 40); do echo "line $i"; sleep 0.4; done'
+# 40 numbered lines; after line 5 the job waits (up to 5 min) for the test's go-ahead, a file "go" in
+# its folder, so it is still running whatever the machine's load when the re-attach pass looks for it.
+LINES = ('for i in $(seq 1 40); do echo "line $i"; sleep 0.2; '
+         'if [ "$i" = 5 ]; then n=0; while [ ! -e "$OPEVA_JOB_DIR/go" ] && [ "$n" -lt 1500 ]; do sleep 0.2; n=$((n+1)); done; fi; done')
+
+
+def _go(slurm_platform, job_id: str) -> None:
+    """Let the job print its remaining lines (it runs in its own folder)."""
+    (Path(slurm_platform.data_dir) / "jobs" / job_id / "go").touch(mode=0o644)
 
 
 def _each_line_once(sapi, job_id: str, slurm_id: str) -> None:
@@ -340,7 +348,8 @@ def test_a_watcher_killed_with_its_worker_is_reattached_and_no_line_is_lost_or_d
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not _watcher_pids(job_id), 10, 0.2, what="the watcher to be gone")
     assert read_run(job_id).state.is_running()  # nobody is left to say otherwise
-    time.sleep(3)  # the job writes on, unwatched
+    _go(slurm_platform, job_id)
+    time.sleep(3)  # the job writes on, unwatched (it may even end: the next attempt then reads its end)
 
     reattacher = SlurmReattacher(slurm_platform.prefect_api_url, slurm_platform.prefect_auth_string, ["deucalion"])
     assert reattacher.at_start() == [job_id]  # what `make up` does before it starts the workers
@@ -369,9 +378,10 @@ def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, s
     wait_for(lambda: not _watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
     prefect = PrefectRest(slurm_platform.prefect_api_url, slurm_platform.prefect_auth_string)
     try:
-        assert reattach_orphans(prefect, ["deucalion"], grace=0) == [job_id]
+        assert reattach_orphans(prefect, ["deucalion"], grace=0) == [job_id]  # squeue still lists it: the job waits for "go"
     finally:
         prefect.close()
+    _go(slurm_platform, job_id)
     _each_line_once(sapi, job_id, first)
 
 
