@@ -31,6 +31,7 @@ import httpx
 from core.data_root_id import VARIABLE, read_marker
 from core.hosts import Host
 from deployments.platform import WORKER_HEARTBEAT_SECONDS, WORKER_QUERY_SECONDS, prefect_cli
+from deployments.reconcile import PrefectRest
 
 
 class JoinRefused(Exception):
@@ -63,8 +64,9 @@ class Report:
 
 def read_pool(api_url: str, auth: str | None, name: str) -> Pool:
     """The host as the server knows it; JoinRefused when the server or the pool is not there."""
-    basic = httpx.BasicAuth(*auth.split(":", 1)) if auth and ":" in auth else None
-    with httpx.Client(base_url=api_url.rstrip("/"), auth=basic, timeout=15) as http:
+    prefect = PrefectRest(api_url, auth)  # the same plain-HTTP client `make up`'s reconciler uses
+    http = prefect.http
+    try:
         try:
             health = http.get("/health")
         except httpx.HTTPError as exc:
@@ -78,6 +80,8 @@ def read_pool(api_url: str, auth: str | None, name: str) -> Pool:
             raise JoinRefused(f"the Prefect server at {api_url} answered {pool.status_code} for pool {name!r}: {pool.text[:200]}")
         var = http.get(f"/variables/name/{VARIABLE}")
         root_id = var.json().get("value") if var.status_code == 200 else None
+    finally:
+        prefect.close()
     body = pool.json()
     config = (body.get("base_job_template") or {}).get("job_configuration") or {}
     settings = (config.get("env") or {}).get("OPEVA_HOST_SETTINGS")
