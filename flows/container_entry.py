@@ -67,12 +67,26 @@ def _preload() -> None:
     import prefect.flow_engine  # noqa: F401
 
 
+def _warm_docker_client() -> None:
+    """Import docker-py while the engine waits on the API (reading the run, the deployment,
+    proposing Running): a simulation needs it right after Running, and importing it then
+    cost ~0.12 s on the way to the simulator's first line (bench/overhead.py). Not imported
+    before the fork, where it would only move that time before Running; docker-py imports
+    nothing of ours, so this thread cannot deadlock with the engine's imports."""
+    try:
+        import docker  # noqa: F401
+        import docker.types  # noqa: F401
+    except Exception:  # the engine imports it again where it is needed and says what failed
+        pass
+
+
 def _run_engine_in_child() -> None:
     """Become the flow engine; never returns to the caller's code."""
     os.setpgid(0, 0)  # own process group: the parent can signal the engine and its simulator at once
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     sys.argv = [sys.argv[0]]
+    threading.Thread(target=_warm_docker_client, daemon=True, name="warm-imports").start()
     try:
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
     except SystemExit as exc:

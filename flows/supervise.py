@@ -37,6 +37,7 @@ from core.layout import JobPaths
 
 POLL_SECONDS = 0.2
 WATCH_SECONDS = 2.0  # disk and process checks
+PROGRESS_SECONDS = 1.0  # at most one progress hand-over (a Prefect artifact update) a second
 PIDS_STRIKES = 3  # checks in a row at the process limit before the job is stopped
 MAX_BACKLOG = 500  # log records queued for Prefect before the mirror waits (bounded memory)
 GROUP_MIN = 64  # a round with this many lines or more ships them grouped
@@ -271,13 +272,20 @@ class _MergedLog:
 
 
 class _ProgressWatch:
-    """Hands progress.json to ``on_progress`` each time the job rewrites it (read safely: the job's file)."""
+    """Hands progress.json to ``on_progress`` when the job rewrote it (read safely), at most once per
+    ``every`` seconds and once at the end (``final``). Each hand-over is a Prefect artifact update (an
+    API write): OPEVA's image rewrites the file every step, and 5 writes a second took CPU from the
+    simulation on 2 cores (bench/real_image.py). ``/progress`` reads the file: it stays fresh."""
 
-    def __init__(self, job: JobPaths, run: SupervisedRun, on_progress: Callable[[dict], None] | None) -> None:
-        self.job, self.run, self.on_progress = job, run, on_progress
+    def __init__(self, job: JobPaths, run: SupervisedRun, on_progress: Callable[[dict], None] | None,
+                 every: float = PROGRESS_SECONDS) -> None:
+        self.job, self.run, self.on_progress, self.every = job, run, on_progress, every
         self.seen: int | None = None
+        self.handed_at = float("-inf")
 
-    def __call__(self) -> None:
+    def __call__(self, final: bool = False) -> None:
+        if not final and time.monotonic() - self.handed_at < self.every:
+            return  # a change made meanwhile is handed at the next call after the interval
         try:
             mtime = os.stat(self.job.progress_file, follow_symlinks=False).st_mtime_ns
         except OSError:
@@ -287,6 +295,7 @@ class _ProgressWatch:
         self.seen = mtime
         data = read_json(self.job.dir, self.job.progress_file.relative_to(self.job.dir))
         if isinstance(data, dict) and self.on_progress is not None:
+            self.handed_at = time.monotonic()
             self.on_progress(data)
             self.run.progress_updates += 1
 
@@ -347,8 +356,9 @@ def mirror(
             merged.flush()
             if checkpoint is not None:
                 checkpoint(sim_log.resume_offset())
-            check_progress()
-            if stop or (final and not more):
+            done = stop or (final and not more)
+            check_progress(final=done)
+            if done:
                 break
             if not stream_open and not more:
                 time.sleep(POLL_SECONDS)
