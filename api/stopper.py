@@ -5,8 +5,9 @@ in-container engine can leave it running (Prefect issue #21616). After a stop
 we wait for the run to be Cancelled; if it is not, or its container still
 runs, we kill the container ourselves and record the run as Cancelled.
 
-Which engine: the run's host's ``docker_url`` in hosts.yaml when it names a
-network engine (a remote host), else the one in the run's ``infrastructure_pid``
+Which engine: the run's host's ``docker_url`` in hosts.yaml (with its ``docker_tls``,
+clients from core/engines.py) when it names a network engine (a remote host), else the
+one in the run's ``infrastructure_pid``
 (``<docker_base_url>:<container_id>``, the worker's own view: its local socket
 means *its* machine, which is ours only for local hosts). A job that finishes
 while we wait keeps its final state: the run is read again before it is forced.
@@ -24,6 +25,7 @@ from prefect.client.schemas.objects import StateType
 
 from api.gateway import JobNotFound, PrefectGateway
 from core import containers
+from core.engines import Engine, open_client
 
 log = logging.getLogger("opeva.api.stopper")
 
@@ -40,7 +42,7 @@ def _split_pid(infrastructure_pid: str) -> tuple[str, str]:
     return ("" if base_url.startswith("http+docker://") else base_url), container_id
 
 
-def host_engine(pool: str | None) -> str | None:
+def host_engine(pool: str | None) -> Engine | None:
     """The network Docker engine hosts.yaml names for ``pool`` (None: use the run's own)."""
     if not pool:
         return None
@@ -52,23 +54,22 @@ def host_engine(pool: str | None) -> str | None:
         log.warning("hosts file unreadable while stopping a run of %s: %s", pool, exc)
         return None
     url = host.docker_url if host else None
-    return url if url and not url.startswith("unix://") else None
+    return Engine.of(host) if host and url and not url.startswith("unix://") else None
 
 
-def _on_engine(infrastructure_pid: str, act: Callable[[Any, str], T], fallback: T, engine: str | None = None) -> T:
+def _on_engine(infrastructure_pid: str, act: Callable[[Any, str], T], fallback: T, engine: Engine | None = None) -> T:
     """``act(client, container_id)`` against the Docker engine that runs the container
     (``engine`` when given); the client is closed after, and an engine that cannot be
     reached gives ``fallback``."""
-    import docker
     from docker.errors import DockerException
+    from requests import RequestException
 
     base_url, container_id = _split_pid(infrastructure_pid)
-    base_url = engine or base_url
     client = None
     try:
-        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        client = open_client(engine or Engine(url=base_url or None))
         return act(client, container_id)
-    except DockerException as exc:  # a remote host's daemon may not be reachable from here
+    except (DockerException, RequestException) as exc:  # a remote host's daemon may not be reachable from here
         log.warning("could not reach the engine of container %s: %s", container_id, exc)
         return fallback
     finally:
@@ -76,7 +77,7 @@ def _on_engine(infrastructure_pid: str, act: Callable[[Any, str], T], fallback: 
             client.close()
 
 
-def container_running(infrastructure_pid: str, engine: str | None = None) -> bool:
+def container_running(infrastructure_pid: str, engine: Engine | None = None) -> bool:
     """True while the run's container runs (False when gone, stopped or unreachable)."""
     from docker.errors import NotFound
 
@@ -89,7 +90,7 @@ def container_running(infrastructure_pid: str, engine: str | None = None) -> boo
     return _on_engine(infrastructure_pid, running, False, engine)
 
 
-def kill_job_containers(infrastructure_pid: str, run_id: UUID, engine: str | None = None) -> bool:
+def kill_job_containers(infrastructure_pid: str, run_id: UUID, engine: Engine | None = None) -> bool:
     """Kill the run's supervisor container if it still runs, and remove its simulator
     containers (a killed supervisor cannot remove them itself). True when the supervisor
     had to be killed."""
@@ -119,7 +120,7 @@ def kill_job_containers(infrastructure_pid: str, run_id: UUID, engine: str | Non
     return _on_engine(infrastructure_pid, kill, False, engine)
 
 
-def remove_exited_supervisor(infrastructure_pid: str, run_id: UUID, engine: str | None = None) -> int | None:
+def remove_exited_supervisor(infrastructure_pid: str, run_id: UUID, engine: Engine | None = None) -> int | None:
     """Remove the run's supervisor container once it has exited, reading its exit code first (the
     worker's own read no longer decides anything: the run is already Cancelled). Supervisors are not
     auto-removed (the worker must read a crashed one's code), so without this a stopped job's would

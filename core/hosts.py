@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.engines import DockerTLS
 from core.job_limits import Effective, JobLimits, effective
 from core.slurm import SlurmSettings
 
@@ -77,7 +78,8 @@ class Host(BaseModel):
     volumes: list[str] = Field(default_factory=list)
     gpus: GpuRequest | None = None
     start_worker: bool = False
-    docker_url: str | None = Field(None, description="Docker daemon the worker uses; default the local socket.")
+    docker_url: str | None = Field(None, description="The host's Docker engine as the API reaches it (unix://, tcp://, ssh://); none: this machine's.")
+    docker_tls: DockerTLS | None = Field(None, description="TLS of a tcp:// docker_url (core/engines.py); without it tcp:// is unencrypted.")
     # -- the simulator's container ---------------------------------------------------
     simulator_image: str | None = Field(
         None, description="Repository that a job's image_tag completes (OPEVA: calof/opeva_simulator)."
@@ -115,6 +117,9 @@ class Host(BaseModel):
             raise ValueError(f"host {self.name!r}: kind slurm needs a slurm: block (partitions at least)")
         if self.kind != "slurm" and self.slurm is not None:
             raise ValueError(f"host {self.name!r}: a slurm: block needs kind: slurm")
+        if self.docker_tls is not None and not (self.docker_url or "").startswith("tcp://"):
+            raise ValueError(f"host {self.name!r}: docker_tls needs a tcp:// docker_url (it has {self.docker_url!r}); "
+                             "unix:// and ssh:// engines take no TLS settings")
         return self
 
     @field_validator("run_as")

@@ -9,8 +9,9 @@ engine that would run it cannot run. The engine is read through an injectable
 few seconds so no request pays for a Docker call, and a down engine answers at
 once from the last listing (``cached``) or with an empty one and a reason.
 
-Engines are per host: a host's ``docker_url`` if it has one, else the local
-engine when its worker runs on this machine (``start_worker``). A host whose
+Engines are per host: a host's ``docker_url`` (with its ``docker_tls``, through
+core/engines.py) if it has one, else the local engine when its worker runs on this
+machine (``start_worker``). A host whose
 engine this process cannot reach is not checked for presence (the flow still
 refuses a missing image when it starts); its allow-list always is.
 """
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from core.engines import Engine, open_client
 from core.hosts import Host, HostsFile, repository_of
 
 REFERENCE_TAG = "reference"  # <simulator_image>:reference is the reference simulator (deployments/reference_image.py)
@@ -34,7 +36,6 @@ CACHE_SECONDS = 5.0
 RETRY_DOWN_SECONDS = 30.0  # an engine that failed is asked again only after this
 FRESH_MIN_SECONDS = 1.0  # a "fresh" read reuses a listing younger than this (a burst of bad tags is one read)
 ENGINE_TIMEOUT_SECONDS = 3.0
-LOCAL_ENGINE = "local"
 _SHA_TAG = re.compile(r"sha-[0-9a-f]{7,64}")
 
 
@@ -58,14 +59,12 @@ class EngineImage:
         return self.repo_digests[0].rpartition("@")[2] if self.repo_digests else self.id
 
 
-EngineLister = Callable[[str | None], list[EngineImage]]  # docker_url (None: local) -> its images
+EngineLister = Callable[[Engine], list[EngineImage]]  # an engine -> its images
 
 
-def docker_lister(docker_url: str | None) -> list[EngineImage]:
+def docker_lister(engine: Engine) -> list[EngineImage]:
     """One ``GET /images/json`` on the engine (the SDK's ``images.list()`` inspects each image)."""
-    import docker
-
-    client = docker.DockerClient(base_url=docker_url, timeout=ENGINE_TIMEOUT_SECONDS) if docker_url else docker.from_env(timeout=ENGINE_TIMEOUT_SECONDS)
+    client = open_client(engine, timeout=ENGINE_TIMEOUT_SECONDS)
     try:
         raw = client.api.images()
     finally:
@@ -81,7 +80,7 @@ def docker_lister(docker_url: str | None) -> list[EngineImage]:
 class EngineListing:
     """What one engine holds, as last read: ``tags`` maps ``repo:tag`` to its image."""
 
-    engine: str
+    engine: str  # Engine.key
     tags: dict[str, EngineImage]
     fetched_at: float | None  # epoch seconds of the read it comes from; None: never read
     cached: bool  # answered from an earlier read (within the TTL, or because the engine is down now)
@@ -92,11 +91,11 @@ class EngineListing:
         return self.fetched_at is not None
 
 
-def engine_of(host: Host) -> str | None:
-    """The engine key of a host: its docker_url, ``local`` for a worker on this machine, None when unreachable."""
+def engine_of(host: Host) -> Engine | None:
+    """The engine of a host: its docker_url (and TLS), this machine's for a worker here, None when unreachable."""
     if host.docker_url:
-        return host.docker_url
-    return LOCAL_ENGINE if host.start_worker else None
+        return Engine.of(host)
+    return Engine() if host.start_worker else None
 
 
 class ImageCatalog:
@@ -108,31 +107,32 @@ class ImageCatalog:
         self._reads: dict[str, tuple[float, dict[str, EngineImage]]] = {}  # engine -> (when, tags) of the last good read
         self._failures: dict[str, tuple[float, str]] = {}  # engine -> (when, why) of the last failed read
 
-    def listing(self, engine: str, fresh: bool = False) -> EngineListing:
+    def listing(self, engine: Engine, fresh: bool = False) -> EngineListing:
         """``fresh``: read the engine now unless it failed within the TTL (an image may just have been built)."""
         with self._lock:
             now = self.clock()
-            good, bad = self._reads.get(engine), self._failures.get(engine)
+            key = engine.key
+            good, bad = self._reads.get(key), self._failures.get(key)
             max_age = FRESH_MIN_SECONDS if fresh else self.ttl
             if good and now - good[0] < max_age and not (bad and bad[0] > good[0]):
-                return EngineListing(engine, good[1], good[0], cached=True)
+                return EngineListing(key, good[1], good[0], cached=True)
             if bad and now - bad[0] < RETRY_DOWN_SECONDS:  # a down engine is asked again only after the TTL
-                return self._fallback(engine, bad[1])
+                return self._fallback(key, bad[1])
             try:
-                images = self.lister(None if engine == LOCAL_ENGINE else engine)
+                images = self.lister(engine)
             except Exception as exc:  # any failure: the engine is down or unreachable from here
-                self._failures[engine] = (now, f"{type(exc).__name__}: {exc}"[:300])
-                return self._fallback(engine, self._failures[engine][1])
+                self._failures[key] = (now, f"{type(exc).__name__}: {exc}"[:300])
+                return self._fallback(key, self._failures[key][1])
             tags = {tag: image for image in images for tag in image.repo_tags}
-            self._reads[engine] = (now, tags)
-            self._failures.pop(engine, None)
-            return EngineListing(engine, tags, now, cached=False)
+            self._reads[key] = (now, tags)
+            self._failures.pop(key, None)
+            return EngineListing(key, tags, now, cached=False)
 
-    def _fallback(self, engine: str, why: str) -> EngineListing:
-        good = self._reads.get(engine)
+    def _fallback(self, key: str, why: str) -> EngineListing:
+        good = self._reads.get(key)
         if good:
-            return EngineListing(engine, good[1], good[0], cached=True, error=why)
-        return EngineListing(engine, {}, None, cached=False, error=why)
+            return EngineListing(key, good[1], good[0], cached=True, error=why)
+        return EngineListing(key, {}, None, cached=False, error=why)
 
     def host_listing(self, host: Host) -> EngineListing | None:
         engine = engine_of(host)
@@ -229,7 +229,7 @@ class ChosenImage:
     """``image`` None: the reference simulator from the runtime image (neither image nor tag given)."""
 
     image: str | None
-    checked_on: str | None  # the engine it was found on; None when presence could not be checked
+    checked_on: str | None  # the key of the engine it was found on (Engine.key); None when presence could not be checked
     reference: bool = False
 
 
@@ -275,7 +275,7 @@ def choose_image(catalog: ImageCatalog, host: Host, image: str | None, image_tag
         what = f"tag {image_tag!r} of {host.simulator_image!r}" if image_tag and not image else f"image {ref!r}"
         raise ImageRefused(f"Image {ref!r} is not present on host {host.name!r} ({what} is not on its Docker engine; "
                            f"images are never pulled: build or `docker load` it there first; GET /job-images/versions lists what is)")
-    return ChosenImage(ref, engine, reference=REFERENCE_LABEL in found.labels)
+    return ChosenImage(ref, engine.key, reference=REFERENCE_LABEL in found.labels)
 
 
 def _by_digest(listing: EngineListing, ref: str) -> EngineImage | None:

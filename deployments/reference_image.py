@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 
+from core.engines import engine_client
 from core.hosts import Host
 from core.images import REFERENCE_LABEL, REFERENCE_TAG, engine_of
 
@@ -38,12 +39,12 @@ def ensure_reference_image(host: Host, runtime_image: str) -> str | None:
     has no simulator repository, its engine is out of reach, or the runtime image is missing."""
     if not host.simulator_image or engine_of(host) is None:
         return None
-    import docker
     from docker.errors import DockerException, ImageNotFound
 
     target = f"{host.simulator_image}:{REFERENCE_TAG}"
-    client = docker.DockerClient(base_url=host.docker_url) if host.docker_url else docker.from_env()
+    client = None
     try:
+        client = engine_client(host)
         try:
             runtime_id = client.images.get(runtime_image).id
         except ImageNotFound:
@@ -61,4 +62,5 @@ def ensure_reference_image(host: Host, runtime_image: str) -> str | None:
         log.warning("host %s: could not make %s: %s", host.name, target, exc)
         return None
     finally:
-        client.close()
+        if client is not None:
+            client.close()

@@ -24,6 +24,7 @@ from prefect.utilities.callables import parameter_schema
 from core import containers
 from core.settings import PROJECT_ROOT, PlatformSettings
 from blocks.storage import DEFAULT_BLOCK_NAME, SharedStorage
+from core.engines import Engine, engine_client, open_client
 from core.hosts import Host, HostsFile, load_hosts
 from deployments import automations, control_pool
 from deployments.automations import HEARTBEAT_SECONDS
@@ -43,15 +44,18 @@ FLOWS: dict[str, tuple[str, str]] = {
 }
 
 
-def docker_available(base_url: str | None = None) -> bool:
+def docker_available(host: Host | None = None) -> bool:
+    """Whether the host's engine (this machine's when no host is given) answers, as core/engines.py reaches it."""
+    client = None
     try:
-        import docker
-
-        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        client = engine_client(host) if host is not None else open_client(Engine())
         client.ping()
         return True
     except Exception:  # any failure means "no engine we can use"
         return False
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _run_env() -> dict[str, str]:
@@ -133,8 +137,13 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 def _docker_access(host: Host) -> tuple[list[str], dict[str, str]]:
-    """How the supervisor reaches the host's Docker engine: the socket mounted, or DOCKER_HOST."""
+    """How the supervisor reaches the host's Docker engine: the socket mounted, or DOCKER_HOST.
+
+    A TLS or ssh:// engine is the API's way in from outside; the supervisor runs on that host's
+    own engine (its worker is there, `make host`) and holds none of those keys: it gets the socket."""
     url = host.docker_url or f"unix://{DOCKER_SOCKET}"
+    if host.docker_tls is not None or url.startswith("ssh://"):
+        url = f"unix://{DOCKER_SOCKET}"
     if url.startswith("unix://"):
         path = url[len("unix://"):]
         return [f"{path}:{DOCKER_SOCKET}"], {}
@@ -280,7 +289,7 @@ async def setup(
     async with get_client() as client:
         for host in hosts.hosts:
             # a Slurm host is a process pool: its worker runs on the submit node and calls sbatch (docs/slurm.md)
-            use_docker = False if host.kind == "slurm" else docker_available(host.docker_url) if docker is None else docker
+            use_docker = False if host.kind == "slurm" else docker_available(host) if docker is None else docker
             types[host.name] = await ensure_pool(client, host, docker=use_docker, image=settings.runtime_image)
             if use_docker:  # the tag the UI offers on a fresh platform (deployments/reference_image.py)
                 from deployments.reference_image import ensure_reference_image

@@ -19,7 +19,7 @@ class Engine:
                        for i, ref in enumerate(refs)]
         self.calls, self.down = 0, False
 
-    def __call__(self, docker_url: str | None) -> list[EngineImage]:
+    def __call__(self, engine: object) -> list[EngineImage]:
         self.calls += 1
         if self.down:
             raise ConnectionError("engine down")

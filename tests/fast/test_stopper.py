@@ -40,7 +40,7 @@ def test_a_remote_host_is_stopped_through_its_own_engine(tmp_path, monkeypatch):
     hosts.write_text("hosts:\n  - name: local\n  - name: gpu-1\n    docker_url: tcp://gpu-1.example:2376\n"
                      "  - name: sock\n    docker_url: unix:///srv/docker.sock\n")
     monkeypatch.setenv("OPEVA_HOSTS_FILE", str(hosts))
-    assert host_engine("gpu-1") == "tcp://gpu-1.example:2376"
+    assert host_engine("gpu-1").url == "tcp://gpu-1.example:2376" and host_engine("gpu-1").tls is None
     assert host_engine("local") is None and host_engine("sock") is None and host_engine("unknown") is None and host_engine(None) is None
 
 
