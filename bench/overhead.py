@@ -111,7 +111,9 @@ def main(runs: int) -> None:
     for kind in kinds:
         plat, floor = results[f"{kind}: platform"], results[f"{kind}: docker run"]
         ratio = pct([r["submit->first simulator line"] for r in plat], .5) / pct([r["docker run->first simulator line"] for r in floor], .5)
-        print(f"{kind}: submit->first line is {ratio:.2f}x the docker-run floor (target <= 1.5x); "
+        running = pct([r["submit->Running"] for r in plat], .5) / pct([r["docker run->exit"] for r in floor], .5)
+        print(f"{kind}: submit->first line is {ratio:.2f}x the docker-run floor's first line; submit->Running is {running:.2f}x "
+              f"the whole docker run (issue 20's target <= 1.5x); "
               f"last line->finished p50 {pct([r['last simulator line->finished'] for r in plat], .5):.2f} s (target <= 1 s)")
 
 
