@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.inference_registry import RegisteredTarget
 
 
 class InferenceTargetOut(BaseModel):
@@ -15,6 +17,32 @@ class InferenceTargetOut(BaseModel):
     bundle_mount_path: str = Field(description="Where the target sees the bundle store.")
     host: str = Field(description="The hosts.yaml host the target is declared under.")
     kind: Literal["platform", "external"]
+
+
+class InferenceTargetIn(RegisteredTarget):
+    """A target made through the API: hosts.yaml's fields and bounds (core.hosts.InferenceTargetSpec)
+    plus its host. Without ``base_url`` the platform runs it (``memory``/``cpus``/``pids`` bound its
+    container, which sees the bundle store at /bundles); with one it is external and takes no limits."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"id": "site-b", "name": "Site B inference", "host": "local", "memory": "256m", "cpus": 1, "pids": 64},
+        {"id": "site-c", "name": "Site C (external)", "host": "local", "base_url": "http://10.0.0.7:8080", "bundle_mount_path": "/bundles"},
+    ]})
+    base_url: str | None = Field(None, max_length=500, pattern=r"^https?://[^\s]+$", description="External target's URL; null: the platform runs it.")
+    bundle_mount_path: str = Field("/bundles", max_length=200, pattern=r"^/[A-Za-z0-9._/-]*$",
+                                   description="External target: where that service sees the bundle store. A platform target's is /bundles.")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "InferenceTargetIn":
+        if self.base_url is not None:
+            limits = sorted({"memory", "cpus", "pids"} & self.model_fields_set)
+            if limits:
+                raise ValueError(f"{', '.join(limits)}: limits of a platform target's container; an external target (base_url) takes none")
+            if ".." in self.bundle_mount_path.split("/"):
+                raise ValueError("bundle_mount_path must not contain '..'")
+        elif "bundle_mount_path" in self.model_fields_set and self.bundle_mount_path != "/bundles":
+            raise ValueError("bundle_mount_path is an external target's (with base_url); a platform target sees the bundle store at /bundles")
+        return self
 
 
 class InferenceHealthOut(InferenceTargetOut):

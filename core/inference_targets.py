@@ -10,19 +10,24 @@ and what runs on them). Two kinds:
 - **external** (``base_url: http(s)://...``): an inference service someone else runs (upstream's
   sites); probed and switched the same way, its logs are not the platform's to read.
 
-Both the REST API (listing, health, the DELETE guard) and the ``deploy-bundle`` flow (the switch)
-use this module, so they agree on every target's address. No Prefect import.
+Targets created through the API (``POST /deploy/inferences``) are kept in one registry file under
+the home (core/inference_registry.py) and listed here beside hosts.yaml's (``declared: "api"``), so
+every route and the switch treat both alike. Both the REST API (listing, health, the DELETE guard)
+and the ``deploy-bundle`` flow (the switch) use this module, so they agree on every target's
+address. No Prefect import.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from core import inference_registry
 from core.hosts import HostsFile, InferenceTargetSpec
 
 SOCKET_NAME = "inference.sock"
@@ -32,6 +37,7 @@ MANIFEST = "artifact_manifest.json"
 PROBE_SECONDS = 2.0
 LOAD_SECONDS = 60.0
 MAX_ERROR = 300
+log = logging.getLogger("opeva.inference")
 
 
 class TargetError(Exception):
@@ -61,6 +67,7 @@ class Target:
     container_name: str | None
     bundle_mount_path: str
     spec: InferenceTargetSpec
+    declared: str = "hosts.yaml"  # or "api": created through POST /deploy/inferences (core/inference_registry.py)
 
     @property
     def external(self) -> bool:
@@ -77,17 +84,31 @@ class Target:
         return f"{folder}/{MANIFEST}", folder
 
 
+def target_of(spec: InferenceTargetSpec, host: str, home: Path, declared: str) -> Target:
+    external = spec.base_url is not None
+    return Target(
+        id=spec.id, name=spec.name or spec.id, host=host,
+        base_url=spec.base_url.rstrip("/") if external else f"unix:{socket_path(home, spec.id)}",
+        container_name=None if external else container_name(home, spec.id),
+        bundle_mount_path=spec.bundle_mount_path, spec=spec, declared=declared,
+    )
+
+
 def targets(hosts: HostsFile, home: Path) -> list[Target]:
-    out = []
-    for host in hosts.hosts:
-        for spec in host.inference_targets:
-            external = spec.base_url is not None
-            out.append(Target(
-                id=spec.id, name=spec.name or spec.id, host=host.name,
-                base_url=spec.base_url.rstrip("/") if external else f"unix:{socket_path(home, spec.id)}",
-                container_name=None if external else container_name(home, spec.id),
-                bundle_mount_path=spec.bundle_mount_path, spec=spec,
-            ))
+    """hosts.yaml's targets, then the API's (an API target whose id hosts.yaml took since is not listed;
+    an unreadable registry lists none of them and is logged: hosts.yaml's still work)."""
+    out = [target_of(spec, host.name, home, "hosts.yaml") for host in hosts.hosts for spec in host.inference_targets]
+    try:
+        registered = inference_registry.read(home)
+    except inference_registry.RegistryError as exc:
+        log.warning("%s", exc.detail)
+        return out
+    taken = {t.id for t in out}
+    for entry in registered:
+        if entry.id in taken:
+            log.warning("inference target %s of %s is shadowed by hosts.yaml's", entry.id, inference_registry.registry_path(home))
+            continue
+        out.append(target_of(entry, entry.host, home, "api"))
     return out
 
 

@@ -22,6 +22,7 @@ import logging
 import os
 import shlex
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def run_command(target: Target, home: Path, data_dir: Path, image: str) -> list[
     return ["sh", "-c", f"docker rm -f {shlex.quote(target.container_name or '')} >/dev/null 2>&1; exec {shlex.join(run)}"]
 
 
-def _prepare(target: Target, home: Path, data_dir: Path) -> None:
+def prepare(target: Target, home: Path, data_dir: Path) -> None:
     """The socket's folder, writable by the container's uid only (its parent private to the platform),
     no stale socket and no remembered load (a platform starts its targets empty; only a restart
     by the supervisor, which skips this, reloads); the bundle store present (an empty one is mounted too)."""
@@ -138,33 +139,41 @@ def _prepare(target: Target, home: Path, data_dir: Path) -> None:
     bundle_store.store_dir(data_dir).mkdir(parents=True, exist_ok=True)
 
 
-def start_inference_targets(platform: Any, runtime_image: str, hosts: HostsFile | None = None) -> list[Any]:
-    """Start every platform target of the hosts on this machine's engine (hosts with a ``docker_url``
-    are another machine's: declare their targets with a ``base_url`` instead); returns the children."""
+def ready_check(home: Path, target_id: str) -> Callable[[], bool]:
+    """The target answers ``GET /health`` on its socket (the supervisor's readiness test)."""
     import httpx
 
+    sock = str(socket_path(home, target_id))
+
+    def ready() -> bool:
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=sock), base_url="http://inference", timeout=1) as c:
+                return c.get("/health").status_code == 200
+        except (httpx.HTTPError, OSError):
+            return False
+
+    return ready
+
+
+def start_inference_targets(platform: Any, runtime_image: str, hosts: HostsFile | None = None) -> list[Any]:
+    """Start every hosts.yaml platform target of the hosts on this machine's engine (hosts with a ``docker_url``
+    are another machine's: declare their targets with a ``base_url`` instead); returns the children.
+    Targets created through the API are started by ``make up``'s loop (deployments/inference_sync.py)."""
     from deployments.platform import StartupError
 
     hosts = hosts or load_hosts()
     started = []
-    local = [t for t in targets(hosts, platform.home) if not t.external and hosts.get(t.host).docker_url is None]
+    local = [t for t in targets(hosts, platform.home)
+             if t.declared == "hosts.yaml" and not t.external and hosts.get(t.host).docker_url is None]
     if not local:
         return started
     image = ensure_inference_image(runtime_image)
     for target in local:
-        _prepare(target, platform.home, platform.data_dir)
-        sock = str(socket_path(platform.home, target.id))
-
-        def ready(sock: str = sock) -> bool:
-            try:
-                with httpx.Client(transport=httpx.HTTPTransport(uds=sock), base_url="http://inference", timeout=1) as c:
-                    return c.get("/health").status_code == 200
-            except (httpx.HTTPError, OSError):
-                return False
-
+        prepare(target, platform.home, platform.data_dir)
         name = f"inference-{target.id}"
         try:
-            started.append(platform.start(name, run_command(target, platform.home, platform.data_dir, image), ready, timeout=60))
+            started.append(platform.start(name, run_command(target, platform.home, platform.data_dir, image),
+                                          ready_check(platform.home, target.id), timeout=60))
         except StartupError as exc:  # not supervised further: a target that cannot start must not stop the platform
             platform.services = [s for s in platform.services if s.name != name]
             log.warning("inference target %s not started: %s", target.id, exc)

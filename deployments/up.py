@@ -74,18 +74,21 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, A
     from deployments.control_pool import start_control_worker
 
     start_control_worker(platform)  # the control pool's runs (sweeps' parents, bundle switches) never hold a host's slot
+    target_sync = None
     if use_docker:  # the hosts' inference targets, no bundle loaded (docs/inference.md); not fatal
+        from deployments.inference_sync import TargetSync
         from deployments.inference_targets import start_inference_targets
 
         try:
             start_inference_targets(platform, PlatformSettings().runtime_image)
         except Exception as exc:  # noqa: BLE001 (jobs and the API work without them)
             print(f"Inference targets not started: {exc}", flush=True)
+        target_sync = TargetSync(platform, PlatformSettings().runtime_image)  # the API's targets, started/stopped in the loop
     from deployments.rabbitmq_server import ensure_broker
 
     amqp_url, amqp_shown = ensure_broker(platform, PlatformSettings())  # live site data (docs/live-data.md)
     start_apis(platform, layout, OPEVA_AMQP_URL=amqp_url)
-    ticks = [r.tick for r in (reconciler, reattacher) if r is not None]
+    ticks = [r.tick for r in (reconciler, reattacher, target_sync) if r is not None]
 
     def tick() -> None:
         for each in ticks:

@@ -8,12 +8,14 @@ from fastapi.responses import StreamingResponse
 from api.deps import Gateway, Hosts, Settings, Storage
 from api.models_inference import (
     InferenceHealthOut,
+    InferenceTargetIn,
     InferenceTargetOut,
     LogChunkOut,
     SwitchIn,
     SwitchOut,
 )
 from api.responses import ErrorBody, errors
+from api.security import CurrentUser
 from api.usecases import inferences as usecase
 
 router = APIRouter(tags=["deploy"])
@@ -22,9 +24,22 @@ _502 = {502: {"model": ErrorBody, "description": "The target does not answer, or
 _504 = {504: {"model": ErrorBody, "description": "The switch's flow run did not finish in time (is the control worker running?)"}}
 
 
-@router.get("/deploy/inferences", response_model=list[InferenceTargetOut], summary="Inference targets (hosts.yaml inference_targets)")
+@router.get("/deploy/inferences", response_model=list[InferenceTargetOut],
+            summary="Inference targets (hosts.yaml inference_targets, then those created through the API)")
 async def list_targets(hosts: Hosts, settings: Settings) -> list[InferenceTargetOut]:
     return usecase.list_targets(hosts, settings.home)
+
+
+@router.post("/deploy/inferences", response_model=InferenceTargetOut, status_code=201, responses=errors(400, 403, 409),
+             summary="Create an inference target (admins); make up starts a platform one's container within seconds")
+async def create_target(body: InferenceTargetIn, hosts: Hosts, settings: Settings, user: CurrentUser) -> InferenceTargetOut:
+    return await usecase.create(user, hosts, settings.home, body)
+
+
+@router.delete("/deploy/inferences/{target_id}", response_model=InferenceTargetOut, responses=errors(403, 404, 409),
+               summary="Remove a target created through the API (admins); make up then stops its container")
+async def delete_target(hosts: Hosts, settings: Settings, user: CurrentUser, target_id: str = TargetId) -> InferenceTargetOut:
+    return await usecase.delete(user, hosts, settings.home, target_id)
 
 
 @router.get("/deploy/inferences/{target_id}/health", response_model=InferenceHealthOut, responses=errors(404),

@@ -5,6 +5,10 @@ Targets and their addresses are core/inference_targets.py's; the switch itself i
 (flows/deploy_bundle.py), so the Prefect UI shows every switch. Refusals are checked here first
 (unknown target or bundle: 404 with no run made); a target that does not answer or refuses the
 load fails the run, and its message becomes the 502.
+
+Targets made or removed here (admins only when tokens are on) go to the registry file
+(core/inference_registry.py); ``make up`` starts and stops their containers in its loop
+(deployments/inference_sync.py), so this answers at once and never touches Docker itself.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from api.errors import ApiError
 from api.gateway import FlowRun, PrefectGateway
 from api.models_inference import (
     InferenceHealthOut,
+    InferenceTargetIn,
     InferenceTargetOut,
     LogChunkOut,
     LogLine,
     SwitchOut,
 )
-from core import bundle_store, inference_logs
+from api.security import User
+from core import bundle_store, inference_logs, inference_registry
 from core.hosts import CONTROL_POOL, HostsFile
-from core.inference_targets import Target, TargetError, get_target, probe, targets
+from core.inference_targets import Target, TargetError, get_target, probe, target_of, targets
 
 SWITCH_FLOW = "deploy-bundle"  # flows/deploy_bundle.py, deployed on the control pool
 SWITCH_TIMEOUT = 120.0
@@ -46,6 +52,44 @@ def _target(hosts: HostsFile, home: Path, target_id: str) -> Target:
 
 def list_targets(hosts: HostsFile, home: Path) -> list[InferenceTargetOut]:
     return [InferenceTargetOut(**t.public()) for t in targets(hosts, home)]
+
+
+def _require_admin(user: User) -> None:
+    if not user.admin:
+        raise ApiError(403, "creating or removing inference targets needs an admin token (OPEVA_API_ADMINS)")
+
+
+async def create(user: User, hosts: HostsFile, home: Path, body: InferenceTargetIn) -> InferenceTargetOut:
+    """Check the host, then record the target (409 on a taken id); ``make up`` starts a platform one."""
+    _require_admin(user)
+    host = hosts.get(body.host)
+    if host is None:
+        raise ApiError(400, f"unknown host {body.host!r}; known hosts: {', '.join(hosts.names)}", known_hosts=hosts.names)
+    if body.base_url is None and host.docker_url is not None:
+        raise ApiError(400, f"host {host.name} is another machine's engine ({host.docker_url}): the platform runs targets on "
+                            "this machine's engine only; give the target a base_url (a service running there) instead")
+    declared = {t.id for h in hosts.hosts for t in h.inference_targets}
+    entry = inference_registry.RegisteredTarget(**body.model_dump(exclude_unset=True))
+    try:
+        await asyncio.to_thread(inference_registry.add, home, entry, declared)
+    except inference_registry.RegistryError as exc:
+        raise ApiError(exc.status, exc.detail) from None
+    return InferenceTargetOut(**target_of(entry, entry.host, home, "api").public())
+
+
+async def delete(user: User, hosts: HostsFile, home: Path, target_id: str) -> InferenceTargetOut:
+    """Forget an API-made target (``make up`` then stops its container); a hosts.yaml one is the operator's (409)."""
+    _require_admin(user)
+    found = next((t for t in targets(hosts, home) if t.id == target_id), None)
+    if found is not None and found.declared == "hosts.yaml":
+        raise ApiError(409, f"inference target {target_id!r} is declared in hosts.yaml (host {found.host}): remove it there, not through the API")
+    try:
+        removed = await asyncio.to_thread(inference_registry.remove, home, target_id)
+    except inference_registry.RegistryError as exc:
+        raise ApiError(exc.status, exc.detail) from None
+    if removed is None:
+        raise ApiError(404, f"inference target {target_id!r} not found")
+    return InferenceTargetOut(**(found or target_of(removed, removed.host, home, "api")).public())
 
 
 async def health(hosts: HostsFile, home: Path, target_id: str) -> InferenceHealthOut:

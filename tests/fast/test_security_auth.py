@@ -156,3 +156,15 @@ def test_compose_runs_the_api_closed_and_gives_tokens_to_the_api_only():
     for name, service in services.items():
         if name not in apis:
             assert "OPEVA_API_TOKENS" not in (service.get("environment") or {}), name
+
+
+def test_inference_targets_are_created_and_removed_by_admins_only(users_api):
+    with client(users_api, "alice") as alice, client(users_api, "root") as root:
+        refused = alice.post("/deploy/inferences", json={"id": "auth-made", "host": "local", "base_url": "http://127.0.0.1:9"})
+        assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+        assert "auth-made" not in {t["id"] for t in alice.get("/deploy/inferences").json()}
+        made = root.post("/deploy/inferences", json={"id": "auth-made", "host": "local", "base_url": "http://127.0.0.1:9"})
+        assert made.status_code == 201, made.text
+        assert alice.delete("/deploy/inferences/auth-made").status_code == 403
+        assert "auth-made" in {t["id"] for t in alice.get("/deploy/inferences").json()}, "listing is for every user"
+        assert root.delete("/deploy/inferences/auth-made").status_code == 200
