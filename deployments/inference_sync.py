@@ -92,7 +92,7 @@ class TargetSync:
         name = f"{PREFIX}{target.id}"
         prepare(target, self.platform.home, self.platform.data_dir)
         try:
-            self.platform.start(name, cmd, ready_check(self.platform.home, target.id), timeout=60)
+            self.platform.start(name, cmd, ready_check(self.platform.home, target.id), timeout=60, vital=False)
         except StartupError as exc:
             self.platform.services = [s for s in self.platform.services if s.name != name]
             remove_container(target.container_name)

@@ -173,7 +173,7 @@ def start_inference_targets(platform: Any, runtime_image: str, hosts: HostsFile 
         name = f"inference-{target.id}"
         try:
             started.append(platform.start(name, run_command(target, platform.home, platform.data_dir, image),
-                                          ready_check(platform.home, target.id), timeout=60))
+                                          ready_check(platform.home, target.id), timeout=60, vital=False))
         except StartupError as exc:  # not supervised further: a target that cannot start must not stop the platform
             platform.services = [s for s in platform.services if s.name != name]
             log.warning("inference target %s not started: %s", target.id, exc)

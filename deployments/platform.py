@@ -97,6 +97,7 @@ class Service:
     deaths: list[float] = field(default_factory=list)  # monotonic times of recent deaths
     restart_at: float | None = None  # set while waiting out the back-off
     started_at: float = 0.0  # monotonic time of the last spawn
+    vital: bool = True  # False: when it keeps dying the supervisor gives up on it alone, the platform goes on
 
 
 @dataclass
@@ -172,7 +173,8 @@ class Platform:
         return env
 
     def start(
-        self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, user: str | None = None, wait: bool = True, **env: str
+        self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 90, user: str | None = None, wait: bool = True,
+        vital: bool = True, **env: str
     ) -> Service:
         if not self.services:
             # Children live in their own sessions (Ctrl-C reaches only us); make sure
@@ -182,7 +184,7 @@ class Platform:
         private_dir(self.logs_dir)  # logs name the platform's URLs and credentials' users: not world-readable
         from core.child_env import child_env  # each child gets only the secrets its service needs
 
-        service = Service(name, None, self.logs_dir / f"{name}.log", cmd=cmd, env=child_env(name, self.env(**env)), ready=ready, timeout=timeout, user=user)  # type: ignore[arg-type]
+        service = Service(name, None, self.logs_dir / f"{name}.log", cmd=cmd, env=child_env(name, self.env(**env)), ready=ready, timeout=timeout, user=user, vital=vital)  # type: ignore[arg-type]
         self.services.append(service)
         self.spawn(service, wait=wait)
         return service

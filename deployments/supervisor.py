@@ -67,6 +67,12 @@ def check_children(platform: Platform, policy: RestartPolicy, now: float | None 
         if service.restart_at is None:
             kill_group(service.proc)  # its grandchildren (e.g. uvicorn under `prefect server start`)
             service.deaths = [t for t in service.deaths if now - t < policy.window] + [now]
+            if len(service.deaths) > policy.max_deaths and not service.vital:
+                service.restart_at = float("inf")  # kept in the list (its name stays taken), never restarted
+                say(f"{service.name} died {len(service.deaths)} times within {policy.window:.0f} s (last exit code {code}); "
+                    f"not restarted again, the platform goes on without it. End of {service.log_path}:\n{_log_tail(service)}")
+                _mark(service, f"exited with code {code}; given up")
+                continue
             if len(service.deaths) > policy.max_deaths:
                 raise ChildKeepsDying(
                     f"{service.name} died {len(service.deaths)} times within {policy.window:.0f} s "

@@ -74,3 +74,25 @@ def test_memoised_schema_check_still_rejects_an_invalid_schema():
         is_valid_schema({"type": "object", "properties": {"image": {"type": 12}}})
     with pytest.raises(ValidationError, match="image"):
         validate({"image": 5}, good, raise_on_error=True)  # values are still checked every time
+
+
+def test_a_child_that_is_not_vital_is_given_up_alone_and_the_platform_goes_on(tmp_path):
+    """An inference target (vital=False) that keeps crashing, e.g. on a user's bundle, must not stop
+    the platform: it is left dead, named in the log, while a vital child is still supervised."""
+    platform = child_platform(tmp_path)
+    try:
+        flaky = platform.start("inference-flaky", [sys.executable, "-c", "raise SystemExit(3)"], lambda: True, wait=False, vital=False)
+        steady = platform.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], lambda: True)
+        supervise_for(platform, 2.0)  # FAST allows 3 deaths: the 4th gives up without raising
+        assert flaky.proc.poll() == 3 and flaky.restart_at == float("inf")
+        assert "exited with code 3; given up" in flaky.log_path.read_text()
+        pid = flaky.proc.pid
+        supervise_for(platform, 0.5)
+        assert flaky.proc.pid == pid, "a given-up child must not be started again"
+        assert steady.proc.poll() is None and steady in platform.services
+        with pytest.raises(ChildKeepsDying):  # the same deaths of a vital child still stop the platform
+            vital = platform.start("vital", [sys.executable, "-c", "raise SystemExit(4)"], lambda: True, wait=False)
+            supervise_for(platform, 2.0)
+        assert vital.proc.poll() == 4
+    finally:
+        platform.stop()
