@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +26,7 @@ COMMAND_SECONDS = 30
 _PARTITION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+/-]{0,127}$")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class SlurmRefused(ValueError):
@@ -316,6 +318,27 @@ def cancel(job_id: str) -> None:
     _run(["scancel", job_id])
 
 
+ENDED_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
+
+
+def ended_jobs() -> dict[str, tuple[str, float]]:
+    """OPEVA job id -> (Slurm job id, end time in epoch seconds) for the platform-named jobs that
+    ended and that the controller still holds (``MinJobAge``, 300 s by default): the window in
+    which a run crashed while its job ran can still be given the job's real end."""
+    found: dict[str, tuple[str, float]] = {}
+    for line in _run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%e"]).splitlines():
+        slurm_id, name, state, end = (line.strip().split("|") + ["", "", "", ""])[:4]
+        job_id = name[len("opeva-"):] if name.startswith("opeva-") else ""
+        if not (slurm_id.isdigit() and state in ENDED_STATES and _UUID.fullmatch(job_id)):
+            continue
+        try:
+            ended_at = datetime.fromisoformat(end).timestamp()  # the controller's local time, as this machine's
+        except ValueError:
+            continue
+        found[job_id] = (slurm_id, ended_at)
+    return found
+
+
 def live_jobs() -> dict[str, str]:
     """OPEVA job id -> Slurm job id, for the jobs Slurm still queues or runs under the platform's
     names (``--job-name=opeva-<job id>``)."""
@@ -323,6 +346,6 @@ def live_jobs() -> dict[str, str]:
     for line in _run(["squeue", "-h", "-o", "%i|%j"]).splitlines():
         slurm_id, _, name = line.strip().partition("|")
         job_id = name[len("opeva-"):] if name.startswith("opeva-") else ""
-        if slurm_id.isdigit() and re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", job_id):
+        if slurm_id.isdigit() and _UUID.fullmatch(job_id):
             found[job_id] = slurm_id  # anyone may name a job so: this only says where to look
     return found

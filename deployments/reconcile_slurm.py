@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core import slurm
+from core.layout import DataRoot
+from core.slurm_watch import read_watch
 from deployments.reconcile import PrefectRest
 
 log = logging.getLogger("opeva.reconcile")
@@ -67,10 +69,32 @@ def _age(run: dict) -> float:
     return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
 
 
-def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRACE_SECONDS) -> list[str]:
+def _crashed_while_running(prefect: PrefectRest, pools: list[str], grace: float, data_root: Path) -> list[dict]:
+    """Crashed runs whose Slurm job ended *after* the crash (the watcher died while the job ran, and
+    no pass came before the job's end), while the controller still holds the job. Only those with
+    an open checkpoint: the next attempt follows that job to its recorded end, never a new sbatch.
+    A run crashed again after its job ended is not picked up again (its crash is later than the end)."""
+    try:
+        ended = slurm.ended_jobs()
+    except slurm.SlurmError as exc:
+        log.warning("squeue: %s", exc)
+        return []
+    if not ended:
+        return []
+    found = []
+    for run in prefect.runs(ids=ended, state_types=("CRASHED",), pools=pools):
+        watch = read_watch(DataRoot(data_root).job(run["id"]).dir)
+        if _age(run) >= grace and _age(run) > time.time() - ended[run["id"]][1] and watch is not None and not watch.ended \
+                and watch.slurm_job_id == ended[run["id"]][0]:
+            found.append(run)
+    return found
+
+
+def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRACE_SECONDS, data_root: Path | None = None) -> list[str]:
     """Reschedule the runs of ``pools`` without a watcher process: Pending or Running ones, and
     Crashed ones whose Slurm job still runs (the worker saw its watcher die, or the zombie
-    automation crashed it). Their ids."""
+    automation crashed it) or ended after the crash (with ``data_root``: see
+    :func:`_crashed_while_running`). Their ids."""
     if not pools:
         return []
     live = [r for r in prefect.runs(state_types=("PENDING", "RUNNING"), pools=pools) if _age(r) >= grace]
@@ -80,6 +104,8 @@ def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRAC
         log.warning("squeue: %s", exc)
         running_in_slurm = {}
     crashed = [r for r in prefect.runs(ids=running_in_slurm, state_types=("CRASHED",), pools=pools) if _age(r) >= grace] if running_in_slurm else []
+    if data_root is not None:
+        crashed += _crashed_while_running(prefect, pools, grace, data_root)
     if not live and not crashed:
         return []
     alive = live_watchers()
@@ -97,13 +123,14 @@ def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRAC
 class SlurmReattacher:
     """What ``make up`` holds for Slurm hosts: a pass at start (no worker yet: no grace) and every PASS_SECONDS."""
 
-    def __init__(self, api_url: str, auth: str | None, pools: list[str]) -> None:
+    def __init__(self, api_url: str, auth: str | None, pools: list[str], data_root: Path | None = None) -> None:
         self.prefect = PrefectRest(api_url, auth)
         self.pools = pools
+        self.data_root = data_root
         self.next_pass = time.monotonic() + PASS_SECONDS
 
     def at_start(self) -> list[str]:
-        return reattach_orphans(self.prefect, self.pools, grace=0)
+        return reattach_orphans(self.prefect, self.pools, grace=0, data_root=self.data_root)
 
     def tick(self) -> None:
         """One pass when due; never raises (a failed pass is tried again at the next)."""
@@ -111,7 +138,7 @@ class SlurmReattacher:
             return
         self.next_pass = time.monotonic() + PASS_SECONDS
         try:
-            moved = reattach_orphans(self.prefect, self.pools)
+            moved = reattach_orphans(self.prefect, self.pools, data_root=self.data_root)
         except Exception as exc:  # noqa: BLE001 (the server restarting)
             log.warning("Slurm re-attach pass failed: %s", exc)
             return

@@ -121,7 +121,7 @@ def _reattach_at_start(platform: Platform):
     pools = local_slurm_pools()
     if not pools:
         return None
-    reattacher = SlurmReattacher(platform.prefect_api_url, platform.prefect_auth_string, pools)
+    reattacher = SlurmReattacher(platform.prefect_api_url, platform.prefect_auth_string, pools, platform.data_dir)
     try:
         moved = reattacher.at_start()
     except Exception as exc:  # noqa: BLE001 (the next pass tries again)

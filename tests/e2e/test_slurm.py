@@ -385,6 +385,35 @@ def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, s
     _each_line_once(sapi, job_id, first)
 
 
+def test_a_run_crashed_while_its_job_ran_gets_the_jobs_real_end_after_it_ended(sapi, slurm_platform, cluster):
+    """The watcher dies while the job runs, and the job ends before any re-attach pass looks: the
+    run must not stay Crashed with a finished job behind it. While the controller still holds the
+    job, the pass reschedules the run and the next attempt reads the job's end from its checkpoint."""
+    import signal
+
+    from core import slurm
+    from deployments.reconcile import PrefectRest
+    from deployments.reconcile_slurm import reattach_orphans
+    from helpers import read_run
+
+    job_id = submit(sapi, run="reattach-ended", command=["bash", "-c", LINES])
+    wait_for(lambda: "line 5" in sapi.get(f"/logs/{job_id}").text, 90, what="the job's output")
+    first = sapi.get(f"/job-info/{job_id}").json()["slurm_job_id"]
+    for pid in _watcher_pids(job_id):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: read_run(job_id).state.is_crashed(), 30, 0.2, what="the worker to record the run Crashed")
+    wait_for(lambda: not _watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    _go(slurm_platform, job_id)
+    wait_for(lambda: job_id in slurm.ended_jobs(), 60, 0.5, what="Slurm to end the job, unwatched")
+    assert read_run(job_id).state.is_crashed()
+    prefect = PrefectRest(slurm_platform.prefect_api_url, slurm_platform.prefect_auth_string)
+    try:
+        assert reattach_orphans(prefect, ["deucalion"], grace=0, data_root=Path(slurm_platform.data_dir)) == [job_id]
+    finally:
+        prefect.close()
+    _each_line_once(sapi, job_id, first)
+
+
 def test_a_lost_node_ends_the_job_failed_node_fail_never_stuck(sapi, cluster):
     """The node drill (last in this module: the one node is out for a while): slurmd stops
     answering while a job runs; past SlurmdTimeout (30 s here) Slurm marks the node down and the
