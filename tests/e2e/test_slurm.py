@@ -358,16 +358,14 @@ def test_a_watcher_killed_with_its_worker_is_reattached_and_no_line_is_lost_or_d
     assert read_run(job_id).run_count == 2
 
 
-def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, slurm_platform, cluster):
-    """Only the watcher dies (OOM-killed, say): its worker records the run Crashed at once, while
-    the Slurm job runs on. The pass `make up` runs every 15 s re-attaches it all the same."""
+def _crash_the_watcher_alone(sapi, run: str) -> tuple[str, str]:
+    """A LINES job past line 5 whose watcher process is SIGKILLed (its worker lives): (job id, Slurm id)
+    once the worker recorded the run Crashed and Prefect's crash-hook process has ended."""
     import signal
 
-    from deployments.reconcile import PrefectRest
-    from deployments.reconcile_slurm import reattach_orphans
     from helpers import read_run
 
-    job_id = submit(sapi, run="reattach-crashed", command=["bash", "-c", LINES])
+    job_id = submit(sapi, run=run, command=["bash", "-c", LINES])
     wait_for(lambda: "line 5" in sapi.get(f"/logs/{job_id}").text, 90, what="the job's output")
     first = sapi.get(f"/job-info/{job_id}").json()["slurm_job_id"]
     for pid in _watcher_pids(job_id):
@@ -376,6 +374,16 @@ def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, s
     # Prefect's runner then runs the flow's on_crashed hooks in a process of the run's own; the pass
     # (30 s grace in `make up`) leaves a run alone while one lives
     wait_for(lambda: not _watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    return job_id, first
+
+
+def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, slurm_platform, cluster):
+    """Only the watcher dies (OOM-killed, say): its worker records the run Crashed at once, while
+    the Slurm job runs on. The pass `make up` runs every 15 s re-attaches it all the same."""
+    from deployments.reconcile import PrefectRest
+    from deployments.reconcile_slurm import reattach_orphans
+
+    job_id, first = _crash_the_watcher_alone(sapi, "reattach-crashed")
     prefect = PrefectRest(slurm_platform.prefect_api_url, slurm_platform.prefect_auth_string)
     try:
         assert reattach_orphans(prefect, ["deucalion"], grace=0) == [job_id]  # squeue still lists it: the job waits for "go"
@@ -389,20 +397,12 @@ def test_a_run_crashed_while_its_job_ran_gets_the_jobs_real_end_after_it_ended(s
     """The watcher dies while the job runs, and the job ends before any re-attach pass looks: the
     run must not stay Crashed with a finished job behind it. While the controller still holds the
     job, the pass reschedules the run and the next attempt reads the job's end from its checkpoint."""
-    import signal
-
     from core import slurm
     from deployments.reconcile import PrefectRest
     from deployments.reconcile_slurm import reattach_orphans
     from helpers import read_run
 
-    job_id = submit(sapi, run="reattach-ended", command=["bash", "-c", LINES])
-    wait_for(lambda: "line 5" in sapi.get(f"/logs/{job_id}").text, 90, what="the job's output")
-    first = sapi.get(f"/job-info/{job_id}").json()["slurm_job_id"]
-    for pid in _watcher_pids(job_id):
-        os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: read_run(job_id).state.is_crashed(), 30, 0.2, what="the worker to record the run Crashed")
-    wait_for(lambda: not _watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    job_id, first = _crash_the_watcher_alone(sapi, "reattach-ended")
     _go(slurm_platform, job_id)
     wait_for(lambda: job_id in slurm.ended_jobs(), 60, 0.5, what="Slurm to end the job, unwatched")
     assert read_run(job_id).state.is_crashed()
