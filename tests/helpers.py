@@ -160,6 +160,33 @@ def experiment(name: str = "test", run_name: str = "run") -> dict:
     return {"experiment": {"name": name, "run_name": run_name}}
 
 
+def stored_bundle(api, storage, name: str = "inference") -> str:
+    """A bundle in the store from a job made Completed by hand, exported with the reference
+    simulator's own exporter (no simulation: seconds, not minutes); its bundle id."""
+    import uuid
+
+    from prefect.states import Completed
+
+    from simulator.agents import make_controller
+    from simulator.bundle import export_bundle
+    from simulator.config import validate_config
+    from simulator.sample import sample_dataset
+
+    job = api.post("/run-simulation", json={"config": experiment(name, "t"), "command": ["true"], "target_host": "offline"}).json()["job_id"]
+
+    async def done(gateway):
+        await gateway.client.set_flow_run_state(uuid.UUID(job), Completed(), force=True)
+
+    gateway_call(done)
+    config = validate_config({"experiment": {"name": "x", "run_name": str(uuid.uuid4())}, "algorithm": "rule_based",
+                              "simulation": {"buildings": 2, "days": 1}})
+    data = sample_dataset(2, 1, 0)
+    export_bundle(storage.job(job).dir, config, data, make_controller("rule_based", data, config.params, 0))
+    r = api.post(f"/deploy/bundles/from-job/{job}")
+    assert r.status_code == 201, r.text
+    return r.json()["bundle"]["bundle_id"]
+
+
 def prefect_cmd(*args: str) -> list[str]:
     """The ``prefect`` CLI, talking to the test server (PREFECT_API_URL is in the environment)."""
     return prefect_cli() + list(args)

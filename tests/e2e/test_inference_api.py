@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import uuid
 
 import pytest
-from helpers import experiment, gateway_call, wait_for
+from helpers import stored_bundle, wait_for
 
 from core.inference_registry import registry_path
 from core.settings import PlatformSettings
@@ -39,37 +38,13 @@ def make_up_loop(platform):
             sync.stop(target_id)
 
 
-def _stored_bundle(api, storage) -> str:
-    """A finished job's bundle as the simulator exports it (no simulation needed for a switch)."""
-    from prefect.states import Completed
-
-    from simulator.agents import make_controller
-    from simulator.bundle import export_bundle
-    from simulator.config import validate_config
-    from simulator.sample import sample_dataset
-
-    job = api.post("/run-simulation", json={"config": experiment("inf-api", "t"), "command": ["true"], "target_host": "offline"}).json()["job_id"]
-
-    async def done(gateway):
-        await gateway.client.set_flow_run_state(uuid.UUID(job), Completed(), force=True)
-
-    gateway_call(done)
-    config = validate_config({"experiment": {"name": "x", "run_name": str(uuid.uuid4())}, "algorithm": "rule_based",
-                              "simulation": {"buildings": 2, "days": 1}})
-    data = sample_dataset(2, 1, 0)
-    export_bundle(storage.job(job).dir, config, data, make_controller("rule_based", data, config.params, 0))
-    r = api.post(f"/deploy/bundles/from-job/{job}")
-    assert r.status_code == 201, r.text
-    return r.json()["bundle"]["bundle_id"]
-
-
 def _containers(name: str) -> list[str]:
     out = subprocess.run(["docker", "ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
     return out.stdout.split()
 
 
 def test_a_target_made_through_the_api_is_run_switched_and_removed(make_up_loop, api, storage, platform):
-    bundle = _stored_bundle(api, storage)
+    bundle = stored_bundle(api, storage, "inf-api")
     r = api.post("/deploy/inferences", json={"id": TARGET, "name": "Made through the API", "host": "local", "memory": "128m", "pids": 32})
     assert r.status_code == 201, r.text
     made = r.json()

@@ -6,38 +6,15 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import experiment, gateway_call
+from helpers import stored_bundle
 
 from core import bundle_store, inference_logs
 from deployments.platform import free_port
 from inference.service import Serving, make_server
-from simulator.agents import make_controller
-from simulator.bundle import export_bundle
-from simulator.config import validate_config
-from simulator.sample import sample_dataset
-
-
-def _stored_bundle(api, storage) -> str:
-    r = api.post("/run-simulation", json={"config": experiment("inference", "t"), "command": ["true"], "target_host": "offline"})
-    job = r.json()["job_id"]
-    from prefect.states import Completed
-
-    async def done(gateway):
-        await gateway.client.set_flow_run_state(uuid.UUID(job), Completed(), force=True)
-
-    gateway_call(done)
-    config = validate_config({"experiment": {"name": "x", "run_name": str(uuid.uuid4())}, "algorithm": "rule_based",
-                              "simulation": {"buildings": 2, "days": 1}})
-    data = sample_dataset(2, 1, 0)
-    export_bundle(storage.job(job).dir, config, data, make_controller("rule_based", data, config.params, 0))
-    r = api.post(f"/deploy/bundles/from-job/{job}")
-    assert r.status_code == 201, r.text
-    return r.json()["bundle"]["bundle_id"]
 
 
 @pytest.fixture
@@ -75,7 +52,7 @@ def test_targets_listed_and_probed(api, platform):
 
 
 def test_switch_refusals_come_before_any_flow_run(api, storage):
-    bundle = _stored_bundle(api, storage)
+    bundle = stored_bundle(api, storage)
     r = api.post("/deploy/inferences/nope/switch-bundle", json={"bundle_id": bundle})
     assert r.status_code == 404 and "nope" in r.json()["detail"] and "flow_run_id" not in r.json()
     r = api.post("/deploy/inferences/local/switch-bundle", json={"bundle_id": "ffffffffffffffff"})
@@ -86,7 +63,7 @@ def test_switch_refusals_come_before_any_flow_run(api, storage):
 
 def test_delete_refused_while_a_reachable_target_serves_the_bundle(api, storage, external_target):
     url, server = external_target
-    bundle = _stored_bundle(api, storage)
+    bundle = stored_bundle(api, storage)
     assert api.get("/deploy/inferences/ext/health").json()["configured"] is False
     root = bundle_store.store_dir(storage.root)
     r = httpx.post(f"{url}/admin/load", json={"manifest_path": str(root / bundle / "artifact_manifest.json"), "bundle_id": bundle})
@@ -130,7 +107,7 @@ def test_log_paging_follows_upstreams_cursors():
 
 
 def test_bundle_file_content_as_upstream(api, storage):
-    bundle = _stored_bundle(api, storage)
+    bundle = stored_bundle(api, storage)
     r = api.get(f"/deploy/bundles/{bundle}/files/content", params={"path": "artifact_manifest.json"})
     body = r.json()
     assert r.status_code == 200 and body["is_text"] and not body["truncated"] and body["bundle_id"] == bundle
@@ -156,7 +133,7 @@ def _folder_upload(folder: Path, top: str = "mybundle") -> tuple[list, dict]:
 
 
 def test_upload_folder_as_the_ui_sends_it(api, storage, tmp_path):
-    bundle = _stored_bundle(api, storage)
+    bundle = stored_bundle(api, storage)
     folder = bundle_store.store_dir(storage.root) / bundle
     files, form = _folder_upload(folder)
     r = api.post("/deploy/bundles/upload-folder", files=files, data=form)
@@ -192,7 +169,7 @@ def test_upload_folder_as_the_ui_sends_it(api, storage, tmp_path):
 
 def test_unknown_targets_and_bundles_are_404_on_every_route_and_change_nothing(api, storage):
     """What the Deploy page can ask about a target or bundle that is not there: a 404 naming it."""
-    bundle = _stored_bundle(api, storage)
+    bundle = stored_bundle(api, storage)
     before = api.get("/deploy/bundles").json()
     since = {"since_ts": "2026-01-01T00:00:00Z"}
     for method, path, kw in [
@@ -257,7 +234,7 @@ def ui_api(platform):
 def test_deploy_state_changes_from_a_foreign_origin_are_refused(api, storage, ui_api):
     """A folder upload is multipart, a 'simple' request a browser sends with no preflight: the server
     itself refuses it from an origin not allowed (and a switch or delete too); the UI's origin gets through."""
-    bundle = _stored_bundle(api, storage)
+    bundle = stored_bundle(api, storage)
     folder = bundle_store.store_dir(storage.root) / bundle
     files, form = _folder_upload(folder, top="foreign")
     before = api.get("/deploy/bundles").json()
