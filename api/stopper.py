@@ -109,7 +109,7 @@ def kill_job_containers(infrastructure_pid: str, run_id: UUID, engine: Engine | 
                     log.info("run %s: waiting for its killed container: %s", run_id, exc)
         except NotFound:
             pass
-        for sim in client.containers.list(all=True, filters=containers.simulators_of(str(run_id))):
+        for sim in client.containers.list(ignore_removed=True, all=True, filters=containers.simulators_of(str(run_id))):
             try:
                 sim.remove(force=True)
                 log.warning("run %s: removed its simulator container %s", run_id, sim.name)

@@ -83,7 +83,7 @@ def kill_container(api: httpx.Client) -> float:
     until(lambda: api.get(f"/status/{job_id}").json()["status"] == "running", 180)
     engine = docker.from_env()
     found = []
-    until(lambda: found.extend(engine.containers.list(filters={"label": f"io.prefect.flow-run-id={job_id}"})) or found, 60)
+    until(lambda: found.extend(engine.containers.list(ignore_removed=True, filters={"label": f"io.prefect.flow-run-id={job_id}"})) or found, 60)
     found[0].kill()
     return until(lambda: api.get(f"/status/{job_id}").json()["status"] == "failed", 180)
 

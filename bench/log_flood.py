@@ -46,7 +46,7 @@ class Peak(threading.Thread):
     def run(self) -> None:
         client = docker.from_env()
         while not self.stop.is_set():
-            for c in client.containers.list(filters={"label": [f"opeva.job_id={self.job_id}", "opeva.role=simulator"]}):
+            for c in client.containers.list(ignore_removed=True, filters={"label": [f"opeva.job_id={self.job_id}", "opeva.role=simulator"]}):
                 try:
                     mem = client.api.stats(c.labels["opeva.supervisor"], stream=False, one_shot=True)["memory_stats"]
                     self.peak = max(self.peak, int(mem.get("usage", 0)) - int((mem.get("stats") or {}).get("inactive_file", 0)))

@@ -119,7 +119,7 @@ def _run_of(container: Any) -> str | None:
 def _job_containers(engine: Any) -> dict[str, list[Any]]:
     """Run id -> its supervisor and simulator containers on this engine."""
     by_run: dict[str, list[Any]] = {}
-    for c in engine.containers.list(all=True, filters={"label": containers.ROLE}):
+    for c in engine.containers.list(ignore_removed=True, all=True, filters={"label": containers.ROLE}):
         if run_id := _run_of(c):
             by_run.setdefault(run_id, []).append(c)
     return by_run

@@ -324,7 +324,7 @@ def _remove_quietly(client: docker.DockerClient, name_or_id: str) -> None:
 
 def remove_for_run(client: docker.DockerClient, flow_run_id: str) -> int:
     """Force-remove every simulator container of one flow run (the supervisor's last act)."""
-    found = client.containers.list(all=True, filters=containers.simulators_of(flow_run_id))
+    found = client.containers.list(ignore_removed=True, all=True, filters=containers.simulators_of(flow_run_id))
     for c in found:
         _remove_quietly(client, c.id)
     return len(found)
@@ -344,7 +344,7 @@ def reap(client: docker.DockerClient) -> list[str]:
       (supervisors are not auto-removed, so the worker always reads their exit code).
     """
     removed = []
-    for c in client.containers.list(all=True, filters={"label": containers.ROLE}):
+    for c in client.containers.list(ignore_removed=True, all=True, filters={"label": containers.ROLE}):
         role = c.labels.get(containers.ROLE)
         running = c.status in ("running", "restarting", "paused", "created")
         if role == "simulator" and running:

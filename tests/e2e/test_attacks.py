@@ -101,7 +101,7 @@ class SupervisorMemory(threading.Thread):
     def run(self) -> None:
         client = docker.from_env()
         while not self.stop.is_set():
-            sims = client.containers.list(filters={"label": [f"opeva.job_id={self.job_id}", "opeva.role=simulator"]})
+            sims = client.containers.list(ignore_removed=True, filters={"label": [f"opeva.job_id={self.job_id}", "opeva.role=simulator"]})
             if sims:
                 try:
                     stats = client.api.stats(sims[0].labels["opeva.supervisor"], stream=False, one_shot=True)
@@ -265,7 +265,7 @@ def test_a_job_at_its_limit_fails_with_its_error_code(api, target, script, resou
     message = final["prefect_state"]["message"] or ""
     assert final["status"] == "failed" and f"error_code={code}" in message, final
     assert api.get(f"/job-info/{job_id}").json().get("error_code") == code
-    assert not docker.from_env().containers.list(filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
+    assert not docker.from_env().containers.list(ignore_removed=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
     a_normal_job_still_finishes(api, normal)
     # the host stays up: its worker process, its engine, and the API's view of it
     assert all(s.proc.poll() is None for s in target.platform.services), [s.name for s in target.platform.services if s.proc.poll() is not None]
@@ -290,7 +290,7 @@ def test_an_oom_kill_is_told_from_a_kill_even_without_the_engines_mark():
             assert c.wait(timeout=60)["StatusCode"] == 137, name
             runs[name] = oom_event_logged(client, c.id, client.api.inspect_container(c.id)["State"]["StartedAt"], grace=0.5)
     finally:
-        for c in client.containers.list(all=True, filters={"label": "opeva.test=oom-event"}):
+        for c in client.containers.list(ignore_removed=True, all=True, filters={"label": "opeva.test=oom-event"}):
             c.remove(force=True)
     assert runs == {"hog": True, "killed": False}
 

@@ -54,8 +54,8 @@ def wait_status(api, job_id: str, wanted: set[str], timeout: float = 300) -> dic
 def containers_of(job_id: str) -> list:
     """Every container of the job, exited ones included: the simulator (labelled by job) and the supervisor (by flow run)."""
     client = docker.from_env()
-    sims = client.containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}"]})
-    sups = client.containers.list(all=True, filters={"label": ["opeva.role=supervisor", f"io.prefect.flow-run-id={job_id}"]})
+    sims = client.containers.list(ignore_removed=True, all=True, filters={"label": [f"opeva.job_id={job_id}"]})
+    sups = client.containers.list(ignore_removed=True, all=True, filters={"label": ["opeva.role=supervisor", f"io.prefect.flow-run-id={job_id}"]})
     return sims + sups
 
 

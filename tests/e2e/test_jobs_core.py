@@ -122,7 +122,7 @@ def test_cancelling_a_running_job_kills_its_container_and_keeps_files(storage):
             return True
 
     wait_for(container_gone, 30, what="the container to go")
-    assert client.containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}) == []
+    assert client.containers.list(ignore_removed=True, all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}) == []
     assert "[INFO] tick 1" in storage.job(job_id).log_file.read_text()  # files kept
 
 
@@ -177,12 +177,12 @@ def test_stop_of_a_command_ignoring_sigterm_ends_cancelled_and_removes_its_conta
     job_id = submit(sh('trap "" TERM; i=0; while true; do i=$((i+1)); echo "[INFO] tick $i"; sleep 0.5; done'))
     wait_for(lambda: any(m.startswith("[INFO] tick") for m in log_messages(job_id)), 90, what="the job to log")
     client = docker.from_env()
-    sims = client.containers.list(filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
+    sims = client.containers.list(ignore_removed=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
     assert len(sims) == 1 and sims[0].attrs["Config"]["User"] == "65534:65534"
     gateway_call(lambda g: _stop(g, job_id))
     run = wait_final(job_id, timeout=60)
     assert run.state.is_cancelled(), run.state
-    wait_for(lambda: not client.containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}),
+    wait_for(lambda: not client.containers.list(ignore_removed=True, all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}),
              20, what="the simulator's container to be removed (SIGKILL after the stop timeout)")
     time.sleep(2)
     history = [s.type.value for s in gateway_call(lambda g: g.client.read_flow_run_states(run.id))]

@@ -78,7 +78,7 @@ def test_a_killed_container_is_notified(napi, receivers, user):
     job_id = submit(napi, user, sh('i=0; while true; do i=$((i+1)); echo "[INFO] tick $i"; sleep 0.5; done'))
     client = docker.from_env()
     label = {"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]}
-    [sim] = wait_for(lambda: client.containers.list(filters=label), 90, what="the simulator's container")
+    [sim] = wait_for(lambda: client.containers.list(ignore_removed=True, filters=label), 90, what="the simulator's container")
     sim.kill()
     assert not wait_final(job_id, 60).state.is_cancelled()
     assert_notified_once(receivers, job_id, ("FAILED", "CRASHED"))
@@ -94,7 +94,7 @@ def test_a_job_over_its_time_limit_ends_timed_out_and_is_notified(napi, receiver
     assert info["status"] == "failed" and info["error_code"] == "timed_out", info
     assert_notified_once(receivers, job_id, ("FAILED",))
     assert "State: TimedOut" in receivers[0].mailbox.about(job_id)[0]["text"]
-    assert not docker.from_env().containers.list(all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
+    assert not docker.from_env().containers.list(ignore_removed=True, all=True, filters={"label": [f"opeva.job_id={job_id}", "opeva.role=simulator"]})
 
 
 def test_a_user_stop_notifies_no_one(napi, receivers, user):

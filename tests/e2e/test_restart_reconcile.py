@@ -38,7 +38,7 @@ LIVE_SECONDS = 150  # outlasts a restart of make up (about 70 s on the shared 2-
 def _containers(engine: docker.DockerClient, run_id: str) -> list:
     """Every container of one run: its supervisor (prefect-docker's label) and its simulator (ours)."""
     found = {c.id: c for key in ("io.prefect.flow-run-id", "opeva.job_id")
-             for c in engine.containers.list(all=True, filters={"label": f"{key}={run_id}"})}
+             for c in engine.containers.list(ignore_removed=True, all=True, filters={"label": f"{key}={run_id}"})}
     return list(found.values())
 
 

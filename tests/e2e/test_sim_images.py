@@ -56,7 +56,7 @@ def wait_status(api, job_id: str, wanted: set[str], timeout: float = 120) -> dic
 
 
 def containers_of(job_id: str, all_: bool = True) -> list:
-    return docker.from_env().containers.list(all=all_, filters={"label": [f"opeva.job_id={job_id}"]})
+    return docker.from_env().containers.list(ignore_removed=True, all=all_, filters={"label": [f"opeva.job_id={job_id}"]})
 
 
 def prefect_logs(job_id: str) -> list:
