@@ -51,6 +51,9 @@ RULES: tuple[Rule, ...] = (
           "the cluster, an administrator, a revoked reservation); requeue it if that was not meant.", r"error_code=slurm_cancelled\b"),
     _rule("slurm_job_lost", "infrastructure", "Slurm no longer knows the job and it left no exit code (the controller "
           "restarted or purged it): requeue it.", r"error_code=slurm_job_lost\b"),
+    _rule("artifact_sync_failed", "infrastructure", "The job's files could not be copied to or from the Slurm host's login "
+          "node (ssh, rsync/tar, slurm.ssh.remote_root): the message names the copy; fix it and requeue the job.",
+          r"error_code=artifact_sync_failed\b"),
     _rule("preempted", "infrastructure", "Slurm preempted the job for a higher-priority one: requeue it, or use a "
           "partition/QOS without preemption.", r"error_code=preempted\b"),
     _rule("pids_limit", "resources", "The job stayed at its process limit (a fork bomb or a runaway pool): lower its "

@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.slurm_transport import LOCAL, SshOptions, Transport, parse_submit
 
 Runtime = Literal["apptainer", "singularity", "docker", "none"]
 COMMAND_SECONDS = 30
@@ -87,7 +89,8 @@ class SlurmSettings(BaseModel):
     """A Slurm host's ``slurm:`` block in hosts.yaml (docs/slurm.md)."""
 
     model_config = ConfigDict(extra="forbid")
-    submit: str = Field("local", description="local (sbatch on the worker's machine); ssh://user@login-node is not built yet")
+    submit: str = Field("local", description="local (sbatch on the worker's machine) or ssh://user@login-node[:port] (slurm.ssh)")
+    ssh: SshOptions | None = Field(None, description="submit ssh://: how to reach the login node, and remote_root")
     partitions: list[str] = Field(min_length=1, description="partitions jobs may use; the first is the default; limits come from the cluster")
     account: str | None = None
     runtime: Runtime = Field("none", description="how the simulator runs on a compute node")
@@ -100,9 +103,19 @@ class SlurmSettings(BaseModel):
     @field_validator("submit")
     @classmethod
     def _submit(cls, v: str) -> str:
-        if v != "local":
-            raise ValueError("slurm.submit: only 'local' is supported so far (sbatch on the submit node the worker runs on)")
+        parse_submit(v)
         return v
+
+    @model_validator(mode="after")
+    def _ssh_block(self) -> "SlurmSettings":
+        if self.submit == "local" and self.ssh is not None:
+            raise ValueError("slurm.ssh is for submit: ssh://user@login-node; this host submits locally")
+        self.transport()  # an ssh URL needs the ssh block; the two ports agree
+        return self
+
+    def transport(self) -> Transport:
+        """Where this host's Slurm commands and file copies run (core/slurm_transport.py)."""
+        return Transport.of(self.submit, self.ssh)
 
     @field_validator("partitions")
     @classmethod
@@ -229,16 +242,21 @@ def check_limits(req: Request, partitions: list[Partition]) -> None:
 
 # -- the commands --------------------------------------------------------------------------
 
-def _run(args: list[str], *, input_text: str | None = None, env: Mapping[str, str] | None = None) -> str:
+def _run(args: list[str], *, input_text: str | None = None, env: Mapping[str, str] | None = None, via: Transport = LOCAL) -> str:
+    """The ONE place a Slurm command runs: here, or on the login node over ssh (``via``)."""
+    argv = via.argv(args)
     try:
-        out = subprocess.run(args, input=input_text, capture_output=True, text=True, timeout=COMMAND_SECONDS,
-                             env={**os.environ, **(env or {})})
+        out = subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=COMMAND_SECONDS,
+                             env={**os.environ, **(env or {})}, stdin=None if input_text is not None else subprocess.DEVNULL)
     except FileNotFoundError:
-        raise SlurmError(f"{args[0]} is not installed on this machine (the submit node)") from None
+        raise SlurmError(f"{argv[0]} is not installed on this machine (the submit node)") from None
     except subprocess.TimeoutExpired:
-        raise SlurmError(f"{args[0]} did not answer within {COMMAND_SECONDS} s") from None
+        raise SlurmError(f"{args[0]} on {via.where} did not answer within {COMMAND_SECONDS} s") from None
+    if out.returncode == 255 and via.remote:  # ssh's own failure (unreachable, refused key, unknown host key)
+        raise SlurmError(f"ssh to {via.where} failed: {(out.stderr or out.stdout).strip()[:500]}")
     if out.returncode != 0:
-        raise SlurmError(f"{' '.join(args[:2])}: {(out.stderr or out.stdout).strip()[:500]}")
+        where = f" (on {via.where})" if via.remote else ""
+        raise SlurmError(f"{' '.join(args[:2])}{where}: {(out.stderr or out.stdout).strip()[:500]}")
     return out.stdout
 
 
@@ -251,9 +269,9 @@ def _gpus(gres: str) -> int:
     return sum(int(m.group(1)) for m in re.finditer(r"gpu(?::[^:,(]+)?:(\d+)", gres))
 
 
-def partitions() -> list[Partition]:
+def partitions(via: Transport = LOCAL) -> list[Partition]:
     """The cluster's partitions, from one ``sinfo`` call."""
-    text = _run(["sinfo", "-h", "-o", "%P|%a|%l|%D|%c|%m|%G|%s"])
+    text = _run(["sinfo", "-h", "-o", "%P|%a|%l|%D|%c|%m|%G|%s"], via=via)
     found: dict[str, Partition] = {}
     for line in text.splitlines():
         fields = line.strip().split("|")
@@ -272,33 +290,33 @@ def partitions() -> list[Partition]:
     return list(found.values())
 
 
-def submit(script: str, extra: list[str]) -> str:
+def submit(script: str, extra: list[str], via: Transport = LOCAL) -> str:
     """``sbatch --parsable`` with the script on stdin; the Slurm job id."""
-    out = _run(["sbatch", "--parsable", *extra], input_text=script)
+    out = _run(["sbatch", "--parsable", *extra], input_text=script, via=via)
     job_id = out.strip().split(";")[0]
     if not job_id.isdigit():
         raise SlurmError(f"sbatch answered {out.strip()!r}, not a job id")
     return job_id
 
 
-def job_record(job_id: str) -> dict[str, str] | None:
+def job_record(job_id: str, via: Transport = LOCAL) -> dict[str, str] | None:
     """What Slurm knows of a job: ``scontrol show job`` while the controller keeps it
     (MinJobAge), then ``sacct`` where accounting runs; None when both forgot it."""
     try:
-        text = _run(["scontrol", "show", "job", "-o", job_id])
+        text = _run(["scontrol", "show", "job", "-o", job_id], via=via)
     except SlurmError as exc:
         if "Invalid job id" not in str(exc):
             raise
-        return _sacct(job_id)
+        return _sacct(job_id, via)
     record: dict[str, str] = {}
     for token in re.findall(r"(\S+?)=(\S*)", text.strip()):
         record.setdefault(token[0], token[1])
     return record or None
 
 
-def _sacct(job_id: str) -> dict[str, str] | None:
+def _sacct(job_id: str, via: Transport = LOCAL) -> dict[str, str] | None:
     try:
-        text = _run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobState,ExitCode,NodeList,Partition,Reason,AllocCPUS,JobName"])
+        text = _run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobState,ExitCode,NodeList,Partition,Reason,AllocCPUS,JobName"], via=via)
     except SlurmError:
         return None  # accounting disabled or down: the caller treats the job as forgotten
     line = next((l for l in text.splitlines() if l.strip()), None)
@@ -309,13 +327,13 @@ def _sacct(job_id: str) -> dict[str, str] | None:
             "JobName": name}
 
 
-def signal_job(job_id: str, signal_name: str = "TERM") -> None:
+def signal_job(job_id: str, signal_name: str = "TERM", via: Transport = LOCAL) -> None:
     """``scancel --signal`` to the batch script and every step (``--full``): the job's handler runs."""
-    _run(["scancel", "--full", f"--signal={signal_name}", job_id])
+    _run(["scancel", "--full", f"--signal={signal_name}", job_id], via=via)
 
 
-def cancel(job_id: str) -> None:
-    _run(["scancel", job_id])
+def cancel(job_id: str, via: Transport = LOCAL) -> None:
+    _run(["scancel", job_id], via=via)
 
 
 ENDED_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})

@@ -7,6 +7,8 @@ script), follows the job with ``scontrol``/``sacct`` through :class:`SlurmSource
 own log into Prefect and platform.log), keeps ``job_info.json``'s ``slurm_*`` fields current, and
 on a stop (Prefect's runner sends the flow SIGTERM) sends the job TERM (``scancel --signal=TERM``),
 waits the host's grace, then ``scancel``. Slurm's states become OPEVA's in core/states.py.
+On a host with ``submit: ssh://...`` every Slurm command goes over ssh (core/slurm_transport.py)
+and the job's files are copied to and from the login node (flows/slurm_remote.py).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from core.containers import RUNTIME_IMAGE_ENV
 from core.job_io import FileFollower, chown_job_dir
 from core.layout import DataRoot, JobPaths, write_json_atomic
 from core.settings import PROJECT_ROOT
+from core.slurm_transport import LOCAL, Transport
 from core.slurm_script import JobScript, output_file, render, sbatch_options, sif_path
 from core.slurm_watch import Watch, read_watch, resumable, write_watch
 from core.states import slurm_status
 from flows.phase import mark_phase
+from flows.slurm_remote import ERROR_CODE as SYNC_FAILED, LogSync, inputs_of, remote_job, uploader
 from flows.supervise import LINE_QUEUE, MirrorLimits, SupervisedRun, contract_env, mirror, prefect_log_backlog
 
 POLL_SECONDS = 1.0
@@ -50,8 +54,10 @@ class _CountingQueue(queue.Queue):
 class SlurmSource:
     """A Slurm job as the mirror sees it: its output file's lines, ended when Slurm says so."""
 
-    def __init__(self, slurm_job_id: str, job: JobPaths, on_state=None, start_offset: int = 0) -> None:
+    def __init__(self, slurm_job_id: str, job: JobPaths, on_state=None, start_offset: int = 0, via: Transport = LOCAL,
+                 sync: LogSync | None = None) -> None:
         self.slurm_job_id = slurm_job_id
+        self.via, self.sync = via, sync  # an ssh host: where Slurm is, and how its files come back
         self.lines = _CountingQueue(maxsize=LINE_QUEUE)
         self.record: dict[str, str] | None = {}
         self.state: str | None = "PENDING"
@@ -75,7 +81,7 @@ class SlurmSource:
         forgotten = 0
         while True:
             try:
-                record = slurm.job_record(self.slurm_job_id)
+                record = slurm.job_record(self.slurm_job_id, self.via)
             except slurm.SlurmError as exc:  # the controller is away: keep the last state, try again
                 logging.getLogger("opeva.slurm").warning("%s", exc)
                 return
@@ -94,7 +100,11 @@ class SlurmSource:
             self.exit_code = int(code) if code.isdigit() else None
             if self.exit_code == 0 and sig.isdigit() and int(sig):
                 self.exit_code = 128 + int(sig)
+            if self.sync is not None and not self._ended.is_set():
+                self.sync(True)  # the whole folder back before the mirror's last read
             self._ended.set()
+        elif self.sync is not None:
+            self.sync(False)
 
     def mirrored_offset(self) -> int | None:
         """The output file's offset after the last line the mirror took, or None mid-batch. The
@@ -147,15 +157,19 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
     carries a Slurm failure's cause (core/states.slurm_status)."""
     settings = host.slurm
     assert settings is not None
-    req = slurm.resolve(settings, options, slurm.partitions())
+    via, remote = settings.transport(), remote_job(host, job, storage)
+    req = slurm.resolve(settings, options, slurm.partitions(via))
     bounds = job_limits(host, job_variables)
     spec = _job_script(host, job, storage, cfg_file, name, sim_image, cmd, bounds)
-    as_root = os.geteuid() == 0
+    as_root = via.user == "root" if via.remote else os.geteuid() == 0
     script = render(settings, req, spec)
     (job.dir / "logs").mkdir(exist_ok=True)
     write_json_atomic(job.dir / "slurm_job.sh.json", {"script": script})  # what was submitted, for the record
     chown_job_dir(job, host.run_as)
-    watch, resumed = _resume_or_submit(job, script, sbatch_options(req, spec, as_root=as_root, runtime=settings.runtime), logger)
+    owner = host.run_as if as_root and settings.runtime != "docker" else None  # the uid sbatch --uid runs the job as
+    upload = uploader(remote, lambda: inputs_of(storage, cfg_file, info, options), owner, logger)
+    watch, resumed = _resume_or_submit(job, script, sbatch_options(req, spec, as_root=as_root, runtime=settings.runtime), logger, via,
+                                       upload)
     slurm_id = watch.slurm_job_id
     if not resumed:
         logger.info("[INFO] Job %s on Slurm host %s: Slurm job %s, partition %s, time %s, %s CPU(s), %g GB, %s GPU(s), runtime %s",
@@ -176,7 +190,8 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
             if want == "dispatched" and info.get("slurm_reason"):
                 logger.info("[INFO] Slurm job %s is waiting: %s", slurm_id, info["slurm_reason"])
 
-    source = SlurmSource(slurm_id, job, on_state, start_offset=watch.output_offset)
+    sync = LogSync(remote, job) if remote is not None else None
+    source = SlurmSource(slurm_id, job, on_state, start_offset=watch.output_offset, via=via, sync=sync)
     stopping = {"asked": False}
     checkpoint = _Checkpoint(job, watch, source)
 
@@ -184,7 +199,7 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
         source.poll()
         if cancelled.is_set() and not stopping["asked"]:
             stopping["asked"] = True
-            _stop(slurm_id, settings.stop_grace_seconds, source, logger)
+            _stop(slurm_id, settings.stop_grace_seconds, source, logger, via)
         return False  # the mirror goes on until Slurm says the job ended, so the last lines are kept
 
     def polled_should_stop() -> bool:
@@ -201,22 +216,25 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
                      limits=MirrorLimits.of(bounds), backlog=prefect_log_backlog, log_offset=watch.log_offset, checkpoint=checkpoint)
     finally:
         if not source.ended:  # the mirror left early (a limit, an error): the job must not run on unwatched
-            _stop(slurm_id, 0, source, logger)
+            _stop(slurm_id, 0, source, logger, via)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if source.ended:
         checkpoint.end()
-    if stopping["asked"]:
+    if sync is not None and sync.failed:  # the job's outputs stayed on the login node
+        logger.error("[ERROR] %s", sync.failed)
+        run.error_code, run.error_detail = SYNC_FAILED, sync.failed
+    elif stopping["asked"]:
         _record_cancelled(logger)
     return _finish(run, source, req, stopping["asked"], info, job)
 
 
-def _resume_or_submit(job: JobPaths, script: str, options: list[str], logger) -> tuple[Watch, bool]:
+def _resume_or_submit(job: JobPaths, script: str, options: list[str], logger, via: Transport, upload) -> tuple[Watch, bool]:
     """The Slurm job an earlier attempt of this run submitted and no watcher saw end (followed
     from its checkpoint: core/slurm_watch.py), else a new one. (watch, resumed)."""
     earlier = read_watch(job.dir)
     try:
-        record = slurm.job_record(earlier.slurm_job_id) if earlier else None
+        record = slurm.job_record(earlier.slurm_job_id, via) if earlier else None
     except slurm.SlurmError:
         record = None
     if earlier is not None and resumable(earlier, record, job.job_id):
@@ -227,7 +245,8 @@ def _resume_or_submit(job: JobPaths, script: str, options: list[str], logger) ->
     if earlier is not None and not earlier.ended:
         logger.warning("[WARNING] Slurm job %s of an earlier attempt is not this run's or Slurm forgot it: submitting anew",
                        earlier.slurm_job_id)
-    watch = Watch(slurm_job_id=slurm.submit(script, options))
+    upload()
+    watch = Watch(slurm_job_id=slurm.submit(script, options, via))
     write_watch(job.dir, watch)
     return watch, False
 
@@ -256,7 +275,12 @@ def _job_script(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, na
 
     settings = host.slurm
     assert settings is not None
-    env = contract_env(job, data_dir=str(storage.root), job_dir=str(job.dir), config_path=str(cfg_file), job_name=name)
+    ssh = settings.ssh if settings.transport().remote else None
+    root, job_dir, config = str(storage.root), str(job.dir), str(cfg_file)
+    if ssh:  # the data root's layout under remote_root on the login node
+        root = ssh.remote_root
+        job_dir, config = f"{root}/{storage.relative(job.dir)}", f"{root}/{storage.relative(cfg_file)}"
+    env = contract_env(job, data_dir=root, job_dir=job_dir, config_path=config, job_name=name)
     image = None
     if settings.runtime == "docker":
         image = sim_image or os.environ.get(RUNTIME_IMAGE_ENV) or host.image
@@ -268,7 +292,7 @@ def _job_script(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, na
     image_args = host.simulator_arguments(config_path=storage.relative(cfg_file), job_id=job.job_id, job_name=name) if sim_image else []
     if image and not sim_image and not cmd:
         cmd = ["python", "-m", "simulator"]
-    return JobScript(job_id=job.job_id, job_dir=str(job.dir), data_root=str(storage.root), project_root=str(PROJECT_ROOT),
+    return JobScript(job_id=job.job_id, job_dir=job_dir, data_root=root, project_root=(ssh and ssh.project_root) or str(PROJECT_ROOT),
                      env=env, command=cmd, image=image, image_args=image_args, run_as=host.run_as, data_mount=host.data_mount,
                      memory_bytes=bounds.memory, pids=bounds.pids, nofile=bounds.nofile)
 
@@ -315,11 +339,11 @@ def _on_sigterm(cancelled: threading.Event):
     return signal.signal(signal.SIGTERM, lambda *_: cancelled.set())
 
 
-def _stop(slurm_id: str, grace: float, source: SlurmSource, logger) -> None:
+def _stop(slurm_id: str, grace: float, source: SlurmSource, logger, via: Transport) -> None:
     """TERM first (the job's handler runs), then scancel after ``grace`` if it still runs."""
     logger.info("[INFO] Stopping Slurm job %s: TERM, then scancel after %.0f s", slurm_id, grace)
     try:
-        slurm.signal_job(slurm_id, "TERM")
+        slurm.signal_job(slurm_id, "TERM", via)
     except slurm.SlurmError as exc:
         logger.warning("[WARNING] scancel --signal=TERM %s: %s", slurm_id, exc)
     deadline = time.monotonic() + grace
@@ -331,6 +355,6 @@ def _stop(slurm_id: str, grace: float, source: SlurmSource, logger) -> None:
     if source.ended:
         return
     try:
-        slurm.cancel(slurm_id)
+        slurm.cancel(slurm_id, via)
     except slurm.SlurmError as exc:
         logger.warning("[WARNING] scancel %s: %s", slurm_id, exc)

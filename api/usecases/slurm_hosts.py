@@ -1,7 +1,7 @@
 """Slurm hosts in the REST API: submit-time validation, partitions, the slurm_* fields.
 
 A Slurm host's limits come from its own cluster (``sinfo`` on the submit node, which is where the
-API and the host's worker run; core/slurm.py), so a refusal at submit is the one the flow would
+API and the host's worker run, or on its login node over ssh; core/slurm.py, core/slurm_transport.py), so a refusal at submit is the one the flow would
 meet at ``sbatch``, answered before anything is queued.
 """
 
@@ -21,12 +21,13 @@ from core.hosts import Host, HostsFile
 from core.states import SLURM_STATUS_FIELDS
 
 DEUCALION = "deucalion"
-SOURCE = "sinfo on the host's submit node"
+SOURCE = "sinfo on the host's submit node"  # or its login node, over ssh (slurm.submit: ssh://...)
 
 
 async def cluster_partitions(host: Host) -> list[slurm.Partition]:
     try:
-        return await asyncio.to_thread(slurm.partitions)
+        assert host.slurm is not None
+        return await asyncio.to_thread(slurm.partitions, host.slurm.transport())
     except slurm.SlurmError as exc:
         raise ApiError(503, f"host {host.name!r}: its Slurm cluster did not answer: {exc}") from None
 
@@ -137,12 +138,15 @@ def cancel_left_job(pool: str | None, job_id: str) -> str | None:
     if not isinstance(slurm_id, str) or not slurm_id.isdigit():
         return None
     try:
-        record = slurm.job_record(slurm_id)
+        via = host.slurm.transport() if host.slurm else None
+        if via is None:
+            return None
+        record = slurm.job_record(slurm_id, via)
         if not record or record.get("JobName") != f"opeva-{job_id}":
             return None
         if slurm_status(record.get("JobState"))[0] not in ("dispatched", "running"):
             return None
-        slurm.cancel(slurm_id)
+        slurm.cancel(slurm_id, via)
     except slurm.SlurmError:
         return None
     return slurm_id

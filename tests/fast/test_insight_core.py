@@ -164,6 +164,8 @@ CASES = {
     "slurm_cancelled": dict(state_message="SimulatorFailed: error_code=slurm_cancelled: Slurm job 7 CANCELLED: cancelled by someone else"),
     "slurm_job_lost": dict(state_message="SimulatorFailed: error_code=slurm_job_lost: Slurm job 7 forgotten: Slurm no longer knows the job"),
     "preempted": dict(state_message="SimulatorFailed: error_code=preempted: Slurm job 7 PREEMPTED: Slurm preempted the job"),
+    "artifact_sync_failed": dict(state_message="SyncFailedError: error_code=artifact_sync_failed: uploading the job's inputs to "
+                                 "alice@login:/scratch/jobs/j: sh: 1: cd: can't cd to /scratch"),
     "simulator_error": dict(result_error="ValueError: boom", log_tail="Traceback ...\nValueError: boom"),
 }
 

@@ -48,7 +48,7 @@ def test_the_issue_example_reads_and_docker_stays_the_default():
     ({"name": "h", "kind": "slurm"}, "needs a slurm: block"),
     ({"name": "h", "slurm": {"partitions": ["p"]}}, "needs kind: slurm"),
     ({"name": "h", "kind": "slurm", "slurm": {"partitions": []}}, "at least 1"),
-    ({"name": "h", "kind": "slurm", "slurm": {"partitions": ["p"], "submit": "ssh://u@login"}}, "only 'local'"),
+    ({"name": "h", "kind": "slurm", "slurm": {"partitions": ["p"], "submit": "ssh://u@login"}}, "needs a slurm.ssh block"),
     ({"name": "h", "kind": "slurm", "slurm": {"partitions": ["p"], "runtime": "podman"}}, "apptainer"),
     ({"name": "h", "kind": "slurm", "slurm": {"partitions": ["p;rm"]}}, "not a partition name"),
     ({"name": "h", "kind": "slurm", "slurm": {"partitions": ["p"], "defaults": {"time": "soon"}}}, "not a Slurm time"),
