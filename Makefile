@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: up check test install image seed bench setup host clean citylearn mlflow
+.PHONY: up check test install image seed bench setup host clean citylearn mlflow lab lab-cut lab-heal
 
 install: var/.installed  ## Python dependencies of the platform and its tests
 
@@ -32,6 +32,17 @@ setup:  ## Re-create pools and deployments after editing the hosts file, with th
 host: install  ## On a compute host's own machine: check it and run its worker (NAME=<host>; OPEVA_PREFECT_API_URL, OPEVA_PREFECT_AUTH_STRING; docs/hosts.md)
 	@test -n "$(NAME)" || { echo "make host NAME=<host in the server's hosts.yaml>"; exit 2; }
 	$(PYTHON) -m deployments.join_host --name "$(NAME)"
+
+lab: install mlflow  ## make up plus HOSTS=N simulated hosts lab-1..lab-N, each with its own namespace, engine and worker (root; docs/lab.md)
+	$(PYTHON) -m deployments.lab run --hosts $(or $(HOSTS),2)
+
+lab-cut:  ## Cut one lab host's link (HOST=lab-2): its worker stops heart-beating, as a lost host's does
+	@test -n "$(HOST)" || { echo "make lab-cut HOST=lab-<n>"; exit 2; }
+	$(PYTHON) -m deployments.lab cut --host "$(HOST)"
+
+lab-heal:  ## Plug a cut lab host's link back in (HOST=lab-2)
+	@test -n "$(HOST)" || { echo "make lab-heal HOST=lab-<n>"; exit 2; }
+	$(PYTHON) -m deployments.lab heal --host "$(HOST)"
 
 citylearn:  ## CityLearn 2.5 in its own venv (/var/cache/opeva/citylearn-venv): built datasets get a CityLearn smoke check
 	bash .ci/install_citylearn.sh

@@ -1,0 +1,130 @@
+"""The lab of simulated hosts (``make lab``, deployments/lab.py, issue 22 item 5): two hosts, each in
+its own network namespace with its own Docker engine and its worker (``make host``'s code) inside,
+on a platform of private ports. A job pinned to lab-2 runs in lab-2's engine; ``/hosts`` shows both
+hosts; a cut link makes lab-2 offline and a healed one brings it back; the teardown leaves no
+namespace, link, mount, cgroup or process. Needs root (CI runs as root) and the default engine's
+runtime image, which is copied into each lab engine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+import yaml
+
+from core import containers
+from core.settings import PlatformSettings
+from deployments.lab import Lab
+from deployments.lab_net import LabSpec, free_subnet, leftovers
+from deployments.platform import Platform
+from deployments.supervisor import RestartPolicy, check_children
+from helpers import experiment, new_platform, pointed_at, sh, wait_for
+
+
+@pytest.fixture(scope="module")
+def lab_platform(docker_ready: bool) -> Iterator[tuple[Platform, Lab]]:
+    assert docker_ready and os.geteuid() == 0, "the lab needs root and a Docker engine"
+    home = Path(tempfile.mkdtemp(prefix="opeva-lab-"))
+    platform = new_platform(home)
+    spec = LabSpec(tag=f"ot{os.getpid() % 100000}", hosts=2, subnet=free_subnet(100 + os.getpid() % 100), state_dir=home / "lab")
+    lab = Lab.create(spec, [PlatformSettings().runtime_image])
+    print(f"\nLAB image copy per host: {', '.join(f'{n} {s:.1f} s' for n, s in lab.copy_seconds.items())}")
+    hosts_file = home / "hosts.yaml"
+    hosts_file.write_text(yaml.safe_dump({"hosts": lab.host_entries(platform.data_dir)}))
+    try:
+        with pointed_at(platform, hosts_file):
+            os.environ["OPEVA_MLFLOW"] = "0"
+            platform.start_prefect_server()
+            platform.start_mongo()
+            platform.setup_pools(hosts_file, docker=True)
+            lab.start_relay(platform)
+            lab.start_workers(platform)
+            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+            yield platform, lab
+    finally:
+        platform.stop()
+        lab.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab_api(lab_platform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=lab_platform[0].api_url, timeout=30) as client:
+        yield client
+
+
+def _containers(url: str | None, job_id: str) -> list:
+    client = docker.DockerClient(base_url=url) if url else docker.from_env()
+    try:
+        return client.containers.list(all=True, filters={"label": f"{containers.FLOW_RUN_ID}={job_id}"})
+    finally:
+        client.close()
+
+
+def _online(api: httpx.Client, host: str) -> bool:
+    return bool(api.get("/hosts").json()["hosts"][host]["online"])
+
+
+def test_a_job_pinned_to_lab_2_runs_in_lab_2s_engine(lab_platform, lab_api):
+    _platform, lab = lab_platform
+    r = lab_api.post("/run-simulation", json={"config": experiment("lab", "r"), "command": sh("echo ran-in-the-lab; sleep 4"),
+                                              "target_host": "lab-2"})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    seen = wait_for(lambda: _containers(lab.spec.docker_url("lab-2"), job_id), 150, what="the job's container on lab-2's engine")
+    assert seen[0].labels.get(containers.HOST) in (None, "lab-2")
+    assert not _containers(None, job_id) and not _containers(lab.spec.docker_url("lab-1"), job_id)
+    status = wait_for(lambda: (s := lab_api.get(f"/status/{job_id}").json()["status"]) in ("finished", "failed") and s, 150,
+                      what="the lab job to end")
+    assert status == "finished", lab_api.get(f"/logs/{job_id}").text[-2000:]
+    assert "ran-in-the-lab" in lab_api.get(f"/logs/{job_id}").text
+
+
+def test_hosts_lists_both_lab_hosts_online(lab_api):
+    hosts = lab_api.get("/hosts").json()
+    assert {"lab-1", "lab-2"} <= set(hosts["available_hosts"])
+    for name in ("lab-1", "lab-2"):
+        assert hosts["hosts"][name]["online"] and hosts["hosts"][name]["pool"] == name, hosts["hosts"][name]
+
+
+def test_a_cut_host_goes_offline_and_comes_back_when_healed(lab_platform, lab_api):
+    platform, lab = lab_platform
+    policy = RestartPolicy(first=0.5)
+
+    def online_now(want: bool) -> bool:
+        check_children(platform, policy)  # as make lab's supervisor would: a worker that gives up is started again
+        return _online(lab_api, "lab-2") is want
+
+    lab.cut("lab-2")
+    cut_at = time.monotonic()
+    try:
+        wait_for(lambda: online_now(False), 120, 1, what="lab-2 offline in /hosts after its link was cut")
+        offline_after = time.monotonic() - cut_at
+        assert _online(lab_api, "lab-1")
+    finally:
+        lab.heal("lab-2")
+    healed_at = time.monotonic()
+    wait_for(lambda: online_now(True), 120, 1, what="lab-2 back online in /hosts after its link was healed")
+    print(f"\nLAB cut: offline after {offline_after:.1f} s; healed: online after {time.monotonic() - healed_at:.1f} s")
+
+
+def test_the_teardown_leaves_nothing_behind(lab_platform):
+    platform, lab = lab_platform
+    spec = lab.spec
+    running = leftovers(spec)
+    assert f"namespace {spec.netns('lab-2')}" in running and f"link {spec.bridge}" in running, running
+    workers = [s.proc for s in platform.services if s.name.startswith("worker-lab")]
+    platform.stop()
+    assert lab.close() == [] and leftovers(spec) == []
+    assert all(p.poll() is not None for p in workers)
+    netns = os.popen("ip netns list").read()
+    links = os.popen("ip -o link").read()
+    assert spec.tag not in netns and spec.bridge not in links and spec.veth_root("lab-2") not in links
+    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(spec.state_dir) in line]
