@@ -339,12 +339,12 @@ def cancel(job_id: str, via: Transport = LOCAL) -> None:
 ENDED_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
 
 
-def ended_jobs() -> dict[str, tuple[str, float]]:
+def ended_jobs(via: Transport = LOCAL) -> dict[str, tuple[str, float]]:
     """OPEVA job id -> (Slurm job id, end time in epoch seconds) for the platform-named jobs that
     ended and that the controller still holds (``MinJobAge``, 300 s by default): the window in
     which a run crashed while its job ran can still be given the job's real end."""
     found: dict[str, tuple[str, float]] = {}
-    for line in _run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%e"]).splitlines():
+    for line in _run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%e"], via=via).splitlines():
         slurm_id, name, state, end = (line.strip().split("|") + ["", "", "", ""])[:4]
         job_id = name[len("opeva-"):] if name.startswith("opeva-") else ""
         if not (slurm_id.isdigit() and state in ENDED_STATES and _UUID.fullmatch(job_id)):
@@ -357,11 +357,11 @@ def ended_jobs() -> dict[str, tuple[str, float]]:
     return found
 
 
-def live_jobs() -> dict[str, str]:
+def live_jobs(via: Transport = LOCAL) -> dict[str, str]:
     """OPEVA job id -> Slurm job id, for the jobs Slurm still queues or runs under the platform's
     names (``--job-name=opeva-<job id>``)."""
     found: dict[str, str] = {}
-    for line in _run(["squeue", "-h", "-o", "%i|%j"]).splitlines():
+    for line in _run(["squeue", "-h", "-o", "%i|%j"], via=via).splitlines():
         slurm_id, _, name = line.strip().partition("|")
         job_id = name[len("opeva-"):] if name.startswith("opeva-") else ""
         if slurm_id.isdigit() and _UUID.fullmatch(job_id):

@@ -10,8 +10,8 @@ process died, its worker records the run Crashed at once, and the Slurm job runs
 This puts such a run (and a Crashed one whose Slurm job still runs) back to Scheduled; the host's worker starts it again, and the new attempt
 re-attaches to the Slurm job the earlier one submitted, from where its output was mirrored
 (flows/slurm_run.py, core/slurm_watch.py): a job that ended meanwhile is recorded as it ended.
-Only hosts whose worker runs under this ``make up`` (``submit: local``, ``start_worker``) are
-looked at; a watcher is alive while any process here carries its run id (Prefect's
+Only hosts whose worker runs under this ``make up`` (``start_worker``) are looked at, each
+cluster asked through its host's transport (this machine, or its login node over ssh); a watcher is alive while any process here carries its run id (Prefect's
 ``PREFECT__FLOW_RUN_ID``), which also keeps watchers that outlived a stop of ``make up``.
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from core import slurm
 from core.layout import DataRoot
+from core.slurm_transport import LOCAL, Transport
 from core.slurm_watch import read_watch
 from deployments.reconcile import PrefectRest
 
@@ -35,11 +36,12 @@ PASS_SECONDS = 15.0
 REATTACH = "Re-attaching"
 
 
-def local_slurm_pools() -> list[str]:
-    """Slurm hosts whose watchers run on this machine, under this ``make up``."""
+def local_slurm_pools() -> dict[str, Transport]:
+    """Slurm hosts whose watchers run on this machine, under this ``make up``: name -> where its
+    Slurm commands run (this machine, or the host's login node over ssh)."""
     from core.hosts import load_hosts
 
-    return [h.name for h in load_hosts().hosts if h.kind == "slurm" and h.start_worker and h.slurm and h.slurm.submit == "local"]
+    return {h.name: h.slurm.transport() for h in load_hosts().hosts if h.kind == "slurm" and h.start_worker and h.slurm}
 
 
 def live_watchers(proc: Path = Path("/proc")) -> set[str]:
@@ -69,13 +71,13 @@ def _age(run: dict) -> float:
     return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
 
 
-def _crashed_while_running(prefect: PrefectRest, pools: list[str], grace: float, data_root: Path) -> list[dict]:
+def _crashed_while_running(prefect: PrefectRest, pools: list[str], grace: float, data_root: Path, via: Transport) -> list[dict]:
     """Crashed runs whose Slurm job ended *after* the crash (the watcher died while the job ran, and
     no pass came before the job's end), while the controller still holds the job. Only those with
     an open checkpoint: the next attempt follows that job to its recorded end, never a new sbatch.
     A run crashed again after its job ended is not picked up again (its crash is later than the end)."""
     try:
-        ended = slurm.ended_jobs()
+        ended = slurm.ended_jobs(via)
     except slurm.SlurmError as exc:
         log.warning("squeue: %s", exc)
         return []
@@ -90,22 +92,23 @@ def _crashed_while_running(prefect: PrefectRest, pools: list[str], grace: float,
     return found
 
 
-def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRACE_SECONDS, data_root: Path | None = None) -> list[str]:
+def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRACE_SECONDS, data_root: Path | None = None,
+                     via: Transport = LOCAL) -> list[str]:
     """Reschedule the runs of ``pools`` without a watcher process: Pending or Running ones, and
     Crashed ones whose Slurm job still runs (the worker saw its watcher die, or the zombie
     automation crashed it) or ended after the crash (with ``data_root``: see
-    :func:`_crashed_while_running`). Their ids."""
+    :func:`_crashed_while_running`). ``pools`` share one cluster, reached through ``via``. Their ids."""
     if not pools:
         return []
     live = [r for r in prefect.runs(state_types=("PENDING", "RUNNING"), pools=pools) if _age(r) >= grace]
     try:
-        running_in_slurm = slurm.live_jobs()
+        running_in_slurm = slurm.live_jobs(via)
     except slurm.SlurmError as exc:  # the controller away: the Pending/Running part still holds
         log.warning("squeue: %s", exc)
         running_in_slurm = {}
     crashed = [r for r in prefect.runs(ids=running_in_slurm, state_types=("CRASHED",), pools=pools) if _age(r) >= grace] if running_in_slurm else []
     if data_root is not None:
-        crashed += _crashed_while_running(prefect, pools, grace, data_root)
+        crashed += _crashed_while_running(prefect, pools, grace, data_root, via)
     if not live and not crashed:
         return []
     alive = live_watchers()
@@ -123,14 +126,24 @@ def reattach_orphans(prefect: PrefectRest, pools: list[str], grace: float = GRAC
 class SlurmReattacher:
     """What ``make up`` holds for Slurm hosts: a pass at start (no worker yet: no grace) and every PASS_SECONDS."""
 
-    def __init__(self, api_url: str, auth: str | None, pools: list[str], data_root: Path | None = None) -> None:
+    def __init__(self, api_url: str, auth: str | None, pools: list[str] | dict[str, Transport], data_root: Path | None = None) -> None:
         self.prefect = PrefectRest(api_url, auth)
-        self.pools = pools
+        self.pools = pools if isinstance(pools, dict) else dict.fromkeys(pools, LOCAL)
         self.data_root = data_root
         self.next_pass = time.monotonic() + PASS_SECONDS
 
+    def _pass(self, grace: float) -> list[str]:
+        """One pass per cluster (the pools reached the same way ask their Slurm once)."""
+        groups: dict[str, tuple[Transport, list[str]]] = {}
+        for pool, via in self.pools.items():
+            groups.setdefault(repr(via), (via, []))[1].append(pool)
+        moved: list[str] = []
+        for via, pools in groups.values():
+            moved += reattach_orphans(self.prefect, pools, grace=grace, data_root=self.data_root, via=via)
+        return moved
+
     def at_start(self) -> list[str]:
-        return reattach_orphans(self.prefect, self.pools, grace=0, data_root=self.data_root)
+        return self._pass(0)
 
     def tick(self) -> None:
         """One pass when due; never raises (a failed pass is tried again at the next)."""
@@ -138,7 +151,7 @@ class SlurmReattacher:
             return
         self.next_pass = time.monotonic() + PASS_SECONDS
         try:
-            moved = reattach_orphans(self.prefect, self.pools, data_root=self.data_root)
+            moved = self._pass(GRACE_SECONDS)
         except Exception as exc:  # noqa: BLE001 (the server restarting)
             log.warning("Slurm re-attach pass failed: %s", exc)
             return

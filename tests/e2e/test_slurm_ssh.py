@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -78,6 +79,7 @@ def platform(login) -> Iterator[Platform]:
             yield platform
         finally:
             platform.stop()
+            shutil.rmtree(home, ignore_errors=True)
             if saved is not None:
                 os.environ["SLURM_CONF"] = saved
 
@@ -211,3 +213,57 @@ def test_copies_over_the_real_sshd_keep_links_and_special_files_out(login, tmp_p
     subprocess.run(["rm", "-rf", str(there)], check=True)
     with pytest.raises(SyncFailed, match=f"copying the job's outputs back from root@opeva-login:{there}"):
         remote.pull()
+
+
+# 40 numbered lines; after line 5 the job waits (up to 5 min) for a file "go" in its folder on the
+# login node, so it still runs whatever the machine's load when the re-attach pass looks for it.
+LINES = ('for i in $(seq 1 40); do echo "line $i"; sleep 0.1; '
+         'if [ "$i" = 5 ]; then n=0; while [ ! -e "$OPEVA_JOB_DIR/go" ] && [ "$n" -lt 1500 ]; do sleep 0.2; n=$((n+1)); done; fi; done')
+
+
+def _watchers(job_id: str) -> list[int]:
+    """The flow processes following the job (Prefect gives each its run id in PREFECT__FLOW_RUN_ID)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"PREFECT__FLOW_RUN_ID={job_id}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_watcher_killed_over_ssh_is_reattached_through_the_login_node(api, platform, login):
+    """The watcher dies (SIGKILL) while its job runs on the login node's cluster: `make up`'s pass
+    asks that cluster over ssh (squeue), reschedules the run, and the next attempt follows the same
+    Slurm job from its checkpoint, its logs still copied back, each line once."""
+    import re
+    import signal
+    from collections import Counter
+
+    from core.slurm_transport import SshOptions, Transport
+    from deployments.reconcile_slurm import SlurmReattacher
+    from helpers import read_run
+
+    job_id = submit(api, "reattach", command=["bash", "-c", LINES])
+    wait_for(lambda: "line 5" in api.get(f"/logs/{job_id}").text, 90, what="the job's output over ssh")
+    first = api.get(f"/job-info/{job_id}").json()["slurm_job_id"]
+    for pid in _watchers(job_id):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: read_run(job_id).state.is_crashed(), 30, 0.2, what="the worker to record the run Crashed")
+    wait_for(lambda: not _watchers(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    via = Transport.of(login.submit, SshOptions(**login.ssh_block()))
+    reattacher = SlurmReattacher(platform.prefect_api_url, platform.prefect_auth_string, {HOST: via})
+    try:
+        assert reattacher.at_start() == [job_id]  # squeue over ssh still lists it: the job waits for "go"
+    finally:
+        reattacher.prefect.close()
+    (login.remote_root / "jobs" / job_id / "go").touch()
+    status = final_status(api, job_id)
+    assert status["status"] == "finished", status
+    info = api.get(f"/job-info/{job_id}").json()
+    assert info["slurm_job_id"] == first and info["slurm_state"] == "COMPLETED"  # followed, never submitted again
+    logs = api.get(f"/logs/{job_id}").text
+    assert f"Re-attached to Slurm job {first}" in logs
+    counts = Counter(re.findall(r"^line (\d+)$", logs, flags=re.M))
+    assert [counts.get(str(i), 0) for i in range(1, 41)] == [1] * 40, counts
