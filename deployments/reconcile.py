@@ -211,10 +211,11 @@ def reconcile_pass(prefect: PrefectRest, engine: Any, grace: float = GRACE_SECON
 class Reconciler:
     """What ``make up`` holds: the engine, Prefect, and when the next pass is due."""
 
-    def __init__(self, api_url: str, auth: str | None, pools: list[str]) -> None:
+    def __init__(self, api_url: str, auth: str | None, pools: list[str], engine_url: str | None = None) -> None:
         import docker
 
-        self.engine = docker.from_env(timeout=30)
+        # None: this machine's engine; a unix:// socket: a host's own engine on this machine (a lab host, make lab)
+        self.engine = docker.from_env(timeout=30) if engine_url is None else docker.DockerClient(base_url=engine_url, timeout=30)
         self.prefect = PrefectRest(api_url, auth)
         self.pools = pools
         self.next_pass = time.monotonic() + PASS_SECONDS
@@ -236,9 +237,18 @@ class Reconciler:
             print(f"{datetime.now():%H:%M:%S} reconcile: {report}", flush=True)
 
 
-def local_docker_pools() -> list[str]:
-    """The hosts whose jobs run on this machine's engine (no network ``docker_url``)."""
+def local_docker_pools() -> dict[str | None, list[str]]:
+    """The hosts whose jobs run on an engine of this machine, by engine: None for the default engine
+    (no ``docker_url``, or its usual socket), else the host's own ``unix://`` socket (a lab host's
+    engine, deployments/lab_net.py): each engine gets its own reconciler, so a host's containers are
+    looked for, and removed, on that host's engine and no other."""
+    import os
+
     from core.hosts import load_hosts
 
-    return [h.name for h in load_hosts().hosts
-            if h.kind == "docker" and (not h.docker_url or h.docker_url.startswith("unix://"))]
+    default = {None, "unix:///var/run/docker.sock", "unix:///run/docker.sock", os.environ.get("DOCKER_HOST") or None}
+    out: dict[str | None, list[str]] = {None: []}  # the default engine's pass runs even without a host of its own
+    for h in load_hosts().hosts:
+        if h.kind == "docker" and (not h.docker_url or h.docker_url.startswith("unix://")):
+            out.setdefault(None if h.docker_url in default else h.docker_url, []).append(h.name)
+    return out

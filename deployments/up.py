@@ -66,7 +66,7 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, A
         if use_docker:
             start_relay(platform, PlatformSettings().runtime_image)
     types = platform.setup_pools(docker=use_docker)  # after MLflow: set-up tells the pools whether it answers
-    reconciler = _reconcile_at_start(platform) if use_docker else None  # before any worker: each left job re-attached or made final
+    reconcilers = _reconcile_at_start(platform) if use_docker else []  # before any worker: each left job re-attached or made final
     reattacher = _reattach_at_start(platform)  # Slurm jobs whose watcher died: followed again (deployments/reconcile_slurm.py)
     for host in load_hosts().hosts:
         if host.start_worker:
@@ -88,7 +88,7 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, A
 
     amqp_url, amqp_shown = ensure_broker(platform, PlatformSettings())  # live site data (docs/live-data.md)
     start_apis(platform, layout, OPEVA_AMQP_URL=amqp_url)
-    ticks = [r.tick for r in (reconciler, reattacher, target_sync) if r is not None]
+    ticks = [r.tick for r in (*reconcilers, reattacher, target_sync) if r is not None]
 
     def tick() -> None:
         for each in ticks:
@@ -97,21 +97,26 @@ def _start(platform: Platform, use_docker: bool) -> tuple[dict[str, str], str, A
     return types, amqp_shown, tick
 
 
-def _reconcile_at_start(platform: Platform):
+def _reconcile_at_start(platform: Platform) -> list:
     """Jobs left by a previous ``make up`` (deployments/reconcile.py): live ones re-attached, the others
-    made final and their containers removed. Returns the reconciler the supervisor loop runs; None when
-    the engine or Prefect cannot be asked (printed, not fatal: the zombie automation still crashes them)."""
+    made final and their containers removed. Returns the reconcilers the supervisor loop runs, one per
+    engine of this machine (the default one, and each lab host's); an engine or Prefect that cannot be
+    asked is printed, not fatal (the zombie automation still crashes its jobs)."""
     from deployments.reconcile import Reconciler, local_docker_pools
 
-    started = time.monotonic()
-    try:
-        reconciler = Reconciler(platform.prefect_api_url, platform.prefect_auth_string, local_docker_pools())
-        report = reconciler.at_start()
-    except Exception as exc:  # noqa: BLE001
-        print(f"Could not reconcile the jobs left by the last run: {exc}", flush=True)
-        return None
-    print(f"Jobs left by the last run: {report} ({time.monotonic() - started:.1f} s)", flush=True)
-    return reconciler
+    out = []
+    for engine_url, pools in local_docker_pools().items():
+        started = time.monotonic()
+        where = "" if engine_url is None else f" on {engine_url}"
+        try:
+            reconciler = Reconciler(platform.prefect_api_url, platform.prefect_auth_string, pools, engine_url)
+            report = reconciler.at_start()
+        except Exception as exc:  # noqa: BLE001
+            print(f"Could not reconcile the jobs left by the last run{where}: {exc}", flush=True)
+            continue
+        print(f"Jobs left by the last run{where}: {report} ({time.monotonic() - started:.1f} s)", flush=True)
+        out.append(reconciler)
+    return out
 
 
 def _reattach_at_start(platform: Platform):

@@ -115,6 +115,46 @@ def test_a_cut_host_goes_offline_and_comes_back_when_healed(lab_platform, lab_ap
     print(f"\nLAB cut: offline after {offline_after:.1f} s; healed: online after {time.monotonic() - healed_at:.1f} s")
 
 
+def test_a_crashed_runs_container_is_removed_from_its_lab_engine(lab_platform, lab_api):
+    """make up's reconciler runs once per engine of this machine, the lab hosts' included: a run made final
+    while its container still runs (as the zombie automation does to a cut host's job) loses its
+    containers on that host's engine, not on the default one."""
+    from deployments.reconcile import HOST_LOST, PrefectRest
+    from deployments.up import _reconcile_at_start
+
+    platform, lab = lab_platform
+    reconcilers = _reconcile_at_start(platform)
+    assert {p for r in reconcilers for p in r.pools} == {"lab-1", "lab-2"} and len(reconcilers) == 3  # default engine, lab-1, lab-2
+    r = lab_api.post("/run-simulation", json={"config": experiment("lab", "orphan"), "target_host": "lab-1",
+                                              "command": sh("while true; do echo tick; sleep 1; done")})
+    job_id = r.json()["job_id"]
+    url = lab.spec.docker_url("lab-1")
+    wait_for(lambda: lab_api.get(f"/status/{job_id}").json()["status"] == "running" and _containers(url, job_id), 150,
+             what="the job running on lab-1")
+    prefect = PrefectRest(platform.prefect_api_url, platform.prefect_auth_string)
+    try:
+        prefect.set_state(job_id, "CRASHED", "Crashed", f"{HOST_LOST}made final by the test", force=True)
+    finally:
+        prefect.close()
+    crashed_at = time.monotonic()
+
+    def gone() -> bool:
+        for each in reconcilers:
+            each.next_pass = 0.0
+            each.tick()
+        return not _containers(url, job_id)
+
+    try:
+        wait_for(gone, 180, 2, what="the crashed run's containers removed from lab-1's engine")
+    finally:
+        for each in reconcilers:
+            each.engine.close()
+            each.prefect.close()
+    print(f"\nLAB orphan removed {time.monotonic() - crashed_at:.1f} s after its run was made final")
+    body = lab_api.get(f"/status/{job_id}").json()
+    assert body["status"] == "failed" and body.get("error_code") == "host_lost", body
+
+
 def test_the_teardown_leaves_nothing_behind(lab_platform):
     platform, lab = lab_platform
     spec = lab.spec
