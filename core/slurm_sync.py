@@ -82,8 +82,11 @@ class RemoteJob:
             self.copier = self.via.ssh.copier
         if not self.copier:
             here = shutil.which("rsync") is not None
-            there = here and subprocess.run(self.via.argv(["sh", "-c", "command -v rsync"]), capture_output=True,
-                                            stdin=subprocess.DEVNULL, timeout=SYNC_SECONDS).returncode == 0
+            try:
+                there = here and subprocess.run(self.via.argv(["sh", "-c", "command -v rsync"]), capture_output=True,
+                                                stdin=subprocess.DEVNULL, timeout=SYNC_SECONDS).returncode == 0
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                raise SyncFailed(f"looking for rsync on {self.via.where}: {exc}") from None
             self.copier = "rsync" if there else "tar"
         return self.copier
 

@@ -224,7 +224,7 @@ def run_on_slurm(host: Host, job: JobPaths, storage: DataRoot, cfg_file: Path, n
     if sync is not None and sync.failed:  # the job's outputs stayed on the login node
         logger.error("[ERROR] %s", sync.failed)
         run.error_code, run.error_detail = SYNC_FAILED, sync.failed
-    elif stopping["asked"]:
+    if stopping["asked"]:  # a stop stays a stop (Prefect's runner records Cancelled anyway); a failed copy is in the logs and job_info
         _record_cancelled(logger)
     return _finish(run, source, req, stopping["asked"], info, job)
 

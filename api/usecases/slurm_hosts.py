@@ -8,6 +8,7 @@ meet at ``sbatch``, answered before anything is queued.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from api.errors import ApiError
@@ -24,12 +25,23 @@ DEUCALION = "deucalion"
 SOURCE = "sinfo on the host's submit node"  # or its login node, over ssh (slurm.submit: ssh://...)
 
 
+REMOTE_TTL = 10.0  # seconds an ssh host's partitions are reused: /hosts is polled, and each answer is an ssh round trip
+_remote_cache: dict[str, tuple[float, str, list[slurm.Partition]]] = {}
+
+
 async def cluster_partitions(host: Host) -> list[slurm.Partition]:
+    assert host.slurm is not None
+    via = host.slurm.transport()
+    cached = _remote_cache.get(host.name)
+    if via.remote and cached and cached[1] == repr(via) and time.monotonic() - cached[0] < REMOTE_TTL:
+        return [p.model_copy() for p in cached[2]]
     try:
-        assert host.slurm is not None
-        return await asyncio.to_thread(slurm.partitions, host.slurm.transport())
+        found = await asyncio.to_thread(slurm.partitions, via)
     except slurm.SlurmError as exc:
         raise ApiError(503, f"host {host.name!r}: its Slurm cluster did not answer: {exc}") from None
+    if via.remote:
+        _remote_cache[host.name] = (time.monotonic(), repr(via), found)
+    return found
 
 
 async def submit_options(host: Host, body: RunSimulationRequest) -> dict[str, Any] | None:

@@ -215,6 +215,19 @@ def test_copies_over_the_real_sshd_keep_links_and_special_files_out(login, tmp_p
         remote.pull()
 
 
+def test_outputs_over_their_bounds_are_not_copied_back_and_the_run_fails_saying_so(api, platform):
+    """The job ends COMPLETED but leaves more than MAX_FILES (10,000) entries in its folder: the copy
+    back is refused before it starts, and the run ends failed, artifact_sync_failed, naming it."""
+    job_id = submit(api, "flood", command=["bash", "-c", "mkdir $OPEVA_JOB_DIR/many && cd $OPEVA_JOB_DIR/many && seq 10001 | xargs touch; "
+                                                          "echo flooded"])
+    status = final_status(api, job_id)
+    assert status["status"] == "failed" and status["error_code"] == "artifact_sync_failed", status
+    message = (status.get("prefect_state") or {}).get("message", "")
+    assert "copying the job's outputs back from root@opeva-login:" in message and "(at most 10000" in message, message
+    assert not (platform.data_dir / "jobs" / job_id / "many").exists()
+    assert api.get(f"/job-info/{job_id}").json()["slurm_state"] == "COMPLETED"
+
+
 # 40 numbered lines; after line 5 the job waits (up to 5 min) for a file "go" in its folder on the
 # login node, so it still runs whatever the machine's load when the re-attach pass looks for it.
 LINES = ('for i in $(seq 1 40); do echo "line $i"; sleep 0.1; '
