@@ -128,3 +128,21 @@ def test_a_copied_back_tar_over_its_bounds_fails_the_copy(tmp_path: Path, monkey
     remote = RemoteJob(settings(submit="ssh://u@login", ssh=SSH).transport(), tmp_path, "j", tmp_path, copier="tar")
     with pytest.raises(SyncFailed, match="over its bounds"):
         remote._extract(_tar([(_member(f"f{i}"), b"x") for i in range(5)]), "copying back", ())
+
+
+def test_the_inputs_that_go_up_are_the_config_the_dataset_and_named_paths_inside_the_data_root(tmp_path: Path):
+    from core.layout import DataRoot
+    from flows.slurm_remote import inputs_of
+
+    storage = DataRoot(tmp_path)
+    storage.ensure_layout()
+    (tmp_path / "configs" / "c.yaml").write_text("x: 1\n")
+    (tmp_path / "datasets" / "d1").mkdir()
+    (tmp_path / "datasets" / "d2").mkdir()
+    (tmp_path / "extra").mkdir()
+    found = inputs_of(storage, tmp_path / "configs" / "c.yaml", {"dataset": {"name": "d1"}}, {"datasets": ["d2"], "required_paths": ["extra"]})
+    assert found == [tmp_path / "configs" / "c.yaml", tmp_path / "datasets" / "d1", tmp_path / "datasets" / "d2", tmp_path / "extra"]
+    for bad, words in (({"required_paths": ["../etc"]}, "required_paths"), ({"required_paths": ["/etc"]}, "not absolute"),
+                       ({"datasets": ["nope"]}, "'nope' does not exist")):
+        with pytest.raises(SyncFailed, match=words):
+            inputs_of(storage, tmp_path / "configs" / "c.yaml", {}, bad)
