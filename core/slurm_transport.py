@@ -13,10 +13,14 @@ No Prefect import: the API, the flows and the tests use it.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import stat
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -46,6 +50,8 @@ class SshOptions(BaseModel):
     proxy_command: str | None = Field(None, description="ProxyCommand, e.g. a jump host or a network namespace (docs/slurm.md)")
     project_root: str | None = Field(None, description="runtime none: where the platform's code is on the cluster (default: the same path as here)")
     connect_timeout: int = Field(CONNECT_SECONDS, ge=1, le=120, description="ConnectTimeout, seconds")
+    multiplex_seconds: int = Field(60, ge=0, le=3600, description="ControlPersist: the host's commands share one ssh connection "
+                                   "until this long after the last; 0: a connection per command")
     copier: Literal["auto", "rsync", "tar"] = Field("auto", description="how job folders are copied: rsync where both sides have it, else tar")
 
     @field_validator("remote_root")
@@ -123,6 +129,8 @@ class Transport:
             opts += ["-o", "IdentitiesOnly=yes", "-i", o.identity_file]
         if o.proxy_command:
             opts += ["-o", f"ProxyCommand={o.proxy_command}"]
+        if o.multiplex_seconds and (folder := control_dir()) is not None:
+            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={folder}/%C", "-o", f"ControlPersist={o.multiplex_seconds}"]
         return opts
 
     def destination(self) -> str:
@@ -141,3 +149,19 @@ class Transport:
 
 
 LOCAL = Transport()
+
+
+def control_dir() -> str | None:
+    """The private folder of ssh's shared connections (ControlPath), or None when it is not ours
+    alone (made by someone else, a link, open to others): then each command connects on its own."""
+    folder = Path(tempfile.gettempdir()) / f"opeva-ssh-mux-{os.geteuid()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        return None
+    return str(folder)

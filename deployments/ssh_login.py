@@ -33,6 +33,7 @@ from pathlib import Path
 BINARIES = ("ip", "nsenter", "socat", "nc", "ssh", "ssh-keygen", "rsync")
 SSHD = "/usr/sbin/sshd"
 HOST_ALIAS = "opeva-login"  # the name in the submit URL and known_hosts (never resolved: the ProxyCommand connects)
+# + "-<pid>": ssh's shared connections (ControlPath %C) are keyed by user@host:port, not by ProxyCommand
 READY_SECONDS = 30
 
 
@@ -93,7 +94,18 @@ class LoginNode:
                 "known_hosts_file": str(self.root / "known_hosts"), "strict_host_key_checking": "yes",
                 "proxy_command": f"nsenter --net={self.netns} nc 127.0.0.1 22", **extra}
 
-    submit = f"ssh://root@{HOST_ALIAS}"
+    @property
+    def alias(self) -> str:
+        return f"{HOST_ALIAS}-{os.getpid()}"
+
+    @property
+    def destination(self) -> str:
+        """``user@host`` as the platform's messages name the login node."""
+        return f"root@{self.alias}"
+
+    @property
+    def submit(self) -> str:
+        return f"ssh://{self.destination}"
 
     @classmethod
     def start(cls, ctld_port: int, slurm_conf: str) -> "LoginNode":
@@ -117,7 +129,7 @@ class LoginNode:
         _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(r / "id_ed25519"))
         (r / "authorized_keys").write_text((r / "id_ed25519.pub").read_text())
         key_type, key = (r / "host_ed25519.pub").read_text().split()[:2]
-        (r / "known_hosts").write_text(f"{HOST_ALIAS} {key_type} {key}\n")
+        (r / "known_hosts").write_text(f"{self.alias} {key_type} {key}\n")
         (r / "sshd_config").write_text(f"""# written by deployments/ssh_login.py
 Port 22
 ListenAddress 127.0.0.1

@@ -1,4 +1,4 @@
-"""A Slurm host reached over ssh (``slurm.submit: ssh://root@opeva-login``), without a shared file system.
+"""A Slurm host reached over ssh (``slurm.submit: ssh://root@opeva-login-<pid>``), without a shared file system.
 
 Real pieces only: the single-node cluster of deployments/slurm_cluster.py, and a real sshd (Debian's
 openssh-server) in a network namespace with a forwarder to slurmctld (deployments/ssh_login.py).
@@ -124,7 +124,7 @@ def test_reference_simulator_over_ssh_finishes_with_outputs_back_and_logs(api, p
     info = api.get(f"/job-info/{job_id}").json()
     assert info["executor"] == "slurm" and info["slurm_state"] == "COMPLETED" and info["slurm_node_list"] == login.cluster.node
     assert f"Slurm job {info['slurm_job_id']}" in logs and "the simulator exited with code 0" in logs
-    assert "Uploaded the job's inputs to root@opeva-login" in logs
+    assert f"Uploaded the job's inputs to {login.destination}" in logs
     remote = login.remote_root / "jobs" / job_id
     local = platform.data_dir / "jobs" / job_id
     assert (remote / "results" / "result.json").is_file()  # it ran on the "login node"'s file system...
@@ -171,7 +171,7 @@ def test_missing_remote_root_is_failed_artifact_sync_failed_and_nothing_submitte
     assert status["status"] == "failed", status
     assert status["error_code"] == "artifact_sync_failed", status
     message = (status.get("prefect_state") or {}).get("message", "")
-    assert f"uploading the job's inputs to root@opeva-login:{login.remote_root}/jobs/{job_id}" in message, message
+    assert f"uploading the job's inputs to {login.destination}:{login.remote_root}/jobs/{job_id}" in message, message
     assert str(login.remote_root) in message and "can't cd" in message, message
     assert api.get(f"/job-info/{job_id}").json().get("slurm_job_id") is None  # nothing reached sbatch
 
@@ -211,11 +211,11 @@ def test_copies_over_the_real_sshd_keep_links_and_special_files_out(login, tmp_p
     assert sorted(p.name for p in (job / "results").iterdir()) == ["out.txt"]
     assert (job / "job_info.json").read_text() == '{"job_id": "j"}' and not (job / "logs").is_symlink()
     subprocess.run(["rm", "-rf", str(there)], check=True)
-    with pytest.raises(SyncFailed, match=f"copying the job's outputs back from root@opeva-login:{there}"):
+    with pytest.raises(SyncFailed, match=f"copying the job's outputs back from {login.destination}:{there}"):
         remote.pull()
 
 
-def test_outputs_over_their_bounds_are_not_copied_back_and_the_run_fails_saying_so(api, platform):
+def test_outputs_over_their_bounds_are_not_copied_back_and_the_run_fails_saying_so(api, platform, login):
     """The job ends COMPLETED but leaves more than MAX_FILES (10,000) entries in its folder: the copy
     back is refused before it starts, and the run ends failed, artifact_sync_failed, naming it."""
     job_id = submit(api, "flood", command=["bash", "-c", "mkdir $OPEVA_JOB_DIR/many && cd $OPEVA_JOB_DIR/many && seq 10001 | xargs touch; "
@@ -223,7 +223,7 @@ def test_outputs_over_their_bounds_are_not_copied_back_and_the_run_fails_saying_
     status = final_status(api, job_id)
     assert status["status"] == "failed" and status["error_code"] == "artifact_sync_failed", status
     message = (status.get("prefect_state") or {}).get("message", "")
-    assert "copying the job's outputs back from root@opeva-login:" in message and "(at most 10000" in message, message
+    assert f"copying the job's outputs back from {login.destination}:" in message and "(at most 10000" in message, message
     assert not (platform.data_dir / "jobs" / job_id / "many").exists()
     assert api.get(f"/job-info/{job_id}").json()["slurm_state"] == "COMPLETED"
 

@@ -4,6 +4,7 @@ sent to the login node, and what a copied-back tar may (not) bring into a job's 
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import tarfile
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from core.hosts import Host
 from core.slurm import SlurmSettings
 from core.slurm_sync import RemoteJob, SyncFailed
-from core.slurm_transport import LOCAL, SshOptions, Transport, parse_submit
+from core.slurm_transport import LOCAL, SshOptions, Transport, control_dir, parse_submit
 
 SSH = {"remote_root": "/scratch/opeva", "identity_file": "/etc/opeva/id_ed25519", "known_hosts_file": "/etc/opeva/known_hosts",
        "proxy_command": "ssh -W %h:%p jump"}
@@ -82,9 +83,24 @@ def test_every_remote_command_is_one_quoted_string_after_the_batch_mode_options(
     assert shlex.split(via.rsync_shell()) == via.ssh_options()  # rsync's -e splits back to the same options
 
 
-def test_the_default_ssh_options_leave_keys_to_ssh():
+def test_the_default_ssh_options_leave_keys_to_ssh_and_share_one_private_connection():
     via = Transport.of("ssh://bob@login", SshOptions(remote_root="/scratch"))
-    assert via.port == 22 and "-i" not in via.ssh_options() and not any("ProxyCommand" in o for o in via.ssh_options())
+    opts = via.ssh_options()
+    assert via.port == 22 and "-i" not in opts and not any("ProxyCommand" in o for o in opts)
+    folder = control_dir()
+    assert folder is not None and f"ControlPath={folder}/%C" in opts and "ControlPersist=60" in opts
+    assert os.stat(folder).st_mode & 0o777 == 0o700
+    alone = Transport.of("ssh://bob@login", SshOptions(remote_root="/scratch", multiplex_seconds=0))
+    assert not any(o.startswith("Control") for o in alone.ssh_options())
+
+
+def test_a_control_folder_open_to_others_is_not_used(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    (tmp_path / f"opeva-ssh-mux-{os.geteuid()}").mkdir(mode=0o777)
+    (tmp_path / f"opeva-ssh-mux-{os.geteuid()}").chmod(0o777)
+    assert control_dir() is None
 
 
 def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> io.BytesIO:
