@@ -163,7 +163,8 @@ def reconcile_at_start(prefect: PrefectRest, engine: Any, pools: list[str]) -> R
     """Before the workers start: each unfinished run of ``pools`` is re-attached or made final."""
     report = Report()
     by_run = _job_containers(engine)
-    for run in prefect.runs(state_types=LIVE_TYPES, pools=pools):
+    # no pools: no run of this engine to look at (an empty filter would mean every pool's, Slurm and control included)
+    for run in prefect.runs(state_types=LIVE_TYPES, pools=pools) if pools else []:
         found = by_run.pop(run["id"], [])
         sup = _supervisor(found)
         if sup is not None and sup.status == "running":

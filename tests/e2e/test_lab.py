@@ -123,14 +123,15 @@ def test_a_crashed_runs_container_is_removed_from_its_lab_engine(lab_platform, l
     from deployments.up import _reconcile_at_start
 
     platform, lab = lab_platform
-    reconcilers = _reconcile_at_start(platform)
-    assert {p for r in reconcilers for p in r.pools} == {"lab-1", "lab-2"} and len(reconcilers) == 3  # default engine, lab-1, lab-2
     r = lab_api.post("/run-simulation", json={"config": experiment("lab", "orphan"), "target_host": "lab-1",
                                               "command": sh("while true; do echo tick; sleep 1; done")})
     job_id = r.json()["job_id"]
     url = lab.spec.docker_url("lab-1")
     wait_for(lambda: lab_api.get(f"/status/{job_id}").json()["status"] == "running" and _containers(url, job_id), 150,
              what="the job running on lab-1")
+    reconcilers = _reconcile_at_start(platform)  # as make lab starts: the live job is re-attached, on its own engine only
+    assert {p for r in reconcilers for p in r.pools} == {"lab-1", "lab-2"} and len(reconcilers) == 3  # default engine, lab-1, lab-2
+    assert lab_api.get(f"/status/{job_id}").json()["status"] == "running"
     prefect = PrefectRest(platform.prefect_api_url, platform.prefect_auth_string)
     try:
         prefect.set_state(job_id, "CRASHED", "Crashed", f"{HOST_LOST}made final by the test", force=True)
