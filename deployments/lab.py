@@ -126,11 +126,12 @@ def write_hosts_file(lab: Lab, settings: Any) -> Path:
 
 
 def _lab_banner(lab: Lab) -> str:
-    lines = [f"Lab: {len(lab.spec.names)} hosts on bridge {lab.spec.bridge} ({lab.spec.bridge_ip}/24); state in {lab.spec.state_dir}"]
+    last = lab.spec.names[-1]
+    lines = [f"Lab: {len(lab.spec.names)} host(s) on bridge {lab.spec.bridge} ({lab.spec.bridge_ip}/24); state in {lab.spec.state_dir}"]
     for name in lab.spec.names:
         lines.append(f"  {name}: namespace {lab.spec.netns(name)}, engine {lab.spec.docker_url(name)}, "
                      f"images copied in {lab.copy_seconds.get(name, 0):.1f} s")
-    lines.append("Cut a host's link: make lab-cut HOST=lab-2 (make lab-heal HOST=lab-2 plugs it back)")
+    lines.append(f"Cut a host's link: make lab-cut HOST={last} (make lab-heal HOST={last} plugs it back)")
     return "\n".join(lines)
 
 
@@ -150,6 +151,11 @@ def run(hosts: int) -> int:
     settings = PlatformSettings()
     if os.geteuid() != 0:
         print("make lab: namespaces and engines need root", file=sys.stderr)
+        return 2
+    from deployments.platform import port_open
+
+    if port_open(settings.api_port) or port_open(settings.prefect_port):  # never tear down a running lab's hosts
+        print(f"make lab: ports {settings.api_port}/{settings.prefect_port} are taken: is make up or make lab running?", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the lab as Ctrl-C does
     spec = LabSpec(tag=TAG, hosts=hosts, subnet=free_subnet(0), state_dir=settings.home / "lab")
@@ -198,10 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "run":
         return run(args.hosts)
-    spec = LabSpec.load(PlatformSettings().home / "lab")
-    if not args.host:
-        parser.error(f"{args.action} needs --host (one of {', '.join(spec.names)})")
-    set_link(spec, args.host, up=args.action == "heal")
+    try:
+        spec = LabSpec.load(PlatformSettings().home / "lab")
+        if not args.host:
+            parser.error(f"{args.action} needs --host (one of {', '.join(spec.names)})")
+        set_link(spec, args.host, up=args.action == "heal")
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"make lab-{args.action}: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.host}: link {'up' if args.action == 'heal' else 'down'} ({spec.veth_root(args.host)}) at {time.strftime('%H:%M:%S')}")
     return 0
 
