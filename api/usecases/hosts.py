@@ -71,8 +71,10 @@ def host_detail(host: Host, pool: WorkPool | None, workers: list[Worker], runs: 
         pool_type=pool.type, concurrency_limit=pool.concurrency_limit, paused=pool.is_paused, image=host.image,
     )
     return HostDetail(
-        # A host with an active job counts as online (upstream): its worker may be between heartbeats.
-        online=bool(online) or bool(started), last_seen=epoch(max(beats)) if beats else None, info=info,
+        # A host with a started job counts as online (upstream's rule) only while Prefect has not seen
+        # its workers stop heart-beating: a worker Prefect marked OFFLINE means the host (or its link)
+        # is lost, and a lost busy host must show offline within Prefect's window, not when its job fails.
+        online=bool(online) or (bool(started) and not workers), last_seen=epoch(max(beats)) if beats else None, info=info,
         running=len(started), queued=len(queued), active_job_ids=active_ids,
         current_job_id=started[0][0] if started else None, current_job_status=started[0][1] if started else None,
         pool=pool.name, pool_type=pool.type, concurrency_limit=pool.concurrency_limit, paused=pool.is_paused,

@@ -100,12 +100,13 @@ def test_worker_killed_mid_run_job_keeps_its_state_host_offline_new_worker_takes
     kill_group(worker.proc)
 
     # Prefect marks a worker OFFLINE after 3 missed heartbeats (10 s each here). /hosts says so
-    # (its workers and message); the host itself still counts online while its job runs (upstream's rule).
+    # (its workers and message) and the host is offline although its job still runs: a worker
+    # Prefect judged lost overrides upstream's "a host with a started job counts as online".
     def worker_offline() -> bool:
         host = api.get("/hosts").json()["hosts"]["second"]
         return bool(host["workers"]) and all(w["status"] == "OFFLINE" for w in host["workers"]) and "no worker online" in (host["message"] or "")
     wait_for(worker_offline, 90, what="host 'second' to show its worker offline")
-    assert api.get("/hosts").json()["hosts"]["second"]["online"] is True  # a host with an active job counts as online
+    assert api.get("/hosts").json()["hosts"]["second"]["online"] is False
     assert api.get(f"/status/{job_id}").json()["status"] == "running"
     run = wait_final(job_id, 300)  # the container reports to the server by itself
     assert run.state.is_completed(), run.state

@@ -1,7 +1,7 @@
 """The lab of simulated hosts (``make lab``, deployments/lab.py, issue 22 item 5): two hosts, each in
 its own network namespace with its own Docker engine and its worker (``make host``'s code) inside,
 on a platform of private ports. A job pinned to lab-2 runs in lab-2's engine; ``/hosts`` shows both
-hosts; a cut link makes lab-2 offline and a healed one brings it back; the teardown leaves no
+hosts; a cut link makes a busy lab-2 offline and a healed one brings it back; the teardown leaves no
 namespace, link, mount, cgroup or process. Needs root (CI runs as root) and the default engine's
 runtime image, which is copied into each lab engine."""
 
@@ -94,9 +94,17 @@ def test_hosts_lists_both_lab_hosts_online(lab_api):
         assert hosts["hosts"][name]["online"] and hosts["hosts"][name]["pool"] == name, hosts["hosts"][name]
 
 
-def test_a_cut_host_goes_offline_and_comes_back_when_healed(lab_platform, lab_api):
+def test_a_cut_busy_host_goes_offline_while_its_job_runs_and_comes_back_when_healed(lab_platform, lab_api):
+    """A busy host whose link is cut shows offline once Prefect marks its worker OFFLINE, while its
+    job still counts as running (the zombie automation fails it only after 90 s without heartbeats):
+    upstream's "a host with a started job counts as online" no longer hides a lost host."""
     platform, lab = lab_platform
     policy = RestartPolicy(first=0.5)
+    r = lab_api.post("/run-simulation", json={"config": experiment("lab", "busy"), "target_host": "lab-2",
+                                              "command": sh("while true; do echo busy; sleep 1; done")})
+    job_id = r.json()["job_id"]
+    wait_for(lambda: lab_api.get(f"/status/{job_id}").json()["status"] == "running", 150, what="the job running on lab-2")
+    assert _online(lab_api, "lab-2")
 
     def online_now(want: bool) -> bool:
         check_children(platform, policy)  # as make lab's supervisor would: a worker that gives up is started again
@@ -107,12 +115,15 @@ def test_a_cut_host_goes_offline_and_comes_back_when_healed(lab_platform, lab_ap
     try:
         wait_for(lambda: online_now(False), 120, 1, what="lab-2 offline in /hosts after its link was cut")
         offline_after = time.monotonic() - cut_at
+        assert lab_api.get(f"/status/{job_id}").json()["status"] == "running"  # offline because its worker is, not its job
         assert _online(lab_api, "lab-1")
     finally:
         lab.heal("lab-2")
     healed_at = time.monotonic()
     wait_for(lambda: online_now(True), 120, 1, what="lab-2 back online in /hosts after its link was healed")
-    print(f"\nLAB cut: offline after {offline_after:.1f} s; healed: online after {time.monotonic() - healed_at:.1f} s")
+    print(f"\nLAB busy cut: offline after {offline_after:.1f} s; healed: online after {time.monotonic() - healed_at:.1f} s")
+    assert lab_api.post(f"/stop/{job_id}").status_code == 200
+    wait_for(lambda: lab_api.get(f"/status/{job_id}").json()["status"] in ("stopped", "failed"), 120, what="the busy job to stop")
 
 
 def test_a_crashed_runs_container_is_removed_from_its_lab_engine(lab_platform, lab_api):
