@@ -156,6 +156,16 @@ def wait_final(job_id: str, timeout: float = 180):
     return wait_for(done, timeout, what=f"job {job_id} to finish")
 
 
+def final_status(api, job_id: str, timeout: float = 120) -> dict:
+    """The job's /status once it is final (finished, failed, stopped or canceled)."""
+
+    def done():
+        s = api.get(f"/status/{job_id}").json()
+        return s if s["status"] in ("finished", "failed", "stopped", "canceled") else None
+
+    return wait_for(done, timeout, what=f"job {job_id} to end")
+
+
 def experiment(name: str = "test", run_name: str = "run") -> dict:
     return {"experiment": {"name": name, "run_name": run_name}}
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from deployments.platform import Platform
-from helpers import experiment, new_platform, pointed_at, wait_for
+from helpers import experiment, new_platform, pointed_at, wait_for, final_status
 
 REQUIRE_SLURM = os.environ.get("OPEVA_REQUIRE_SLURM") == "1"
 
@@ -134,14 +134,6 @@ def submit(sapi: httpx.Client, **extra) -> str:
     r = sapi.post("/run-simulation", json=body)
     assert r.status_code == 200, r.text
     return r.json()["job_id"]
-
-
-def final_status(sapi: httpx.Client, job_id: str, timeout: float = 120) -> dict:
-    def done():
-        s = sapi.get(f"/status/{job_id}").json()
-        return s if s["status"] in ("finished", "failed", "stopped", "canceled") else None
-
-    return wait_for(done, timeout, what=f"job {job_id} to end")
 
 
 def squeue_count(cluster) -> int:

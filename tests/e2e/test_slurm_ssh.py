@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from deployments.platform import Platform
-from helpers import experiment, new_platform, pointed_at, wait_for
+from helpers import experiment, new_platform, pointed_at, wait_for, final_status
 
 REQUIRE_SLURM = os.environ.get("OPEVA_REQUIRE_SLURM") == "1"
 HOST = "hpc-ssh"
@@ -94,14 +94,6 @@ def submit(api: httpx.Client, run: str, **extra) -> str:
     r = api.post("/run-simulation", json={"config": experiment("slurm-ssh", run), "target_host": HOST, **extra})
     assert r.status_code == 200, r.text
     return r.json()["job_id"]
-
-
-def final_status(api: httpx.Client, job_id: str, timeout: float = 120) -> dict:
-    def done():
-        s = api.get(f"/status/{job_id}").json()
-        return s if s["status"] in ("finished", "failed", "stopped", "canceled") else None
-
-    return wait_for(done, timeout, what=f"job {job_id} to end")
 
 
 def test_partitions_answer_from_the_cluster_over_ssh(api):
