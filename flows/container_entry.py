@@ -268,6 +268,12 @@ def _leave(code: int) -> None:
 if __name__ == "__main__":
     try:
         exit_code = main()
+    except SystemExit:
+        # Only the engine's child raises it (_run_engine_in_child): it must leave through a normal
+        # interpreter exit, whose thread-exit hooks drain Prefect's log shipper. Caught below, it was
+        # printed as a traceback and left through os._exit(1): every supervisor exited 1 and a
+        # run's last log batch could be lost.
+        raise
     except BaseException:  # noqa: BLE001 - said on stderr, then the same fast exit
         import traceback
 
