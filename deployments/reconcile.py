@@ -213,16 +213,22 @@ class Reconciler:
     """What ``make up`` holds: the engine, Prefect, and when the next pass is due."""
 
     def __init__(self, api_url: str, auth: str | None, pools: list[str], engine_url: str | None = None) -> None:
-        import docker
+        from core.engines import Engine, open_client
 
-        # None: this machine's engine; a unix:// socket: a host's own engine on this machine (a lab host, make lab)
-        self.engine = docker.from_env(timeout=30) if engine_url is None else docker.DockerClient(base_url=engine_url, timeout=30)
+        # None: this machine's engine; a unix:// socket: a host's own engine on this machine (a lab host, make lab).
+        # Opened where every engine client is (core/engines.py), so a URL is never mistaken for the local socket.
+        self.engine = open_client(Engine(url=engine_url), timeout=30)
         self.prefect = PrefectRest(api_url, auth)
         self.pools = pools
         self.next_pass = time.monotonic() + PASS_SECONDS
 
     def at_start(self) -> Report:
         return reconcile_at_start(self.prefect, self.engine, self.pools)
+
+    def close(self) -> None:
+        """The engine's and Prefect's connections (a reconciler that could not do its first pass is dropped)."""
+        self.engine.close()
+        self.prefect.close()
 
     def tick(self) -> None:
         """One pass when due; never raises (a failed pass is tried again at the next)."""

@@ -108,11 +108,14 @@ def _reconcile_at_start(platform: Platform) -> list:
     for engine_url, pools in local_docker_pools().items():
         started = time.monotonic()
         where = "" if engine_url is None else f" on {engine_url}"
+        reconciler = None
         try:
             reconciler = Reconciler(platform.prefect_api_url, platform.prefect_auth_string, pools, engine_url)
             report = reconciler.at_start()
         except Exception as exc:  # noqa: BLE001
             print(f"Could not reconcile the jobs left by the last run{where}: {exc}", flush=True)
+            if reconciler is not None:
+                reconciler.close()
             continue
         print(f"Jobs left by the last run{where}: {report} ({time.monotonic() - started:.1f} s)", flush=True)
         out.append(reconciler)
