@@ -8,6 +8,11 @@ installed as a service and nothing outside the temporary folder is written: clie
 this cluster through ``SLURM_CONF`` (:meth:`SlurmCluster.env`). :meth:`stop` ends the three
 daemons it started (by pid) and leaves no job behind.
 
+``start(second_node=True)`` adds ``node2`` (1 CPU), alone in the non-default partition ``lossy``,
+its slurmd in a network namespace reached only through relays (deployments/slurm_netns_node.py):
+:meth:`cut_node2` / :meth:`heal_node2` pull and plug back its link, for the node-loss drill.
+The default partition (this machine's node, 2 slots) is the same with or without it.
+
     with SlurmCluster.start() as cluster:     # raises SlurmUnavailable when it cannot
         subprocess.run(["sbatch", ...], env=cluster.env())
 """
@@ -25,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployments.platform import free_port
+from deployments.slurm_netns_node import NetnsNode
 
+NETNS_BINARIES = ("ip", "nsenter", "socat", "ss")
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
 CPUS = 2
 # name -> MaxTime: the partitions a test host may allow or be refused (upstream's names)
@@ -37,11 +44,12 @@ class SlurmUnavailable(RuntimeError):
     """Slurm or munge is not installed, or this process is not root."""
 
 
-def missing() -> str | None:
+def missing(second_node: bool = False) -> str | None:
     """Why a cluster cannot start here, or None."""
-    absent = [b for b in BINARIES if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
+    wanted = BINARIES + (NETNS_BINARIES if second_node else ())
+    absent = [b for b in wanted if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
     if absent:
-        return f"not installed: {', '.join(absent)} (apt-get install -y slurm-wlm munge)"
+        return f"not installed: {', '.join(absent)} (apt-get install -y slurm-wlm munge{' socat iproute2 util-linux' if second_node else ''})"
     if os.geteuid() != 0:
         return "starting slurmd needs root"
     return None
@@ -61,10 +69,15 @@ class SlurmCluster:
     ctld_port: int = field(default_factory=free_port)
     slurmd_port: int = field(default_factory=free_port)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    node2: NetnsNode | None = None
 
     @property
     def conf(self) -> Path:
         return self.root / "slurm.conf"
+
+    @property
+    def nodes(self) -> list[str]:
+        return [self.node, *([self.node2.name] if self.node2 else [])]
 
     @property
     def munge_socket(self) -> Path:
@@ -75,11 +88,13 @@ class SlurmCluster:
         return {"SLURM_CONF": str(self.conf)}
 
     @classmethod
-    def start(cls, root: Path | None = None) -> "SlurmCluster":
-        why = missing()
+    def start(cls, root: Path | None = None, second_node: bool = False) -> "SlurmCluster":
+        why = missing(second_node)
         if why:
             raise SlurmUnavailable(why)
         cluster = cls(Path(root or tempfile.mkdtemp(prefix="opeva-slurm-")))
+        if second_node:
+            cluster.node2 = NetnsNode(cluster.root, cluster.ctld_port, free_port())
         try:
             cluster._start()
         except BaseException:
@@ -96,7 +111,7 @@ class SlurmCluster:
     def write_conf(self) -> None:
         r = self.root
         r.chmod(0o755)  # jobs run as an unprivileged uid: slurmstepd execs their script from the spool
-        for sub in ("munge", "state", "spool", "log"):
+        for sub in ("munge", "state", "spool", "log", *(f"spool/{n}" for n in self.nodes)):
             (r / sub).mkdir(parents=True, exist_ok=True)
             (r / sub).chmod(0o700 if sub == "munge" else 0o755)
         partitions = "\n".join(
@@ -114,11 +129,11 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket}
 StateSaveLocation={r}/state
-SlurmdSpoolDir={r}/spool
+SlurmdSpoolDir={r}/spool/%n
 SlurmctldPidFile={r}/slurmctld.pid
-SlurmdPidFile={r}/slurmd.pid
+SlurmdPidFile={r}/slurmd-%n.pid
 SlurmctldLogFile={r}/log/slurmctld.log
-SlurmdLogFile={r}/log/slurmd.log
+SlurmdLogFile={r}/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -138,7 +153,7 @@ SlurmdTimeout=30
 MessageTimeout=10
 NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} State=UNKNOWN
 {partitions}
-""")
+{self.node2.conf_lines() if self.node2 else ""}""")
 
     def _start(self) -> None:
         self.write_conf()
@@ -154,6 +169,11 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
         self._spawn(["slurmctld", "-D", "-i", "-f", str(self.conf)], "slurmctld", env)
         self._spawn(["slurmd", "-D", "-f", str(self.conf)], "slurmd", env)
         self._wait(self.idle, f"node {self.node} idle in sinfo")
+        if self.node2:
+            self.node2.create()
+            self.node2.heal()
+            self.node2.start_slurmd(self.conf, env)
+            self._wait(lambda: self.idle(self.node2.name), f"node {self.node2.name} idle in sinfo")
 
     def _spawn(self, cmd: list[str], name: str, env: dict[str, str] | None = None) -> None:
         out = open(self.root / "log" / f"{name}.out", "ab")
@@ -164,6 +184,7 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
         deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
             dead = [p.args[0] for p in self.procs if p.poll() is not None]
+            dead += [f"{self.node2.name}'s slurmd"] if self.node2 and self.node2.dead() else []
             if dead:
                 raise SlurmUnavailable(f"{', '.join(dead)} exited while waiting for {what}; logs in {self.root}/log")
             if ready():
@@ -171,9 +192,26 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
             time.sleep(0.3)
         raise SlurmUnavailable(f"timed out waiting for {what}; logs in {self.root}/log")
 
-    def idle(self) -> bool:
-        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, env={**os.environ, **self.env()})
-        return out.returncode == 0 and any(line.split()[-1] == "idle" for line in out.stdout.splitlines() if line.strip())
+    def idle(self, node: str | None = None) -> bool:
+        """``node`` (this machine's by default) is idle in sinfo."""
+        return self.node_state(node or self.node) == "idle"
+
+    def node_state(self, node: str) -> str:
+        """sinfo's short state of ``node`` (idle, alloc, down*, ...), or "" when sinfo does not answer."""
+        out = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%t"], capture_output=True, text=True, env={**os.environ, **self.env()})
+        words = out.stdout.split() if out.returncode == 0 else []
+        return words[0] if words else ""
+
+    def cut_node2(self) -> None:
+        """node2's link pulled: controller and node no longer reach each other (its slurmd and jobs run on)."""
+        assert self.node2, "the cluster was started without second_node"
+        self.node2.cut()
+
+    def heal_node2(self) -> None:
+        """node2's link back; ReturnToService=2 puts it back in service once its slurmd registers."""
+        assert self.node2, "the cluster was started without second_node"
+        self.node2.heal()
+        self._wait(lambda: self.idle(self.node2.name), f"node {self.node2.name} idle again")
 
     def lose_node(self) -> None:
         """The node as Slurm sees a lost one: its slurmd stops answering (SIGSTOP); its jobs' own
@@ -192,6 +230,8 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
         """Cancel what is left in the queue, then end the daemons this object started."""
         if self.procs and all(p.poll() is None for p in self.procs):
             subprocess.run(["scancel", "--full", "--quiet", "-u", "root"], env={**os.environ, **self.env()}, capture_output=True, timeout=30)
+        if self.node2:
+            self.node2.stop()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)  # a stopped slurmd (lose_node) could not act on SIGTERM

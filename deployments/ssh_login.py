@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deployments import netns
+
 BINARIES = ("ip", "nsenter", "socat", "nc", "ssh", "ssh-keygen", "rsync")
 SSHD = "/usr/sbin/sshd"
 HOST_ALIAS = "opeva-login"  # the name in the submit URL and known_hosts (never resolved: the ProxyCommand connects)
@@ -150,9 +152,8 @@ SetEnv SLURM_CONF={self.slurm_conf}
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
         net = _free_subnet()
         outside, inside = [str(h) for h in net.hosts()]
-        _sh("ip", "netns", "add", self.name)
-        ns = ["nsenter", f"--net={self.netns}"]
-        _sh(*ns, "ip", "link", "set", "lo", "up")
+        netns.add(self.name, LoginNodeUnavailable)
+        ns = netns.enter(self.name)
         _sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "ns0", "netns", self.name)
         _sh("ip", "addr", "add", f"{outside}/30", "dev", self.veth)
         _sh("ip", "link", "set", self.veth, "up")
@@ -194,17 +195,11 @@ SetEnv SLURM_CONF={self.slurm_conf}
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        if Path(self.netns).exists():
-            for _ in range(3):
-                pids = [int(p) for p in subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True).stdout.split()]
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                if not pids:
-                    break
-                time.sleep(0.2)
+        for pid in netns.pids(self.name) if Path(self.netns).exists() else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for proc in self.procs:
             try:
                 proc.wait(timeout=10)
@@ -213,6 +208,5 @@ SetEnv SLURM_CONF={self.slurm_conf}
                 proc.wait()
         self.procs.clear()
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
-        if Path(self.netns).exists():
-            subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        netns.remove(self.name)
         shutil.rmtree(self.root, ignore_errors=True)

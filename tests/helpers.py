@@ -101,6 +101,36 @@ def _remove_jobs_network() -> None:
         client.close()
 
 
+@contextmanager
+def slurm_platform(hosts_text: str, workers: tuple[str, ...], prefix: str = "opeva-slurm-tests-") -> Iterator[Platform]:
+    """A platform whose hosts are ``hosts_text`` (``{python}`` replaced by the compute nodes' Python
+    for runtime none), process-pool workers for ``workers``, pointed at the Slurm cluster of
+    SLURM_CONF: what the Slurm test modules share. Its home and data root are readable by uid 65534,
+    the uid the jobs run as on the nodes."""
+    from deployments.slurm_cluster import simulator_venv
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)
+    platform = new_platform(home)
+    hosts_file = home / "hosts.yaml"
+    hosts_file.write_text(hosts_text.replace("{python}", simulator_venv()).replace("{data}", str(platform.data_dir)))
+    with pointed_at(platform, hosts_file):
+        os.environ["OPEVA_MLFLOW"] = "0"
+        try:
+            platform.start_prefect_server()
+            platform.start_mongo()
+            types = platform.setup_pools(hosts_file, docker=False)
+            for host in workers:
+                assert types[host] == "process", types
+                platform.start_worker(host, "process")
+            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+            for d in (platform.data_dir, platform.data_dir / "jobs"):
+                d.chmod(0o755)
+            yield platform
+        finally:
+            platform.stop()
+
+
 def new_platform(home: Path) -> Platform:
     return Platform(home=home, prefect_port=free_port(), mongo_port=free_port(), api_port=free_port(), data_dir=home / "data")
 

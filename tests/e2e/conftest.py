@@ -5,6 +5,10 @@ a worker each (``local``, ``second``), one without (``offline``), the control po
 worker (sweeps' parents) and the REST API,
 on free loopback ports. Docker is required when OPEVA_REQUIRE_DOCKER=1 (CI sets
 it): a missing engine then fails the tests instead of skipping them.
+
+The Slurm modules share ``cluster``: a real Slurm per module (deployments/slurm_cluster.py), with
+node2 in a network namespace where the module sets ``SLURM_SECOND_NODE = True``;
+OPEVA_REQUIRE_SLURM=1 (CI) turns a missing Slurm into a failure.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from deployments.platform import PROJECT_ROOT, Platform
 from helpers import running_platform
 
 REQUIRE_DOCKER = os.environ.get("OPEVA_REQUIRE_DOCKER") == "1"
+REQUIRE_SLURM = os.environ.get("OPEVA_REQUIRE_SLURM") == "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,3 +56,31 @@ def platform(docker_ready: bool) -> Iterator[Platform]:
 def needs_docker(platform: Platform, docker_ready: bool) -> None:
     if not docker_ready:
         pytest.skip("needs a Docker engine (set OPEVA_REQUIRE_DOCKER=1 to fail instead)")
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[object]:
+    """The module's Slurm cluster, SLURM_CONF exported to this process and its children (the worker,
+    the API); afterwards nothing of it is left (a second node's namespace, relays and slurmd included)."""
+    from deployments.slurm_cluster import SlurmCluster, SlurmUnavailable, missing
+
+    second = getattr(request.module, "SLURM_SECOND_NODE", False)
+    why = missing(second)
+    if why:
+        if REQUIRE_SLURM:
+            pytest.fail(f"OPEVA_REQUIRE_SLURM=1 but {why}")
+        pytest.skip(f"needs Slurm: {why} (set OPEVA_REQUIRE_SLURM=1 to fail instead)")
+    try:
+        c = SlurmCluster.start(second_node=second)
+    except SlurmUnavailable as exc:
+        pytest.fail(f"the test cluster did not start: {exc}")
+    saved = os.environ.get("SLURM_CONF")
+    os.environ.update(c.env())
+    yield c
+    c.stop()
+    if saved is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = saved
+    left = c.node2.leftovers() if c.node2 else []
+    assert not left, f"the second node left {left}"

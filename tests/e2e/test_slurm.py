@@ -1,7 +1,8 @@
 """Slurm hosts against a real Slurm (Debian's slurm-wlm 22.05 + munge), a real Prefect and the REST API.
 
 A single-node cluster (deployments/slurm_cluster.py: this machine, 2 CPUs, partitions
-normal-x86 and dev-x86) is started for this module and stopped after it. The platform gets
+normal-x86 and dev-x86) is started for this module and stopped after it (the ``cluster`` fixture,
+tests/e2e/conftest.py). The platform gets
 one Slurm host, ``deucalion`` (runtime none, partitions [normal-x86]), whose process-pool worker
 submits with sbatch. OPEVA_REQUIRE_SLURM=1 (CI) turns a missing Slurm into a failure.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from deployments.platform import Platform
-from helpers import experiment, new_platform, pointed_at, wait_for, final_status
+from helpers import experiment, final_status, wait_for
+from helpers import slurm_platform as slurm_platform_of
 
-REQUIRE_SLURM = os.environ.get("OPEVA_REQUIRE_SLURM") == "1"
 
 HOSTS = """
 hosts:
@@ -53,29 +53,6 @@ DOCKER_HOST_ENTRY = """
 """
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
-    from deployments.slurm_cluster import SlurmCluster, SlurmUnavailable, missing
-
-    why = missing()
-    if why:
-        if REQUIRE_SLURM:
-            pytest.fail(f"OPEVA_REQUIRE_SLURM=1 but {why}")
-        pytest.skip(f"needs Slurm: {why} (set OPEVA_REQUIRE_SLURM=1 to fail instead)")
-    try:
-        c = SlurmCluster.start()
-    except SlurmUnavailable as exc:
-        pytest.fail(f"the test cluster did not start: {exc}")
-    saved = os.environ.get("SLURM_CONF")
-    os.environ.update(c.env())  # the worker and the API (children of this process) find the cluster
-    yield c
-    c.stop()
-    if saved is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = saved
-
-
 def docker_ready_for_slurm() -> bool:
     """A Docker engine and the runtime image built from this tree (OPEVA_IMAGE's tag), or False."""
     from deployments.platform import PROJECT_ROOT
@@ -93,34 +70,11 @@ def docker_ready_for_slurm() -> bool:
 
 @pytest.fixture(scope="module")
 def slurm_platform(cluster) -> Iterator[Platform]:
-    home = Path(tempfile.mkdtemp(prefix="opeva-slurm-tests-"))
-    home.chmod(0o755)  # the jobs run as uid 65534 on the node: the shared data root must be reachable
-    platform = new_platform(home)
-    hosts_file = home / "hosts.yaml"
-    from deployments.slurm_cluster import simulator_venv
-
-    text = HOSTS.replace("{python}", simulator_venv())  # Debian's python3 + the simulator's packages
-    docker = docker_ready_for_slurm()
-    if docker:  # runtime docker runs for real where an engine answers (CI: always)
-        text += DOCKER_HOST_ENTRY.replace("{data}", str(platform.data_dir))
-    hosts_file.write_text(text)
-    with pointed_at(platform, hosts_file):
-        os.environ["OPEVA_MLFLOW"] = "0"
-        try:
-            platform.start_prefect_server()
-            platform.start_mongo()
-            types = platform.setup_pools(hosts_file, docker=False)
-            assert types["deucalion"] == "process"
-            platform.start_worker("deucalion", "process")
-            if docker:
-                platform.start_worker("slurm-docker", "process")
-            platform.slurm_docker = docker  # type: ignore[attr-defined]
-            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
-            for d in (platform.data_dir, platform.data_dir / "jobs"):
-                d.chmod(0o755)
-            yield platform
-        finally:
-            platform.stop()
+    docker = docker_ready_for_slurm()  # runtime docker runs for real where an engine answers (CI: always)
+    text = HOSTS + (DOCKER_HOST_ENTRY if docker else "")
+    with slurm_platform_of(text, ("deucalion", "slurm-docker") if docker else ("deucalion",)) as platform:
+        platform.slurm_docker = docker  # type: ignore[attr-defined]
+        yield platform
 
 
 @pytest.fixture
@@ -410,7 +364,8 @@ def test_a_lost_node_ends_the_job_failed_node_fail_never_stuck(sapi, cluster):
     """The node drill (last in this module: the one node is out for a while): slurmd stops
     answering while a job runs; past SlurmdTimeout (30 s here) Slurm marks the node down and the
     job NODE_FAIL (sbatch --no-requeue: Slurm does not run it again); the job ends failed with
-    error_code node_fail, not running forever. The node then comes back into service."""
+    error_code node_fail, not running forever. The node then comes back into service. (A hung slurmd;
+    test_slurm_nodes.py cuts the link of a second node instead, while the first one works on.)"""
     job_id = submit(sapi, run="node-lost", command=["bash", "-c", "echo started; while true; do sleep 1; done"])
     wait_for(lambda: "started" in sapi.get(f"/logs/{job_id}").text, 90, what="the job to start")
     cluster.lose_node()
