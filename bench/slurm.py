@@ -1,12 +1,15 @@
-"""A Slurm host against Slurm itself, on a real single-node cluster (2 slots), in one run.
+"""A Slurm host against Slurm itself, on a real cluster (this machine's node, 2 slots; node2 for the node loss), in one run.
 
 Rows, each beside its baseline (the same thing done with raw Slurm commands):
   submit -> running     POST /run-simulation until /status says running  |  sbatch until squeue says R
   stop -> stopped       POST /stop until /status says stopped (the job's TERM handler ran)  |  scancel --signal=TERM until gone
   exit 3 -> failed      POST until /status says failed "exit code 3"  |  sbatch until scontrol says FAILED
   N short jobs          all N submitted through the API until all finished; most running at once  |  N raw sbatch jobs
+  node lost (link cut)  a job on node2 (partition lossy, its slurmd in a network namespace) running, its link cut,
+                        until /status says failed node_fail  |  the same raw sbatch job until scontrol says NODE_FAIL;
+                        both beside the cluster's SlurmdTimeout (Slurm's own bound for calling a node lost)
 
-Usage (root, slurm-wlm + munge installed): python bench/slurm.py [--runs 3] [--jobs 40]
+Usage (root, slurm-wlm + munge + socat installed): python bench/slurm.py [--runs 3] [--jobs 40] [--node-loss-runs 1]
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ HOSTS = """hosts:
     kind: slurm
     concurrency_limit: {limit}
     slurm:
-      partitions: [normal-x86]
+      partitions: [normal-x86, lossy]
       runtime: none
       defaults: {{time: "00:05:00", cpus_per_task: 1, mem_gb: 0.5, gpus: 0}}
       stop_grace_seconds: 5
@@ -58,9 +61,9 @@ def raw_state(job: str) -> str:
     return out.split("JobState=")[1].split()[0] if "JobState=" in out else "GONE"
 
 
-def raw_sbatch(script: str, output: str = "/dev/null") -> str:
-    return sh("sbatch", "--parsable", "--uid=65534", "--gid=65534", "--export=NONE", "--chdir=/tmp", f"--output={output}",
-              "-p", "normal-x86", "-t", "00:05:00", "--mem=512M", "--wrap", script).strip()
+def raw_sbatch(script: str, output: str = "/dev/null", partition: str = "normal-x86") -> str:
+    return sh("sbatch", "--parsable", "--no-requeue", "--uid=65534", "--gid=65534", "--export=NONE", "--chdir=/tmp", f"--output={output}",
+              "-p", partition, "-t", "00:05:00", "--mem=512M", "--wrap", script).strip()
 
 
 def raw_started(path: str) -> bool:
@@ -74,8 +77,10 @@ class Api:
     def __init__(self, url: str) -> None:
         self.c = httpx.Client(base_url=url, timeout=60)
 
-    def submit(self, command: list[str] | None = None, run: str = "r") -> str:
+    def submit(self, command: list[str] | None = None, run: str = "r", partition: str | None = None) -> str:
         body = {"config": {"experiment": {"name": "bench", "run_name": run}}, "target_host": "deucalion"}
+        if partition:
+            body["deucalion_options"] = {"partition": partition}
         if command:
             body["command"] = command
         r = self.c.post("/run-simulation", json=body)
@@ -125,6 +130,37 @@ def measure(api: Api, runs: int) -> dict[str, list[float]]:
     return out
 
 
+def node_lost(api: Api, cluster: SlurmCluster, runs: int) -> dict[str, list[float]]:
+    """Seconds from node2's link cut to the job's end: through the API (failed node_fail), and raw
+    (scontrol says NODE_FAIL). The link is healed and node2 idle again before the next run."""
+    out: dict[str, list[float]] = {"lost": [], "raw_lost": []}
+    for i in range(runs):
+        job = api.submit(["bash", "-c", "echo started; while :; do sleep 1; done"], f"n{i}", partition="lossy")
+        wait(lambda: "started" in api.c.get(f"/logs/{job}").text)
+        cluster.cut_node2()
+        t = time.monotonic()
+        wait(lambda: api.status(job)["status"] in ("failed", "finished", "stopped"), timeout=600, step=0.5)
+        out["lost"].append(time.monotonic() - t)
+        info = api.c.get(f"/job-info/{job}").json()
+        assert (api.status(job)["status"], info["error_code"], info["slurm_state"]) == ("failed", "node_fail", "NODE_FAIL"), info
+        cluster.heal_node2()
+        out_file = f"/tmp/opeva-bench-slurm-raw-{os.getpid()}-n{i}.out"
+        sid = raw_sbatch(TRAP, out_file, partition="lossy")
+        wait(lambda: raw_started(out_file))
+        cluster.cut_node2()
+        t = time.monotonic()
+        wait(lambda: raw_state(sid) not in ("RUNNING", "PENDING", "CONFIGURING"), timeout=600, step=0.5)
+        out["raw_lost"].append(time.monotonic() - t)
+        assert raw_state(sid) == "NODE_FAIL", raw_state(sid)
+        cluster.heal_node2()
+    return out
+
+
+def slurmd_timeout() -> float:
+    line = next(l for l in sh("scontrol", "show", "config").splitlines() if l.startswith("SlurmdTimeout"))
+    return float(line.split("=")[1].split()[0])
+
+
 def most_running(stop: threading.Event, seen: list[int]) -> None:
     while not stop.is_set():
         seen.append(len([l for l in sh("squeue", "-h", "-t", "R", "-o", "%i").splitlines() if l.strip()]))
@@ -157,10 +193,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--node-loss-runs", type=int, default=1, help="link cuts of node2 (each lasts ~SlurmdTimeout)")
     parser.add_argument("--limit", type=int, default=40, help="the host's concurrency_limit (flow runs at once)")
     args = parser.parse_args()
     python = simulator_venv()
-    with SlurmCluster.start() as cluster:
+    with SlurmCluster.start(second_node=True) as cluster:
         os.environ.update(cluster.env())
         home = Path(tempfile.mkdtemp(prefix="opeva-bench-slurm-"))
         home.chmod(0o755)
@@ -179,12 +216,17 @@ def main() -> None:
                     d.chmod(0o755)
                 api = Api(platform.api_url)
                 m = measure(api, args.runs)
-                print(f"\nSlurm host vs raw Slurm, single node (2 slots), {args.runs} runs each\n")
+                print(f"\nSlurm host vs raw Slurm, this machine's node (2 slots), {args.runs} runs each; node2 (partition lossy) "
+                      f"for the node-loss rows, {args.node_loss_runs} cut(s)\n")
                 print(HEADER)
                 for key, name in (("run", "submit -> running (API /status)"), ("raw_run", "  baseline: sbatch -> squeue R"),
                                   ("stop", "stop -> stopped (TERM handler ran)"), ("raw_stop", "  baseline: scancel --signal=TERM -> gone"),
                                   ("fail", "exit 3 -> failed 'exit code 3'"), ("raw_fail", "  baseline: sbatch exit 3 -> FAILED")):
                     print(row(name, m[key]), flush=True)
+                lost = node_lost(api, cluster, args.node_loss_runs)
+                print(row("node lost (link cut) -> failed node_fail", lost["lost"]))
+                print(row("  baseline: link cut -> scontrol NODE_FAIL", lost["raw_lost"]))
+                print(row("  Slurm's SlurmdTimeout (the bound)", [slurmd_timeout()]), flush=True)
                 ours, peak, raw, raw_peak, finished = burst(api, args.jobs)
             finally:
                 platform.stop()
