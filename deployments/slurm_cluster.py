@@ -180,8 +180,8 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
         self.procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True))
         out.close()
 
-    def _wait(self, ready, what: str) -> None:
-        deadline = time.monotonic() + READY_SECONDS
+    def _wait(self, ready, what: str, seconds: float = READY_SECONDS) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             dead = [p.args[0] for p in self.procs if p.poll() is not None]
             dead += [f"{self.node2.name}'s slurmd"] if self.node2 and self.node2.dead() else []
@@ -211,7 +211,8 @@ NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={_memory_mb()} St
         """node2's link back; ReturnToService=2 puts it back in service once its slurmd registers."""
         assert self.node2, "the cluster was started without second_node"
         self.node2.heal()
-        self._wait(lambda: self.idle(self.node2.name), f"node {self.node2.name} idle again")
+        # it registers at its slurmd's next retry or the controller's next ping: seconds, bounded generously for a loaded machine
+        self._wait(lambda: self.idle(self.node2.name), f"node {self.node2.name} idle again", 2 * READY_SECONDS)
 
     def lose_node(self) -> None:
         """The node as Slurm sees a lost one: its slurmd stops answering (SIGSTOP); its jobs' own
