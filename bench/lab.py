@@ -2,9 +2,10 @@
 as tests/e2e/test_lab.py starts them, plus a ``local`` host on the default engine.
 
 1. load: ``--jobs`` short jobs over the lab hosts (``target_host`` round robin, ``--rate`` per second);
-   every second the simulator containers running on each lab engine are counted. Prints jobs final /
-   lost / run twice (Prefect's run_count > 1 or two simulator containers seen), max running per host
-   vs the limit, sustained jobs/s (first submit -> last job final).
+   every second Prefect's Pending + Running runs per pool (the count its limit governs), and the
+   simulator / any containers running on each lab engine. Prints jobs final / lost / run twice
+   (Prefect's run_count > 1 or two simulator containers seen), the three peaks per host against the
+   limit, sustained jobs/s (first submit -> last job final).
 2. submit -> running (p50 of 5, /status polled every 0.1 s) on lab-1 vs the local host: the ratio.
 3. busy cut: ``--limit`` sleep loops on every lab host, lab-2's link cut for ``--cut-seconds``: cut ->
    offline in /hosts, cut -> lab-2's jobs failed, the other hosts' jobs finished; heal -> online, and
@@ -70,40 +71,62 @@ def host_info(api: httpx.Client, host: str) -> dict:
 
 
 class Sampler(threading.Thread):
-    """Every second: the simulator containers running on each lab engine, and every container seen per job."""
+    """Every second, per lab host: Prefect's own count of the pool's Pending + Running runs (what its
+    concurrency limit governs), the simulator containers running, and runs with any container running
+    (a supervisor still exiting after its run went final counts there: the count of bench runs before
+    this one, which read 3-4 against a limit of 2); and every simulator container seen per job."""
 
-    def __init__(self, lab, names: list[str]) -> None:
+    def __init__(self, lab, names: list[str], prefect) -> None:
         super().__init__(daemon=True)
         self.engines = {n: docker.DockerClient(base_url=lab.spec.docker_url(n), timeout=20) for n in names}
-        self.max_running = dict.fromkeys(names, 0)
+        self.prefect = prefect
+        self.max_prefect = dict.fromkeys(names, 0)
+        self.max_simulators = dict.fromkeys(names, 0)
+        self.max_containers = dict.fromkeys(names, 0)
         self.seen: dict[str, set[str]] = {}
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.wait(1.0):
             for name, engine in self.engines.items():
+                self._prefect(name)
                 try:
-                    found = engine.containers.list(all=True, filters={"label": containers.ROLE})
+                    found = engine.containers.list(all=True, filters={"label": containers.ROLE}, ignore_removed=True)
                 except Exception:  # noqa: BLE001  (a cut or busy engine: the next sample)
                     continue
-                runs = set()  # a run is running while its supervisor or its simulator container is
+                runs, simulators = set(), 0
                 for c in found:
-                    if c.labels.get(containers.ROLE) == containers.SIMULATOR_ROLE:
+                    simulator = c.labels.get(containers.ROLE) == containers.SIMULATOR_ROLE
+                    if simulator:
                         self.seen.setdefault(c.labels.get(containers.FLOW_RUN_ID, "?"), set()).add(c.id)
                     if c.status == "running":
                         runs.add(c.labels.get(containers.FLOW_RUN_ID, c.id))
-                self.max_running[name] = max(self.max_running[name], len(runs))
+                        simulators += simulator
+                self.max_containers[name] = max(self.max_containers[name], len(runs))
+                self.max_simulators[name] = max(self.max_simulators[name], simulators)
+
+    def _prefect(self, pool: str) -> None:
+        body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}, "work_pools": {"name": {"any_": [pool]}}}
+        try:
+            r = self.prefect.http.post("/flow_runs/count", json=body)
+            r.raise_for_status()
+        except httpx.HTTPError:
+            return
+        self.max_prefect[pool] = max(self.max_prefect[pool], int(r.json()))
 
     def stop(self) -> None:
         self.halt.set()
         self.join(10)
         for engine in self.engines.values():
             engine.close()
+        self.prefect.close()
 
 
-def load(api: httpx.Client, lab, args) -> list[str]:
+def load(api: httpx.Client, platform, lab, args) -> list[str]:
+    from deployments.reconcile import PrefectRest
+
     names = lab.spec.names
-    sampler = Sampler(lab, names)
+    sampler = Sampler(lab, names, PrefectRest(platform.prefect_api_url, platform.prefect_auth_string))
     sampler.start()
     ids: list[str] = []
     t0 = time.monotonic()
@@ -125,12 +148,14 @@ def load(api: httpx.Client, lab, args) -> list[str]:
     final = [j for j in ids if j not in pending]
     states = [status(api, j) for j in final]
     twice = [j for j in ids if api.get(f"/job-info/{j}").json().get("run_count", 0) > 1 or len(sampler.seen.get(j, ())) > 1]
-    worst = max(sampler.max_running.values())
+    worst = max(sampler.max_prefect.values())
     return [
         f"| jobs submitted (rate {args.rate}/s, over {submitted:.0f} s)        | {len(ids)} of {args.jobs} |",
         f"| jobs final / finished / lost                   | {len(final)} / {states.count('finished')} / {len(pending)} (target lost 0) |",
         f"| jobs run twice                                 | {len(twice)} (target 0) |",
-        f"| max runs running per host (sampled 1 s)         | {sampler.max_running} (limit {args.limit}: {'ok' if worst <= args.limit else 'ABOVE'}) |",
+        f"| max Pending+Running per pool, Prefect's count (1 s) | {sampler.max_prefect} (limit {args.limit}: {'ok' if worst <= args.limit else 'ABOVE'}) |",
+        f"| max simulators running per host (1 s)           | {sampler.max_simulators} |",
+        f"| max runs with a container running (1 s)         | {sampler.max_containers} (a supervisor still exiting counts) |",
         f"| sustained jobs/s (first submit -> last final)  | {len(final) / elapsed:.2f} (target >= 0.5) |",
     ]
 
@@ -197,9 +222,11 @@ def cut(api: httpx.Client, platform, lab, args) -> list[str]:
     loop = f"i=0; while [ $i -lt {args.cut_seconds + 40} ]; do echo busy; sleep 1; i=$((i+1)); done"
     by_host = {n: [api.post("/run-simulation", json=job(n, loop, f"busy-{n}-{k}")).json()["job_id"] for k in range(args.limit)]
                for n in lab.spec.names}
+    by_host["local"] = [api.post("/run-simulation", json=job("local", loop, f"busy-local-{k}")).json()["job_id"] for k in range(args.limit)]
     every = [j for ids in by_host.values() for j in ids]
     if until(lambda: all(status(api, j) == "running" for j in every), 240, 1.0) is None:
         return [f"| busy cut | not every busy job running: {[status(api, j) for j in every]} |"]
+    automatic = queue_automatic(api, 2 * len(by_host))  # every slot busy: they spread, some wait on lab-2
     victims = by_host["lab-2"]
     others = [j for n, ids in by_host.items() if n != "lab-2" for j in ids]
 
@@ -222,6 +249,7 @@ def cut(api: httpx.Client, platform, lab, args) -> list[str]:
     at_heal, orphans = orphans_gone(platform, lab, victims)
     until(lambda: all(status(api, j) in FINAL for j in others), 180, 2.0)
     other_states = [status(api, j) for j in others]
+    moved = moved_elsewhere(api, automatic)
     for j in victims:  # a victim that outlived the cut: stopped, so the teardown finds nothing running
         if status(api, j) not in FINAL:
             api.post(f"/stop/{j}")
@@ -231,7 +259,36 @@ def cut(api: httpx.Client, platform, lab, args) -> list[str]:
         f"| busy cut: other hosts' {len(others)} jobs finished        | {other_states.count('finished')} of {len(others)} ({sorted(set(other_states))}) |",
         f"| heal -> lab-2 online in /hosts                 | {fmt(back, 15)} |",
         f"| heal -> orphans gone from lab-2's engine       | {fmt(orphans, 30)}; {at_heal} container(s) of its jobs at heal (make up's reconcilers ticked here) |",
+        moved,
     ]
+
+
+def queue_automatic(api: httpx.Client, n: int) -> dict[str, str]:
+    """``n`` short jobs with no target_host while every slot is busy: job id -> the host it waits on."""
+    out = {}
+    for k in range(n):
+        body = job("local", "echo automatic", f"auto-{k}")
+        del body["target_host"]
+        r = api.post("/run-simulation", json=body)
+        if r.status_code == 200:
+            out[r.json()["job_id"]] = r.json().get("host", "?")
+    return out
+
+
+def moved_elsewhere(api: httpx.Client, automatic: dict[str, str]) -> str:
+    """lab-2's automatic queued jobs: each should end Cancelled "moved to host X as job <id>" (the lost-host
+    automation, flows/move_lost_host_jobs.py) and its new run finish on another host."""
+    waiting = [j for j, host in automatic.items() if host == "lab-2"]
+    new_ids, hosts = [], []
+    for j in waiting:
+        message = (api.get(f"/status/{j}").json().get("prefect_state") or {}).get("message") or ""
+        if "as job " in message:
+            new_ids.append(message.rsplit("as job ", 1)[1].strip())
+            hosts.append(message.split("moved to host ", 1)[-1].split(" ", 1)[0])
+    until(lambda: all(status(api, j) in FINAL for j in new_ids), 240, 2.0)
+    finished = [status(api, j) for j in new_ids].count("finished")
+    return (f"| busy cut: lab-2's automatic queued jobs moved   | {len(new_ids)} of {len(waiting)} moved (to {sorted(set(hosts))}), "
+            f"{finished} finished there; {len(automatic)} automatic jobs queued in all |")
 
 
 def main() -> None:
@@ -245,6 +302,7 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")
     from core.settings import PlatformSettings
+    from deployments.control_pool import start_control_worker
     from deployments.lab import Lab
     from deployments.lab_net import LabSpec, free_subnet
     from helpers import new_platform, pointed_at
@@ -270,11 +328,12 @@ def main() -> None:
             platform.start_mongo()
             types = platform.setup_pools(hosts_file, docker=True)
             platform.start_worker("local", types["local"])
+            start_control_worker(platform)  # the lost-host automation's flow runs on the control pool
             lab.start_relay(platform)
             lab.start_workers(platform)
             platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
             with httpx.Client(base_url=platform.api_url, timeout=60) as api:
-                rows += load(api, lab, args)
+                rows += load(api, platform, lab, args)
                 lat_rows, lat = latency(api)
                 rows += cut(api, platform, lab, args)
     finally:
