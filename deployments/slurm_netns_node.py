@@ -2,9 +2,9 @@
 
 Why a namespace: a node "lost" by SIGSTOP of the only slurmd takes the whole cluster out with it,
 and says nothing about a node whose *link* goes. Here node2's slurmd runs inside a namespace
-``opeva-slurm-<pid>`` (deployments/netns.py: ``ip netns add``, entered with ``nsenter --net``) whose only way to the controller, and the controller's only way to it, is four
-socat relays over Unix socket files in the cluster's folder (the file system is shared; so is
-munge's socket):
+``opeva-slurm-<pid>`` (deployments/netns.py: ``ip netns add``, entered with ``nsenter --net``)
+whose only way to the controller, and the controller's only way to it, is four socat relays over
+Unix socket files in the cluster's folder (the file system is shared; so is munge's socket):
 
     slurmctld -> 127.0.0.1:<node2 port> (root ns) -> node2-slurmd.sock -> 127.0.0.1:<node2 port> (netns, slurmd)
     slurmd/slurmstepd -> 127.0.0.1:<ctld port> (netns) -> node2-ctld.sock -> 127.0.0.1:<ctld port> (root ns, slurmctld)
