@@ -186,6 +186,19 @@ def wait_final(job_id: str, timeout: float = 180):
     return wait_for(done, timeout, what=f"job {job_id} to finish")
 
 
+def watcher_pids(job_id: str) -> list[int]:
+    """The flow processes following a job on a Slurm host (Prefect gives each its run id in
+    PREFECT__FLOW_RUN_ID): the Slurm tests kill them to check the re-attach."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"PREFECT__FLOW_RUN_ID={job_id}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def final_status(api, job_id: str, timeout: float = 120) -> dict:
     """The job's /status once it is final (finished, failed, stopped or canceled)."""
 

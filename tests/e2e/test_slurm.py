@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from deployments.platform import Platform
-from helpers import experiment, final_status, wait_for
+from helpers import experiment, final_status, wait_for, watcher_pids
 from helpers import slurm_platform as slurm_platform_of
 
 
@@ -240,18 +240,6 @@ def test_algorithms_preflight_with_deucalion_passes(sapi, slurm_platform, tmp_pa
     assert snap["responses"]["deucalion_partitions"]["partitions"][0]["partition"] == "normal-x86"
 
 
-def _watcher_pids(job_id: str) -> list[int]:
-    """The flow processes following the job (Prefect gives each its run id in PREFECT__FLOW_RUN_ID)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and f"PREFECT__FLOW_RUN_ID={job_id}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 # 40 numbered lines; after line 5 the job waits (up to 5 min) for the test's go-ahead, a file "go" in
 # its folder, so it is still running whatever the machine's load when the re-attach pass looks for it.
 LINES = ('for i in $(seq 1 40); do echo "line $i"; sleep 0.2; '
@@ -290,9 +278,9 @@ def test_a_watcher_killed_with_its_worker_is_reattached_and_no_line_is_lost_or_d
     worker = next(s for s in slurm_platform.services if s.name.startswith("worker-deucalion") and s.proc.poll() is None)
     os.killpg(worker.proc.pid, signal.SIGKILL)
     worker.proc.wait(timeout=10)
-    for pid in _watcher_pids(job_id):
+    for pid in watcher_pids(job_id):
         os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _watcher_pids(job_id), 10, 0.2, what="the watcher to be gone")
+    wait_for(lambda: not watcher_pids(job_id), 10, 0.2, what="the watcher to be gone")
     assert read_run(job_id).state.is_running()  # nobody is left to say otherwise
     _go(slurm_platform, job_id)
     time.sleep(3)  # the job writes on, unwatched (it may even end: the next attempt then reads its end)
@@ -314,12 +302,12 @@ def _crash_the_watcher_alone(sapi, run: str) -> tuple[str, str]:
     job_id = submit(sapi, run=run, command=["bash", "-c", LINES])
     wait_for(lambda: "line 5" in sapi.get(f"/logs/{job_id}").text, 90, what="the job's output")
     first = sapi.get(f"/job-info/{job_id}").json()["slurm_job_id"]
-    for pid in _watcher_pids(job_id):
+    for pid in watcher_pids(job_id):
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: read_run(job_id).state.is_crashed(), 30, 0.2, what="the worker to record the run Crashed")
     # Prefect's runner then runs the flow's on_crashed hooks in a process of the run's own; the pass
     # (30 s grace in `make up`) leaves a run alone while one lives
-    wait_for(lambda: not _watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    wait_for(lambda: not watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
     return job_id, first
 
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from deployments.platform import Platform
-from helpers import experiment, new_platform, pointed_at, wait_for, final_status
+from helpers import experiment, final_status, new_platform, pointed_at, wait_for, watcher_pids
 
 REQUIRE_SLURM = os.environ.get("OPEVA_REQUIRE_SLURM") == "1"
 HOST = "hpc-ssh"
@@ -226,18 +226,6 @@ LINES = ('for i in $(seq 1 40); do echo "line $i"; sleep 0.1; '
          'if [ "$i" = 5 ]; then n=0; while [ ! -e "$OPEVA_JOB_DIR/go" ] && [ "$n" -lt 1500 ]; do sleep 0.2; n=$((n+1)); done; fi; done')
 
 
-def _watchers(job_id: str) -> list[int]:
-    """The flow processes following the job (Prefect gives each its run id in PREFECT__FLOW_RUN_ID)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and f"PREFECT__FLOW_RUN_ID={job_id}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_a_watcher_killed_over_ssh_is_reattached_through_the_login_node(api, platform, login):
     """The watcher dies (SIGKILL) while its job runs on the login node's cluster: `make up`'s pass
     asks that cluster over ssh (squeue), reschedules the run, and the next attempt follows the same
@@ -253,10 +241,10 @@ def test_a_watcher_killed_over_ssh_is_reattached_through_the_login_node(api, pla
     job_id = submit(api, "reattach", command=["bash", "-c", LINES])
     wait_for(lambda: "line 5" in api.get(f"/logs/{job_id}").text, 90, what="the job's output over ssh")
     first = api.get(f"/job-info/{job_id}").json()["slurm_job_id"]
-    for pid in _watchers(job_id):
+    for pid in watcher_pids(job_id):
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: read_run(job_id).state.is_crashed(), 30, 0.2, what="the worker to record the run Crashed")
-    wait_for(lambda: not _watchers(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    wait_for(lambda: not watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
     via = Transport.of(login.submit, SshOptions(**login.ssh_block()))
     reattacher = SlurmReattacher(platform.prefect_api_url, platform.prefect_auth_string, {HOST: via})
     try:
