@@ -114,6 +114,7 @@ class PrefectGateway:
         tags: list[str] | None = None,
         idempotency_key: str | None = None,
         labels: dict[str, str] | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Submitted:
         """Create a flow run of ``<flow_name>/<host>``, in a group commit with the
         submissions made meanwhile (see ``api/group_commit.py``). A repeated
@@ -122,7 +123,7 @@ class PrefectGateway:
         variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
         request = RunRequest(  # named here, as Prefect would, to answer without reading the run back
             parameters=parameters, name=name or generate_slug(2), job_variables=variables or None, tags=tuple(tags or ()),
-            idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds,
+            idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds, state=state,
         )
         try:
             return await self._creates.submit(deployment_id, request)

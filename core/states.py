@@ -30,6 +30,7 @@ PROFILE_LABEL = "opeva.target_worker_profile"  # the run label of an automatic c
 PLACEMENT_LABEL = "opeva.placement"  # "automatic": no target_host was given, so the job may move to another host
 REQUEUED_FROM = "opeva.requeued_from"  # the run label of a requeued or moved job: the run it replaces
 PHASE_LABEL = "opeva.phase"
+AWAITING_INPUTS = "AwaitingInputs"  # a data: local job's run (Scheduled, far ahead) until its inputs are on its host (flows/host_data.py)
 SETUP_PHASE, RUNNING_PHASE, DISPATCHED_PHASE = "setup", "running", "dispatched"
 STOPPABLE = ACTIVE
 FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
