@@ -24,12 +24,14 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from core.bounded_tar import SyncFailed, extract_bounded
+from core.containers import FLOW_RUN_ID
 from core.engines import engine_client
 from core.hosts import Host
 from core.layout import DataRoot
@@ -37,6 +39,7 @@ from core.layout import DataRoot
 STAGE_FLOW = "stage-host-data"  # the control flow that drives the copies (flows/host_data.py; deployment <it>/control)
 HELPER_LABEL = "opeva.host-data"  # the job id a helper container copies for (a retried pass removes its leftovers)
 SYNC_SECONDS = 300  # one engine call at most
+QUIET_SECONDS = 60.0  # how long the final copy waits for the job's containers to exit
 # The job's files the API reads while it runs: copied back every few seconds (job-folder-relative).
 FOLLOWED = ("job_info.json", "progress", "logs")
 # The platform's own file on the server: never replaced by the host's. job_info.json does come
@@ -155,6 +158,23 @@ class HostCopy:
                 if final:
                     raise SyncFailed(f"{what}: {exc}") from None
         return dropped
+
+    def wait_quiet(self, timeout: float = QUIET_SECONDS) -> bool:
+        """Until no container of the job runs on the host (a stopped job's simulator may write for a few
+        seconds after its run is final), at most ``timeout`` s; False when one still runs."""
+        from docker.errors import DockerException
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                running = self.client.containers.list(filters={"label": f"{FLOW_RUN_ID}={self.job_id}", "status": "running"})
+            except DockerException:
+                return False  # the final copy says whether the engine answers
+            if not running:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1.0)
 
     def remove(self) -> None:
         """The host's copy of the job's folder, once it is back on the server."""

@@ -107,6 +107,8 @@ def stage_host_data(job_id: str) -> dict[str, Any]:
                     logger.info("Inputs of job %s copied to %s: %d bytes in %.1f s", job_id, copy.where, sent, time.monotonic() - started)
                     _release(client, _run(client, job_id), logger)
                 run = _follow(client, copy, job_id)
+                if not copy.wait_quiet():
+                    logger.warning("A container of job %s still runs on %s: its folder is copied as it is now", job_id, copy.where)
                 started = time.monotonic()
                 dropped = copy.pull(final=True)
                 logger.info("Outputs of job %s copied back from %s in %.1f s%s", job_id, copy.where, time.monotonic() - started,
