@@ -7,14 +7,14 @@ without a door to Prefect; the gateway (the one module that calls Prefect) re-ex
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
 
-from core.states import AWAITING_INPUTS, PHASE_LABEL, opeva_status_of
+from core.states import PHASE_LABEL, opeva_status_of
 
 
 class JobNotFound(LookupError):
@@ -43,7 +43,7 @@ class RunRequest:
     labels: dict[str, str] | None = None
     retries: int = 0
     retry_delay_seconds: int = 5
-    state: dict[str, Any] | None = None  # none: Scheduled now (Prefect's default); a data: local job: awaiting_inputs()
+    state: dict[str, Any] | None = None  # none: Scheduled now (Prefect's default); a data: local job: core.states.awaiting_inputs()
 
     def body(self) -> dict[str, Any]:
         # Flow retries are Prefect's own: the server's retry rule reads the run's policy.
@@ -55,12 +55,6 @@ class RunRequest:
         body = create.model_dump(mode="json", exclude_unset=True)
         return {**body, "state": self.state} if self.state else body
 
-
-def awaiting_inputs(now: datetime | None = None) -> dict[str, Any]:
-    """A ``data: local`` job's first state: Scheduled ten years ahead (no worker takes it) and named
-    AwaitingInputs, until flows/host_data.py has pushed its inputs and reschedules it for now."""
-    at = (now or datetime.now(timezone.utc)) + timedelta(days=3650)
-    return {"type": "SCHEDULED", "name": AWAITING_INPUTS, "state_details": {"scheduled_time": at.isoformat()}}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ readable in the Prefect UI (flow run > labels) and patched atomically (``PATCH
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
 # The upstream OPEVA set (2026); launching is never reported here (a flow run exists from
 # the moment it is submitted).
 OPEVA_STATES = ("launching", "queued", "dispatched", "setup", "running", "stop_requested", "stopped", "finished",
@@ -116,3 +119,11 @@ def slurm_status(state: str | None, *, stop_requested: bool = False, exit_code: 
     if base == "FAILED" and exit_code is not None:
         what = f"exit code {exit_code}"
     return "failed", code, what
+
+
+def awaiting_inputs(now: datetime | None = None) -> dict[str, Any]:
+    """A ``data: local`` job's first state (Prefect's StateCreate as JSON): Scheduled ten years ahead
+    (no worker takes it) and named AWAITING_INPUTS, until flows/host_data.py has pushed its inputs
+    and reschedules it for now."""
+    at = (now or datetime.now(timezone.utc)) + timedelta(days=3650)
+    return {"type": "SCHEDULED", "name": AWAITING_INPUTS, "state_details": {"scheduled_time": at.isoformat()}}

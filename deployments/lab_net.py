@@ -152,7 +152,7 @@ def dockerd_command(spec: LabSpec, name: str) -> list[str]:
     if name in spec.local_data:  # its own mount namespace, the private folder over the data root: it cannot see the shared one
         if spec.data_root is None:
             raise ValueError("a lab with local_data hosts needs data_root (the path their private folder covers)")
-        hide = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mkdir -p "$1" && mount --bind "$1" "$2" && shift 2 && exec "$@"',
+        hide = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mkdir -p "$1" "$2" && mount --bind "$1" "$2" && shift 2 && exec "$@"',
                 "sh", str(spec.private_data(name)), str(spec.data_root)]
     return [*spec.enter(name), *hide, "dockerd", "--host", spec.docker_url(name), "--data-root", str(d / "data"),
             "--exec-root", str(d / "exec"), "--pidfile", str(d / "docker.pid"), "--cgroup-parent", f"/{spec.netns(name)}",

@@ -44,6 +44,7 @@ from core.states import AWAITING_INPUTS as AWAITING
 FLOW_NAME = STAGE_FLOW
 ERROR_CODE = "artifact_sync_failed"
 FOLLOW_EVERY = 2.0
+RETRIES = 2  # Prefect retries of the whole pass (each step is idempotent); the last attempt fails the job instead
 
 
 def _run(client: SyncPrefectClient, job_id: str) -> FlowRun:
@@ -87,7 +88,7 @@ def _follow(client: SyncPrefectClient, copy: HostCopy, job_id: str) -> FlowRun:
         time.sleep(FOLLOW_EVERY)
 
 
-@flow(name=FLOW_NAME, log_prints=False, retries=2, retry_delay_seconds=10)
+@flow(name=FLOW_NAME, log_prints=False, retries=RETRIES, retry_delay_seconds=10)
 def stage_host_data(job_id: str) -> dict[str, Any]:
     """Push a ``data: local`` job's inputs to its host, follow it, and bring its folder back."""
     logger = get_run_logger()
@@ -114,12 +115,13 @@ def stage_host_data(job_id: str) -> dict[str, Any]:
                 logger.info("Outputs of job %s copied back from %s in %.1f s%s", job_id, copy.where, time.monotonic() - started,
                             f"; left out (links, devices, FIFOs, oversized): {', '.join(dropped[:20])}" if dropped else "")
                 copy.remove()
-        except SyncFailed as exc:
-            if stage_host_data_attempt() < 3:  # Prefect retries the flow: the copy is tried again
+        except Exception as exc:  # noqa: BLE001 (whatever stops the copies, the job must not wait for ever)
+            if stage_host_data_attempt() <= RETRIES:  # Prefect retries the flow: the copies are tried again
                 raise
-            logger.error("%s", exc)
-            _fail(client, storage, job_id, str(exc))
-            return {"job_id": job_id, "error_code": ERROR_CODE, "error": str(exc)}
+            why = str(exc) if isinstance(exc, SyncFailed) else f"copying job {job_id}'s files with host {host.name}: {type(exc).__name__}: {exc}"
+            logger.error("%s", why)
+            _fail(client, storage, job_id, why)
+            return {"job_id": job_id, "error_code": ERROR_CODE, "error": why}
     return {"job_id": job_id, "state": run.state.name if run.state else None, "left_out": dropped}
 
 

@@ -1,7 +1,7 @@
 """Submitting a job to a ``data: local`` host: its run waits for its inputs, a control flow stages them.
 
 Why here: the job's id is its run's id (the API's contract), so the run is made at once, in the
-AwaitingInputs state (api/runs.py ``awaiting_inputs``); the control flow ``stage-host-data``
+AwaitingInputs state (core/states.py ``awaiting_inputs``); the control flow ``stage-host-data``
 (flows/host_data.py) pushes the inputs, releases the run, and brings the outputs back.
 """
 
@@ -12,9 +12,9 @@ from uuid import UUID
 
 from api.errors import ApiError
 from api.gateway import PrefectGateway
-from api.runs import awaiting_inputs
 from core.host_data import STAGE_FLOW
 from core.hosts import CONTROL_POOL, Host
+from core.states import awaiting_inputs
 
 
 def first_state(host: Host) -> dict[str, Any] | None:

@@ -72,10 +72,10 @@ def _final(api: httpx.Client, job_id: str, timeout: float = 240) -> dict:
                     timeout, 1, what=f"job {job_id} final")
 
 
-def _config(platform: Platform, name: str) -> str:
+def _config(platform: Platform, name: str, **extra: object) -> str:
     (platform.data_dir / "configs").mkdir(parents=True, exist_ok=True)
     (platform.data_dir / "configs" / f"{name}.yaml").write_text(yaml.safe_dump({"experiment": {"name": "dl", "run_name": name},
-                                                                                 "marker": f"staged-{name}"}))
+                                                                                 "marker": f"staged-{name}", **extra}))
     return f"configs/{name}.yaml"
 
 
@@ -100,11 +100,15 @@ def test_the_local_host_cannot_see_the_shared_data_root(local_lab):
 
 def test_a_job_gets_its_inputs_and_its_outputs_come_back_without_links_or_fifos(local_lab, api):
     platform, lab = local_lab
-    script = ('grep -q staged-inputs "$OPEVA_CONFIG_PATH" && echo saw-the-staged-config; mkdir -p "$OPEVA_JOB_DIR/results"; '
+    dataset = platform.data_dir / "datasets" / "dl-set"
+    dataset.mkdir(parents=True, exist_ok=True)
+    (dataset / "schema.json").write_text('{"staged": "dataset"}')
+    script = ('grep -q staged-inputs "$OPEVA_CONFIG_PATH" && echo saw-the-staged-config; '
+              'grep -q staged "$OPEVA_DATA_DIR/datasets/dl-set/schema.json" && echo saw-the-staged-dataset; mkdir -p "$OPEVA_JOB_DIR/results"; '
               'echo out > "$OPEVA_JOB_DIR/results/out.txt"; ln -s /etc/passwd "$OPEVA_JOB_DIR/results/link"; '
               'mkfifo "$OPEVA_JOB_DIR/results/fifo"; echo '"'"'{"progress": 1.0}'"'"' > "$OPEVA_PROGRESS_FILE"')
     started = time.monotonic()
-    r = api.post("/run-simulation", json={"config_path": _config(platform, "inputs"), "command": sh(script), "target_host": HOST})
+    r = api.post("/run-simulation", json={"config_path": _config(platform, "inputs", dataset="dl-set"), "command": sh(script), "target_host": HOST})
     assert r.status_code == 200, r.text
     job_id = r.json()["job_id"]
     body = _final(api, job_id)
@@ -117,8 +121,28 @@ def test_a_job_gets_its_inputs_and_its_outputs_come_back_without_links_or_fifos(
     assert (job / "results" / "out.txt").read_text() == "out\n"
     assert not (job / "results" / "link").exists() and not (job / "results" / "link").is_symlink()
     assert not (job / "results" / "fifo").exists()
-    assert "saw-the-staged-config" in api.get(f"/logs/{job_id}").text
+    logs = api.get(f"/logs/{job_id}").text
+    assert "saw-the-staged-config" in logs and "saw-the-staged-dataset" in logs, logs[-3000:]
     wait_for(lambda: _on_host(lab, "test", "-e", str(job)).returncode == 1, 60, 1, what="the host's copy removed")
+
+    again = api.post(f"/ops/jobs/{job_id}/requeue")  # a requeued job waits for its inputs too
+    assert again.status_code == 200, again.text
+    body = _final(api, again.json()["job_id"])
+    assert body["status"] == "finished", body
+    assert "saw-the-staged-dataset" in api.get(f"/logs/{again.json()['job_id']}").text
+
+
+def test_a_reference_job_finishes_with_its_result_in_the_servers_job_folder(local_lab, api):
+    platform, _lab = local_lab
+    r = api.post("/run-simulation", json={"config": {"experiment": {"name": "dl", "run_name": "reference"}}, "target_host": HOST})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job_id"]
+    body = _final(api, job_id, 400)
+    assert body["status"] == "finished", (body, api.get(f"/logs/{job_id}").text[-3000:])
+    result = platform.data_dir / "jobs" / job_id / "results" / "result.json"
+    wait_for(result.exists, 60, 1, what="the reference job's result back on the server")
+    assert api.get(f"/result/{job_id}").json().get("status") != "pending"
+    assert api.get(f"/logs/{job_id}").text.strip()
 
 
 def test_a_stopped_job_has_its_outputs_back(local_lab, api):

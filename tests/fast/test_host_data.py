@@ -99,8 +99,8 @@ def test_the_inputs_go_with_their_parent_folders_owned_by_root_and_never_a_link(
 
 
 def test_a_data_local_jobs_run_waits_scheduled_far_ahead_in_awaiting_inputs():
-    from api.runs import RunRequest, awaiting_inputs
-    from core.states import AWAITING_INPUTS
+    from api.runs import RunRequest
+    from core.states import AWAITING_INPUTS, awaiting_inputs
 
     now = datetime(2026, 12, 5, tzinfo=timezone.utc)
     body = RunRequest(parameters={}, state=awaiting_inputs(now)).body()
