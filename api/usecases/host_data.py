@@ -32,3 +32,10 @@ async def start_staging(gateway: PrefectGateway, host: Host, job_id: UUID) -> No
     except Exception as exc:
         await gateway.cancel_now(job_id, f"the copy of its inputs to host {host.name} could not start: {exc}")
         raise ApiError(503, f"host {host.name} has data: local and its staging flow could not start ({exc}); run `make setup`") from None
+
+
+def shared_only(host: Host, what: str) -> None:
+    """400 for work whose output must land in the shared data root but that no one would copy back
+    from a data: local host (a dataset build writes datasets/<name> where it runs)."""
+    if host.data == "local":
+        raise ApiError(400, f"host {host.name!r} has data: local: {what} run on hosts that share the data root (docs/data-local.md)")

@@ -114,3 +114,30 @@ def test_a_shared_host_starts_no_staging_and_keeps_prefects_first_state():
 
     assert first_state(Host(name="a")) is None
     assert first_state(Host(name="lap", data="local", docker_url="unix:///run/lap.sock"))["name"] == "AwaitingInputs"
+
+
+def test_a_sweep_never_sends_its_trials_to_a_data_local_host(tmp_path, monkeypatch):
+    """Trials are made by the sweep's flow, not the API's submit, so no one would stage their inputs."""
+    import asyncio
+
+    from api.errors import ApiError
+    from api.usecases.sweeps import _check_hosts
+    from core.hosts import HostsFile
+    from flows.sweep import _data_local
+
+    hosts = HostsFile(hosts=[Host(name="a"), Host(name="lap", data="local", docker_url="unix:///run/lap.sock")])
+    with pytest.raises(ApiError, match="host 'lap' has data: local") as refused:
+        asyncio.run(_check_hosts(None, hosts, ["lap"]))  # refused before any Prefect call
+    assert refused.value.status_code == 400
+    monkeypatch.setenv("OPEVA_HOSTS_FILE", str(_hosts(tmp_path, "  - name: a\n  - name: lap\n    data: local\n    docker_url: unix:///run/lap.sock\n")))
+    assert _data_local() == {"lap"}
+
+
+def test_a_dataset_build_is_refused_on_a_data_local_host():
+    """A build writes datasets/<name> where it runs, and nothing copies it back: 400 naming the host."""
+    from api.errors import ApiError
+    from api.usecases.host_data import shared_only
+
+    shared_only(Host(name="a"), "dataset builds")
+    with pytest.raises(ApiError, match="host 'lap' has data: local: dataset builds run on hosts that share the data root"):
+        shared_only(Host(name="lap", data="local", docker_url="unix:///run/lap.sock"), "dataset builds")
