@@ -33,8 +33,8 @@ host: install  ## On a compute host's own machine: check it and run its worker (
 	@test -n "$(NAME)" || { echo "make host NAME=<host in the server's hosts.yaml>"; exit 2; }
 	$(PYTHON) -m deployments.join_host --name "$(NAME)"
 
-lab: install mlflow  ## make up plus HOSTS=N simulated hosts lab-1..lab-N, each with its own namespace, engine and worker (root; docs/lab.md)
-	$(PYTHON) -m deployments.lab run --hosts $(or $(HOSTS),2)
+lab: install mlflow  ## make up plus HOSTS=N simulated hosts lab-1..lab-N, each with its own namespace, engine and worker; LOCAL_DATA=lab-2: without the shared data root (root; docs/lab.md)
+	$(PYTHON) -m deployments.lab run --hosts $(or $(HOSTS),2) --local-data "$(LOCAL_DATA)"
 
 lab-cut:  ## Cut one lab host's link (HOST=lab-2): its worker stops heart-beating, as a lost host's does
 	@test -n "$(HOST)" || { echo "make lab-cut HOST=lab-<n>"; exit 2; }

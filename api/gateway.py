@@ -114,6 +114,7 @@ class PrefectGateway:
         tags: list[str] | None = None,
         idempotency_key: str | None = None,
         labels: dict[str, str] | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Submitted:
         """Create a flow run of ``<flow_name>/<host>``, in a group commit with the
         submissions made meanwhile (see ``api/group_commit.py``). A repeated
@@ -122,7 +123,7 @@ class PrefectGateway:
         variables = {**(resources.job_variables() if resources else {}), **(job_variables or {})}
         request = RunRequest(  # named here, as Prefect would, to answer without reading the run back
             parameters=parameters, name=name or generate_slug(2), job_variables=variables or None, tags=tuple(tags or ()),
-            idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds,
+            idempotency_key=idempotency_key, labels=labels, retries=retries, retry_delay_seconds=retry_delay_seconds, state=state,
         )
         try:
             return await self._creates.submit(deployment_id, request)
@@ -173,13 +174,14 @@ class PrefectGateway:
         late = key_conflicts(new, earlier)
         return [late.get(i, c) for i, c in enumerate(created)]
 
-    async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str]) -> Submitted:
+    async def resubmit(self, run: FlowRun, deployment_id: UUID, parameters: dict[str, Any], *, tags: list[str], labels: dict[str, str],
+                       state: dict[str, Any] | None = None) -> Submitted:
         """A new run of ``deployment_id`` with ``run``'s name, job variables and retry policy
-        (through the same group commit as every submission)."""
+        (through the same group commit as every submission); ``state``: its first state (a data: local host's)."""
         policy = run.empirical_policy
         request = RunRequest(
             parameters=parameters, name=run.name, job_variables=run.job_variables or None, tags=tuple(tags), labels=labels,
-            retries=policy.retries or 0, retry_delay_seconds=policy.retry_delay if policy.retry_delay is not None else 5,
+            retries=policy.retries or 0, retry_delay_seconds=policy.retry_delay if policy.retry_delay is not None else 5, state=state,
         )
         return await self._creates.submit(deployment_id, request)
 

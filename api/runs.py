@@ -43,6 +43,7 @@ class RunRequest:
     labels: dict[str, str] | None = None
     retries: int = 0
     retry_delay_seconds: int = 5
+    state: dict[str, Any] | None = None  # none: Scheduled now (Prefect's default); a data: local job: core.states.awaiting_inputs()
 
     def body(self) -> dict[str, Any]:
         # Flow retries are Prefect's own: the server's retry rule reads the run's policy.
@@ -51,7 +52,9 @@ class RunRequest:
             parameters=self.parameters, name=self.name, job_variables=self.job_variables or None, tags=list(self.tags),
             idempotency_key=self.idempotency_key, labels=self.labels or {}, empirical_policy=policy,
         )
-        return create.model_dump(mode="json", exclude_unset=True)
+        body = create.model_dump(mode="json", exclude_unset=True)
+        return {**body, "state": self.state} if self.state else body
+
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ class Host(BaseModel):
     start_worker: bool = False
     docker_url: str | None = Field(None, description="The host's Docker engine as the API reaches it (unix://, tcp://, ssh://); none: this machine's.")
     docker_tls: DockerTLS | None = Field(None, description="TLS of a tcp:// docker_url (core/engines.py); without it tcp:// is unencrypted.")
+    data: Literal["shared", "local"] = Field(
+        "shared", description="shared: the host mounts the platform's data root; local: its own folder at the same path, "
+                              "inputs copied in and outputs back through its engine (docs/data-local.md).")
     # -- the simulator's container ---------------------------------------------------
     simulator_image: str | None = Field(
         None, description="Repository that a job's image_tag completes (OPEVA: calof/opeva_simulator)."
@@ -120,6 +123,11 @@ class Host(BaseModel):
         if self.docker_tls is not None and not (self.docker_url or "").startswith("tcp://"):
             raise ValueError(f"host {self.name!r}: docker_tls needs a tcp:// docker_url (it has {self.docker_url!r}); "
                              "unix:// and ssh:// engines take no TLS settings")
+        if self.data == "local" and self.kind != "docker":
+            raise ValueError(f"host {self.name!r}: data: local is for Docker hosts (a Slurm host over ssh copies with slurm.submit: ssh://)")
+        if self.data == "local" and not self.docker_url:
+            raise ValueError(f"host {self.name!r}: data: local needs docker_url (the platform copies the job's files "
+                             "through the host's engine, and this machine's engine sees the shared data root)")
         return self
 
     @field_validator("run_as")

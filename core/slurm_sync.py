@@ -21,22 +21,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.bounded_tar import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, SyncFailed, extract_bounded
 from core.slurm_transport import Transport
 
-MAX_FILES = 10_000
-MAX_FILE_BYTES = 1 << 30
-MAX_TOTAL_BYTES = 4 << 30
+__all__ = ["MAX_FILES", "MAX_FILE_BYTES", "MAX_TOTAL_BYTES", "PLATFORM_OWNED", "RemoteJob", "SyncFailed"]
+
 SYNC_SECONDS = 300
 PLATFORM_OWNED = ("job_info.json", "slurm_watch.json", "slurm_job.sh.json", "logs/platform.log")
 _LISTED = re.compile(r"^(?P<mode>\S{10})\s+(?P<size>\d+)\s+\S+\s+\S+\s+(?P<name>.+)$")
-
-
-class SyncFailed(RuntimeError):
-    """A copy to or from the login node failed; the message says which and why."""
 
 
 @dataclass
@@ -159,24 +154,4 @@ class RemoteJob:
                 raise SyncFailed(f"{what}: tar: {err.strip()[-500:]}")
 
     def _extract(self, stream, what: str, logs_only: tuple[str, ...]) -> None:
-        entries, total = 0, 0
-        try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for member in tar:
-                    name = member.name.removeprefix("./").rstrip("/")
-                    entries += 1
-                    total += member.size if member.isfile() else 0
-                    if entries > MAX_FILES or total > MAX_TOTAL_BYTES or member.size > MAX_FILE_BYTES:
-                        raise SyncFailed(f"{what}: the folder is over its bounds ({MAX_FILES} entries, {MAX_FILE_BYTES} bytes a file, "
-                                         f"{MAX_TOTAL_BYTES} in all)")
-                    unsafe = name.startswith("/") or ".." in name.split("/")
-                    if not name or unsafe or name in PLATFORM_OWNED or not (member.isfile() or member.isdir()):
-                        continue
-                    if logs_only and name not in logs_only and not (member.isdir() and name in {p.split("/")[0] for p in logs_only}):
-                        continue
-                    member.name = name
-                    member.mode = 0o755 if member.isdir() else 0o644
-                    tar.extract(member, self.job_dir, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            if not logs_only:
-                raise SyncFailed(f"{what}: {exc}") from None
+        extract_bounded(stream, self.job_dir, what, only=logs_only, skip=PLATFORM_OWNED, tolerant=bool(logs_only))

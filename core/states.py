@@ -19,6 +19,9 @@ readable in the Prefect UI (flow run > labels) and patched atomically (``PATCH
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
 # The upstream OPEVA set (2026); launching is never reported here (a flow run exists from
 # the moment it is submitted).
 OPEVA_STATES = ("launching", "queued", "dispatched", "setup", "running", "stop_requested", "stopped", "finished",
@@ -30,6 +33,7 @@ PROFILE_LABEL = "opeva.target_worker_profile"  # the run label of an automatic c
 PLACEMENT_LABEL = "opeva.placement"  # "automatic": no target_host was given, so the job may move to another host
 REQUEUED_FROM = "opeva.requeued_from"  # the run label of a requeued or moved job: the run it replaces
 PHASE_LABEL = "opeva.phase"
+AWAITING_INPUTS = "AwaitingInputs"  # a data: local job's run (Scheduled, far ahead) until its inputs are on its host (flows/host_data.py)
 SETUP_PHASE, RUNNING_PHASE, DISPATCHED_PHASE = "setup", "running", "dispatched"
 STOPPABLE = ACTIVE
 FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -115,3 +119,11 @@ def slurm_status(state: str | None, *, stop_requested: bool = False, exit_code: 
     if base == "FAILED" and exit_code is not None:
         what = f"exit code {exit_code}"
     return "failed", code, what
+
+
+def awaiting_inputs(now: datetime | None = None) -> dict[str, Any]:
+    """A ``data: local`` job's first state (Prefect's StateCreate as JSON): Scheduled ten years ahead
+    (no worker takes it) and named AWAITING_INPUTS, until flows/host_data.py has pushed its inputs
+    and reschedules it for now."""
+    at = (now or datetime.now(timezone.utc)) + timedelta(days=3650)
+    return {"type": "SCHEDULED", "name": AWAITING_INPUTS, "state_details": {"scheduled_time": at.isoformat()}}

@@ -33,6 +33,7 @@ CONTROL_FLOWS: dict[str, tuple[str, str]] = {
     "deploy-bundle": ("flows/deploy_bundle.py:deploy_bundle", "flows.deploy_bundle:deploy_bundle"),
     "compare-runs": ("flows/compare_runs.py:compare_runs", "flows.compare_runs:compare_runs"),
     "move-lost-host-jobs": ("flows/move_lost_host_jobs.py:move_lost_host_jobs", "flows.move_lost_host_jobs:move_lost_host_jobs"),
+    "stage-host-data": ("flows/host_data.py:stage_host_data", "flows.host_data:stage_host_data"),
 }
 
 

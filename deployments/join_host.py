@@ -119,6 +119,9 @@ def check_engine(pool: Pool, report: Report) -> None:
 def check_data_root(pool: Pool, report: Report) -> None:
     """One of the host's volumes is the platform's data root (same id as the server's)."""
     sources = [v.split(":", 1)[0] for v in pool.host.volumes if ":" in v]
+    if pool.host.data == "local":  # its own folder at the data root's path; each job's files are copied (core/host_data.py)
+        report.ok(f"data: local: the platform copies each job's files to {', '.join(sources) or 'the volumes'} through this engine")
+        return
     if pool.data_root_id is None:
         report.warn("the server publishes no data-root id (run `make setup` there): the data root was not checked")
         return

@@ -62,7 +62,15 @@ class Lab:
         ``make up``'s own (each host's worker runs in its namespace); simulator settings from ``template``."""
         base = {k: v for k, v in (template or {}).items() if k in TEMPLATE_FIELDS}
         return [{"name": n, "concurrency_limit": 2, **base, "volumes": [f"{data_dir}:{data_dir}"],
-                 "docker_url": self.spec.docker_url(n), "start_worker": False} for n in self.spec.names]
+                 "docker_url": self.spec.docker_url(n), "start_worker": False, **({"data": "local"} if n in self.spec.local_data else {})}
+                for n in self.spec.names]
+
+    def enter(self, name: str) -> list[str]:
+        """The prefix of a command run on the host: its network namespace, and a local_data host's mount
+        namespace (its engine's: the private folder over the data root)."""
+        if name in self.spec.local_data and name in self.engines:
+            return [*self.spec.enter(name), f"--mount=/proc/{self.engines[name].pid}/ns/mnt"]
+        return self.spec.enter(name)
 
     def api_url(self, platform: Platform) -> str:
         """The Prefect API as the lab hosts reach it: the bridge's address."""
@@ -84,7 +92,7 @@ class Lab:
         """Each host's worker, ``make host``'s code inside the host's namespace, talking to the host's own engine."""
         services = []
         for name in self.spec.names:
-            cmd = [*self.spec.enter(name), sys.executable, "-m", "deployments.join_host", "--name", name]
+            cmd = [*self.enter(name), sys.executable, "-m", "deployments.join_host", "--name", name]
             services.append(platform.start(
                 f"worker-{name}", cmd, lambda n=name: worker_online(platform.prefect_api_url, n, auth=platform.prefect_auth_string),
                 timeout=120, OPEVA_PREFECT_API_URL=self.api_url(platform), DOCKER_HOST=self.spec.docker_url(name)))
@@ -130,7 +138,8 @@ def _lab_banner(lab: Lab) -> str:
     lines = [f"Lab: {len(lab.spec.names)} host(s) on bridge {lab.spec.bridge} ({lab.spec.bridge_ip}/24); state in {lab.spec.state_dir}"]
     for name in lab.spec.names:
         lines.append(f"  {name}: namespace {lab.spec.netns(name)}, engine {lab.spec.docker_url(name)}, "
-                     f"images copied in {lab.copy_seconds.get(name, 0):.1f} s")
+                     f"images copied in {lab.copy_seconds.get(name, 0):.1f} s"
+                     + (f"; data: local (its own {lab.spec.private_data(name)} over the data root)" if name in lab.spec.local_data else ""))
     lines.append(f"Cut a host's link: make lab-cut HOST={last} (make lab-heal HOST={last} plugs it back)")
     return "\n".join(lines)
 
@@ -139,7 +148,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(hosts: int) -> int:
+def run(hosts: int, local_data: tuple[str, ...] = ()) -> int:
     """``make lab``: the lab, then ``make up``'s start-up with the lab's hosts file, supervised until Ctrl-C or SIGTERM."""
     import signal
 
@@ -158,7 +167,12 @@ def run(hosts: int) -> int:
         print(f"make lab: ports {settings.api_port}/{settings.prefect_port} are taken: is make up or make lab running?", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the lab as Ctrl-C does
-    spec = LabSpec(tag=TAG, hosts=hosts, subnet=free_subnet(0), state_dir=settings.home / "lab")
+    spec = LabSpec(tag=TAG, hosts=hosts, subnet=free_subnet(0), state_dir=settings.home / "lab", local_data=local_data,
+                   data_root=settings.shared_data_dir)
+    if set(local_data) - set(spec.names):
+        print(f"make lab: LOCAL_DATA names {', '.join(sorted(set(local_data) - set(spec.names)))}, not a lab host ({', '.join(spec.names)})",
+              file=sys.stderr)
+        return 2
     lab: Lab | None = None
     platform = Platform.from_settings(settings)
     try:
@@ -201,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", nargs="?", default="run", choices=["run", "cut", "heal"])
     parser.add_argument("--hosts", type=int, default=2, help="run: how many hosts (lab-1 … lab-N)")
     parser.add_argument("--host", help="cut/heal: which host, e.g. lab-2")
+    parser.add_argument("--local-data", default="", help="run: hosts without the shared data root (data: local), e.g. lab-2 or lab-1,lab-2")
     args = parser.parse_args(argv)
     if args.action == "run":
-        return run(args.hosts)
+        return run(args.hosts, tuple(n for n in args.local_data.split(",") if n.strip()))
     try:
         spec = LabSpec.load(PlatformSettings().home / "lab")
         if not args.host:

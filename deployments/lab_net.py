@@ -43,6 +43,8 @@ class LabSpec(BaseModel):
     hosts: int = Field(2, ge=1, le=32)
     subnet: int = Field(0, ge=0, le=255, description="The lab's addresses are 10.211.<subnet>.0/24.")
     state_dir: Path
+    local_data: tuple[str, ...] = Field((), description="Hosts that cannot see the data root (data: local): a private folder over it.")
+    data_root: Path | None = Field(None, description="The platform's data root, hidden on the local_data hosts.")
 
     @property
     def names(self) -> list[str]:
@@ -86,6 +88,10 @@ class LabSpec(BaseModel):
     def enter(self, name: str) -> list[str]:
         """The prefix that runs a command inside the host's namespace."""
         return ["nsenter", f"--net=/run/netns/{self.netns(name)}"]
+
+    def private_data(self, name: str) -> Path:
+        """A local_data host's own folder, seen at the data root's path by its engine, containers and worker."""
+        return self.host_dir(name) / "own-data"
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +148,13 @@ def set_link(spec: LabSpec, name: str, up: bool) -> None:
 def dockerd_command(spec: LabSpec, name: str) -> list[str]:
     """The host's engine, inside its namespace; every path its own, nothing shared with the default engine."""
     d = spec.host_dir(name)
-    return [*spec.enter(name), "dockerd", "--host", spec.docker_url(name), "--data-root", str(d / "data"),
+    hide: list[str] = []
+    if name in spec.local_data:  # its own mount namespace, the private folder over the data root: it cannot see the shared one
+        if spec.data_root is None:
+            raise ValueError("a lab with local_data hosts needs data_root (the path their private folder covers)")
+        hide = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mkdir -p "$1" "$2" && mount --bind "$1" "$2" && shift 2 && exec "$@"',
+                "sh", str(spec.private_data(name)), str(spec.data_root)]
+    return [*spec.enter(name), *hide, "dockerd", "--host", spec.docker_url(name), "--data-root", str(d / "data"),
             "--exec-root", str(d / "exec"), "--pidfile", str(d / "docker.pid"), "--cgroup-parent", f"/{spec.netns(name)}",
             "--bridge=none", "--iptables=false", "--ip-masq=false"]
 

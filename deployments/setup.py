@@ -159,7 +159,8 @@ def job_template(host: Host, *, docker: bool, image: str) -> dict[str, Any]:
     """
     env = {
         **_run_env(),
-        "OPEVA_HOST_SETTINGS": host.model_dump_json(),
+        # a shared host's settings leave out ``data`` (its default), so a runtime image or `make host` older than it still reads them
+        "OPEVA_HOST_SETTINGS": host.model_dump_json(exclude={"data"} if host.data == "shared" else None),
         containers.RUNTIME_IMAGE_ENV: host.image or image,
         **pool_env(docker, remote_engine=host.docker_url is not None),  # the jobs network's name, MLflow's addresses (deployments/mlflow_server.py)
     }

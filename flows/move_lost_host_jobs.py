@@ -28,12 +28,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, WorkPoolFilter, WorkPoolFilterName
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import Cancelled
 
-from core.hosts import load_hosts
+from core.host_data import STAGE_FLOW
+from core.hosts import CONTROL_POOL, load_hosts
 from core.placement import HostLoad, Waiting, plan_moves
-from core.states import PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM
+from core.states import PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM, awaiting_inputs
 
 FLOW_NAME = "move-lost-host-jobs"
 ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
@@ -66,9 +67,15 @@ async def _move(client: PrefectClient, run: FlowRun, lost: str, target: str) -> 
     flow_name = (await client.read_flow(run.flow_id)).name
     deployment = await client.read_deployment_by_name(f"{flow_name}/{target}")
     parameters = {**(run.parameters or {}), "target_host": target}
+    local = (found := load_hosts().get(target)) is not None and found.data == "local" and flow_name == "run-simulation"
     new = await client.create_flow_run_from_deployment(
         deployment.id, parameters=parameters, name=run.name, tags=[*run.tags, f"requeued-from:{run.id}"],
-        labels={**(run.labels or {}), REQUEUED_FROM: str(run.id)}, idempotency_key=f"moved-from:{run.id}")
+        labels={**(run.labels or {}), REQUEUED_FROM: str(run.id)}, idempotency_key=f"moved-from:{run.id}",
+        state=State.model_validate(awaiting_inputs()) if local else None)
+    if local:  # a data: local host: its inputs first (flows/host_data.py), as the API does for a new job
+        staging = await client.read_deployment_by_name(f"{STAGE_FLOW}/{CONTROL_POOL}")
+        await client.create_flow_run_from_deployment(staging.id, parameters={"job_id": str(new.id)}, tags=["opeva", CONTROL_POOL],
+                                                     idempotency_key=f"stage:{new.id}")
     await client.set_flow_run_state(run.id, Cancelled(message=f"Host {lost} was lost (no worker online): moved to host {target} as job {new.id}"),
                                     force=True)
     await client.update_flow_run(run.id, tags=[*run.tags, f"requeued-as:{new.id}"])

@@ -13,11 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from core.hosts import Host
-from core.layout import DataRoot, JobPaths, OutsideDataRoot, UnsafeNameError
+from core.job_inputs import inputs_of
+from core.layout import DataRoot, JobPaths
 from core.slurm_sync import RemoteJob, SyncFailed
+
+__all__ = ["ERROR_CODE", "LogSync", "inputs_of", "remote_job", "uploader"]
 
 SYNC_EVERY = 2.0  # seconds between two copies of the followed files while the job runs
 ERROR_CODE = "artifact_sync_failed"
@@ -28,27 +30,6 @@ def remote_job(host: Host, job: JobPaths, storage: DataRoot) -> RemoteJob | None
     assert host.slurm is not None
     via = host.slurm.transport()
     return RemoteJob(via, storage.root, job.job_id, job.dir) if via.remote else None
-
-
-def inputs_of(storage: DataRoot, cfg_file: Path, info: dict[str, Any], options: dict[str, Any] | None) -> list[Path]:
-    """What the job reads from the data root besides its own folder: its config, its dataset, and
-    the data-root-relative paths upstream's ``datasets`` / ``required_paths`` name."""
-    found = [cfg_file]
-    dataset = info.get("dataset")
-    if isinstance(dataset, dict) and isinstance(dataset.get("name"), str):
-        found.append(storage.dataset_dir(dataset["name"]))
-    for key in ("datasets", "required_paths"):
-        for rel in (options or {}).get(key) or []:
-            try:
-                path = storage.resolve(str(rel), what=key)
-            except (UnsafeNameError, OutsideDataRoot) as exc:
-                raise SyncFailed(f"{key}: {exc}") from None
-            if not path.exists() and key == "datasets":
-                path = storage.dataset_dir(str(rel))  # upstream names a dataset, not a path
-            if not path.exists():
-                raise SyncFailed(f"{key}: {rel!r} does not exist under the data root")
-            found.append(path)
-    return [p for p in found if p.exists()]
 
 
 class SyncFailedError(RuntimeError):

@@ -56,6 +56,7 @@ def _hosts(client: Any, asked: list[str] | str | None) -> tuple[list[str], dict[
     deployments = client.read_deployments()
     flows = {f.id: f.name for f in client.read_flows()}
     pools = sorted({d.work_pool_name for d in deployments if flows.get(d.flow_id) == SIMULATION_FLOW and d.work_pool_name})
+    pools = [p for p in pools if p not in _data_local()]  # their trials would start without inputs (docs/data-local.md)
     if asked and asked != "auto":
         wanted = [asked] if isinstance(asked, str) else list(dict.fromkeys(asked))
         missing = [h for h in wanted if h not in pools]
@@ -69,6 +70,16 @@ def _hosts(client: Any, asked: list[str] | str | None) -> tuple[list[str], dict[
         raise ValueError("no host has a run-simulation deployment; run `make setup`")
     found = {p.name: p for p in client.read_work_pools(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=chosen)))}
     return chosen, {h: found[h].concurrency_limit if h in found else None for h in chosen}
+
+
+def _data_local() -> set[str]:
+    """Hosts without the shared data root: a sweep's trials never go there (their staging is the API's)."""
+    from core.hosts import current_hosts
+
+    try:
+        return {h.name for h in current_hosts().hosts if h.data == "local"}
+    except (OSError, ValueError):
+        return set()
 
 
 def _children(client: Any, sweep_id: str) -> dict[int, FlowRun]:

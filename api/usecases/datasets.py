@@ -18,6 +18,7 @@ from api.dataset_models import DatasetRequest, GenerateRequest
 from api.errors import ApiError
 from api.gateway import DATASET_FLOW, PrefectGateway, opeva_status
 from api.routers.sites import check_site_name
+from api.usecases import host_data
 from core.dataset_build import BuildRequest, Plan, plan
 from core.dataset_formats import describe_folder, summary
 from core.datasets import DatasetError, parse_ts, read_metadata
@@ -75,6 +76,7 @@ def _mapped(fn: Any, *args: Any) -> Any:
 
 async def create(body: DatasetRequest, gateway: PrefectGateway, storage: DataRoot, client: pymongo.MongoClient, host: Host) -> dict[str, Any]:
     """Submit one build; with ``wait``, answer when it ends with its warnings and validation."""
+    host_data.shared_only(host, "dataset builds")
     check_site_name(body.site_id)
     params = body.build_params()
     p = await asyncio.to_thread(_mapped, _preflight, client, storage, params)
@@ -128,6 +130,7 @@ async def generate(body: GenerateRequest, gateway: PrefectGateway, storage: Data
     A site that cannot be built is a ``failed[]`` entry; without ``continue_on_error`` any
     failure answers 404 with ``{"detail": {"message", "site_ids"}}`` (upstream's object
     detail) and nothing is submitted."""
+    host_data.shared_only(host, "dataset builds")
     sites = list(dict.fromkeys(body.site_ids)) if body.site_ids is not None else [s["site_id"] for s in await asyncio.to_thread(dataset_sites, client)]
     if not sites:
         raise ApiError(404, {"message": "no site to generate datasets for (no site has a schema with buildings)", "site_ids": []})

@@ -30,7 +30,7 @@ from core import job_io
 from core.images import ImageCatalog
 from api.usecases.images import chosen_image
 from core.layout import DataRoot
-from api.usecases import dataset_lineage as lineage, insight, notifications, organization
+from api.usecases import dataset_lineage as lineage, host_data, insight, notifications, organization
 from api.models_notifications import NotificationFields
 from core.states import ACTIVE, PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM
 from api.usecases.slurm_hosts import slurm_fields
@@ -222,10 +222,11 @@ async def submit_simulation(
         SIMULATION_FLOW, host.name, parameters, name=job_name, retries=body.retries,
         job_variables=job_variables_for(host, resources, asked), idempotency_key=scoped_key(user, idempotency_key),
         labels={**_labels(body, profile, automatic=not (body.target_host and body.target_host.strip())), **({DIGEST_LABEL: request_digest(body)} if idempotency_key else {})},
-        tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None,
+        tags=[f"submitted-by:{body.submitted_by}"] if body.submitted_by else None, state=host_data.first_state(host),
     )
     if submitted.earlier is not None:  # a client's retry: the job its first attempt made
         return _submitted(submitted.earlier, "Job already submitted with this Idempotency-Key")
+    await host_data.start_staging(gateway, host, submitted.id)
     return JobSubmitted(job_id=str(submitted.id), status=submitted.status, host=host.name, job_name=submitted.name,
                         image=chosen.image or host.image or runtime_image, image_tag=parameters.get("image_tag"), target_worker_profile=profile,
                         message="Job submitted")

@@ -23,6 +23,7 @@ from api.errors import ApiError
 from api.gateway import SIMULATION_FLOW, JobNotFound, PrefectGateway, opeva_status
 from api.models import CancelRequest, FailRequest, JobsCleanupRequest, QueueCleanupRequest, RequeueRequest
 from api.responses import CleanupOut, JobMessage, RequeueOut
+from api.usecases import host_data
 from api.usecases.jobs import QUEUED_TYPES
 from core.states import REQUEUED_FROM
 from core.states import PHASE_LABEL
@@ -65,8 +66,12 @@ async def requeue(gateway: PrefectGateway, hosts: HostsFile, job_id: str, body: 
     params = dict(run.parameters or {})
     if "target_host" in params:
         params["target_host"] = host
+    staged = hosts.get(host) if flow_name == SIMULATION_FLOW else None  # a data: local host: the new run waits for its inputs
     new = await gateway.resubmit(run, deployment_id, params, tags=[*run.tags, f"requeued-from:{run.id}"],
-                                 labels={**{k: v for k, v in (run.labels or {}).items() if k != PHASE_LABEL}, REQUEUED_FROM: str(run.id)})
+                                 labels={**{k: v for k, v in (run.labels or {}).items() if k != PHASE_LABEL}, REQUEUED_FROM: str(run.id)},
+                                 state=host_data.first_state(staged) if staged else None)
+    if staged is not None:
+        await host_data.start_staging(gateway, staged, new.id)
     await gateway.add_tags(run, [f"requeued-as:{new.id}"])
     return RequeueOut(message="Job requeued as a new run", job_id=str(new.id), status=new.status, previous_job_id=str(run.id), host=host), stopped
 

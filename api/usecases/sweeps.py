@@ -45,6 +45,8 @@ async def _check_hosts(gateway: PrefectGateway, hosts: HostsFile, asked: list[st
     for name in asked:
         if hosts.get(name) is None:
             raise ApiError(400, f"unknown host {name!r}; known hosts: {', '.join(hosts.names)}", known_hosts=hosts.names)
+        if hosts.get(name).data == "local":  # type: ignore[union-attr]
+            raise ApiError(400, f"host {name!r} has data: local: a sweep's trials run on hosts that share the data root (docs/data-local.md)")
         try:
             await gateway.deployment(SIMULATION_FLOW, name)
         except DeploymentMissing:

@@ -138,7 +138,7 @@ def test_a_copied_back_tar_brings_only_files_and_folders_inside_the_job(tmp_path
 
 
 def test_a_copied_back_tar_over_its_bounds_fails_the_copy(tmp_path: Path, monkeypatch):
-    import core.slurm_sync as sync
+    import core.bounded_tar as sync
 
     monkeypatch.setattr(sync, "MAX_FILES", 3)
     remote = RemoteJob(settings(submit="ssh://u@login", ssh=SSH).transport(), tmp_path, "j", tmp_path, copier="tar")
