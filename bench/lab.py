@@ -189,7 +189,7 @@ def orphans_gone(platform, lab, job_ids: list[str]) -> tuple[int, float | None]:
     engine = docker.DockerClient(base_url=lab.spec.docker_url("lab-2"), timeout=20)
 
     def left() -> int:
-        return sum(len(engine.containers.list(all=True, filters={"label": f"{containers.FLOW_RUN_ID}={j}"})) for j in job_ids)
+        return sum(len(engine.containers.list(all=True, filters={"label": f"{containers.FLOW_RUN_ID}={j}"}, ignore_removed=True)) for j in job_ids)
 
     at_heal = left()
     t0 = time.monotonic()

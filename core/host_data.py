@@ -94,7 +94,7 @@ class HostCopy:
         what = f"opening {self.where}'s engine to copy job {self.job_id}'s files"
         try:
             self.client = engine_client(self.host, timeout=SYNC_SECONDS)
-            for old in self.client.containers.list(all=True, filters={"label": f"{HELPER_LABEL}={self.job_id}"}):
+            for old in self.client.containers.list(all=True, filters={"label": f"{HELPER_LABEL}={self.job_id}"}, ignore_removed=True):
                 old.remove(force=True)  # an earlier pass that died: its helper goes, the copy starts again
             root = str(self.storage.root)
             self.helper = self.client.containers.create(
@@ -167,7 +167,7 @@ class HostCopy:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                running = self.client.containers.list(filters={"label": f"{FLOW_RUN_ID}={self.job_id}", "status": "running"})
+                running = self.client.containers.list(filters={"label": f"{FLOW_RUN_ID}={self.job_id}", "status": "running"}, ignore_removed=True)
             except DockerException:
                 return False  # the final copy says whether the engine answers
             if not running:

@@ -156,6 +156,26 @@ def pointed_at(platform: Platform, hosts_file: Path) -> Iterator[None]:
         os.environ.update(saved)
 
 
+@contextmanager
+def lab_started(platform: Platform, lab: Any, hosts_file: Path, *, control: bool = False) -> Iterator[None]:
+    """A lab's platform (tests/e2e/test_lab.py, test_data_local.py): Prefect, Mongo, the pools of
+    ``hosts_file``, the lab's relay and workers (and the control worker when asked), then the API;
+    no MLflow. The caller stops the platform and closes the lab."""
+    with pointed_at(platform, hosts_file):
+        os.environ["OPEVA_MLFLOW"] = "0"
+        platform.start_prefect_server()
+        platform.start_mongo()
+        platform.setup_pools(hosts_file, docker=True)
+        if control:
+            from deployments.control_pool import start_control_worker
+
+            start_control_worker(platform)
+        lab.start_relay(platform)
+        lab.start_workers(platform)
+        platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+        yield
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 

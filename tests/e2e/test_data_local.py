@@ -22,7 +22,7 @@ from core.settings import PlatformSettings
 from deployments.lab import Lab
 from deployments.lab_net import LabSpec, free_subnet, leftovers
 from deployments.platform import Platform
-from helpers import new_platform, pointed_at, sh, wait_for
+from helpers import lab_started, new_platform, sh, wait_for
 
 HOST = "lab-1"
 
@@ -30,8 +30,6 @@ HOST = "lab-1"
 @pytest.fixture(scope="module")
 def local_lab(docker_ready: bool) -> Iterator[tuple[Platform, Lab]]:
     assert docker_ready and os.geteuid() == 0, "the lab needs root and a Docker engine"
-    from deployments.control_pool import start_control_worker
-
     home = Path(tempfile.mkdtemp(prefix="opeva-dl-"))
     platform = new_platform(home)
     platform.data_dir.mkdir(parents=True, exist_ok=True)
@@ -41,15 +39,7 @@ def local_lab(docker_ready: bool) -> Iterator[tuple[Platform, Lab]]:
     hosts_file = home / "hosts.yaml"
     hosts_file.write_text(yaml.safe_dump({"hosts": lab.host_entries(platform.data_dir)}))
     try:
-        with pointed_at(platform, hosts_file):
-            os.environ["OPEVA_MLFLOW"] = "0"
-            platform.start_prefect_server()
-            platform.start_mongo()
-            platform.setup_pools(hosts_file, docker=True)
-            start_control_worker(platform)
-            lab.start_relay(platform)
-            lab.start_workers(platform)
-            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+        with lab_started(platform, lab, hosts_file, control=True):
             yield platform, lab
     finally:
         platform.stop()

@@ -25,7 +25,7 @@ from deployments.lab import Lab
 from deployments.lab_net import LabSpec, free_subnet, leftovers
 from deployments.platform import Platform
 from deployments.supervisor import RestartPolicy, check_children
-from helpers import experiment, new_platform, pointed_at, sh, wait_for
+from helpers import experiment, lab_started, new_platform, sh, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,7 @@ def lab_platform(docker_ready: bool) -> Iterator[tuple[Platform, Lab]]:
     hosts_file = home / "hosts.yaml"
     hosts_file.write_text(yaml.safe_dump({"hosts": lab.host_entries(platform.data_dir)}))
     try:
-        with pointed_at(platform, hosts_file):
-            os.environ["OPEVA_MLFLOW"] = "0"
-            platform.start_prefect_server()
-            platform.start_mongo()
-            platform.setup_pools(hosts_file, docker=True)
-            lab.start_relay(platform)
-            lab.start_workers(platform)
-            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+        with lab_started(platform, lab, hosts_file):
             yield platform, lab
     finally:
         platform.stop()
@@ -63,7 +56,7 @@ def lab_api(lab_platform) -> Iterator[httpx.Client]:
 def _containers(url: str | None, job_id: str) -> list:
     client = docker.DockerClient(base_url=url) if url else docker.from_env()
     try:
-        return client.containers.list(all=True, filters={"label": f"{containers.FLOW_RUN_ID}={job_id}"})
+        return client.containers.list(all=True, filters={"label": f"{containers.FLOW_RUN_ID}={job_id}"}, ignore_removed=True)
     finally:
         client.close()
 
