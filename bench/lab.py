@@ -25,7 +25,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,13 +37,7 @@ import yaml  # noqa: E402
 
 from _table import HEADER, pct, row  # noqa: E402
 from core import containers  # noqa: E402
-
-FINAL = ("finished", "failed", "stopped", "canceled")
-
-
-def job(host: str, script: str, tag: str) -> dict:
-    return {"config": {"experiment": {"name": "lab-bench", "run_name": tag}}, "command": ["sh", "-c", script], "target_host": host}
-
+from lab_load import FINAL, job, run_load, status  # noqa: E402
 
 def until(predicate, timeout: float, interval: float = 0.5) -> float | None:
     """Seconds until ``predicate`` holds, or None when it did not within ``timeout``."""
@@ -56,13 +49,6 @@ def until(predicate, timeout: float, interval: float = 0.5) -> float | None:
     return None
 
 
-def status(api: httpx.Client, job_id: str) -> str:
-    try:
-        return api.get(f"/status/{job_id}").json().get("status", "?")
-    except (httpx.HTTPError, ValueError):
-        return "?"
-
-
 def host_info(api: httpx.Client, host: str) -> dict:
     try:
         return api.get("/hosts").json()["hosts"][host]
@@ -70,93 +56,18 @@ def host_info(api: httpx.Client, host: str) -> dict:
         return {}
 
 
-class Sampler(threading.Thread):
-    """Every second, per lab host: Prefect's own count of the pool's Pending + Running runs (what its
-    concurrency limit governs), the simulator containers running, and runs with any container running
-    (a supervisor still exiting after its run went final counts there: the count of bench runs before
-    this one, which read 3-4 against a limit of 2); and every simulator container seen per job."""
-
-    def __init__(self, lab, names: list[str], prefect) -> None:
-        super().__init__(daemon=True)
-        self.engines = {n: docker.DockerClient(base_url=lab.spec.docker_url(n), timeout=20) for n in names}
-        self.prefect = prefect
-        self.max_prefect = dict.fromkeys(names, 0)
-        self.max_simulators = dict.fromkeys(names, 0)
-        self.max_containers = dict.fromkeys(names, 0)
-        self.seen: dict[str, set[str]] = {}
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.wait(1.0):
-            for name, engine in self.engines.items():
-                self._prefect(name)
-                try:
-                    found = engine.containers.list(all=True, filters={"label": containers.ROLE}, ignore_removed=True)
-                except Exception:  # noqa: BLE001  (a cut or busy engine: the next sample)
-                    continue
-                runs, simulators = set(), 0
-                for c in found:
-                    simulator = c.labels.get(containers.ROLE) == containers.SIMULATOR_ROLE
-                    if simulator:
-                        self.seen.setdefault(c.labels.get(containers.FLOW_RUN_ID, "?"), set()).add(c.id)
-                    if c.status == "running":
-                        runs.add(c.labels.get(containers.FLOW_RUN_ID, c.id))
-                        simulators += simulator
-                self.max_containers[name] = max(self.max_containers[name], len(runs))
-                self.max_simulators[name] = max(self.max_simulators[name], simulators)
-
-    def _prefect(self, pool: str) -> None:
-        body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}, "work_pools": {"name": {"any_": [pool]}}}
-        try:
-            r = self.prefect.http.post("/flow_runs/count", json=body)
-            r.raise_for_status()
-        except httpx.HTTPError:
-            return
-        self.max_prefect[pool] = max(self.max_prefect[pool], int(r.json()))
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(10)
-        for engine in self.engines.values():
-            engine.close()
-        self.prefect.close()
-
-
 def load(api: httpx.Client, platform, lab, args) -> list[str]:
-    from deployments.reconcile import PrefectRest
-
-    names = lab.spec.names
-    sampler = Sampler(lab, names, PrefectRest(platform.prefect_api_url, platform.prefect_auth_string))
-    sampler.start()
-    ids: list[str] = []
-    t0 = time.monotonic()
-    for i in range(args.jobs):
-        due = t0 + i / args.rate
-        time.sleep(max(0.0, due - time.monotonic()))
-        r = api.post("/run-simulation", json=job(names[i % len(names)], "echo x", f"load-{i}"))
-        if r.status_code == 200:
-            ids.append(r.json()["job_id"])
-    submitted = time.monotonic() - t0
-    pending = set(ids)
-    deadline = time.monotonic() + max(300.0, args.jobs * 2.0)
-    while pending and time.monotonic() < deadline:
-        pending = {j for j in pending if status(api, j) not in FINAL}
-        time.sleep(1.0)
-    elapsed = time.monotonic() - t0
-    time.sleep(2.0)
-    sampler.stop()
-    final = [j for j in ids if j not in pending]
-    states = [status(api, j) for j in final]
-    twice = [j for j in ids if api.get(f"/job-info/{j}").json().get("run_count", 0) > 1 or len(sampler.seen.get(j, ())) > 1]
-    worst = max(sampler.max_prefect.values())
+    r = run_load(api, platform, lab, args.jobs, args.rate)
+    states = list(r.states.values())
+    worst = max(r.max_prefect.values())
     return [
-        f"| jobs submitted (rate {args.rate}/s, over {submitted:.0f} s)        | {len(ids)} of {args.jobs} |",
-        f"| jobs final / finished / lost                   | {len(final)} / {states.count('finished')} / {len(pending)} (target lost 0) |",
-        f"| jobs run twice                                 | {len(twice)} (target 0) |",
-        f"| max Pending+Running per pool, Prefect's count (1 s) | {sampler.max_prefect} (limit {args.limit}: {'ok' if worst <= args.limit else 'ABOVE'}) |",
-        f"| max simulators running per host (1 s)           | {sampler.max_simulators} |",
-        f"| max runs with a container running (1 s)         | {sampler.max_containers} (a supervisor still exiting counts) |",
-        f"| sustained jobs/s (first submit -> last final)  | {len(final) / elapsed:.2f} (target >= 0.5) |",
+        f"| jobs submitted (rate {args.rate}/s, over {r.submit_seconds:.0f} s)        | {len(r.ids)} of {args.jobs} |",
+        f"| jobs final / finished / lost                   | {len(r.final)} / {states.count('finished')} / {len(r.lost)} (target lost 0) |",
+        f"| jobs run twice                                 | {len(r.twice)} (target 0) |",
+        f"| max Pending+Running per pool, Prefect's count (1 s, {r.samples} samples) | {r.max_prefect} (limit {args.limit}: {'ok' if worst <= args.limit else 'ABOVE'}) |",
+        f"| max simulators running per host (1 s)           | {r.max_simulators} |",
+        f"| max runs with a container running (1 s)         | {r.max_containers} (a supervisor still exiting counts) |",
+        f"| sustained jobs/s (first submit -> last final)  | {r.jobs_per_second:.2f} (target >= 0.5) |",
     ]
 
 

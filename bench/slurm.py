@@ -167,14 +167,46 @@ def most_running(stop: threading.Event, seen: list[int]) -> None:
         time.sleep(0.25)
 
 
-def burst(api: Api, n: int) -> tuple[float, int, float, int, int]:
+def _cpu(pid: int) -> tuple[float, float]:
+    """(the process's own CPU seconds, its reaped children's), from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def cpu_split(platform) -> dict[str, float]:
+    """CPU seconds so far per part: each platform service and its reaped children (the worker's children
+    are the flow runs' ``python -m prefect.engine`` processes, with the Slurm commands they ran),
+    Slurm's daemons, and the whole machine (/proc/stat)."""
+    out: dict[str, float] = {}
+    for service in platform.services:
+        own, children = _cpu(service.proc.pid)
+        out[service.name] = own
+        out[f"{service.name} (reaped children)"] = children
+    for daemon in ("slurmctld", "slurmd"):
+        out[daemon] = sum(_cpu(int(p))[0] for p in sh("pgrep", "-x", daemon).split())
+    user, nice, system = (int(x) for x in Path("/proc/stat").read_text().split()[1:4])
+    out["machine (all processes)"] = (user + nice + system) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def burst(api: Api, n: int, platform=None) -> tuple[float, int, float, int, int]:
     seen: list[int] = []
     stop = threading.Event()
     threading.Thread(target=most_running, args=(stop, seen), daemon=True).start()
+    before = cpu_split(platform) if platform else {}
     t = time.monotonic()
     jobs = [api.submit(["sh", "-c", "sleep 1; echo done"], f"b{i}") for i in range(n)]
     wait(lambda: all(api.status(j)["status"] in ("finished", "failed", "stopped") for j in jobs), timeout=1800, step=1)
     ours = time.monotonic() - t
+    if platform:
+        after = cpu_split(platform)
+        print(f"\nCPU seconds during the {n} jobs through the API ({ours:.1f} s of wall time, 2 cores)\n| part | CPU s |\n|---|---|")
+        for key, value in after.items():
+            print(f"| {key} | {value - before.get(key, 0.0):.1f} |")
     finished = sum(api.status(j)["status"] == "finished" for j in jobs)
     stop.set()
     peak = max(seen or [0])
@@ -189,12 +221,30 @@ def burst(api: Api, n: int) -> tuple[float, int, float, int, int]:
     return ours, peak, raw, max(seen or [0]), finished
 
 
+def latencies(api: Api, cluster: SlurmCluster, args: argparse.Namespace) -> None:
+    """The single-job rows and the node-loss rows, each beside its raw-Slurm baseline."""
+    m = measure(api, args.runs)
+    print(f"\nSlurm host vs raw Slurm, this machine's node (2 slots), {args.runs} runs each; node2 (partition lossy) "
+          f"for the node-loss rows, {args.node_loss_runs} cut(s)\n")
+    print(HEADER)
+    for key, name in (("run", "submit -> running (API /status)"), ("raw_run", "  baseline: sbatch -> squeue R"),
+                      ("stop", "stop -> stopped (TERM handler ran)"), ("raw_stop", "  baseline: scancel --signal=TERM -> gone"),
+                      ("fail", "exit 3 -> failed 'exit code 3'"), ("raw_fail", "  baseline: sbatch exit 3 -> FAILED")):
+        print(row(name, m[key]), flush=True)
+    lost = node_lost(api, cluster, args.node_loss_runs)
+    print(row("node lost (link cut) -> failed node_fail", lost["lost"]))
+    print(row("  baseline: link cut -> scontrol NODE_FAIL", lost["raw_lost"]))
+    print(row("  Slurm's SlurmdTimeout (the bound)", [slurmd_timeout()]), flush=True)
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--node-loss-runs", type=int, default=1, help="link cuts of node2 (each lasts ~SlurmdTimeout)")
     parser.add_argument("--limit", type=int, default=40, help="the host's concurrency_limit (flow runs at once)")
+    parser.add_argument("--burst-only", action="store_true", help="only the N-jobs row (to compare --limit values)")
     args = parser.parse_args()
     python = simulator_venv()
     with SlurmCluster.start(second_node=True) as cluster:
@@ -215,19 +265,9 @@ def main() -> None:
                 for d in (platform.data_dir, platform.data_dir / "jobs"):
                     d.chmod(0o755)
                 api = Api(platform.api_url)
-                m = measure(api, args.runs)
-                print(f"\nSlurm host vs raw Slurm, this machine's node (2 slots), {args.runs} runs each; node2 (partition lossy) "
-                      f"for the node-loss rows, {args.node_loss_runs} cut(s)\n")
-                print(HEADER)
-                for key, name in (("run", "submit -> running (API /status)"), ("raw_run", "  baseline: sbatch -> squeue R"),
-                                  ("stop", "stop -> stopped (TERM handler ran)"), ("raw_stop", "  baseline: scancel --signal=TERM -> gone"),
-                                  ("fail", "exit 3 -> failed 'exit code 3'"), ("raw_fail", "  baseline: sbatch exit 3 -> FAILED")):
-                    print(row(name, m[key]), flush=True)
-                lost = node_lost(api, cluster, args.node_loss_runs)
-                print(row("node lost (link cut) -> failed node_fail", lost["lost"]))
-                print(row("  baseline: link cut -> scontrol NODE_FAIL", lost["raw_lost"]))
-                print(row("  Slurm's SlurmdTimeout (the bound)", [slurmd_timeout()]), flush=True)
-                ours, peak, raw, raw_peak, finished = burst(api, args.jobs)
+                if not args.burst_only:
+                    latencies(api, cluster, args)
+                ours, peak, raw, raw_peak, finished = burst(api, args.jobs, platform)
             finally:
                 platform.stop()
     print(f"\n| {args.jobs} jobs of `sleep 1` | wall time (s) | most running at once | finished |\n|---|---|---|---|")

@@ -152,6 +152,23 @@ def test_stop_over_ssh_is_stopped_with_outputs_back_and_nothing_untrusted(api, p
     assert out.stdout.strip() == "" or "opeva-" + job_id not in out.stdout
 
 
+def test_a_job_that_ignores_term_is_cancelled_over_ssh_after_the_grace(api, platform, login):
+    """The stop's second step: TERM is trapped and ignored, so after the host's 5 s grace the watcher
+    sends ``scancel`` through the login node; the job is gone from Slurm and the run ends stopped."""
+    script = "trap 'echo TERM ignored' TERM; echo started; while true; do sleep 0.2; done"
+    job_id = submit(api, "stubborn", command=["bash", "-c", script])
+    wait_for(lambda: "started" in api.get(f"/logs/{job_id}").text, 90, what="the job's first line over ssh (periodic sync)")
+    assert api.post(f"/stop/{job_id}").status_code == 200
+    status = final_status(api, job_id, timeout=90)
+    assert status["status"] == "stopped", status
+    logs = api.get(f"/logs/{job_id}").text
+    assert "TERM ignored" in logs  # the first step reached the job, which went on running
+    info = json.loads((platform.data_dir / "jobs" / job_id / "job_info.json").read_text())
+    assert info["slurm_state"].startswith("CANCELLED"), info  # the grace's scancel ended it, over ssh
+    out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, env={**os.environ, **login.cluster.env()})
+    assert out.returncode == 0 and f"opeva-{job_id}" not in out.stdout
+
+
 def test_missing_remote_root_is_failed_artifact_sync_failed_and_nothing_submitted(api, login):
     away = login.remote_root.with_name("remote-away")
     login.remote_root.rename(away)

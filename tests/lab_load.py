@@ -1,0 +1,147 @@
+"""Short jobs at a steady rate over a lab's hosts, sampled every second (issue 22 "Numbers"): shared by
+bench/lab.py (1,000 jobs, prints a table) and tests/e2e/test_lab_load.py (CI's 200 jobs, asserts).
+
+What is measured is what a user of a busy platform cares about: every job reaches a final state (none
+lost), none runs twice (Prefect's run_count > 1, or two simulator containers seen for one job), and no
+pool ever holds more Pending + Running runs than its concurrency limit (Prefect's own count, the one
+its limit governs), with the simulators actually running on each lab engine beside it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import httpx
+
+from core import containers
+
+FINAL = ("finished", "failed", "stopped", "canceled")
+
+
+def job(host: str, script: str, tag: str) -> dict:
+    return {"config": {"experiment": {"name": "lab-bench", "run_name": tag}}, "command": ["sh", "-c", script], "target_host": host}
+
+
+def status(api: httpx.Client, job_id: str) -> str:
+    try:
+        return api.get(f"/status/{job_id}").json().get("status", "?")
+    except (httpx.HTTPError, ValueError):
+        return "?"
+
+
+class Sampler(threading.Thread):
+    """Every second, per lab host: Prefect's own count of the pool's Pending + Running runs (what its
+    concurrency limit governs), the simulator containers running, and runs with any container running
+    (a supervisor still exiting after its run went final counts there: the count of bench runs before
+    this one, which read 3-4 against a limit of 2); and every simulator container seen per job."""
+
+    def __init__(self, lab: Any, names: list[str], prefect: Any) -> None:
+        super().__init__(daemon=True)
+        self.engines = {n: docker.DockerClient(base_url=lab.spec.docker_url(n), timeout=20) for n in names}
+        self.prefect = prefect
+        self.max_prefect = dict.fromkeys(names, 0)
+        self.max_simulators = dict.fromkeys(names, 0)
+        self.max_containers = dict.fromkeys(names, 0)
+        self.samples = 0
+        self.seen: dict[str, set[str]] = {}
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(1.0):
+            self.samples += 1
+            for name, engine in self.engines.items():
+                self._prefect(name)
+                try:
+                    found = engine.containers.list(all=True, filters={"label": containers.ROLE}, ignore_removed=True)
+                except Exception:  # noqa: BLE001  (a cut or busy engine: the next sample)
+                    continue
+                runs, simulators = set(), 0
+                for c in found:
+                    simulator = c.labels.get(containers.ROLE) == containers.SIMULATOR_ROLE
+                    if simulator:
+                        self.seen.setdefault(c.labels.get(containers.FLOW_RUN_ID, "?"), set()).add(c.id)
+                    if c.status == "running":
+                        runs.add(c.labels.get(containers.FLOW_RUN_ID, c.id))
+                        simulators += simulator
+                self.max_containers[name] = max(self.max_containers[name], len(runs))
+                self.max_simulators[name] = max(self.max_simulators[name], simulators)
+
+    def _prefect(self, pool: str) -> None:
+        body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}, "work_pools": {"name": {"any_": [pool]}}}
+        try:
+            r = self.prefect.http.post("/flow_runs/count", json=body)
+            r.raise_for_status()
+        except httpx.HTTPError:
+            return
+        self.max_prefect[pool] = max(self.max_prefect[pool], int(r.json()))
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(10)
+        for engine in self.engines.values():
+            engine.close()
+        self.prefect.close()
+
+
+@dataclass
+class LoadResult:
+    """One load run: what was submitted and how each job ended, and the sampler's peaks per host."""
+
+    wanted: int
+    ids: list[str]
+    refused: list[str]  # "<status code> <body>" of each submit that was not accepted
+    states: dict[str, str]  # job id -> its status when the wait ended
+    twice: list[str]
+    max_prefect: dict[str, int]
+    max_simulators: dict[str, int]
+    max_containers: dict[str, int]
+    samples: int
+    submit_seconds: float
+    elapsed: float
+    lost: list[str] = field(default_factory=list)  # not final when the wait ended
+
+    @property
+    def final(self) -> list[str]:
+        return [j for j in self.ids if j not in self.lost]
+
+    @property
+    def jobs_per_second(self) -> float:
+        return len(self.final) / self.elapsed if self.elapsed else 0.0
+
+
+def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float, script: str = "echo x") -> LoadResult:
+    """``jobs`` jobs of ``script``, ``target_host`` round robin over the lab hosts at ``rate`` a second,
+    until every job is final (or a generous deadline: at least 2 s per job), sampled throughout."""
+    from deployments.reconcile import PrefectRest
+
+    names = lab.spec.names
+    sampler = Sampler(lab, names, PrefectRest(platform.prefect_api_url, platform.prefect_auth_string))
+    sampler.start()
+    ids: list[str] = []
+    refused: list[str] = []
+    t0 = time.monotonic()
+    for i in range(jobs):
+        time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+        r = api.post("/run-simulation", json=job(names[i % len(names)], script, f"load-{i}"))
+        if r.status_code == 200:
+            ids.append(r.json()["job_id"])
+        else:
+            refused.append(f"{r.status_code} {r.text[:200]}")
+    submitted = time.monotonic() - t0
+    pending = set(ids)
+    deadline = time.monotonic() + max(300.0, jobs * 2.0)
+    while pending and time.monotonic() < deadline:
+        pending = {j for j in pending if status(api, j) not in FINAL}
+        time.sleep(1.0)
+    elapsed = time.monotonic() - t0
+    time.sleep(2.0)  # a last sample after the last job went final
+    sampler.stop()
+    states = {j: status(api, j) for j in ids}
+    twice = [j for j in ids if api.get(f"/job-info/{j}").json().get("run_count", 0) > 1 or len(sampler.seen.get(j, ())) > 1]
+    return LoadResult(wanted=jobs, ids=ids, refused=refused, states=states, twice=twice, max_prefect=sampler.max_prefect,
+                      max_simulators=sampler.max_simulators, max_containers=sampler.max_containers, samples=sampler.samples,
+                      submit_seconds=submitted, elapsed=elapsed, lost=sorted(pending))
