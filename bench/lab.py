@@ -39,6 +39,7 @@ from _table import HEADER, pct, row  # noqa: E402
 from core import containers  # noqa: E402
 from lab_load import FINAL, job, run_load, status  # noqa: E402
 
+
 def until(predicate, timeout: float, interval: float = 0.5) -> float | None:
     """Seconds until ``predicate`` holds, or None when it did not within ``timeout``."""
     t0 = time.monotonic()

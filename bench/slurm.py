@@ -193,20 +193,18 @@ def cpu_split(platform) -> dict[str, float]:
     return out
 
 
-def burst(api: Api, n: int, platform=None) -> tuple[float, int, float, int, int]:
+def burst(api: Api, n: int, platform) -> tuple[float, int, float, int, int]:
     seen: list[int] = []
     stop = threading.Event()
     threading.Thread(target=most_running, args=(stop, seen), daemon=True).start()
-    before = cpu_split(platform) if platform else {}
+    before = cpu_split(platform)
     t = time.monotonic()
     jobs = [api.submit(["sh", "-c", "sleep 1; echo done"], f"b{i}") for i in range(n)]
     wait(lambda: all(api.status(j)["status"] in ("finished", "failed", "stopped") for j in jobs), timeout=1800, step=1)
     ours = time.monotonic() - t
-    if platform:
-        after = cpu_split(platform)
-        print(f"\nCPU seconds during the {n} jobs through the API ({ours:.1f} s of wall time, 2 cores)\n| part | CPU s |\n|---|---|")
-        for key, value in after.items():
-            print(f"| {key} | {value - before.get(key, 0.0):.1f} |")
+    print(f"\nCPU seconds during the {n} jobs through the API ({ours:.1f} s of wall time, {os.cpu_count()} cores)\n| part | CPU s |\n|---|---|")
+    for key, value in cpu_split(platform).items():
+        print(f"| {key} | {value - before.get(key, 0.0):.1f} |")
     finished = sum(api.status(j)["status"] == "finished" for j in jobs)
     stop.set()
     peak = max(seen or [0])

@@ -91,7 +91,6 @@ class Sampler(threading.Thread):
 class LoadResult:
     """One load run: what was submitted and how each job ended, and the sampler's peaks per host."""
 
-    wanted: int
     ids: list[str]
     refused: list[str]  # "<status code> <body>" of each submit that was not accepted
     states: dict[str, str]  # job id -> its status when the wait ended
@@ -142,6 +141,6 @@ def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float,
     sampler.stop()
     states = {j: status(api, j) for j in ids}
     twice = [j for j in ids if api.get(f"/job-info/{j}").json().get("run_count", 0) > 1 or len(sampler.seen.get(j, ())) > 1]
-    return LoadResult(wanted=jobs, ids=ids, refused=refused, states=states, twice=twice, max_prefect=sampler.max_prefect,
+    return LoadResult(ids=ids, refused=refused, states=states, twice=twice, max_prefect=sampler.max_prefect,
                       max_simulators=sampler.max_simulators, max_containers=sampler.max_containers, samples=sampler.samples,
                       submit_seconds=submitted, elapsed=elapsed, lost=sorted(pending))
