@@ -18,7 +18,7 @@ check: install mlflow  ## The fast tier: domain, API and flows logic against rea
 
 test: install mlflow  ## Everything: the fast tier, then the whole platform with Docker workers and containers
 	$(PYTHON) -m pytest -q tests/fast
-	$(PYTHON) -m pytest -q tests/e2e
+	$(PYTHON) -m pytest -q --durations=25 tests/e2e
 
 image:  ## Build the runtime image (offline-capable: debootstrap base + wheelhouse)
 	bash deployments/build_image.sh

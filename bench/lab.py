@@ -35,6 +35,7 @@ import docker  # noqa: E402
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
+from _cpu import MACHINE, cgroup_cpu, machine_cpu, print_split, proc_cpu, services_cpu  # noqa: E402
 from _table import HEADER, pct, row  # noqa: E402
 from core import containers  # noqa: E402
 from lab_load import FINAL, job, run_load, status  # noqa: E402
@@ -57,12 +58,34 @@ def host_info(api: httpx.Client, host: str) -> dict:
         return {}
 
 
+def cpu_split(platform, lab) -> dict[str, float]:
+    """CPU seconds so far: each platform service (a lab worker's reaped children are nothing: its flow
+    runs are containers), every lab engine (dockerd and what it reaped) and the containers it ran (its
+    cgroup parent), and the whole machine."""
+    out = services_cpu(platform)
+    for name in lab.spec.names:
+        try:
+            pid = int((lab.spec.host_dir(name) / "docker.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        out[f"{name} dockerd"] = sum(proc_cpu(pid))
+        out[f"{name} containers"] = sum(cgroup_cpu(d) for d in Path("/sys/fs/cgroup").glob(f"**/{lab.spec.netns(name)}") if d.is_dir())
+    out[MACHINE] = machine_cpu()
+    return out
+
+
 def load(api: httpx.Client, platform, lab, args) -> list[str]:
+    before = cpu_split(platform, lab)
     r = run_load(api, platform, lab, args.jobs, args.rate)
+    print_split(f"CPU seconds during the load ({r.elapsed:.0f} s of wall time, {os.cpu_count()} cores, {len(r.ids)} jobs)", before, cpu_split(platform, lab))
     states = list(r.states.values())
     worst = max(r.max_prefect.values())
+    quarter = max(1, len(r.post_seconds) // 4)
+    first, last = r.post_seconds[:quarter], r.post_seconds[-quarter:]
     return [
         f"| jobs submitted (rate {args.rate}/s, over {r.submit_seconds:.0f} s)        | {len(r.ids)} of {args.jobs} |",
+        f"| POST /run-simulation answer p50 / p95, first quarter | {pct(first, .5):.2f} / {pct(first, .95):.2f} s |",
+        f"| POST /run-simulation answer p50 / p95, last quarter  | {pct(last, .5):.2f} / {pct(last, .95):.2f} s |",
         f"| jobs final / finished / lost                   | {len(r.final)} / {states.count('finished')} / {len(r.lost)} (target lost 0) |",
         f"| jobs run twice                                 | {len(r.twice)} (target 0) |",
         f"| max Pending+Running per pool, Prefect's count (1 s, {r.samples} samples) | {r.max_prefect} (limit {args.limit}: {'ok' if worst <= args.limit else 'ABOVE'}) |",
@@ -210,6 +233,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=2)
     parser.add_argument("--rate", type=float, default=1.0, help="submissions per second")
     parser.add_argument("--cut-seconds", type=int, default=120)
+    parser.add_argument("--load-only", action="store_true", help="only part 1 (the load), with its CPU split")
+    parser.add_argument("--prefect-servers", type=int, default=1, help="2 or more: the scaled control plane (make up's OPEVA_PREFECT_SERVERS)")
+    parser.add_argument("--idle-seconds", type=int, default=0, help="first, the idle platform's CPU split over this many seconds")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")
@@ -217,6 +243,7 @@ def main() -> None:
     from deployments.control_pool import start_control_worker
     from deployments.lab import Lab
     from deployments.lab_net import LabSpec, free_subnet
+    from deployments.scaled import Layout, ScaleSettings, start_platform_front
     from helpers import new_platform, pointed_at
 
     home = Path(tempfile.mkdtemp(prefix="opeva-lab-bench-"))
@@ -236,7 +263,11 @@ def main() -> None:
         hosts_file.write_text(yaml.safe_dump({"hosts": entries}))
         with pointed_at(platform, hosts_file):
             os.environ["OPEVA_MLFLOW"] = "0"
-            platform.start_prefect_server()
+            scale = ScaleSettings(prefect_servers=args.prefect_servers)
+            if scale.scaled:  # PostgreSQL, Redis, N API servers and one services process behind haproxy
+                start_platform_front(platform, scale, Layout.plan(scale))
+            else:
+                platform.start_prefect_server()
             platform.start_mongo()
             types = platform.setup_pools(hosts_file, docker=True)
             platform.start_worker("local", types["local"])
@@ -245,14 +276,20 @@ def main() -> None:
             lab.start_workers(platform)
             platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
             with httpx.Client(base_url=platform.api_url, timeout=60) as api:
+                if args.idle_seconds:
+                    before = cpu_split(platform, lab)
+                    time.sleep(args.idle_seconds)
+                    print_split(f"CPU seconds of the idle platform over {args.idle_seconds} s (workers polling, no job)", before, cpu_split(platform, lab))
                 rows += load(api, platform, lab, args)
-                lat_rows, lat = latency(api)
-                rows += cut(api, platform, lab, args)
+                if not args.load_only:
+                    lat_rows, lat = latency(api)
+                    rows += cut(api, platform, lab, args)
     finally:
         platform.stop()
         left = lab.close() if lab is not None else []
         shutil.rmtree(home, ignore_errors=True)
-        print(f"\n## bench/lab.py --hosts {args.hosts} --jobs {args.jobs} --limit {args.limit} --rate {args.rate} --cut-seconds {args.cut_seconds}")
+        print(f"\n## bench/lab.py --hosts {args.hosts} --jobs {args.jobs} --limit {args.limit} --rate {args.rate} --cut-seconds {args.cut_seconds}"
+              f" --prefect-servers {args.prefect_servers}")
         print("| measure | value |\n|---|---|")
         print("\n".join(rows + lat_rows))
         if lat and all(lat.values()):

@@ -28,6 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import httpx  # noqa: E402
 
+from _cpu import MACHINE, machine_cpu, print_split, proc_cpu, services_cpu  # noqa: E402
 from _table import HEADER, row  # noqa: E402
 from deployments.slurm_cluster import SlurmCluster, simulator_venv  # noqa: E402
 from helpers import new_platform, pointed_at  # noqa: E402
@@ -167,29 +168,14 @@ def most_running(stop: threading.Event, seen: list[int]) -> None:
         time.sleep(0.25)
 
 
-def _cpu(pid: int) -> tuple[float, float]:
-    """(the process's own CPU seconds, its reaped children's), from /proc/<pid>/stat."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-
-
 def cpu_split(platform) -> dict[str, float]:
     """CPU seconds so far per part: each platform service and its reaped children (the worker's children
     are the flow runs' ``python -m prefect.engine`` processes, with the Slurm commands they ran),
     Slurm's daemons, and the whole machine (/proc/stat)."""
-    out: dict[str, float] = {}
-    for service in platform.services:
-        own, children = _cpu(service.proc.pid)
-        out[service.name] = own
-        out[f"{service.name} (reaped children)"] = children
+    out = services_cpu(platform)
     for daemon in ("slurmctld", "slurmd"):
-        out[daemon] = sum(_cpu(int(p))[0] for p in sh("pgrep", "-x", daemon).split())
-    user, nice, system = (int(x) for x in Path("/proc/stat").read_text().split()[1:4])
-    out["machine (all processes)"] = (user + nice + system) / os.sysconf("SC_CLK_TCK")
+        out[daemon] = sum(proc_cpu(int(p))[0] for p in sh("pgrep", "-x", daemon).split())
+    out[MACHINE] = machine_cpu()
     return out
 
 
@@ -202,9 +188,7 @@ def burst(api: Api, n: int, platform) -> tuple[float, int, float, int, int]:
     jobs = [api.submit(["sh", "-c", "sleep 1; echo done"], f"b{i}") for i in range(n)]
     wait(lambda: all(api.status(j)["status"] in ("finished", "failed", "stopped") for j in jobs), timeout=1800, step=1)
     ours = time.monotonic() - t
-    print(f"\nCPU seconds during the {n} jobs through the API ({ours:.1f} s of wall time, {os.cpu_count()} cores)\n| part | CPU s |\n|---|---|")
-    for key, value in cpu_split(platform).items():
-        print(f"| {key} | {value - before.get(key, 0.0):.1f} |")
+    print_split(f"CPU seconds during the {n} jobs through the API ({ours:.1f} s of wall time, {os.cpu_count()} cores)", before, cpu_split(platform))
     finished = sum(api.status(j)["status"] == "finished" for j in jobs)
     stop.set()
     peak = max(seen or [0])

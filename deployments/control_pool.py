@@ -108,11 +108,11 @@ def start_control_worker(platform: Any) -> Any:
     restarted like the hosts' workers; named ``worker-*`` so it gets a worker's credentials only)."""
     import socket
 
-    from deployments.platform import WORKER_HEARTBEAT_SECONDS, WORKER_QUERY_SECONDS, worker_online
+    from deployments.platform import WORKER_HEARTBEAT_SECONDS, worker_online, worker_query_seconds
 
     name = f"{CONTROL_POOL}@{socket.gethostname()}"
     return platform.start(
         f"worker-{CONTROL_POOL}-{socket.gethostname()}", [sys.executable, "-m", "deployments.control_worker", "--name", name],
         lambda: worker_online(platform.prefect_api_url, CONTROL_POOL, name, auth=platform.prefect_auth_string),
-        PREFECT_WORKER_QUERY_SECONDS=WORKER_QUERY_SECONDS, PREFECT_WORKER_HEARTBEAT_SECONDS=WORKER_HEARTBEAT_SECONDS,
+        PREFECT_WORKER_QUERY_SECONDS=worker_query_seconds(), PREFECT_WORKER_HEARTBEAT_SECONDS=WORKER_HEARTBEAT_SECONDS,
     )

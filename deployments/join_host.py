@@ -30,7 +30,7 @@ import httpx
 
 from core.data_root_id import VARIABLE, read_marker
 from core.hosts import Host
-from deployments.platform import WORKER_HEARTBEAT_SECONDS, WORKER_QUERY_SECONDS, prefect_cli
+from deployments.platform import WORKER_HEARTBEAT_SECONDS, prefect_cli, worker_query_seconds
 from deployments.reconcile import PrefectRest
 
 
@@ -139,7 +139,7 @@ def worker_command(name: str, kind: str) -> list[str]:
 
 def worker_env(api_url: str, auth: str | None) -> dict[str, str]:
     """The worker's settings: the server's URL as this machine reaches it (the runs it starts get the same)."""
-    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS,
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_WORKER_QUERY_SECONDS": worker_query_seconds(),
            "PREFECT_WORKER_HEARTBEAT_SECONDS": WORKER_HEARTBEAT_SECONDS}
     if auth:
         env["PREFECT_API_AUTH_STRING"] = auth

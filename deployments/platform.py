@@ -30,6 +30,21 @@ from deployments.file_modes import open_private_log, private_dir, private_secret
 from deployments.postgres import drop_to
 
 WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5-15 s; see bench/submit_latency.py
+
+
+def worker_query_seconds() -> str:
+    """How often each worker asks the server for runs: Prefect's own ``PREFECT_WORKER_QUERY_SECONDS``
+    when the caller set it, else 0.5 s. Why it may be worth raising: every poll costs the server about
+    30 ms of CPU (two sessions, one write, two background tasks), so 6 workers at 0.5 s kept an idle
+    SQLite server at 0.40 of a core, 0.24 at 1 s (bench/lab.py --idle-seconds); each doubling adds
+    half an interval to the mean submit -> Running."""
+    value = os.environ.get("PREFECT_WORKER_QUERY_SECONDS") or WORKER_QUERY_SECONDS
+    try:
+        if float(value) > 0:
+            return value
+    except ValueError:
+        pass
+    raise ValueError(f"PREFECT_WORKER_QUERY_SECONDS must be a positive number of seconds, not {value!r}")
 # A lost host shows offline (and its automatic jobs move) once Prefect's foreman sees 3 missed worker
 # beats: 3 x 7 s + a 5 s foreman loop is <= 26 s after the worker dies (Prefect's 30 s beat and 15 s
 # loop made it 20-45 s; issue 22 asks <= 35 s). A beat is one small API call per worker.
@@ -300,7 +315,7 @@ class Platform:
             f"worker-{worker_name.replace('@', '-')}",
             prefect_cli() + ["worker", "start", "--pool", pool, "--type", pool_type, "--name", worker_name],
             lambda: worker_online(self.prefect_api_url, pool, worker_name, auth=self.prefect_auth_string),
-            PREFECT_WORKER_QUERY_SECONDS=WORKER_QUERY_SECONDS,
+            PREFECT_WORKER_QUERY_SECONDS=worker_query_seconds(),
             PREFECT_WORKER_HEARTBEAT_SECONDS=WORKER_HEARTBEAT_SECONDS,
         )
 

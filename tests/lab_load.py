@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +54,8 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.halt.wait(1.0):
             self.samples += 1
+            self._prefect()
             for name, engine in self.engines.items():
-                self._prefect(name)
                 try:
                     found = engine.containers.list(all=True, filters={"label": containers.ROLE}, ignore_removed=True)
                 except Exception:  # noqa: BLE001  (a cut or busy engine: the next sample)
@@ -70,14 +71,19 @@ class Sampler(threading.Thread):
                 self.max_containers[name] = max(self.max_containers[name], len(runs))
                 self.max_simulators[name] = max(self.max_simulators[name], simulators)
 
-    def _prefect(self, pool: str) -> None:
-        body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}, "work_pools": {"name": {"any_": [pool]}}}
+    def _prefect(self) -> None:
+        """Every lab pool's Pending + Running runs from one read (one request a second, not one per pool:
+        the sampler's own load on the server stays small beside what it measures)."""
+        body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}, "work_pools": {"name": {"any_": list(self.max_prefect)}},
+                "limit": 200}
         try:
-            r = self.prefect.http.post("/flow_runs/count", json=body)
+            r = self.prefect.http.post("/flow_runs/filter", json=body)
             r.raise_for_status()
         except httpx.HTTPError:
             return
-        self.max_prefect[pool] = max(self.max_prefect[pool], int(r.json()))
+        counts = Counter(run.get("work_pool_name") for run in r.json())
+        for pool in self.max_prefect:
+            self.max_prefect[pool] = max(self.max_prefect[pool], counts.get(pool, 0))
 
     def stop(self) -> None:
         self.halt.set()
@@ -102,6 +108,7 @@ class LoadResult:
     submit_seconds: float
     elapsed: float
     lost: list[str] = field(default_factory=list)  # not final when the wait ended
+    post_seconds: list[float] = field(default_factory=list)  # each POST /run-simulation's answer time, in order
 
     @property
     def final(self) -> list[str]:
@@ -122,10 +129,13 @@ def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float,
     sampler.start()
     ids: list[str] = []
     refused: list[str] = []
+    answered: list[float] = []
     t0 = time.monotonic()
     for i in range(jobs):
         time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+        sent = time.monotonic()
         r = api.post("/run-simulation", json=job(names[i % len(names)], script, f"load-{i}"))
+        answered.append(time.monotonic() - sent)
         if r.status_code == 200:
             ids.append(r.json()["job_id"])
         else:
@@ -143,4 +153,4 @@ def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float,
     twice = [j for j in ids if api.get(f"/job-info/{j}").json().get("run_count", 0) > 1 or len(sampler.seen.get(j, ())) > 1]
     return LoadResult(ids=ids, refused=refused, states=states, twice=twice, max_prefect=sampler.max_prefect,
                       max_simulators=sampler.max_simulators, max_containers=sampler.max_containers, samples=sampler.samples,
-                      submit_seconds=submitted, elapsed=elapsed, lost=sorted(pending))
+                      submit_seconds=submitted, elapsed=elapsed, lost=sorted(pending), post_seconds=answered)
