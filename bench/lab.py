@@ -76,10 +76,12 @@ def cpu_split(platform, lab) -> dict[str, float]:
 
 def load(api: httpx.Client, platform, lab, args) -> list[str]:
     before = cpu_split(platform, lab)
-    r = run_load(api, platform, lab, args.jobs, args.rate)
+    r = run_load(api, platform, lab, args.jobs, args.rate, limit=args.limit)
     print_split(f"CPU seconds during the load ({r.elapsed:.0f} s of wall time, {os.cpu_count()} cores, {len(r.ids)} jobs)", before, cpu_split(platform, lab))
     states = list(r.states.values())
     worst = max(r.max_prefect.values())
+    if r.over:
+        print("\nsamples with a pool above its limit (first 20):\n" + "\n".join(r.over))
     quarter = max(1, len(r.post_seconds) // 4)
     first, last = r.post_seconds[:quarter], r.post_seconds[-quarter:]
     return [
@@ -240,11 +242,9 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")
     from core.settings import PlatformSettings
-    from deployments.control_pool import start_control_worker
     from deployments.lab import Lab
     from deployments.lab_net import LabSpec, free_subnet
-    from deployments.scaled import Layout, ScaleSettings, start_platform_front
-    from helpers import new_platform, pointed_at
+    from helpers import lab_started, new_platform
 
     home = Path(tempfile.mkdtemp(prefix="opeva-lab-bench-"))
     platform = new_platform(home)
@@ -261,20 +261,7 @@ def main() -> None:
         entries.append({"name": "local", "concurrency_limit": args.limit, "volumes": [f"{platform.data_dir}:{platform.data_dir}"]})
         hosts_file = home / "hosts.yaml"
         hosts_file.write_text(yaml.safe_dump({"hosts": entries}))
-        with pointed_at(platform, hosts_file):
-            os.environ["OPEVA_MLFLOW"] = "0"
-            scale = ScaleSettings(prefect_servers=args.prefect_servers)
-            if scale.scaled:  # PostgreSQL, Redis, N API servers and one services process behind haproxy
-                start_platform_front(platform, scale, Layout.plan(scale))
-            else:
-                platform.start_prefect_server()
-            platform.start_mongo()
-            types = platform.setup_pools(hosts_file, docker=True)
-            platform.start_worker("local", types["local"])
-            start_control_worker(platform)  # the lost-host automation's flow runs on the control pool
-            lab.start_relay(platform)
-            lab.start_workers(platform)
-            platform.start_api(OPEVA_HOSTS_FILE=str(hosts_file))
+        with lab_started(platform, lab, hosts_file, control=True, local=True, prefect_servers=args.prefect_servers):
             with httpx.Client(base_url=platform.api_url, timeout=60) as api:
                 if args.idle_seconds:
                     before = cpu_split(platform, lab)

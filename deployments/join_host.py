@@ -30,7 +30,7 @@ import httpx
 
 from core.data_root_id import VARIABLE, read_marker
 from core.hosts import Host
-from deployments.platform import WORKER_HEARTBEAT_SECONDS, prefect_cli, worker_query_seconds
+from deployments.platform import WORKER_HEARTBEAT_SECONDS, worker_cli, worker_query_seconds
 from deployments.reconcile import PrefectRest
 
 
@@ -44,6 +44,7 @@ class Pool:
     kind: str  # docker | process
     runtime_image: str | None
     data_root_id: str | None
+    concurrency_limit: int | None = None  # the pool's, as the server holds it (the worker holds it too: platform.worker_cli)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def read_pool(api_url: str, auth: str | None, name: str) -> Pool:
     settings = (config.get("env") or {}).get("OPEVA_HOST_SETTINGS")
     if not settings:
         raise JoinRefused(f"pool {name!r} was not made by `make setup` (no host settings in its template)")
-    return Pool(Host.model_validate_json(settings), body.get("type") or "docker", config.get("image"), root_id)
+    return Pool(Host.model_validate_json(settings), body.get("type") or "docker", config.get("image"), root_id, body.get("concurrency_limit"))
 
 
 def check_engine(pool: Pool, report: Report) -> None:
@@ -133,8 +134,8 @@ def check_data_root(pool: Pool, report: Report) -> None:
                 f"(.opeva-data-root with id {pool.data_root_id[:8]}…): mount the shared data root at that path")
 
 
-def worker_command(name: str, kind: str) -> list[str]:
-    return [*prefect_cli(), "worker", "start", "--pool", name, "--type", kind, "--name", f"{name}@{socket.gethostname()}"]
+def worker_command(name: str, kind: str, limit: int | None) -> list[str]:
+    return worker_cli(name, kind, f"{name}@{socket.gethostname()}", limit)
 
 
 def worker_env(api_url: str, auth: str | None) -> dict[str, str]:
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         return 0
-    cmd = worker_command(args.name, pool.kind)
+    cmd = worker_command(args.name, pool.kind, pool.concurrency_limit)
     print(f"make host: starting the worker of {args.name}: {' '.join(cmd[-6:])}", flush=True)
     os.execvpe(cmd[0], cmd, worker_env(api_url, auth))
     return 0  # not reached

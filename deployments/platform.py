@@ -313,7 +313,7 @@ class Platform:
 
         return self.start(
             f"worker-{worker_name.replace('@', '-')}",
-            prefect_cli() + ["worker", "start", "--pool", pool, "--type", pool_type, "--name", worker_name],
+            worker_cli(pool, pool_type, worker_name, pool_limit(self.prefect_api_url, pool, self.prefect_auth_string)),
             lambda: worker_online(self.prefect_api_url, pool, worker_name, auth=self.prefect_auth_string),
             PREFECT_WORKER_QUERY_SECONDS=worker_query_seconds(),
             PREFECT_WORKER_HEARTBEAT_SECONDS=WORKER_HEARTBEAT_SECONDS,
@@ -353,12 +353,35 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def worker_cli(pool: str, kind: str, worker_name: str, limit: int | None) -> list[str]:
+    """``prefect worker start`` for one host's pool, with ``--limit`` the pool's own concurrency limit.
+
+    Why the worker holds the limit a second time: Prefect enforces a pool's limit only in the query a
+    worker polls with, and on PostgreSQL (the scaled layout) that query skips a run whose Pending is
+    being written (``FOR UPDATE SKIP LOCKED``) and hands out the next run in its slot. Measured with
+    OPEVA_PREFECT_SERVERS=2: 3 to 4 Pending + Running runs on pools limited to 2 (bench/lab.py). The
+    worker's limiter frees a slot only when the run's container or process has exited."""
+    cmd = prefect_cli() + ["worker", "start", "--pool", pool, "--type", kind, "--name", worker_name]
+    return cmd + (["--limit", str(limit)] if limit else [])
+
+
+def _basic_auth(auth: str | None) -> httpx.BasicAuth | None:
+    auth = auth or os.environ.get("PREFECT_API_AUTH_STRING")
+    return httpx.BasicAuth(*auth.split(":", 1)) if auth and ":" in auth else None
+
+
+def pool_limit(api_url: str, pool: str, auth: str | None = None) -> int | None:
+    """The pool's concurrency limit as the server holds it now (set by ``make setup``, or changed in
+    the Prefect UI since); None when it has none."""
+    r = httpx.get(f"{api_url}/work_pools/{pool}", timeout=10, auth=_basic_auth(auth))
+    r.raise_for_status()
+    return r.json().get("concurrency_limit")
+
+
 def worker_online(api_url: str, pool: str, worker_name: str | None = None, auth: str | None = None) -> bool:
     """Plain HTTP, so it works from sync and async callers alike."""
-    auth = auth or os.environ.get("PREFECT_API_AUTH_STRING")
-    basic = httpx.BasicAuth(*auth.split(":", 1)) if auth and ":" in auth else None
     try:
-        r = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5, auth=basic)
+        r = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5, auth=_basic_auth(auth))
         r.raise_for_status()
     except httpx.HTTPError:
         return False

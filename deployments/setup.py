@@ -230,6 +230,10 @@ async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str) -> s
         await client.update_work_pool(
             host.name, WorkPoolUpdate(base_job_template=template, concurrency_limit=host.concurrency_limit)
         )
+        if (host.concurrency_limit or 0) > (existing.concurrency_limit or 0) and existing.concurrency_limit:
+            log.warning("host %s: concurrency_limit raised from %s to %s; its worker holds the limit it started with "
+                        "(prefect worker start --limit): restart the worker to use the new slots",
+                        host.name, existing.concurrency_limit, host.concurrency_limit)
     return pool_type
 
 

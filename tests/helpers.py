@@ -157,15 +157,26 @@ def pointed_at(platform: Platform, hosts_file: Path) -> Iterator[None]:
 
 
 @contextmanager
-def lab_started(platform: Platform, lab: Any, hosts_file: Path, *, control: bool = False) -> Iterator[None]:
-    """A lab's platform (tests/e2e/test_lab.py, test_data_local.py): Prefect, Mongo, the pools of
-    ``hosts_file``, the lab's relay and workers (and the control worker when asked), then the API;
-    no MLflow. The caller stops the platform and closes the lab."""
+def lab_started(platform: Platform, lab: Any, hosts_file: Path, *, control: bool = False, local: bool = False,
+                prefect_servers: int = 1) -> Iterator[None]:
+    """A lab's platform (tests/e2e/test_lab.py, test_lab_load.py, test_data_local.py, bench/lab.py):
+    Prefect (the scaled layout, PostgreSQL + Redis + N API servers behind haproxy, when
+    ``prefect_servers`` >= 2), Mongo, the pools of ``hosts_file``, the worker of its ``local`` host
+    and the control worker when asked, the lab's relay and workers, then the API; no MLflow. The
+    caller stops the platform and closes the lab."""
+    from deployments.scaled import Layout, ScaleSettings, start_platform_front
+
     with pointed_at(platform, hosts_file):
         os.environ["OPEVA_MLFLOW"] = "0"
-        platform.start_prefect_server()
+        scale = ScaleSettings(prefect_servers=prefect_servers)
+        if scale.scaled:
+            start_platform_front(platform, scale, Layout.plan(scale))
+        else:
+            platform.start_prefect_server()
         platform.start_mongo()
-        platform.setup_pools(hosts_file, docker=True)
+        types = platform.setup_pools(hosts_file, docker=True)
+        if local:
+            platform.start_worker("local", types["local"])
         if control:
             from deployments.control_pool import start_control_worker
 

@@ -40,8 +40,10 @@ class Sampler(threading.Thread):
     (a supervisor still exiting after its run went final counts there: the count of bench runs before
     this one, which read 3-4 against a limit of 2); and every simulator container seen per job."""
 
-    def __init__(self, lab: Any, names: list[str], prefect: Any) -> None:
+    def __init__(self, lab: Any, names: list[str], prefect: Any, limit: int = 2) -> None:
         super().__init__(daemon=True)
+        self.limit = limit
+        self.over: list[str] = []  # the first samples in which a pool held more than ``limit``
         self.engines = {n: docker.DockerClient(base_url=lab.spec.docker_url(n), timeout=20) for n in names}
         self.prefect = prefect
         self.max_prefect = dict.fromkeys(names, 0)
@@ -81,9 +83,13 @@ class Sampler(threading.Thread):
             r.raise_for_status()
         except httpx.HTTPError:
             return
-        counts = Counter(run.get("work_pool_name") for run in r.json())
+        runs = r.json()
+        counts = Counter(run.get("work_pool_name") for run in runs)
         for pool in self.max_prefect:
             self.max_prefect[pool] = max(self.max_prefect[pool], counts.get(pool, 0))
+            if counts.get(pool, 0) > self.limit and len(self.over) < 20:  # what was over: for the failure message
+                self.over.append(f"{pool}: " + ", ".join(f"{run['id'][:8]} {run['state_name']} since {run['state']['timestamp'][11:23]}"
+                                                         for run in runs if run.get("work_pool_name") == pool))
 
     def stop(self) -> None:
         self.halt.set()
@@ -109,6 +115,7 @@ class LoadResult:
     elapsed: float
     lost: list[str] = field(default_factory=list)  # not final when the wait ended
     post_seconds: list[float] = field(default_factory=list)  # each POST /run-simulation's answer time, in order
+    over: list[str] = field(default_factory=list)  # samples with a pool above the limit: its runs, states and since when
 
     @property
     def final(self) -> list[str]:
@@ -119,13 +126,13 @@ class LoadResult:
         return len(self.final) / self.elapsed if self.elapsed else 0.0
 
 
-def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float, script: str = "echo x") -> LoadResult:
+def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float, script: str = "echo x", limit: int = 2) -> LoadResult:
     """``jobs`` jobs of ``script``, ``target_host`` round robin over the lab hosts at ``rate`` a second,
     until every job is final (or a generous deadline: at least 2 s per job), sampled throughout."""
     from deployments.reconcile import PrefectRest
 
     names = lab.spec.names
-    sampler = Sampler(lab, names, PrefectRest(platform.prefect_api_url, platform.prefect_auth_string))
+    sampler = Sampler(lab, names, PrefectRest(platform.prefect_api_url, platform.prefect_auth_string), limit)
     sampler.start()
     ids: list[str] = []
     refused: list[str] = []
@@ -153,4 +160,4 @@ def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float,
     twice = [j for j in ids if api.get(f"/job-info/{j}").json().get("run_count", 0) > 1 or len(sampler.seen.get(j, ())) > 1]
     return LoadResult(ids=ids, refused=refused, states=states, twice=twice, max_prefect=sampler.max_prefect,
                       max_simulators=sampler.max_simulators, max_containers=sampler.max_containers, samples=sampler.samples,
-                      submit_seconds=submitted, elapsed=elapsed, lost=sorted(pending), post_seconds=answered)
+                      submit_seconds=submitted, elapsed=elapsed, lost=sorted(pending), post_seconds=answered, over=sampler.over)

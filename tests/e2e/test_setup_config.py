@@ -77,6 +77,8 @@ def test_editing_the_hosts_file_and_running_setup_changes_only_that(made_up):
     assert out.returncode == 0, out.stdout + out.stderr
     after = pool(made_up)
     assert after["concurrency_limit"] == 3
+    # the running worker holds the limit it started with (--limit, deployments/platform.py worker_cli): setup says so
+    assert "concurrency_limit raised from 2 to 3" in out.stdout + out.stderr and "restart the worker" in out.stdout + out.stderr
     assert after["base_job_template"]["job_configuration"]["image"] == made_up["image"]  # the runtime image is unchanged
 
 

@@ -89,6 +89,8 @@ def test_the_compose_file_describes_the_same_layout():
     host_compose = yaml.safe_load((ROOT / "docker-compose.host.yml").read_text())["services"]
     workers = [s for s in [*services.values(), *host_compose.values()] if "worker start" in str(s.get("command"))]
     assert len(workers) >= 3 and all(w["environment"]["PREFECT_WORKER_HEARTBEAT_SECONDS"] == WORKER_HEARTBEAT_SECONDS for w in workers)
+    # on PostgreSQL Prefect's pool limit alone lets a third run in (FOR UPDATE SKIP LOCKED): every host's worker holds it too
+    assert all("--limit" in w["command"] for w in workers if "--type docker" in w["command"])
 
 
 def test_each_child_of_the_scaled_layout_gets_only_its_secrets():
