@@ -38,6 +38,7 @@ import yaml  # noqa: E402
 from _cpu import MACHINE, cgroup_cpu, machine_cpu, print_split, proc_cpu, services_cpu  # noqa: E402
 from _table import HEADER, pct, row  # noqa: E402
 from core import containers  # noqa: E402
+from deployments.lab_net import host_cgroups  # noqa: E402
 from lab_load import FINAL, job, run_load, status  # noqa: E402
 
 
@@ -69,7 +70,7 @@ def cpu_split(platform, lab) -> dict[str, float]:
         except (OSError, ValueError):
             continue
         out[f"{name} dockerd"] = sum(proc_cpu(pid))
-        out[f"{name} containers"] = sum(cgroup_cpu(d) for d in Path("/sys/fs/cgroup").glob(f"**/{lab.spec.netns(name)}") if d.is_dir())
+        out[f"{name} containers"] = sum(cgroup_cpu(d) for d in host_cgroups(lab.spec, name))
     out[MACHINE] = machine_cpu()
     return out
 

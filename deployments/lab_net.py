@@ -248,8 +248,13 @@ def _mounts(spec: LabSpec) -> list[str]:
     return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
 
+def host_cgroups(spec: LabSpec, name: str) -> list[Path]:
+    """The cgroup folders of one lab host's engine (its ``--cgroup-parent``): its containers, live and past."""
+    return [d for d in CGROUP_ROOT.glob(f"*/{spec.netns(name)}") if d.is_dir()]
+
+
 def _cgroups(spec: LabSpec) -> list[Path]:
-    return [d for name in spec.names for d in CGROUP_ROOT.glob(f"*/{spec.netns(name)}") if d.is_dir()]
+    return [d for name in spec.names for d in host_cgroups(spec, name)]
 
 
 def _links(spec: LabSpec) -> list[str]:

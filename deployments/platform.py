@@ -30,6 +30,11 @@ from deployments.file_modes import open_private_log, private_dir, private_secret
 from deployments.postgres import drop_to
 
 WORKER_QUERY_SECONDS = "0.5"  # Prefect's default (10 s) makes submit->Running 5-15 s; see bench/submit_latency.py
+# A lost host shows offline (and its automatic jobs move) once Prefect's foreman sees 3 missed worker
+# beats: 3 x 7 s + a 5 s foreman loop is <= 26 s after the worker dies (Prefect's 30 s beat and 15 s
+# loop made it 20-45 s; issue 22 asks <= 35 s). A beat is one small API call per worker.
+WORKER_HEARTBEAT_SECONDS = "7"
+FOREMAN_LOOP_SECONDS = "5"
 
 
 def worker_query_seconds() -> str:
@@ -45,11 +50,6 @@ def worker_query_seconds() -> str:
     except ValueError:
         pass
     raise ValueError(f"PREFECT_WORKER_QUERY_SECONDS must be a positive number of seconds, not {value!r}")
-# A lost host shows offline (and its automatic jobs move) once Prefect's foreman sees 3 missed worker
-# beats: 3 x 7 s + a 5 s foreman loop is <= 26 s after the worker dies (Prefect's 30 s beat and 15 s
-# loop made it 20-45 s; issue 22 asks <= 35 s). A beat is one small API call per worker.
-WORKER_HEARTBEAT_SECONDS = "7"
-FOREMAN_LOOP_SECONDS = "5"
 
 
 class StartupError(RuntimeError):

@@ -230,10 +230,10 @@ async def ensure_pool(client: Any, host: Host, *, docker: bool, image: str) -> s
         await client.update_work_pool(
             host.name, WorkPoolUpdate(base_job_template=template, concurrency_limit=host.concurrency_limit)
         )
-        if (host.concurrency_limit or 0) > (existing.concurrency_limit or 0) and existing.concurrency_limit:
+        old, new = existing.concurrency_limit, host.concurrency_limit
+        if old and new and new > old:
             log.warning("host %s: concurrency_limit raised from %s to %s; its worker holds the limit it started with "
-                        "(prefect worker start --limit): restart the worker to use the new slots",
-                        host.name, existing.concurrency_limit, host.concurrency_limit)
+                        "(prefect worker start --limit): restart the worker to use the new slots", host.name, old, new)
     return pool_type
 
 
