@@ -15,6 +15,12 @@ state name: a Running -> Running transition with another name is a second state 
 reset Prefect's start time and count twice in its timeline), while a label is plain metadata,
 readable in the Prefect UI (flow run > labels) and patched atomically (``PATCH
 /flow_runs/{id}/labels`` merges). A run without the label (older runs, other flows) is running.
+
+A run the platform creates (the API, a requeue, a move off a lost host) carries ``setup`` from
+birth (:func:`fresh_labels`), so its flow writes the label once, to ``running``: a Running run never
+reads ``running`` before ``setup``, and no ``setup`` write can land after ``running`` (a PATCH whose
+answer was lost and whose retry went first did that once in CI). A run started another way
+(``prefect deployment run``) or a retry gets ``setup`` from its flow (flows/phase.py).
 """
 
 from __future__ import annotations
@@ -60,6 +66,11 @@ PREFECT_TYPES: dict[str, frozenset[str]] = {
     "stopped": frozenset({"CANCELLED"}),
     "canceled": frozenset({"CANCELLED"}),
 }
+
+
+def fresh_labels(labels: dict[str, str] | None = None) -> dict[str, str]:
+    """``labels`` for a run about to be created: its phase ``setup`` (whatever phase a run it copies had)."""
+    return {**(labels or {}), PHASE_LABEL: SETUP_PHASE}
 
 
 def opeva_status_of(state_type: str | None, run_count: int, phase: str | None = None) -> str:

@@ -34,7 +34,7 @@ from prefect.states import Cancelled
 from core.host_data import STAGE_FLOW
 from core.hosts import CONTROL_POOL, load_hosts
 from core.placement import HostLoad, Waiting, plan_moves
-from core.states import PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM, awaiting_inputs
+from core.states import PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM, awaiting_inputs, fresh_labels
 
 FLOW_NAME = "move-lost-host-jobs"
 ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
@@ -70,7 +70,7 @@ async def _move(client: PrefectClient, run: FlowRun, lost: str, target: str) -> 
     local = (found := load_hosts().get(target)) is not None and found.data == "local" and flow_name == "run-simulation"
     new = await client.create_flow_run_from_deployment(
         deployment.id, parameters=parameters, name=run.name, tags=[*run.tags, f"requeued-from:{run.id}"],
-        labels={**(run.labels or {}), REQUEUED_FROM: str(run.id)}, idempotency_key=f"moved-from:{run.id}",
+        labels=fresh_labels({**(run.labels or {}), REQUEUED_FROM: str(run.id)}), idempotency_key=f"moved-from:{run.id}",
         state=State.model_validate(awaiting_inputs()) if local else None)
     if local:  # a data: local host: its inputs first (flows/host_data.py), as the API does for a new job
         staging = await client.read_deployment_by_name(f"{STAGE_FLOW}/{CONTROL_POOL}")

@@ -36,7 +36,7 @@ from core.hosts import Host, job_limits, repository_of, simulator_limits
 from core.job_io import chown_job_dir, read_json as read_job_json
 from core.job_limits import error_message
 from core.layout import DataRoot, JobPaths, write_json_atomic
-from flows.phase import mark_phase
+from flows.phase import mark_phase, mark_setup
 from flows.supervise import MirrorLimits, SubprocessSource, contract_env, mirror, prefect_log_backlog, subprocess_env
 
 REFERENCE_COMMAND = ["python", "-m", "simulator"]
@@ -190,7 +190,7 @@ def run_simulation(
 def _run(config, config_path, save_as, job_name, submitted_by, target_host, command, image, image_tag, slurm=None) -> dict[str, Any]:
     logger = get_run_logger()
     job_id = str(current_run.id)
-    mark_phase("setup")  # until the simulator starts (core/states.py: the setup state)
+    mark_setup()  # until the simulator starts (core/states.py: the setup state)
     storage = load_storage()
     storage.ensure_layout()
     job = storage.job(job_id).create()

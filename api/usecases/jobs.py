@@ -32,7 +32,7 @@ from api.usecases.images import chosen_image
 from core.layout import DataRoot
 from api.usecases import dataset_lineage as lineage, host_data, insight, notifications, organization
 from api.models_notifications import NotificationFields
-from core.states import ACTIVE, PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM
+from core.states import ACTIVE, PLACEMENT_LABEL, PROFILE_LABEL, REQUEUED_FROM, fresh_labels
 from api.usecases.slurm_hosts import slurm_fields
 from core.submission import SubmissionRefused, check_image_tag, check_profile, check_profile_value, config_requires_gpu
 
@@ -115,7 +115,7 @@ def job_variables_for(host: Host, resources: Resources | None, lowered: dict[str
 
 
 def _labels(body: RunSimulationRequest, profile: str | None, automatic: bool) -> dict[str, str]:
-    labels: dict[str, str] = {PLACEMENT_LABEL: "automatic"} if automatic else {}
+    labels = fresh_labels({PLACEMENT_LABEL: "automatic"} if automatic else {})
     if profile:
         labels[PROFILE_LABEL] = profile
     if body.deucalion_options:

@@ -26,7 +26,7 @@ from api.responses import CleanupOut, JobMessage, RequeueOut
 from api.usecases import host_data
 from api.usecases.jobs import QUEUED_TYPES
 from core.states import REQUEUED_FROM
-from core.states import PHASE_LABEL
+from core.states import fresh_labels
 from core.hosts import HostsFile
 from core.layout import DataRoot
 
@@ -68,7 +68,7 @@ async def requeue(gateway: PrefectGateway, hosts: HostsFile, job_id: str, body: 
         params["target_host"] = host
     staged = hosts.get(host) if flow_name == SIMULATION_FLOW else None  # a data: local host: the new run waits for its inputs
     new = await gateway.resubmit(run, deployment_id, params, tags=[*run.tags, f"requeued-from:{run.id}"],
-                                 labels={**{k: v for k, v in (run.labels or {}).items() if k != PHASE_LABEL}, REQUEUED_FROM: str(run.id)},
+                                 labels=fresh_labels({**(run.labels or {}), REQUEUED_FROM: str(run.id)}),
                                  state=host_data.first_state(staged) if staged else None)
     if staged is not None:
         await host_data.start_staging(gateway, staged, new.id)

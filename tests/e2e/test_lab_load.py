@@ -47,7 +47,7 @@ def test_200_jobs_over_four_lab_hosts_all_finish_once_within_each_hosts_limit(do
           f"simulator peaks {result.max_simulators}")
     assert not result.refused, result.refused[:5]
     assert len(result.ids) == JOBS
-    assert not result.lost, f"{len(result.lost)} jobs never reached a final state: {result.lost[:5]}"
+    assert not result.lost, f"{len(result.lost)} jobs never reached a final state: {[(j, result.states[j]) for j in result.lost[:5]]}"
     not_finished = {j: s for j, s in result.states.items() if s != "finished"}
     assert not not_finished, f"{len(not_finished)} jobs did not finish: {list(not_finished.items())[:5]}"
     assert not result.twice, f"run twice: {result.twice[:5]}"

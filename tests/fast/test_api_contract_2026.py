@@ -63,7 +63,7 @@ def test_status_has_upstream_fields_and_the_setup_state(api):
     queued = api.get(f"/status/{job}").json()
     assert {"job_id", "status", "worker_id", "target_worker_profile", "dispatched_image", "dispatched_image_tag", "status_updated_at", "last_status_at"} <= set(queued)
     assert queued["status"] == "queued" and queued["worker_id"] is None and queued["status_updated_at"] and queued["last_status_at"] == queued["status_updated_at"]
-    set_state(job, running=True, phase="setup")  # what the flow does before the simulator starts
+    set_state(job, running=True)  # no label written: the API made the run in setup, so Running never reads running early
     setup = api.get(f"/status/{job}").json()
     assert setup["status"] == "setup" and setup["worker_id"] == "offline" and setup["status_updated_at"] >= queued["status_updated_at"]
     assert job in {j["job_id"] for j in api.get("/jobs", params={"status": "setup"}).json()}

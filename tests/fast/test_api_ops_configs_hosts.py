@@ -41,6 +41,7 @@ def test_requeue_makes_a_linked_run(api):
     new_info = api.get(f"/job-info/{body['job_id']}").json()
     assert new_info["requeued_from"] == old and new_info["parameters"]["submitted_by"] == "carol"
     assert new_info["job_name"] == "carol-job" and new_info["retries"] == 2  # its name and retry policy carried over
+    assert new_info["labels"]["opeva.phase"] == "setup"  # a new run starts in setup (core/states.py fresh_labels)
     assert f"requeued-as:{body['job_id']}" in api.get(f"/job-info/{old}").json()["tags"]
     moved = api.post(f"/ops/jobs/{body['job_id']}/requeue", json={"force": True, "preferred_host": "second"})
     assert moved.status_code == 200 and moved.json()["host"] == "second"
