@@ -96,9 +96,8 @@ def test_a_cut_busy_host_goes_offline_while_its_job_runs_and_comes_back_when_hea
     r = lab_api.post("/run-simulation", json={"config": experiment("lab", "busy"), "target_host": "lab-2",
                                               "command": sh("while true; do echo busy; sleep 1; done")})
     job_id = r.json()["job_id"]
-    # its output in /logs, not only the status: a Running run reads ``running`` for a moment before its
-    # flow labels it ``setup`` (core/states.py), and the simulator's first line comes after the flow's
-    # ``running`` label is written (flows/simulation.py), so the status cannot change during the cut
+    # ``running``: the run was made in ``setup`` (core/states.py fresh_labels) and its flow wrote ``running``
+    # once the simulator started, so no label write is left to land during the cut; its output in /logs too
     wait_for(lambda: lab_api.get(f"/status/{job_id}").json()["status"] == "running" and "busy" in lab_api.get(f"/logs/{job_id}").text,
              150, what="the job running on lab-2, its output in /logs")
     assert _online(lab_api, "lab-2")
