@@ -26,6 +26,7 @@ def set_running(job_id: str) -> None:
 
     async def go(gateway):
         await gateway.client.set_flow_run_state(uuid.UUID(job_id), Running(), force=True)
+        await gateway.client.update_flow_run_labels(uuid.UUID(job_id), {"opeva.phase": "running"})  # as the flow does once its simulator starts
 
     gateway_call(go)
 
