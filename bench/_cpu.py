@@ -39,14 +39,31 @@ def cgroup_cpu(folder: Path) -> float:
     return 0.0
 
 
+def live_children_cpu(pid: int) -> float:
+    """What the process's living children used, with their own reaped children (a process worker's
+    fork server and the flow runs it forked: deployments/forkserver.py)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            total += sum(proc_cpu(int(entry.name)))
+    return total
+
+
 def services_cpu(platform) -> dict[str, float]:
-    """Each platform service's own CPU seconds and its reaped children's (a worker's children are the
-    flow runs' processes it started)."""
+    """Each platform service's own CPU seconds, its reaped children's (a worker's children are the
+    flow runs' processes it started) and its living children's (a process worker's fork server)."""
     out: dict[str, float] = {}
     for service in platform.services:
         own, children = proc_cpu(service.proc.pid)
         out[service.name] = own
         out[f"{service.name} (reaped children)"] = children
+        out[f"{service.name} (living children)"] = live_children_cpu(service.proc.pid)
     return out
 
 

@@ -170,7 +170,7 @@ def most_running(stop: threading.Event, seen: list[int]) -> None:
 
 def cpu_split(platform) -> dict[str, float]:
     """CPU seconds so far per part: each platform service and its reaped children (the worker's children
-    are the flow runs' ``python -m prefect.engine`` processes, with the Slurm commands they ran),
+    are the flow runs' launchers; its living child, the fork server, holds the engines it forked, with the Slurm commands they ran),
     Slurm's daemons, and the whole machine (/proc/stat)."""
     out = services_cpu(platform)
     for daemon in ("slurmctld", "slurmd"):

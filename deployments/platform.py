@@ -360,8 +360,14 @@ def worker_cli(pool: str, kind: str, worker_name: str, limit: int | None) -> lis
     worker polls with, and on PostgreSQL (the scaled layout) that query skips a run whose Pending is
     being written (``FOR UPDATE SKIP LOCKED``) and hands out the next run in its slot. Measured with
     OPEVA_PREFECT_SERVERS=2: 3 to 4 Pending + Running runs on pools limited to 2 (bench/lab.py). The
-    worker's limiter frees a slot only when the run's container or process has exited."""
-    cmd = prefect_cli() + ["worker", "start", "--pool", pool, "--type", kind, "--name", worker_name]
+    worker's limiter frees a slot only when the run's container or process has exited.
+
+    A process pool's worker is Prefect's process worker with its runs forked from a warm fork server
+    (deployments/process_worker.py): the same options, one Python per host instead of two per run."""
+    if kind == "process":
+        cmd = [sys.executable, "-m", "deployments.process_worker", "--pool", pool, "--name", worker_name]
+    else:
+        cmd = prefect_cli() + ["worker", "start", "--pool", pool, "--type", kind, "--name", worker_name]
     return cmd + (["--limit", str(limit)] if limit else [])
 
 
