@@ -248,6 +248,10 @@ def main() -> None:
 
     for module in args.preload or PRELOAD:
         importlib.import_module(module)
+    if not args.preload:  # Prefect's engine runs here: its clients share one TLS context (flows/client_tls.py)
+        from flows.client_tls import install
+
+        install()
     Server(args.socket, args.run_module).serve()
 
 

@@ -40,9 +40,9 @@ FOREMAN_LOOP_SECONDS = "5"
 def worker_query_seconds() -> str:
     """How often each worker asks the server for runs: Prefect's own ``PREFECT_WORKER_QUERY_SECONDS``
     when the caller set it, else 0.5 s. Why it may be worth raising: every poll costs the server about
-    30 ms of CPU (two sessions, one write, two background tasks), so 6 workers at 0.5 s kept an idle
-    SQLite server at 0.40 of a core, 0.24 at 1 s (bench/lab.py --idle-seconds); each doubling adds
-    half an interval to the mean submit -> Running."""
+    15 ms of CPU (two sessions and the runs' query; its two bookkeeping writes run at most every 5 s
+    per pool, deployments/poll_bookkeeping.py), so 6 workers at 0.5 s keep an idle SQLite server
+    busy (bench/lab.py --idle-seconds); each doubling adds half an interval to the mean submit -> Running."""
     value = os.environ.get("PREFECT_WORKER_QUERY_SECONDS") or WORKER_QUERY_SECONDS
     try:
         if float(value) > 0:

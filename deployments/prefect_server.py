@@ -21,7 +21,9 @@ own CLI.
 
 A Failed, Crashed or Cancelled run is kept so against a late non-forced Running/Completed
 report (``deployments/keep_final.py``). The events of a run Prefect's scheduler made reach
-automations at once, not 15 minutes late (``deployments/scheduled_events.py``).
+automations at once, not 15 minutes late (``deployments/scheduled_events.py``). A worker's poll
+records itself (queues' and deployments' ``last_polled``) at most every 5 s per pool, half of
+each poll's server CPU (``deployments/poll_bookkeeping.py``).
 
 Guards: the patches reach into Prefect's internals, so they are applied only to the
 Prefect versions they were measured on (``PATCHED_VERSIONS``); another version is
@@ -58,6 +60,8 @@ def check_patchable(argv: list[str]) -> None:
     from prefect.server.orchestration import instrumentation_policies
     from prefect.utilities.schema_tools import validation
 
+    import docket
+
     if prefect.__version__ not in PATCHED_VERSIONS:
         raise PatchRefused(f"deployments.prefect_server patches Prefect {', '.join(sorted(PATCHED_VERSIONS))}, not {prefect.__version__}: "
                            "pin prefect to that version, or set OPEVA_PREFECT_PATCHES=0 to run Prefect's server unpatched")
@@ -66,6 +70,7 @@ def check_patchable(argv: list[str]) -> None:
         ("configurations.SQLITE_BEGIN_MODE", hasattr(configurations, "SQLITE_BEGIN_MODE")),
         ("AioSqliteConfiguration.begin_transaction", hasattr(getattr(configurations, "AioSqliteConfiguration", None), "begin_transaction")),
         ("instrumentation_policies.flow_run_state_change_event", hasattr(instrumentation_policies, "flow_run_state_change_event")),
+        ("docket.Docket.add", hasattr(getattr(docket, "Docket", None), "add")),
     ) if not ok]
     if missing:
         raise PatchRefused(f"Prefect {prefect.__version__} lacks {', '.join(missing)}: the patches do not fit; set OPEVA_PREFECT_PATCHES=0")
@@ -168,7 +173,10 @@ def main() -> int:
         try:
             check_patchable(sys.argv[1:])
             wait = lock_wait_seconds()
-        except PatchRefused as exc:
+            from deployments import poll_bookkeeping
+
+            poll_window = poll_bookkeeping.window_seconds()
+        except (PatchRefused, ValueError) as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 2
         memoise_schema_checks()
@@ -179,6 +187,7 @@ def main() -> int:
         from deployments import scheduled_events
 
         scheduled_events.install()  # a scheduled run's events reach automations at once (deployments/scheduled_events.py)
+        poll_bookkeeping.install(poll_window)  # a worker's poll records itself at most every 5 s per pool (deployments/poll_bookkeeping.py)
     # The notification blocks' classes: the server's automation actions load them (blocks/notifications.py)
     import blocks.notifications
 

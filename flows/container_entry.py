@@ -21,11 +21,12 @@ engine force Crashed over Cancelled), then SIGKILL after a grace period. It also
 
 The parent is also the simulator's keeper (flows/sandbox.py): the simulator's
 container shares this container's PID namespace, so when this PID 1 ends, the
-kernel kills whatever the simulator still runs; before ending, the parent
-force-removes the run's simulator containers (in case the engine was killed
-before its own ``finally``), and once per start it removes OPEVA leftovers on
-the engine (:func:`flows.sandbox.reap`). Being PID 1 of a namespace the simulator
-shares, it also reaps the simulator's orphaned processes.
+kernel kills whatever the simulator still runs; before ending, unless the engine
+exited 0 by itself, the parent force-removes the run's simulator containers (in case
+the engine was killed before its own ``finally``). Once per start the engine's side
+removes OPEVA leftovers on the engine (:func:`flows.sandbox.reap`, in the thread that
+warms docker-py). Being PID 1 of a namespace the simulator shares, the parent also
+reaps the simulator's orphaned processes.
 
     command: python -m flows.container_entry      (set by deployments/setup.py)
 """
@@ -66,18 +67,28 @@ def _preload() -> None:
     import prefect.engine  # noqa: F401
     import prefect.flow_engine  # noqa: F401
 
+    from flows.client_tls import install
 
-def _warm_docker_client() -> None:
+    install()  # the run's Prefect clients share one TLS context (flows/client_tls.py)
+
+
+def _warm_docker_and_reap() -> None:
     """Import docker-py while the engine waits on the API (reading the run, the deployment,
-    proposing Running): a simulation needs it right after Running, and importing it then
-    cost ~0.12 s on the way to the simulator's first line (bench/overhead.py). Not imported
-    before the fork, where it would only move that time before Running; docker-py imports
-    nothing of ours, so this thread cannot deadlock with the engine's imports."""
+    proposing Running), then remove OPEVA's leftovers on the engine (once per start).
+
+    Why here: a simulation needs docker-py right after Running, and importing it then cost
+    ~0.12 s on the way to the simulator's first line (bench/overhead.py); before the fork it
+    would only move that time before Running. Why the reaping is here and not in the parent:
+    the parent then needs docker-py only after an unclean end (:func:`main`), so a run imports
+    it once, not twice (a run's CPU is the platform's throughput on a small host, bench/lab.py).
+    This thread imports docker-py and flows.sandbox, which import nothing that imports the
+    engine's flow modules, so it cannot deadlock with the engine's imports."""
     try:
         import docker  # noqa: F401
         import docker.types  # noqa: F401
     except Exception:  # the engine imports it again where it is needed and says what failed
-        pass
+        return
+    _reap_leftovers()
 
 
 def _run_engine_in_child() -> None:
@@ -86,7 +97,7 @@ def _run_engine_in_child() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     sys.argv = [sys.argv[0]]
-    threading.Thread(target=_warm_docker_client, daemon=True, name="warm-imports").start()
+    threading.Thread(target=_warm_docker_and_reap, daemon=True, name="warm-imports").start()
     try:
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
@@ -105,6 +116,7 @@ class Supervisor:
         self.child_pid = child_pid
         self.terminated_at: float | None = None
         self.cancel_seen = False
+        self.ended_cleanly = False  # the engine exited 0 by itself: its flow's ``finally`` ran
 
     def _signal_child(self, sig: int) -> None:
         try:
@@ -176,6 +188,7 @@ class Supervisor:
                 if self.terminated_at is not None and now - self.terminated_at > KILL_GRACE_SECONDS:
                     self._signal_child(signal.SIGKILL)
                 time.sleep(WAIT_STEP_SECONDS)
+            self.ended_cleanly = self.terminated_at is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
             self._signal_child(signal.SIGKILL)  # the simulator must not outlive the engine
             if self.cancel_seen:
                 return 0
@@ -214,11 +227,12 @@ def main() -> int:
         os.setpgid(pid, pid)  # also here, so no signal can precede the child's own setpgid
     except (PermissionError, ProcessLookupError):
         pass  # the child got there first (or already exited)
-    threading.Thread(target=_reap_leftovers, daemon=True).start()
+    supervisor = Supervisor(flow_run_id, pid)
     try:
-        return Supervisor(flow_run_id, pid).wait()
+        return supervisor.wait()
     finally:
-        _remove_simulators(flow_run_id)
+        if not supervisor.ended_cleanly:  # a clean end already removed its simulator (flows/simulation.py)
+            _remove_simulators(flow_run_id)
 
 
 def _reap_leftovers() -> None:
