@@ -33,6 +33,7 @@ reaps the simulator's orphaned processes.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import runpy
@@ -40,11 +41,12 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.objects import StateType
-from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_REQUEST_TIMEOUT, PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Cancelled
 
 STATE_POLL_SECONDS = 1.0  # how soon a cancellation is seen (a stop must read `stopped` within 3 s); one small GET per poll
@@ -108,6 +110,51 @@ def _run_engine_in_child() -> None:
     sys.exit(code)
 
 
+class StateReader:
+    """Whether the run is Cancelling: one small GET of the run, its ``state.type`` read from the JSON.
+
+    Why not Prefect's client, as before: building it under temporary settings (no retries: a poll
+    that fails is simply made again at the next poll, and a retrying call would keep this process
+    and the container alive long after the engine ended whenever the server is down) cost 0.16 CPU-s
+    per run, and every poll then validated a whole FlowRun model (py-spy, GIL held, of the run
+    containers under bench/lab.py). The address, credentials and TLS rule are Prefect's own settings."""
+
+    def __init__(self, flow_run_id: UUID) -> None:
+        from flows.client_tls import shared_context
+
+        self.path = f"/flow_runs/{flow_run_id}"
+        headers = {}
+        if auth := _secret(PREFECT_API_AUTH_STRING.value()):
+            headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+        elif key := _secret(PREFECT_API_KEY.value()):
+            headers["Authorization"] = f"Bearer {key}"
+        self.http = httpx.Client(base_url=str(PREFECT_API_URL.value() or ""), headers=headers, verify=shared_context(),
+                                 timeout=REQUEST_TIMEOUT_SECONDS)
+
+    def __enter__(self) -> StateReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def is_cancelling(self) -> bool:
+        try:
+            answer = self.http.get(self.path)
+            answer.raise_for_status()
+            state = answer.json().get("state") or {}
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:  # the server may be restarting: the next poll
+            log.debug("could not read the flow run's state: %s", exc)
+            return False
+        return state.get("type") == "CANCELLING"
+
+
+def _secret(value: Any) -> str:
+    """A setting's plain text whether Prefect hands it over as a SecretStr or a str."""
+    if value is None:
+        return ""
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+
 class Supervisor:
     """The parent: wait for the engine, act on cancellation and stop signals."""
 
@@ -139,22 +186,11 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.terminate(f"received {signal.Signals(signum).name}")
 
-    def _is_cancelling(self, client: SyncPrefectClient) -> bool:
-        try:
-            run = client.read_flow_run(self.flow_run_id)
-        except Exception as exc:  # the server may be restarting; try again at the next poll
-            log.debug("could not read the flow run's state: %s", exc)
-            return False
-        return run.state is not None and run.state.type == StateType.CANCELLING
-
     def wait(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        # No client retries here: a poll that fails is simply made again at the next poll, and a
-        # retrying call would keep this process (and the container) alive long after the
-        # engine ended whenever the server is down.
-        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS}):
-            return self._wait()
+        with StateReader(self.flow_run_id) as reader:
+            return self._wait(reader)
 
     def _child_status(self) -> int | None:
         """Reap every exited process (orphans of the simulator land here); the engine's status."""
@@ -168,36 +204,41 @@ class Supervisor:
             if pid == self.child_pid:
                 return status
 
-    def _wait(self) -> int:
+    def _wait(self, reader: StateReader) -> int:
         next_poll = time.monotonic() + STATE_POLL_SECONDS
-        with get_client(sync_client=True) as client:
-            while True:
-                status = self._child_status()
-                if status is not None:
-                    break
-                now = time.monotonic()
-                if now >= next_poll and not self.cancel_seen:
-                    next_poll = now + STATE_POLL_SECONDS
-                    if self._is_cancelling(client):
-                        self.cancel_seen = True
-                        self._record_cancelled(client)
-                        # SIGUSR1, not SIGTERM: the engine answers SIGTERM by forcing Crashed over
-                        # Cancelled. The flow stops its simulator, ships its logs and exits without
-                        # proposing a state; a flow that does not handle SIGUSR1 just ends.
-                        self.terminate("cancellation requested", signal.SIGUSR1)
-                if self.terminated_at is not None and now - self.terminated_at > KILL_GRACE_SECONDS:
-                    self._signal_child(signal.SIGKILL)
-                time.sleep(WAIT_STEP_SECONDS)
-            self.ended_cleanly = self.terminated_at is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-            self._signal_child(signal.SIGKILL)  # the simulator must not outlive the engine
-            if self.cancel_seen:
-                return 0
-            if self._is_cancelling(client):  # cancelled before the engine ran: it exited without a final state
-                self._record_cancelled(client)
-                return 0
+        while True:
+            status = self._child_status()
+            if status is not None:
+                break
+            now = time.monotonic()
+            if now >= next_poll and not self.cancel_seen:
+                next_poll = now + STATE_POLL_SECONDS
+                if reader.is_cancelling():
+                    self.cancel_seen = True
+                    self._record_cancelled()
+                    # SIGUSR1, not SIGTERM: the engine answers SIGTERM by forcing Crashed over
+                    # Cancelled. The flow stops its simulator, ships its logs and exits without
+                    # proposing a state; a flow that does not handle SIGUSR1 just ends.
+                    self.terminate("cancellation requested", signal.SIGUSR1)
+            if self.terminated_at is not None and now - self.terminated_at > KILL_GRACE_SECONDS:
+                self._signal_child(signal.SIGKILL)
+            time.sleep(WAIT_STEP_SECONDS)
+        self.ended_cleanly = self.terminated_at is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        self._signal_child(signal.SIGKILL)  # the simulator must not outlive the engine
+        if self.cancel_seen:
+            return 0
+        if reader.is_cancelling():  # cancelled before the engine ran: it exited without a final state
+            self._record_cancelled()
+            return 0
         return os.waitstatus_to_exitcode(status)
 
-    def _record_cancelled(self, client: SyncPrefectClient) -> None:
+    def _record_cancelled(self) -> None:
+        """With Prefect's client (only a cancelled run gets here), no client retries: the attempts are ours."""
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS}):
+            with get_client(sync_client=True) as client:
+                self._record_cancelled_with(client)
+
+    def _record_cancelled_with(self, client: Any) -> None:
         for attempt in range(RECORD_ATTEMPTS):
             try:
                 client.set_flow_run_state(
