@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from core import containers
 
 FINAL = ("finished", "failed", "stopped", "canceled")
 STALL_SECONDS = 240.0  # short jobs on 4 hosts: a few minutes with none going final means they are stuck
+WAIT_PASS_SECONDS = 2.0  # between two passes over the jobs not yet final
+PROBE_AHEAD = 12  # per pass, jobs read past the oldest not final ones (more than 4 hosts x limit 2 can be running)
 
 
 def job(host: str, script: str, tag: str) -> dict:
@@ -29,10 +32,24 @@ def job(host: str, script: str, tag: str) -> dict:
 
 
 def status(api: httpx.Client, job_id: str) -> str:
+    return status_of(api, job_id).get("status", "?")
+
+
+def status_of(api: httpx.Client, job_id: str) -> dict:
+    """``GET /status/<job>``'s answer, or {} when it could not be read (asked again at the next pass)."""
     try:
-        return api.get(f"/status/{job_id}").json().get("status", "?")
+        answer = api.get(f"/status/{job_id}").json()
     except (httpx.HTTPError, ValueError):
-        return "?"
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def server_time(stamp: str | None) -> float:
+    """Seconds since the epoch of a state's timestamp as the API gives it (ISO 8601), 0 if absent."""
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0
+    except ValueError:
+        return 0.0
 
 
 class Sampler(threading.Thread):
@@ -141,7 +158,7 @@ def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float,
     ids: list[str] = []
     refused: list[str] = []
     answered: list[float] = []
-    t0 = time.monotonic()
+    t0, started = time.monotonic(), time.time()
     for i in range(jobs):
         time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
         sent = time.monotonic()
@@ -152,15 +169,9 @@ def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float,
         else:
             refused.append(f"{r.status_code} {r.text[:200]}")
     submitted = time.monotonic() - t0
-    pending = set(ids)
-    progress_at = time.monotonic()  # a job is lost when none has gone final for STALL_SECONDS, not at a fixed
-    while pending and time.monotonic() - progress_at < STALL_SECONDS:  # deadline (a slower machine is not a lost job)
-        still = {j for j in pending if status(api, j) not in FINAL}
-        if len(still) < len(pending):
-            progress_at = time.monotonic()
-        pending = still
-        time.sleep(1.0)
-    elapsed = time.monotonic() - t0
+    pending, last_final = _wait_final(api, ids)
+    # first submit -> the server's time of the last final state: not biased by how often the wait reads
+    elapsed = last_final - started if last_final else time.monotonic() - t0
     time.sleep(2.0)  # a last sample after the last job went final
     sampler.stop()
     states = {j: status(api, j) for j in ids}
@@ -168,3 +179,31 @@ def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float,
     return LoadResult(ids=ids, refused=refused, states=states, twice=twice, max_prefect=sampler.max_prefect,
                       max_simulators=sampler.max_simulators, max_containers=sampler.max_containers, samples=sampler.samples,
                       submit_seconds=submitted, elapsed=elapsed, lost=sorted(pending), post_seconds=answered, over=sampler.over)
+
+
+def _wait_final(api: httpx.Client, ids: list[str]) -> tuple[list[str], float]:
+    """Wait until every job is final, or none has gone final for STALL_SECONDS (a slower machine is not
+    a lost job); returns the jobs still not final and the server time of the last final state seen.
+
+    Each pass reads the jobs in submit order and stops PROBE_AHEAD jobs past the oldest ones not yet
+    final (a pool runs its jobs in order, a few at a time): a dozen reads every 2 s, where reading every
+    pending job every second kept the API and Prefect busy on the 2 cores the wait is measuring."""
+    pending, last_final = list(ids), 0.0
+    progress_at = time.monotonic()
+    while pending and time.monotonic() - progress_at < STALL_SECONDS:
+        still: list[str] = []
+        for job_id in pending:
+            if len(still) >= PROBE_AHEAD:
+                still.append(job_id)
+                continue
+            answer = status_of(api, job_id)
+            if answer.get("status") in FINAL:
+                last_final = max(last_final, server_time(answer.get("status_updated_at")))
+            else:
+                still.append(job_id)
+        if len(still) < len(pending):
+            progress_at = time.monotonic()
+        pending = still
+        if pending:
+            time.sleep(WAIT_PASS_SECONDS)
+    return pending, last_final
