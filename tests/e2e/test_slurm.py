@@ -308,7 +308,25 @@ def _crash_the_watcher_alone(sapi, run: str) -> tuple[str, str]:
     # Prefect's runner then runs the flow's on_crashed hooks in a process of the run's own; the pass
     # (30 s grace in `make up`) leaves a run alone while one lives
     wait_for(lambda: not watcher_pids(job_id), 30, 0.2, what="the runner's crash hooks to end")
+    # After the runner's Crashed and the hooks, the worker proposes Crashed once more, and that late
+    # proposal overwrote a re-attach made in between (CI, 2026-12-06: the run read `failed`). Its hint
+    # for an exit by SIGKILL is the last thing it logs for the run, right after that proposal.
+    wait_for(lambda: _worker_done_with(job_id), 60, 0.5, what="the worker's own crash report")
     return job_id, first
+
+
+def _worker_done_with(job_id: str) -> bool:
+    import uuid
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from helpers import gateway_call
+
+    async def logs(gateway):
+        return await gateway.client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(job_id)])))
+
+    return any(line.name == "prefect.flow_runs.worker" and line.message.startswith("Check whether the flow run exceeded")
+               for line in gateway_call(logs))
 
 
 def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, slurm_platform, cluster):
