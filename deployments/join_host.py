@@ -31,7 +31,7 @@ import httpx
 from core.data_root_id import VARIABLE, read_marker
 from core.hosts import Host
 from deployments.platform import WORKER_HEARTBEAT_SECONDS, worker_cli, worker_query_seconds
-from deployments.reconcile import PrefectRest
+from core.prefect_rest import PrefectRest
 
 
 class JoinRefused(Exception):

@@ -34,14 +34,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-
 from core import containers
+from core.prefect_rest import PrefectRest
 
 log = logging.getLogger("opeva.reconcile")
 
@@ -63,40 +61,6 @@ class Report:
     def __str__(self) -> str:
         return (f"{len(self.reattached)} running job(s) re-attached, {len(self.made_final)} without a container made final, "
                 f"{len(self.removed)} container(s) removed")
-
-
-class PrefectRest:
-    """The few Prefect REST calls this needs, over plain HTTP (``make up`` does not import Prefect's client)."""
-
-    def __init__(self, api_url: str, auth: str | None) -> None:
-        basic = httpx.BasicAuth(*auth.split(":", 1)) if auth and ":" in auth else None
-        self.http = httpx.Client(base_url=api_url.rstrip("/"), auth=basic, timeout=30)
-
-    def runs(self, *, ids: Iterable[str] = (), state_types: Iterable[str] = (), pools: Iterable[str] = ()) -> list[dict[str, Any]]:
-        body: dict[str, Any] = {"flow_runs": {}, "limit": 200}
-        if ids := list(ids):
-            body["flow_runs"]["id"] = {"any_": ids}
-        if state_types := list(state_types):
-            body["flow_runs"]["state"] = {"type": {"any_": state_types}}
-        if pools := list(pools):
-            body["work_pools"] = {"name": {"any_": pools}}
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self.http.post("/flow_runs/filter", json={**body, "offset": len(found)})
-            page.raise_for_status()
-            found += page.json()
-            if len(page.json()) < body["limit"]:
-                return found
-
-    def set_state(self, run_id: str, state_type: str, name: str, message: str, *, force: bool = False) -> str:
-        """Propose a state (not forced unless asked: a run that became final meanwhile keeps its own)."""
-        r = self.http.post(f"/flow_runs/{run_id}/set_state",
-                           json={"state": {"type": state_type, "name": name, "message": message}, "force": force})
-        r.raise_for_status()
-        return r.json().get("status", "")
-
-    def close(self) -> None:
-        self.http.close()
 
 
 def _engine_seconds(value: str | None) -> float | None:

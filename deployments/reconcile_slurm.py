@@ -27,7 +27,7 @@ from core import slurm
 from core.layout import DataRoot
 from core.slurm_transport import LOCAL, Transport
 from core.slurm_watch import read_watch
-from deployments.reconcile import PrefectRest
+from core.prefect_rest import PrefectRest
 
 log = logging.getLogger("opeva.reconcile")
 

@@ -33,7 +33,6 @@ reaps the simulator's orphaned processes.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import runpy
@@ -48,6 +47,8 @@ import httpx
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_REQUEST_TIMEOUT, PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Cancelled
+
+from core.prefect_rest import PrefectRest
 
 STATE_POLL_SECONDS = 1.0  # how soon a cancellation is seen (a stop must read `stopped` within 3 s); one small GET per poll
 RECORD_RETRY_SECONDS = 2.0
@@ -111,7 +112,7 @@ def _run_engine_in_child() -> None:
 
 
 class StateReader:
-    """Whether the run is Cancelling: one small GET of the run, its ``state.type`` read from the JSON.
+    """Whether the run is Cancelling: one small GET of the run (core/prefect_rest.py), its state type read.
 
     Why not Prefect's client, as before: building it under temporary settings (no retries: a poll
     that fails is simply made again at the next poll, and a retrying call would keep this process
@@ -122,30 +123,23 @@ class StateReader:
     def __init__(self, flow_run_id: UUID) -> None:
         from flows.client_tls import shared_context
 
-        self.path = f"/flow_runs/{flow_run_id}"
-        headers = {}
-        if auth := _secret(PREFECT_API_AUTH_STRING.value()):
-            headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-        elif key := _secret(PREFECT_API_KEY.value()):
-            headers["Authorization"] = f"Bearer {key}"
-        self.http = httpx.Client(base_url=str(PREFECT_API_URL.value() or ""), headers=headers, verify=shared_context(),
-                                 timeout=REQUEST_TIMEOUT_SECONDS)
+        self.run_id = str(flow_run_id)
+        self.rest = PrefectRest(str(PREFECT_API_URL.value() or ""), _secret(PREFECT_API_AUTH_STRING.value()) or None,
+                                api_key=_secret(PREFECT_API_KEY.value()) or None, verify=shared_context(),
+                                timeout=REQUEST_TIMEOUT_SECONDS)
 
     def __enter__(self) -> StateReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.http.close()
+        self.rest.close()
 
     def is_cancelling(self) -> bool:
         try:
-            answer = self.http.get(self.path)
-            answer.raise_for_status()
-            state = answer.json().get("state") or {}
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:  # the server may be restarting: the next poll
+            return self.rest.state_type(self.run_id) == "CANCELLING"
+        except (httpx.HTTPError, ValueError) as exc:  # the server may be restarting: the next poll
             log.debug("could not read the flow run's state: %s", exc)
             return False
-        return state.get("type") == "CANCELLING"
 
 
 def _secret(value: Any) -> str:

@@ -150,7 +150,7 @@ class LoadResult:
 def run_load(api: httpx.Client, platform: Any, lab: Any, jobs: int, rate: float, script: str = "echo x", limit: int = 2) -> LoadResult:
     """``jobs`` jobs of ``script``, ``target_host`` round robin over the lab hosts at ``rate`` a second,
     until every job is final (or none has gone final for ``STALL_SECONDS``), sampled throughout."""
-    from deployments.reconcile import PrefectRest
+    from core.prefect_rest import PrefectRest
 
     names = lab.spec.names
     sampler = Sampler(lab, names, PrefectRest(platform.prefect_api_url, platform.prefect_auth_string), limit)

@@ -126,7 +126,8 @@ def test_a_crashed_runs_container_is_removed_from_its_lab_engine(lab_platform, l
     """make up's reconciler runs once per engine of this machine, the lab hosts' included: a run made final
     while its container still runs (as the zombie automation does to a cut host's job) loses its
     containers on that host's engine, not on the default one."""
-    from deployments.reconcile import HOST_LOST, PrefectRest
+    from core.prefect_rest import PrefectRest
+    from deployments.reconcile import HOST_LOST
     from deployments.up import _reconcile_at_start
 
     platform, lab = lab_platform

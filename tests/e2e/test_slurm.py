@@ -332,7 +332,7 @@ def _worker_done_with(job_id: str) -> bool:
 def test_a_watcher_killed_alone_is_crashed_by_its_worker_then_reattached(sapi, slurm_platform, cluster):
     """Only the watcher dies (OOM-killed, say): its worker records the run Crashed at once, while
     the Slurm job runs on. The pass `make up` runs every 15 s re-attaches it all the same."""
-    from deployments.reconcile import PrefectRest
+    from core.prefect_rest import PrefectRest
     from deployments.reconcile_slurm import reattach_orphans
 
     job_id, first = _crash_the_watcher_alone(sapi, "reattach-crashed")
@@ -350,7 +350,7 @@ def test_a_run_crashed_while_its_job_ran_gets_the_jobs_real_end_after_it_ended(s
     run must not stay Crashed with a finished job behind it. While the controller still holds the
     job, the pass reschedules the run and the next attempt reads the job's end from its checkpoint."""
     from core import slurm
-    from deployments.reconcile import PrefectRest
+    from core.prefect_rest import PrefectRest
     from deployments.reconcile_slurm import reattach_orphans
     from helpers import read_run
 
