@@ -41,6 +41,7 @@ from docker.types import DeviceRequest
 
 from core import containers
 from core.job_io import CHUNK, LineSplitter
+from flows.engine_log import LogMark, follow_frames, rest_of_log
 
 STOP_TIMEOUT_SECONDS = 3  # docker stop: SIGTERM, then SIGKILL after this
 LINE_QUEUE = 2000  # lines read ahead of the mirror; the engine keeps the rest on disk (bounded memory)
@@ -175,19 +176,30 @@ class SimulatorContainer:
         return self.container.id
 
     def _pump(self) -> None:
-        """stdout and stderr, line by line (long lines cut), until the container ends.
+        """stdout and stderr, line by line (long lines cut), until the container ends, then
+        what the engine's follow stream may have missed (flows/engine_log.py).
 
         The queue is bounded: when the mirror falls behind, this thread waits and the
         engine keeps the output in its (rotated) log file, so memory stays bounded.
         """
-        splitter = LineSplitter()
+        splitter, mark = LineSplitter(), LogMark()
+
+        def feed(payload: bytes) -> None:
+            for start in range(0, len(payload), CHUNK):
+                for line in splitter.feed(payload[start:start + CHUNK]):
+                    self.lines.put(line)
+
         try:
-            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                for start in range(0, len(chunk), CHUNK):
-                    for line in splitter.feed(chunk[start:start + CHUNK]):
-                        self.lines.put(line)
+            for frame in follow_frames(self.container):
+                feed(mark.passed(frame))
         except (APIError, OSError) as exc:  # removed under us: the wait thread reports it
             log.debug("log stream of %s ended: %s", self.spec.name, exc)
+        try:
+            self._done.wait()  # ended: the engine's log now holds all of the container's output
+            for payload in rest_of_log(self.client, self.container.id, mark):
+                feed(payload)
+        except Exception as exc:  # removed (a stop) or the engine gone, even mid-read: nothing more to read
+            log.debug("log of %s not read again: %s", self.spec.name, exc)
         finally:
             for line in splitter.flush():
                 self.lines.put(line)
