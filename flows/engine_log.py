@@ -4,9 +4,10 @@ Why: with Debian 12's engine (Docker 20.10) a ``logs --follow`` stream can end w
 stops while the engine is still writing its last output to the json-file log: what comes after
 that point never reaches the follower, although it is in the log file. CI saw it: a job printing
 200,000 lines exited 0 and its stream ended after 21,665 (tests/e2e/test_attacks.py, 7b). So the
-stream is read with the engine's timestamps, the last message seen is marked, and once the
-container has ended (its output is then all in the engine's log) the rest is read once more without
-follow, from the mark's second on, skipping every message already seen.
+stream is read with the engine's timestamps, the messages passed on are marked by their stamps
+(:class:`LogMark`), and once the container has ended (its output is then all in the engine's log)
+the log is read once more without follow, from the marked stamps' first second on, skipping every
+message already passed on.
 
 Each frame of the engine's log API is one message (a line, or a piece of a long one) prefixed by
 the engine with its fixed-width RFC 3339 timestamp and a space. The prefix is the engine's, the
@@ -15,8 +16,9 @@ rest is the job's: only the first space is looked at. No Prefect import here.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,36 +35,51 @@ def split_frame(frame: bytes) -> tuple[bytes, bytes]:
 
 @dataclass
 class LogMark:
-    """The last message a reader passed on: its timestamp and how many messages carried exactly it."""
+    """The messages a reader passed on, by the engine's stamp: the last ``keep`` of them one by one,
+    and a floor at or below which every message counts as passed on.
 
-    stamp: bytes = b""
-    at_stamp: int = 0
+    Why not just the last stamp: the engine stamps stdout and stderr in two copiers and writes them
+    to one file under a lock, so across the two streams the file's order is not the stamps' order
+    (CI saw it: a stderr line stamped before the last stdout line seen came after it). A message the
+    follow stream missed can carry an older stamp than one it passed on. So every recent stamp is
+    kept (bounded: ``keep`` of them, a few MB at most), and a re-read skips exactly those."""
+
+    keep: int = 20_000
+    recent: deque[bytes] = field(default_factory=deque)  # stamps passed on, in the order they came
+    counts: Counter[bytes] = field(default_factory=Counter)
+    floor: bytes = b""  # the newest stamp forgotten: at or below it, a message counts as passed on
 
     def passed(self, frame: bytes) -> bytes:
-        """Mark a frame of the follow stream as passed on; its payload."""
+        """Mark a frame as passed on; its payload."""
         stamp, payload = split_frame(frame)
-        if stamp and stamp == self.stamp:
-            self.at_stamp += 1
-        elif stamp:
-            self.stamp, self.at_stamp = stamp, 1
+        if stamp:
+            self.recent.append(stamp)
+            self.counts[stamp] += 1
+            if len(self.recent) > self.keep:
+                old = self.recent.popleft()
+                self.counts[old] -= 1
+                if not self.counts[old]:
+                    del self.counts[old]
+                self.floor = max(self.floor, old)
         return payload
 
     def since_seconds(self) -> int | None:
         """The whole second to read again from (the engine's ``since`` is inclusive); None: from the start."""
-        if not self.stamp:
+        start = self.floor or (min(self.recent) if self.recent else b"")
+        if not start:
             return None
-        when = datetime.strptime(self.stamp[:19].decode("ascii"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(start[:19].decode("ascii"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
         return int(when.timestamp())
 
     def after(self, frames: Iterator[bytes]) -> Iterator[bytes]:
-        """The payloads of ``frames`` (a re-read from :meth:`since_seconds`) that come after the mark."""
-        seen_stamp, skip_at_stamp = self.stamp, self.at_stamp
+        """The payloads of ``frames`` (a re-read from :meth:`since_seconds`) not yet passed on."""
+        unseen_skips, floor = Counter(self.counts), self.floor
         for frame in frames:
             stamp, payload = split_frame(frame)
-            if stamp and seen_stamp and stamp < seen_stamp:
+            if stamp and floor and stamp <= floor:
                 continue
-            if stamp and stamp == seen_stamp and skip_at_stamp > 0:
-                skip_at_stamp -= 1
+            if stamp and unseen_skips[stamp] > 0:
+                unseen_skips[stamp] -= 1
                 continue
             self.passed(frame)
             yield payload

@@ -41,11 +41,19 @@ def test_a_re_read_from_nothing_gives_every_line_of_both_streams(ended_container
     assert sorted(lines, key=lambda l: int(l.split()[1])) == [f"line {i}" for i in range(LINES)]
 
 
-@pytest.mark.parametrize("cut", [1, 9_999, LINES - 1, LINES])
+def first_reordered(frames: list[bytes]) -> int:
+    """The first message stamped before the one written just ahead of it (stdout and stderr are
+    stamped by two copiers: CI's first version of this test met one at 9,999); the middle if none."""
+    stamps = [f.partition(b" ")[0] for f in frames]
+    return next((i + 1 for i in range(len(stamps) - 1) if stamps[i + 1] < stamps[i]), len(frames) // 2)
+
+
+@pytest.mark.parametrize("cut", [1, 9_999, "just before a message stamped earlier", LINES - 1, LINES])
 def test_a_re_read_after_a_cut_follow_stream_gives_exactly_the_rest(ended_container, cut):
     client, container = ended_container
     frames = list(container.logs(stream=True, follow=False, stdout=True, stderr=True, timestamps=True))
     assert len(frames) == LINES  # one stamped frame per line
+    cut = first_reordered(frames) if isinstance(cut, str) else cut
     mark = LogMark()
     followed = [mark.passed(f) for f in frames[:cut]]
     rest = lines_of(rest_of_log(client, container.id, mark))
