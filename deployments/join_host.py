@@ -13,7 +13,7 @@ checks what would otherwise fail later, one job at a time:
 3. one of the host's volumes holds the platform's data root: the same id as the server's
    (core/data_root_id.py), not an empty folder of the same name.
 
-Then it becomes the host's worker (``prefect worker start``; a process pool's is deployments/process_worker.py), in the foreground. ``--check``
+Then it becomes the host's worker (Prefect's, through deployments/docker_worker.py or deployments/process_worker.py), in the foreground. ``--check``
 stops after the checks (exit 0 when all passed, 2 when one failed).
 """
 

@@ -363,9 +363,11 @@ def worker_cli(pool: str, kind: str, worker_name: str, limit: int | None) -> lis
     worker's limiter frees a slot only when the run's container or process has exited.
 
     A process pool's worker is Prefect's process worker with its runs forked from a warm fork server
-    (deployments/process_worker.py): the same options, one Python per host instead of two per run."""
-    if kind == "process":
-        cmd = [sys.executable, "-m", "deployments.process_worker", "--pool", pool, "--name", worker_name]
+    (deployments/process_worker.py): the same options, one Python per host instead of two per run.
+    A Docker pool's is Prefect's Docker worker whose channel to the server reconnects within a few
+    seconds after a lost link (deployments/docker_worker.py)."""
+    if kind in ("process", "docker"):
+        cmd = [sys.executable, "-m", f"deployments.{kind}_worker", "--pool", pool, "--name", worker_name]
     else:
         cmd = prefect_cli() + ["worker", "start", "--pool", pool, "--type", kind, "--name", worker_name]
     return cmd + (["--limit", str(limit)] if limit else [])

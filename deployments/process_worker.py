@@ -14,7 +14,6 @@ cancellation channel and kill) is unchanged. Runs whose pool sets its own comman
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 import anyio
 from prefect.workers.process import ProcessWorker, ProcessWorkerResult
 
+from deployments.worker_channel import QuickChannelReconnect, serve_main
 from flows.fork_launch import SOCKET_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +88,9 @@ class _OneSlotPerRun:
         return getattr(self._inner, name)
 
 
-class OpevaProcessWorker(ProcessWorker):
-    """Prefect's process worker, its runs forked from :class:`ForkServer` (falls back to Prefect's engine command)."""
+class OpevaProcessWorker(QuickChannelReconnect, ProcessWorker):
+    """Prefect's process worker, its runs forked from :class:`ForkServer` (falls back to Prefect's engine command),
+    its channel to the server reconnecting a few seconds apart (deployments/worker_channel.py)."""
 
     _forkserver: ForkServer | None = None
     _depth: int = 0  # start() enters the worker again: one server for the outermost entry
@@ -124,18 +125,8 @@ class OpevaProcessWorker(ProcessWorker):
         return await super().run(flow_run, configuration, task_status)
 
 
-async def serve(pool: str, name: str, limit: int | None) -> None:
-    async with OpevaProcessWorker(work_pool_name=pool, name=name, limit=limit) as worker:
-        await worker.start()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--limit", type=int, default=None)
-    args = parser.parse_args()
-    asyncio.run(serve(args.pool, args.name, args.limit))
+    serve_main(OpevaProcessWorker, __doc__.splitlines()[0], forward_signals=False)
 
 
 if __name__ == "__main__":
