@@ -18,7 +18,6 @@ from api.errors import ApiError
 from api.gateway import PrefectGateway
 from api.usecases.compare import job_ids
 from api.usecases.mlflow_link import SLACK_MS
-from core import compare_plot
 from core.kpis import read_job_kpis, side_by_side
 from core.layout import DataRoot
 from core.mlflow_runs import MlflowUnavailable, find_run, metric_history
@@ -73,8 +72,18 @@ async def plot(gateway: PrefectGateway, storage: DataRoot, jobs: str, kind: Kind
     return made
 
 
+def _charts():  # noqa: ANN202 (the module)
+    """core.compare_plot, imported at the first chart: matplotlib adds about 27 MiB to a process, and
+    every API process would carry it from its start though few ever draw (bench/log_flood.py
+    measures the API's peak, issue 21: at most 200 MiB)."""
+    from core import compare_plot
+
+    return compare_plot
+
+
 async def _kpis(runs: list, storage: DataRoot) -> Plot:
     def render() -> bytes:
+        compare_plot = _charts()
         tables = {str(r.id): read_job_kpis(storage.job(str(r.id)).dir) for r in runs}
         rows = dict(side_by_side(tables))
         shown = compare_plot.headline_kpis(list(rows))
@@ -90,6 +99,7 @@ async def _curves(runs: list, metric: str | None) -> Plot:
         raise ApiError(409, "the platform runs no MLflow server (OPEVA_MLFLOW=0): there are no learning curves to draw")
 
     def render() -> Plot:
+        compare_plot = _charts()
         found = {}
         for r in runs:
             not_before = int(r.created.timestamp() * 1000) - SLACK_MS if r.created else 0
