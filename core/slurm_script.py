@@ -14,7 +14,10 @@ sandbox rules as a Docker host (docs/security.md):
 - bounded: Slurm's own ``--time``, ``--mem`` and ``--cpus-per-task``.
 
 On ``scancel --signal=TERM`` the script passes TERM to the simulator (whose handler runs), waits
-for it, and exits with its code.
+for it, and exits with its code. The code is written by the simulator's parent subshell, which a TERM
+does not end (``trap :``: the simulator itself keeps TERM's default), because bash 5.2's ``wait``
+can lose a child reaped while the script's own TERM trap runs: it returned -1 (exit 255) in 4 of 300
+runs of a job that handled TERM and exited 0.
 """
 
 from __future__ import annotations
@@ -128,12 +131,15 @@ umask 077
 {module_block}cd {shlex.quote(workdir)} || exit 111
 echo "[INFO] Slurm job ${{SLURM_JOB_ID:-?}} on $(hostname) (partition ${{SLURM_JOB_PARTITION:-?}}, {req.cpus_per_task} CPU(s)): starting the simulator"
 child=
+status_dir=$(mktemp -d) || exit 111
 on_term() {{
   echo "[INFO] TERM from Slurm: passing it to the simulator"
-  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
+  [ -n "$child" ] && {{ pkill -TERM -P "$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null; }}
 }}
 trap on_term TERM
-{quoted} </dev/null &
+( trap : TERM
+{quoted} </dev/null
+st=$?; echo "$st" > "$status_dir/rc"; exit "$st" ) &
 child=$!
 rc=0
 while kill -0 "$child" 2>/dev/null; do
@@ -141,6 +147,10 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child" 2>/dev/null; last=$?
 [ "$last" != 127 ] && rc=$last
+if read -r code 2>/dev/null < "$status_dir/rc"; then
+  case "$code" in ''|*[!0-9]*) ;; *) rc=$code ;; esac
+fi
+rm -rf "$status_dir"
 echo "[INFO] the simulator exited with code $rc"
 exit "$rc"
 """
